@@ -130,43 +130,58 @@ func (r Rules) doctorProblems(p *raiser, a *fieldsyncv1.ClinicAudit, unchecked *
 	}
 }
 
-// HouseholdVisitProblems returns the problems a household visit produces. people
-// maps person ids to the registry's records of the members (missing entries are
-// judged from the finding alone). Per member: a missing family-doctor contract
-// or health record without a village committee certificate (service-111 gaps);
-// a contract signed but not served on time; dissatisfaction, with its reason;
-// and, critical (颠覆性问题), a chronic patient without 一人一策.
-func (r Rules) HouseholdVisitProblems(v *fieldsyncv1.HouseholdVisit, people map[string]*fieldsyncv1.Person) []*fieldsyncv1.Problem {
+// HouseholdVisitProblems returns the problems a household visit produces.
+// household is the visited household and people maps person ids to the
+// registry's records of the members; a nil household counts as registered, and
+// members missing from people are judged from the finding alone.
+//
+// Per member of every household: dissatisfaction, with its reason. Per member of
+// a registered household (any status but ORDINARY), to whom the service 111 is
+// owed: a missing family-doctor contract or health record without a village
+// committee certificate; a contract signed but not served on time; and,
+// critical (颠覆性问题), a chronic patient without 一人一策.
+func (r Rules) HouseholdVisitProblems(v *fieldsyncv1.HouseholdVisit, household *fieldsyncv1.Household, people map[string]*fieldsyncv1.Person) []*fieldsyncv1.Problem {
 	p := r.raiser(v.GetAreaCode(), fieldsyncv1.RecordKind_RECORD_KIND_HOUSEHOLD_VISIT, v.GetId(), v.GetStartedAt())
+	registered := household.GetStatus() != fieldsyncv1.HouseholdStatus_HOUSEHOLD_STATUS_ORDINARY
 	for _, f := range v.GetFindings() {
-		person := people[f.GetPersonId()]
-		who := "member " + f.GetPersonId()
-		if person != nil {
-			who = person.GetName()
-		}
-		excused := person.GetVillageCertificate() != nil
-		if f.ContractSigned != nil && !*f.ContractSigned && !excused {
-			p.raise("service111.contract", f.GetPersonId(), fieldsyncv1.Severity_SEVERITY_NORMAL,
-				who+": no family-doctor contract (签约) and no village committee certificate")
-		}
-		if f.HealthRecordExists != nil && !*f.HealthRecordExists && !excused {
-			p.raise("service111.health_record", f.GetPersonId(), fieldsyncv1.Severity_SEVERITY_NORMAL,
-				who+": no health record (健康档案) and no village committee certificate")
-		}
-		if plan := f.OnePersonPlanPresent; (ChronicPatient(person) && (plan == nil || !*plan)) || (plan != nil && !*plan) {
-			p.raise("service111.one_person_plan", f.GetPersonId(), fieldsyncv1.Severity_SEVERITY_CRITICAL,
-				who+": chronic patient without 一人一策 (颠覆性问题)")
-		}
-		if f.GetContractSigned() && f.ContractServedOnTime != nil && !*f.ContractServedOnTime {
-			p.raise("contract.not_served", f.GetPersonId(), fieldsyncv1.Severity_SEVERITY_NORMAL,
-				who+": contract signed but not served on time (签约未履约)")
-		}
 		if f.GetSatisfaction() == fieldsyncv1.Satisfaction_SATISFACTION_DISSATISFIED {
 			p.raise("member.dissatisfied", f.GetPersonId(), fieldsyncv1.Severity_SEVERITY_NORMAL,
-				who+": not satisfied with care: "+f.GetDissatisfactionReason())
+				memberName(f, people)+": not satisfied with care: "+f.GetDissatisfactionReason())
+		}
+		if registered {
+			p.service111(f, people[f.GetPersonId()], memberName(f, people))
 		}
 	}
 	return p.problems
+}
+
+// memberName is the member's name from the registry, or their id.
+func memberName(f *fieldsyncv1.MemberFinding, people map[string]*fieldsyncv1.Person) string {
+	if person := people[f.GetPersonId()]; person != nil {
+		return person.GetName()
+	}
+	return "member " + f.GetPersonId()
+}
+
+// service111 raises the service-111 problems of one member's finding.
+func (p *raiser) service111(f *fieldsyncv1.MemberFinding, person *fieldsyncv1.Person, who string) {
+	excused := person.GetVillageCertificate() != nil
+	if f.ContractSigned != nil && !*f.ContractSigned && !excused {
+		p.raise("service111.contract", f.GetPersonId(), fieldsyncv1.Severity_SEVERITY_NORMAL,
+			who+": no family-doctor contract (签约) and no village committee certificate")
+	}
+	if f.HealthRecordExists != nil && !*f.HealthRecordExists && !excused {
+		p.raise("service111.health_record", f.GetPersonId(), fieldsyncv1.Severity_SEVERITY_NORMAL,
+			who+": no health record (健康档案) and no village committee certificate")
+	}
+	if plan := f.OnePersonPlanPresent; (ChronicPatient(person) && (plan == nil || !*plan)) || (plan != nil && !*plan) {
+		p.raise("service111.one_person_plan", f.GetPersonId(), fieldsyncv1.Severity_SEVERITY_CRITICAL,
+			who+": chronic patient without 一人一策 (颠覆性问题)")
+	}
+	if f.GetContractSigned() && f.ContractServedOnTime != nil && !*f.ContractServedOnTime {
+		p.raise("contract.not_served", f.GetPersonId(), fieldsyncv1.Severity_SEVERITY_NORMAL,
+			who+": contract signed but not served on time (签约未履约)")
+	}
 }
 
 // ChronicPatient reports whether a person has one of the chronic diseases that

@@ -97,7 +97,7 @@ func TestYikouqingDifferences(t *testing.T) {
 func TestHouseholdVisitProblems(t *testing.T) {
 	people := map[string]*fieldsyncv1.Person{personID: examplePerson()}
 	r := survey.DefaultRules()
-	if got := r.HouseholdVisitProblems(exampleVisit(), people); len(got) != 0 {
+	if got := r.HouseholdVisitProblems(exampleVisit(), exampleHousehold(), people); len(got) != 0 {
 		t.Fatalf("clean visit raised %v", items(got))
 	}
 	v := exampleVisit()
@@ -107,13 +107,13 @@ func TestHouseholdVisitProblems(t *testing.T) {
 	v.Findings[0].DissatisfactionReason = "医生很少来"
 	v.Findings[1].ContractSigned = proto.Bool(false)
 	v.Findings[1].HealthRecordExists = proto.Bool(false)
-	problems := r.HouseholdVisitProblems(v, people)
+	problems := r.HouseholdVisitProblems(v, exampleHousehold(), people)
 	got := items(problems)
-	want := []string{"service111.one_person_plan", "contract.not_served", "member.dissatisfied", "service111.contract", "service111.health_record"}
+	want := []string{"member.dissatisfied", "service111.one_person_plan", "contract.not_served", "service111.contract", "service111.health_record"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("problems %v, want %v", got, want)
 	}
-	if problems[0].GetSeverity() != fieldsyncv1.Severity_SEVERITY_CRITICAL || problems[1].GetSeverity() != fieldsyncv1.Severity_SEVERITY_NORMAL {
+	if problems[1].GetSeverity() != fieldsyncv1.Severity_SEVERITY_CRITICAL || problems[0].GetSeverity() != fieldsyncv1.Severity_SEVERITY_NORMAL {
 		t.Errorf("severities %v, %v; want 一人一策 critical, the rest normal", problems[0].GetSeverity(), problems[1].GetSeverity())
 	}
 	if problems[0].GetPersonId() != personID {
@@ -121,8 +121,14 @@ func TestHouseholdVisitProblems(t *testing.T) {
 	}
 	// A village committee certificate explains the service-111 gaps.
 	people[person2ID] = &fieldsyncv1.Person{Id: person2ID, VillageCertificate: &fieldsyncv1.Attachment{Sha256: "0f"}}
-	if got := items(r.HouseholdVisitProblems(v, people)); slices.Contains(got, "service111.contract") {
+	if got := items(r.HouseholdVisitProblems(v, exampleHousehold(), people)); slices.Contains(got, "service111.contract") {
 		t.Errorf("a certified gap still raised a problem: %v", got)
+	}
+	// The service 111 is owed to registered households only; dissatisfaction counts everywhere.
+	ordinary := exampleHousehold()
+	ordinary.Status = fieldsyncv1.HouseholdStatus_HOUSEHOLD_STATUS_ORDINARY
+	if got, want := items(r.HouseholdVisitProblems(v, ordinary, people)), []string{"member.dissatisfied"}; !slices.Equal(got, want) {
+		t.Errorf("ordinary household: problems %v, want %v", got, want)
 	}
 }
 
