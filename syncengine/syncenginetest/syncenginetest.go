@@ -1,0 +1,390 @@
+// Package syncenginetest is the conformance suite for implementations of
+// syncengine.Store. Every store runs it against a real backend (a file in
+// t.TempDir()); the in-memory reference, syncengine/memstore, runs it too.
+//
+//	func TestConformance(t *testing.T) {
+//		syncenginetest.Run(t, func(t *testing.T) syncengine.Store { return openTemp(t) })
+//	}
+//
+// Stores that also serve snapshots and drop acknowledged log entries run
+// RunRetention with the same kind of factory.
+package syncenginetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+// NewStore returns a new, empty store for one test. It registers its own
+// cleanup with t.
+type NewStore func(t *testing.T) syncengine.Store
+
+// Run runs the conformance suite against stores made by newStore.
+func Run(t *testing.T, newStore NewStore) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, syncengine.Store)
+	}{
+		{"Empty", testEmpty},
+		{"AppendAndReadLog", testAppendAndReadLog},
+		{"DuplicateDot", testDuplicateDot},
+		{"RecordRoundTrip", testRecordRoundTrip},
+		{"ReplaceChange", testReplaceChange},
+		{"Cursors", testCursors},
+		{"Rejections", testRejections},
+		{"UpdateRollsBack", testUpdateRollsBack},
+		{"CanceledContext", testCanceledContext},
+		{"ReadsOwnWrites", testReadsOwnWrites},
+		{"SerializableUpdates", testSerializableUpdates},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
+	}
+	t.Run("Exchange", func(t *testing.T) { testExchange(t, newStore) })
+}
+
+// Fixed ids so failures read the same every run.
+var (
+	replicaA = syncengine.ReplicaID{0x01, 0x9a, 0, 0, 0, 0, 0x70, 0, 0x80, 0, 0, 0, 0, 0, 0, 0xa1}
+	replicaB = syncengine.ReplicaID{0x01, 0x9a, 0, 0, 0, 0, 0x70, 0, 0x80, 0, 0, 0, 0, 0, 0, 0xb2}
+)
+
+const (
+	kindHousehold syncengine.Kind = 1
+	village                       = "532523101201"
+	otherVillage                  = "532523102203"
+)
+
+func recordID(n int) syncengine.RecordID {
+	return syncengine.RecordID{0x01, 0x9a, 0, 0, 0, 0, 0x70, 0, 0x80, 0, 0, 0, 0, 0, byte(n >> 8), byte(n)}
+}
+
+func changeID(origin syncengine.ReplicaID, counter uint64) syncengine.ChangeID {
+	id := syncengine.ChangeID(origin)
+	id[14], id[15] = byte(counter>>8), byte(counter)
+	id[13] ^= 0x55
+	return id
+}
+
+// change returns an upsert of record n by origin with the given dot counter.
+func change(origin syncengine.ReplicaID, counter uint64, n int, area string, fields map[int32][]byte) syncengine.Change {
+	d := syncengine.Dot{Replica: origin, Counter: counter}
+	return syncengine.Change{
+		ID: changeID(origin, counter), RecordID: recordID(n), Kind: kindHousehold, Area: area,
+		Origin: origin, Dot: d,
+		Stamp:   syncengine.Stamp{WallMS: 1_790_000_000_000 + int64(counter), Replica: origin},
+		Context: syncengine.NewVersionVector(),
+		Fields:  fields,
+	}
+}
+
+// field is the protobuf encoding of a string field (tag, length, bytes).
+func field(num int32, s string) []byte {
+	return append([]byte{byte(num<<3 | 2), byte(len(s))}, s...)
+}
+
+func update(t *testing.T, s syncengine.Store, fn func(syncengine.Tx) error) {
+	t.Helper()
+	if err := s.Update(t.Context(), fn); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+}
+
+func view(t *testing.T, s syncengine.Store, fn func(syncengine.ReadTx) error) {
+	t.Helper()
+	if err := s.View(t.Context(), fn); err != nil {
+		t.Fatalf("View: %v", err)
+	}
+}
+
+func appendAll(t *testing.T, s syncengine.Store, cs ...syncengine.Change) []syncengine.Position {
+	t.Helper()
+	var pos []syncengine.Position
+	update(t, s, func(tx syncengine.Tx) error {
+		for _, c := range cs {
+			p, err := tx.Append(t.Context(), c)
+			if err != nil {
+				return err
+			}
+			pos = append(pos, p)
+		}
+		return nil
+	})
+	return pos
+}
+
+func testEmpty(t *testing.T, s syncengine.Store) {
+	ctx := t.Context()
+	view(t, s, func(tx syncengine.ReadTx) error {
+		if r, err := tx.Record(ctx, recordID(1)); err != nil || !r.IsEmpty() {
+			t.Errorf("Record on empty store = %v, %v; want the zero record", r, err)
+		}
+		if seen, err := tx.Seen(ctx, syncengine.Dot{Replica: replicaA, Counter: 1}); seen || err != nil {
+			t.Errorf("Seen on empty store = %v, %v", seen, err)
+		}
+		if n, err := tx.MaxCounter(ctx, replicaA); n != 0 || err != nil {
+			t.Errorf("MaxCounter on empty store = %d, %v", n, err)
+		}
+		if es, err := tx.ReadLog(ctx, 0, 10); len(es) != 0 || err != nil {
+			t.Errorf("ReadLog on empty store = %v, %v", es, err)
+		}
+		if c, err := tx.Cursor(ctx, replicaB); c != (syncengine.Cursor{}) || err != nil {
+			t.Errorf("Cursor on empty store = %v, %v", c, err)
+		}
+		return nil
+	})
+}
+
+func testAppendAndReadLog(t *testing.T, s syncengine.Store) {
+	ctx := t.Context()
+	var cs []syncengine.Change
+	for i := 1; i <= 7; i++ {
+		origin := replicaA
+		if i%3 == 0 {
+			origin = replicaB
+		}
+		cs = append(cs, change(origin, uint64(i), i, village, map[int32][]byte{4: field(4, fmt.Sprint("户主", i))}))
+	}
+	pos := appendAll(t, s, cs[:4]...)
+	pos = append(pos, appendAll(t, s, cs[4:]...)...)
+	for i := 1; i < len(pos); i++ {
+		if pos[i] <= pos[i-1] {
+			t.Fatalf("positions %v are not strictly increasing", pos)
+		}
+	}
+	view(t, s, func(tx syncengine.ReadTx) error {
+		all, err := tx.ReadLog(ctx, 0, 100)
+		if err != nil || len(all) != 7 {
+			t.Fatalf("ReadLog(0, 100) = %d entries, %v; want 7", len(all), err)
+		}
+		for i, e := range all {
+			if e.Pos != pos[i] || e.Change.ID != cs[i].ID || string(e.Change.Fields[4]) != string(cs[i].Fields[4]) {
+				t.Errorf("entry %d = %v at %d, want change %v at %d", i, e.Change.ID, e.Pos, cs[i].ID, pos[i])
+			}
+		}
+		page, err := tx.ReadLog(ctx, pos[2], 2)
+		if err != nil || len(page) != 2 || page[0].Pos != pos[3] || page[1].Pos != pos[4] {
+			t.Errorf("ReadLog(after %d, 2) = %v, %v; want positions %d, %d", pos[2], page, err, pos[3], pos[4])
+		}
+		if tail, err := tx.ReadLog(ctx, pos[6], 10); len(tail) != 0 || err != nil {
+			t.Errorf("ReadLog after the end = %v, %v; want nothing", tail, err)
+		}
+		for _, c := range cs {
+			if seen, err := tx.Seen(ctx, c.Dot); !seen || err != nil {
+				t.Errorf("Seen(%v) = %v, %v; want true", c.Dot, seen, err)
+			}
+		}
+		if n, _ := tx.MaxCounter(ctx, replicaA); n != 7 {
+			t.Errorf("MaxCounter(A) = %d, want 7", n)
+		}
+		if n, _ := tx.MaxCounter(ctx, replicaB); n != 6 {
+			t.Errorf("MaxCounter(B) = %d, want 6", n)
+		}
+		return nil
+	})
+}
+
+func testDuplicateDot(t *testing.T, s syncengine.Store) {
+	c := change(replicaA, 1, 1, village, map[int32][]byte{4: field(4, "张德明")})
+	appendAll(t, s, c)
+	dup := c
+	dup.ID = changeID(replicaB, 99) // same dot, other id: still the same change
+	err := s.Update(t.Context(), func(tx syncengine.Tx) error {
+		_, err := tx.Append(t.Context(), dup)
+		return err
+	})
+	if !errors.Is(err, syncengine.ErrDotExists) {
+		t.Fatalf("second Append of dot %v: %v, want ErrDotExists", c.Dot, err)
+	}
+	view(t, s, func(tx syncengine.ReadTx) error {
+		if es, _ := tx.ReadLog(t.Context(), 0, 10); len(es) != 1 {
+			t.Errorf("log holds %d entries after a duplicate append, want 1", len(es))
+		}
+		return nil
+	})
+}
+
+func testRecordRoundTrip(t *testing.T, s syncengine.Store) {
+	c := change(replicaA, 1, 1, village, map[int32][]byte{4: field(4, "张德明"), 99: field(99, "unknown to this build")})
+	r, err := syncengine.Apply(syncengine.Record{}, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	update(t, s, func(tx syncengine.Tx) error { return tx.PutRecord(t.Context(), r) })
+	view(t, s, func(tx syncengine.ReadTx) error {
+		got, err := tx.Record(t.Context(), r.ID())
+		if err != nil || got.Digest() != r.Digest() {
+			t.Errorf("Record = %v, %v; want %v", got, err, r)
+		}
+		return nil
+	})
+	// Moving to another village replaces the state, area included.
+	c2 := change(replicaA, 2, 1, otherVillage, map[int32][]byte{5: field(5, "新寨村三组")})
+	c2.Context = r.Version()
+	r2, err := syncengine.Apply(r, &c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	update(t, s, func(tx syncengine.Tx) error { return tx.PutRecord(t.Context(), r2) })
+	view(t, s, func(tx syncengine.ReadTx) error {
+		got, err := tx.Record(t.Context(), r.ID())
+		if err != nil || got.Digest() != r2.Digest() || got.Area() != otherVillage {
+			t.Errorf("after a move Record = %v, %v; want %v in %s", got, err, r2, otherVillage)
+		}
+		return nil
+	})
+}
+
+func testReplaceChange(t *testing.T, s syncengine.Store) {
+	c := change(replicaA, 1, 1, village, map[int32][]byte{4: field(4, "张德明")})
+	pos := appendAll(t, s, c)[0]
+	restamped := c
+	restamped.Stamp.WallMS -= 3 * 24 * 3600 * 1000 // a phone 3 days fast, corrected
+	update(t, s, func(tx syncengine.Tx) error { return tx.ReplaceChange(t.Context(), pos, restamped) })
+	view(t, s, func(tx syncengine.ReadTx) error {
+		es, err := tx.ReadLog(t.Context(), 0, 10)
+		if err != nil || len(es) != 1 || es[0].Change.Stamp != restamped.Stamp || es[0].Pos != pos {
+			t.Errorf("after ReplaceChange the log holds %v, %v; want the restamped change at %d", es, err, pos)
+		}
+		return nil
+	})
+	other := change(replicaA, 2, 1, village, nil)
+	for name, call := range map[string]func(syncengine.Tx) error{
+		"another dot": func(tx syncengine.Tx) error { return tx.ReplaceChange(t.Context(), pos, other) },
+		"no entry":    func(tx syncengine.Tx) error { return tx.ReplaceChange(t.Context(), pos+100, c) },
+	} {
+		if err := s.Update(t.Context(), call); !errors.Is(err, syncengine.ErrNoEntry) {
+			t.Errorf("ReplaceChange with %s: %v, want ErrNoEntry", name, err)
+		}
+	}
+}
+
+func testCursors(t *testing.T, s syncengine.Store) {
+	update(t, s, func(tx syncengine.Tx) error {
+		if err := tx.SetCursor(t.Context(), replicaA, syncengine.Cursor{Received: 7, Acked: 3}); err != nil {
+			return err
+		}
+		return tx.SetCursor(t.Context(), replicaB, syncengine.Cursor{Received: 1})
+	})
+	update(t, s, func(tx syncengine.Tx) error {
+		return tx.SetCursor(t.Context(), replicaA, syncengine.Cursor{Received: 9, Acked: 4})
+	})
+	view(t, s, func(tx syncengine.ReadTx) error {
+		if c, err := tx.Cursor(t.Context(), replicaA); c != (syncengine.Cursor{Received: 9, Acked: 4}) || err != nil {
+			t.Errorf("Cursor(A) = %v, %v; want {9 4}", c, err)
+		}
+		if c, err := tx.Cursor(t.Context(), replicaB); c != (syncengine.Cursor{Received: 1}) || err != nil {
+			t.Errorf("Cursor(B) = %v, %v; want {1 0}", c, err)
+		}
+		return nil
+	})
+}
+
+func testRejections(t *testing.T, s syncengine.Store) {
+	c := change(replicaA, 1, 1, village, nil)
+	pos := appendAll(t, s, c)[0]
+	rej := syncengine.Rejection{Peer: replicaB, Pos: pos, ID: c.ID, Dot: c.Dot, Outcome: syncengine.OutcomeInvalid, Detail: "findings: required"}
+	update(t, s, func(tx syncengine.Tx) error { return tx.PutRejection(t.Context(), rej) })
+	rej.Detail = "fixed detail"
+	update(t, s, func(tx syncengine.Tx) error { return tx.PutRejection(t.Context(), rej) }) // replaces, no error
+}
+
+var errTest = errors.New("syncenginetest: abort")
+
+func testUpdateRollsBack(t *testing.T, s syncengine.Store) {
+	c := change(replicaA, 1, 1, village, map[int32][]byte{4: field(4, "张德明")})
+	r, _ := syncengine.Apply(syncengine.Record{}, &c)
+	err := s.Update(t.Context(), func(tx syncengine.Tx) error {
+		if _, err := tx.Append(t.Context(), c); err != nil {
+			return err
+		}
+		if err := tx.PutRecord(t.Context(), r); err != nil {
+			return err
+		}
+		if err := tx.SetCursor(t.Context(), replicaB, syncengine.Cursor{Received: 5}); err != nil {
+			return err
+		}
+		return errTest
+	})
+	if !errors.Is(err, errTest) {
+		t.Fatalf("Update returned %v, want fn's error unchanged", err)
+	}
+	testEmpty(t, s)
+}
+
+func testCanceledContext(t *testing.T, s syncengine.Store) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	ran := false
+	if err := s.Update(ctx, func(syncengine.Tx) error { ran = true; return nil }); !errors.Is(err, context.Canceled) || ran {
+		t.Errorf("Update with a canceled context = %v, ran=%v; want context.Canceled without running", err, ran)
+	}
+}
+
+func testReadsOwnWrites(t *testing.T, s syncengine.Store) {
+	c := change(replicaA, 1, 1, village, map[int32][]byte{4: field(4, "张德明")})
+	r, _ := syncengine.Apply(syncengine.Record{}, &c)
+	update(t, s, func(tx syncengine.Tx) error {
+		ctx := t.Context()
+		if _, err := tx.Append(ctx, c); err != nil {
+			return err
+		}
+		if err := tx.PutRecord(ctx, r); err != nil {
+			return err
+		}
+		if seen, err := tx.Seen(ctx, c.Dot); !seen || err != nil {
+			t.Errorf("Seen inside the appending transaction = %v, %v", seen, err)
+		}
+		if got, err := tx.Record(ctx, r.ID()); err != nil || got.Digest() != r.Digest() {
+			t.Errorf("Record inside the writing transaction = %v, %v", got, err)
+		}
+		if n, err := tx.MaxCounter(ctx, replicaA); n != 1 || err != nil {
+			t.Errorf("MaxCounter inside the transaction = %d, %v", n, err)
+		}
+		return nil
+	})
+}
+
+// testSerializableUpdates runs read-modify-write transactions from several
+// goroutines: none may be lost.
+func testSerializableUpdates(t *testing.T, s syncengine.Store) {
+	const workers, each = 4, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				err := s.Update(t.Context(), func(tx syncengine.Tx) error {
+					c, err := tx.Cursor(t.Context(), replicaB)
+					if err != nil {
+						return err
+					}
+					c.Received++
+					return tx.SetCursor(t.Context(), replicaB, c)
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	view(t, s, func(tx syncengine.ReadTx) error {
+		if c, _ := tx.Cursor(t.Context(), replicaB); c.Received != workers*each {
+			t.Errorf("after %d increments the cursor is %d", workers*each, c.Received)
+		}
+		return nil
+	})
+}
