@@ -1,0 +1,79 @@
+package wire_test
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
+)
+
+func household() *fieldsyncv1.Household {
+	return &fieldsyncv1.Household{
+		Id: "019a9f3c-1b2e-7c41-8a5e-2f1d0c9b8a71", AreaCode: "532523101201", HeadName: "张德明",
+		Status: fieldsyncv1.HouseholdStatus_HOUSEHOLD_STATUS_MONITORED, RegisteredMembers: proto.Int32(4),
+	}
+}
+
+func TestFieldsRoundTripKeepsUnknownFields(t *testing.T) {
+	h := household()
+	// A field a newer app added, unknown to this build.
+	h.ProtoReflect().SetUnknown(protowire.AppendString(protowire.AppendTag(nil, 99, protowire.BytesType), "新字段"))
+	fields, err := wire.Fields(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fields[99]; !ok || len(fields) != 6 {
+		t.Fatalf("Fields = %v, want the 5 set fields and unknown field 99", fields)
+	}
+	kind := syncengine.Kind(fieldsyncv1.RecordKind_RECORD_KIND_HOUSEHOLD)
+	rec, err := wire.Decode(kind, fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.GetHousehold(); !proto.Equal(got, h) {
+		t.Errorf("Decode = %v, want %v", got, h)
+	}
+	if got := wire.KindOf(rec); got != kind {
+		t.Errorf("KindOf = %d, want %d", got, kind)
+	}
+	again, _ := wire.Fields(rec.GetHousehold())
+	if string(again[99]) != string(fields[99]) {
+		t.Error("the unknown field did not survive decode and re-encode byte for byte")
+	}
+}
+
+func TestDiff(t *testing.T) {
+	before, _ := wire.Fields(household())
+	h := household()
+	h.HeadName = "张德华"
+	h.RegisteredMembers = nil
+	after, _ := wire.Fields(h)
+	d := wire.Diff(before, after)
+	if len(d) != 2 || len(d[4]) == 0 || d[8] == nil || len(d[8]) != 0 {
+		t.Fatalf("Diff = %v, want head_name (4) changed and registered_members (8) cleared", d)
+	}
+	merged := before
+	for n, v := range d {
+		merged[n] = v
+	}
+	rec, err := wire.Decode(syncengine.Kind(fieldsyncv1.RecordKind_RECORD_KIND_HOUSEHOLD), merged)
+	if err != nil || !proto.Equal(rec.GetHousehold(), h) {
+		t.Errorf("applying the diff gives %v, %v; want %v", rec.GetHousehold(), err, h)
+	}
+}
+
+func TestUnknownKind(t *testing.T) {
+	if _, err := wire.NewBody(42); err == nil {
+		t.Error("NewBody(42) succeeded, want ErrUnknownKind")
+	}
+	if _, err := wire.Wrap(syncengine.Kind(fieldsyncv1.RecordKind_RECORD_KIND_PERSON), household()); err == nil {
+		t.Error("Wrap accepted a household as a person")
+	}
+	if _, err := wire.SplitFields([]byte{0xff}); err == nil {
+		t.Error("SplitFields accepted a malformed message")
+	}
+}
