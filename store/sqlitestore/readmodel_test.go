@@ -1,0 +1,170 @@
+package sqlitestore_test
+
+import (
+	"crypto/rand"
+	"testing"
+	"time"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store/sqlitestore"
+	"github.com/fieldsync/fieldsync/survey"
+	"github.com/fieldsync/fieldsync/survey/countygen"
+	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
+)
+
+// save writes rec as a local change of the store's replica, as the device SDK
+// does: one transaction for the record, its change and its read-model row.
+func save(t testing.TB, s *sqlitestore.Store, clock *syncengine.Clock, rec *fieldsyncv1.Record) syncengine.Change {
+	t.Helper()
+	body := wire.Body(rec)
+	fields, err := wire.Fields(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, area, err := wire.Identity(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changeID syncengine.ChangeID
+	rand.Read(changeID[:])
+	c, err := syncengine.WriteLocal(t.Context(), s, clock, time.Now().UnixMilli(), syncengine.Edit{
+		ID: changeID, Record: id, Kind: wire.KindOf(rec), Area: area, Fields: fields,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// village is a generated village of about 300 people as of 2026-11-01.
+func village(t testing.TB) []*fieldsyncv1.Record {
+	t.Helper()
+	g, err := countygen.New(countygen.Config{People: 300, Seed: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := g.Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// openTempFill saves a generated village into s.
+func openTempFill(t testing.TB, s *sqlitestore.Store) []*fieldsyncv1.Record {
+	t.Helper()
+	clock := syncengine.NewClock(s.Replica(), 0)
+	recs := village(t)
+	for _, rec := range recs {
+		save(t, s, clock, rec)
+	}
+	return recs
+}
+
+func TestReadModel(t *testing.T) {
+	s := openTemp(t)
+	recs := openTempFill(t, s)
+	ctx := t.Context()
+	asOf := time.Date(2026, 11, 1, 0, 0, 0, 0, survey.ChinaTime)
+
+	// Due follow-ups: the latest follow-up of each person and disease, due by the day.
+	latest := map[string]*fieldsyncv1.FollowUp{}
+	var villages []string
+	for _, r := range recs {
+		if f := r.GetFollowUp(); f != nil {
+			key := f.GetPersonId() + f.GetDisease().String()
+			if l := latest[key]; l == nil || f.GetFollowedUpAt().AsTime().After(l.GetFollowedUpAt().AsTime()) {
+				latest[key] = f
+			}
+		}
+		if h := r.GetHousehold(); h != nil && len(villages) == 0 {
+			villages = append(villages, h.GetAreaCode())
+		}
+	}
+	wantDue := 0
+	for _, f := range latest {
+		if due, _ := survey.DateTime(f.GetNextDueOn()); !due.After(asOf) {
+			wantDue++
+		}
+	}
+	due, err := s.DueFollowUps(ctx, villages, asOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(due) != wantDue || wantDue == 0 {
+		t.Errorf("DueFollowUps = %d, want %d (of %d patients' latest follow-ups)", len(due), wantDue, len(latest))
+	}
+	for i := 1; i < len(due); i++ {
+		a, _ := survey.DateTime(due[i-1].GetNextDueOn())
+		b, _ := survey.DateTime(due[i].GetNextDueOn())
+		if b.Before(a) {
+			t.Fatalf("DueFollowUps not ordered by due date at %d", i)
+		}
+	}
+	if other, _ := s.DueFollowUps(ctx, []string{"532523999201"}, asOf); len(other) != 0 {
+		t.Errorf("DueFollowUps for another village returned %d", len(other))
+	}
+
+	// Households not visited: every household was visited in the generated campaign.
+	if left, err := s.UnvisitedHouseholds(ctx, villages, "2026-回头看"); err != nil || len(left) != 0 {
+		t.Errorf("UnvisitedHouseholds(2026-回头看) = %d, %v; want 0", len(left), err)
+	}
+	all, err := s.UnvisitedHouseholds(ctx, villages, "2027-春季")
+	households := 0
+	for _, r := range recs {
+		if r.GetHousehold() != nil {
+			households++
+		}
+	}
+	if err != nil || len(all) != households {
+		t.Errorf("UnvisitedHouseholds(new campaign) = %d, %v; want all %d", len(all), err, households)
+	}
+
+	// Open problems: those not verified, critical first.
+	wantOpen := 0
+	for _, r := range recs {
+		if p := r.GetProblem(); p != nil && p.GetStatus() != fieldsyncv1.ProblemStatus_PROBLEM_STATUS_VERIFIED {
+			wantOpen++
+		}
+	}
+	open, err := s.OpenProblems(ctx, villages)
+	if err != nil || len(open) != wantOpen {
+		t.Errorf("OpenProblems = %d, %v; want %d", len(open), err, wantOpen)
+	}
+	for i := 1; i < len(open); i++ {
+		if open[i].GetSeverity() == fieldsyncv1.Severity_SEVERITY_CRITICAL && open[i-1].GetSeverity() != fieldsyncv1.Severity_SEVERITY_CRITICAL {
+			t.Fatal("a critical problem listed after a normal one")
+		}
+	}
+}
+
+// TestReadModelFollowsMerges checks that the read model shows the merged state:
+// an edit replaces the row, a delete removes it.
+func TestReadModelFollowsMerges(t *testing.T) {
+	s := openTemp(t)
+	clock := syncengine.NewClock(s.Replica(), 0)
+	var hh *fieldsyncv1.Household
+	for _, r := range village(t) {
+		if hh = r.GetHousehold(); hh != nil {
+			break
+		}
+	}
+	rec := &fieldsyncv1.Record{Body: &fieldsyncv1.Record_Household{Household: hh}}
+	save(t, s, clock, rec)
+	hh.HeadName = "王秀英"
+	c := save(t, s, clock, rec)
+	got, err := s.UnvisitedHouseholds(t.Context(), []string{hh.GetAreaCode()}, "none")
+	if err != nil || len(got) != 1 || got[0].GetHeadName() != "王秀英" {
+		t.Fatalf("after an edit the read model shows %v, %v; want head 王秀英", got, err)
+	}
+	var del syncengine.ChangeID
+	rand.Read(del[:])
+	if _, err := syncengine.WriteLocal(t.Context(), s, clock, time.Now().UnixMilli(),
+		syncengine.Edit{ID: del, Record: c.RecordID, Delete: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.UnvisitedHouseholds(t.Context(), []string{hh.GetAreaCode()}, "none"); len(got) != 0 {
+		t.Errorf("after a delete the read model still shows %d households", len(got))
+	}
+}
