@@ -1,0 +1,287 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+// maxProblems is how many problems Check lists before it stops looking.
+const maxProblems = 20
+
+// Check verifies the whole store: it reads every page, runs bbolt's
+// consistency check (every page reachable or free exactly once, keys in
+// order, ...) and checks the store's own invariants: every log entry and
+// record decodes, and the dots, log area and record area indexes, the token
+// index and the compaction point agree with the data. It returns nil, ctx's
+// error, or an error wrapping ErrCorrupt that names the file and lists up to
+// 20 problems; a damaged page never panics.
+//
+// Check runs in one read-write transaction that it rolls back, because bbolt
+// only checks the freelist safely that way: writers wait until it is done, so
+// on a large store run it when the server is quiet.
+func (s *Store) Check(ctx context.Context) error {
+	var problems []string
+	err := protect(s.path, func() error {
+		btx, err := s.db.Begin(true)
+		if err != nil {
+			return fmt.Errorf("boltstore: check %s: %w", s.path, err)
+		}
+		defer func() { _ = btx.Rollback() }()
+		if _, err := readAllPages(ctx, btx); err != nil {
+			return err
+		}
+		for err := range btx.Check() {
+			if len(problems) < maxProblems {
+				problems = append(problems, err.Error())
+			}
+		}
+		if len(problems) > 0 {
+			return nil
+		}
+		t, err := begin(btx)
+		if err != nil {
+			problems = append(problems, err.Error())
+			return nil
+		}
+		ck := checker{t: t, ctx: ctx}
+		err = ck.run()
+		problems = ck.problems
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("boltstore: check %s: %w: %s: %s", s.path, ErrCorrupt, strings.Join(problems, "; "), restoreAdvice)
+	}
+	return nil
+}
+
+// checker checks the store's invariants in one transaction.
+type checker struct {
+	t        *tx
+	ctx      context.Context // the Check call's; checked every few thousand keys
+	problems []string
+	n        int
+}
+
+// fail notes a problem and reports whether to go on looking.
+func (ck *checker) fail(format string, args ...any) bool {
+	if len(ck.problems) < maxProblems {
+		ck.problems = append(ck.problems, fmt.Sprintf(format, args...))
+	}
+	return len(ck.problems) < maxProblems
+}
+
+func (ck *checker) tick() error {
+	if ck.n++; ck.n%4096 == 0 {
+		return ck.ctx.Err()
+	}
+	return nil
+}
+
+func (ck *checker) run() error {
+	t := ck.t
+	if cp, end := t.compacted(), t.logEnd(); cp > end {
+		ck.fail("compacted through %d, after the log end %d", cp, end)
+	}
+	for _, step := range []func() error{ck.log, ck.logArea, ck.dots, ck.records, ck.recArea, ck.registry} {
+		if len(ck.problems) >= maxProblems {
+			return nil
+		}
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// has reports whether b holds key k (index values are empty, so Get cannot
+// tell).
+func has(b *bbolt.Bucket, k []byte) bool {
+	got, _ := b.Cursor().Seek(k)
+	return bytes.Equal(got, k)
+}
+
+func (ck *checker) log() error {
+	t := ck.t
+	cp, end := t.compacted(), t.logEnd()
+	c := t.log.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := ck.tick(); err != nil {
+			return err
+		}
+		if len(k) != posLen {
+			if !ck.fail("log key of %d bytes", len(k)) {
+				return nil
+			}
+			continue
+		}
+		pos := syncengine.Position(binary.BigEndian.Uint64(k))
+		ch, err := decodeChange(pos, v)
+		switch {
+		case err != nil:
+			ck.fail("%v", err)
+		case pos <= cp || pos > end:
+			ck.fail("log entry %d outside (%d, %d]", pos, cp, end)
+		case !bytes.Equal(t.dots.Get(dotKey(ch.Dot)), k):
+			ck.fail("log entry %d: dot %v not indexed at it", pos, ch.Dot)
+		case !has(t.logArea, areaPosKey([]byte(ch.Area), pos)):
+			ck.fail("log entry %d: area %s not indexed", pos, ch.Area)
+		default:
+			continue
+		}
+		if len(ck.problems) >= maxProblems {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (ck *checker) logArea() error {
+	t := ck.t
+	c := t.logArea.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if err := ck.tick(); err != nil {
+			return err
+		}
+		if len(k) < posLen {
+			if !ck.fail("log area key of %d bytes", len(k)) {
+				return nil
+			}
+			continue
+		}
+		area, pk := k[:len(k)-posLen], k[len(k)-posLen:]
+		v := t.log.Get(pk)
+		if v == nil {
+			if !ck.fail("log area index names %s at %d, not in the log", area, binary.BigEndian.Uint64(pk)) {
+				return nil
+			}
+			continue
+		}
+		if got, _, err := openEnvelope(v); err == nil && !bytes.Equal(got, area) {
+			if !ck.fail("log area index names %s at %d, the entry is in %s", area, binary.BigEndian.Uint64(pk), got) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+func (ck *checker) dots() error {
+	t := ck.t
+	cp, end := t.compacted(), t.logEnd()
+	c := t.dots.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := ck.tick(); err != nil {
+			return err
+		}
+		ok := len(k) == dotLen && len(v) == posLen
+		if ok {
+			pos := syncengine.Position(binary.BigEndian.Uint64(v))
+			ok = pos > 0 && pos <= end && (pos <= cp || t.log.Get(v) != nil)
+		}
+		if !ok && !ck.fail("dot index entry %x → %x names no log entry", k, v) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (ck *checker) records() error {
+	t := ck.t
+	c := t.records.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := ck.tick(); err != nil {
+			return err
+		}
+		r, err := decodeRecord(v)
+		area, _, _ := openEnvelope(v)
+		id := r.ID()
+		switch {
+		case err != nil:
+			ck.fail("record %x: %v", k, err)
+		case len(k) != idLen || !bytes.Equal(k, id[:]):
+			ck.fail("record %x stored under key %x", r.ID(), k)
+		case string(area) != r.Area():
+			ck.fail("record %v: stored as in area %s, is in %s", r.ID(), area, r.Area())
+		case !has(t.recArea, areaIDKey(area, r.ID())):
+			ck.fail("record %v: area %s not indexed", r.ID(), area)
+		default:
+			continue
+		}
+		if len(ck.problems) >= maxProblems {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (ck *checker) recArea() error {
+	t := ck.t
+	c := t.recArea.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if err := ck.tick(); err != nil {
+			return err
+		}
+		if len(k) < idLen {
+			if !ck.fail("record area key of %d bytes", len(k)) {
+				return nil
+			}
+			continue
+		}
+		area, id := k[:len(k)-idLen], k[len(k)-idLen:]
+		v := t.records.Get(id)
+		got, _, err := openEnvelope(v)
+		if (v == nil || err != nil || !bytes.Equal(got, area)) && !ck.fail("record area index names record %x in %s, not stored there", id, area) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (ck *checker) registry() error {
+	t := ck.t
+	tokens := 0
+	err := t.devices.ForEach(func(k, v []byte) error {
+		d, err := decodeDevice(k, v)
+		switch {
+		case err != nil:
+			ck.fail("%v", err)
+		case d.TokenHash != [32]byte{}:
+			tokens++
+			if !bytes.Equal(t.devTokens.Get(d.TokenHash[:]), k) {
+				ck.fail("device %v: token hash not indexed", d.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n := t.devTokens.Stats().KeyN; n != tokens {
+		ck.fail("token index has %d entries for %d devices with tokens", n, tokens)
+	}
+	err = t.rejections.ForEach(func(k, v []byte) error {
+		if _, err := decodeRejection(k, v); err != nil {
+			ck.fail("%v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return t.cursors.ForEach(func(k, v []byte) error {
+		if len(k) != idLen || len(v) != 2*posLen {
+			ck.fail("cursor entry of %d+%d bytes", len(k), len(v))
+		}
+		return nil
+	})
+}

@@ -1,0 +1,72 @@
+// Package boltstore is the server's syncengine.Store, kept in one bbolt file: a
+// township or county server's change log, the state of every record, the
+// indexes that let a pull or a snapshot for one village or township read only
+// its own data, per-peer cursors, rejections and the device registry.
+//
+// # Transactions and durability
+//
+// Store.Update is one bbolt read-write transaction and Store.View one read-only
+// transaction; syncengine.ReceiveBatch therefore applies a whole batch in one
+// transaction, with one commit (two fsyncs) per batch. Commits are synced
+// before Update returns, so a batch is durable before it is acknowledged. The
+// freelist is a hashmap (bbolt.FreelistMapType) that is not written at each
+// commit (NoFreelistSync, as etcd and containerd run bbolt): after a large
+// compaction a synced freelist would add megabytes to every commit, and a
+// freelist rebuilt from the tree at open cannot be corrupt.
+//
+// # Bucket layout
+//
+// Integers in keys and values are big-endian uint64 (8 bytes); ids are their
+// 16 raw bytes; area codes are their 12 ASCII digits.
+//
+//	meta        "schema"    → schema version (8 bytes, currently 1)
+//	            "replica"   → the store's own replica id (16 bytes)
+//	            "compacted" → log position through which entries were dropped
+//	log         position → area envelope + syncengine.Change binary
+//	            (the bucket's sequence is the last position ever assigned)
+//	logarea     area code + position → empty
+//	dots        origin + dot counter → position
+//	records     record id → area envelope + syncengine.Record binary
+//	recarea     area code + record id → empty
+//	cursors     peer id → Cursor.Received + Cursor.Acked
+//	rejections  peer id + dot origin + dot counter →
+//	            position + change id + outcome (1 byte) + detail (UTF-8)
+//	devices     device id → Device as JSON (see deviceJSON)
+//	devtokens   token hash (32 bytes) → device id
+//
+// An area envelope is one length byte followed by the area code of the change
+// or of the record. It lets the store keep its area indexes right (a record
+// that moves village, a log entry dropped by compaction) without decoding the
+// change or the record.
+//
+// Positions come from the log bucket's sequence (NextSequence): strictly
+// increasing and never reused, also after compaction. The dots index keeps an
+// entry for every change ever appended, compacted or not, so that Seen still
+// recognises a retried old change and MaxCounter (a seek to the origin's last
+// key) never goes back.
+//
+// # Snapshots, area pulls and retention
+//
+// Snapshot reads one page of the records under an area prefix (a township's 9
+// digits, a village's 12) through recarea, in (area code, record id) order.
+// ReadLogArea reads the log entries of the areas under some prefixes through
+// logarea, merging the areas' runs in position order. Compact drops log
+// entries (and their logarea keys) through a position in bounded transactions
+// and records the compaction point; reading the log from before it returns an
+// error wrapping syncengine.ErrCompacted, and the reader falls back to a
+// snapshot. CompactAcknowledged compacts through what every registered,
+// non-revoked device has acknowledged.
+//
+// # Damaged files
+//
+// Open checks the file's bbolt meta pages and size before handing it to bbolt
+// (a truncated copy is refused, not mapped), then opens it read-only, with a
+// lock timeout, checks the schema and reads every page, and only then opens it
+// for writing (when bbolt walks the pages again, on a goroutine of its own, to
+// rebuild the freelist). Any panic or memory fault of bbolt on a damaged page
+// becomes an error wrapping ErrCorrupt that names the file and says what to
+// do. A missing or empty file is created atomically (written beside it,
+// synced, then linked or renamed into place); a file that is anything else is
+// never replaced. Check runs bbolt's consistency check and verifies the
+// store's own indexes.
+package boltstore

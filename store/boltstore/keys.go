@@ -1,0 +1,87 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+// Buckets and meta keys; see the package documentation for the layout.
+var (
+	bucketMeta       = []byte("meta")
+	bucketLog        = []byte("log")
+	bucketLogArea    = []byte("logarea")
+	bucketDots       = []byte("dots")
+	bucketRecords    = []byte("records")
+	bucketRecArea    = []byte("recarea")
+	bucketCursors    = []byte("cursors")
+	bucketRejections = []byte("rejections")
+	bucketDevices    = []byte("devices")
+	bucketDevTokens  = []byte("devtokens")
+
+	allBuckets = [][]byte{
+		bucketMeta, bucketLog, bucketLogArea, bucketDots, bucketRecords,
+		bucketRecArea, bucketCursors, bucketRejections, bucketDevices, bucketDevTokens,
+	}
+
+	keySchema    = []byte("schema")
+	keyReplica   = []byte("replica")
+	keyCompacted = []byte("compacted")
+)
+
+const (
+	posLen = 8
+	idLen  = 16
+	dotLen = idLen + 8
+)
+
+// u64 returns v as 8 big-endian bytes in a new slice.
+func u64(v uint64) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v)
+}
+
+func posKey(p syncengine.Position) []byte { return u64(uint64(p)) }
+
+func dotKey(d syncengine.Dot) []byte {
+	k := make([]byte, 0, dotLen)
+	k = append(k, d.Replica[:]...)
+	return binary.BigEndian.AppendUint64(k, d.Counter)
+}
+
+// areaPosKey is a logarea key: area code, then position.
+func areaPosKey(area []byte, p syncengine.Position) []byte {
+	k := make([]byte, 0, len(area)+posLen)
+	k = append(k, area...)
+	return binary.BigEndian.AppendUint64(k, uint64(p))
+}
+
+// areaIDKey is a recarea key: area code, then record id.
+func areaIDKey(area []byte, id syncengine.RecordID) []byte {
+	k := make([]byte, 0, len(area)+idLen)
+	k = append(k, area...)
+	return append(k, id[:]...)
+}
+
+// openEnvelope splits a stored value into its area code and the encoded
+// change or record. The slices alias v.
+func openEnvelope(v []byte) (area, rest []byte, err error) {
+	if len(v) == 0 || len(v) < 1+int(v[0]) {
+		return nil, nil, fmt.Errorf("boltstore: stored value of %d bytes has no area envelope", len(v))
+	}
+	n := 1 + int(v[0])
+	return v[1:n], v[n:], nil
+}
+
+// validPrefix reports whether p can prefix an area code: up to 12 ASCII digits.
+func validPrefix(p string) bool {
+	if len(p) > syncengine.AreaLen {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

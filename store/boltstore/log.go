@@ -1,0 +1,296 @@
+package boltstore
+
+import (
+	"bytes"
+	"cmp"
+	"container/heap"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+// compactChunk is the most log entries one compaction transaction drops.
+const compactChunk = 10000
+
+// LogEnd returns the last position ever assigned in the log, 0 if nothing was
+// ever appended. It is the AsOf of a snapshot read now.
+func (s *Store) LogEnd(ctx context.Context) (syncengine.Position, error) {
+	var end syncengine.Position
+	err := s.view(ctx, func(t *tx) error {
+		end = t.logEnd()
+		return nil
+	})
+	return end, err
+}
+
+// Compacted returns the position through which the log has been compacted,
+// 0 if never. Reading the log after an earlier position fails with
+// syncengine.ErrCompacted.
+func (s *Store) Compacted(ctx context.Context) (syncengine.Position, error) {
+	var cp syncengine.Position
+	err := s.view(ctx, func(t *tx) error {
+		cp = t.compacted()
+		return nil
+	})
+	return cp, err
+}
+
+// ReadLogArea returns, in log order, up to limit entries after position after
+// whose change's area code starts with one of prefixes (each up to 12 digits;
+// "" matches every area), reading only the log area index of those areas,
+// all in one read transaction. limit <= 0 means syncengine.DefaultBatchLimit.
+//
+// It also returns the position through which the log has been scanned: every
+// matching entry at or before it has been returned. It is the last returned
+// entry's position when limit entries were returned, and otherwise the end of
+// the log (or after, if that is later), so that a caller can use it as a
+// batch's Through even when nothing matched.
+//
+// It returns an error wrapping syncengine.ErrCompacted if after is before the
+// compaction point, and one wrapping ErrInvalidPrefix for a bad prefix.
+func (s *Store) ReadLogArea(ctx context.Context, prefixes []string, after syncengine.Position, limit int) ([]syncengine.Entry, syncengine.Position, error) {
+	if limit <= 0 {
+		limit = syncengine.DefaultBatchLimit
+	}
+	prefixes, err := normalizePrefixes(prefixes)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []syncengine.Entry
+	var through syncengine.Position
+	err = s.view(ctx, func(t *tx) error {
+		if cp := t.compacted(); after < cp {
+			return fmt.Errorf("boltstore: read log after %d, compacted through %d: %w", after, cp, syncengine.ErrCompacted)
+		}
+		out, through = nil, max(after, t.logEnd())
+		runs := t.areaRuns(prefixes, after)
+		for runs.Len() > 0 && len(out) < limit {
+			if err := t.check(ctx); err != nil {
+				return err
+			}
+			r := runs.runs[0]
+			v := t.log.Get(posKey(r.pos))
+			if v == nil {
+				return fmt.Errorf("boltstore: log area index names position %d, which is not in the log: %w", r.pos, ErrCorrupt)
+			}
+			c, err := decodeChange(r.pos, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, syncengine.Entry{Pos: r.pos, Change: c})
+			if r.next() {
+				heap.Fix(runs, 0)
+			} else {
+				heap.Pop(runs)
+			}
+		}
+		if len(out) == limit {
+			through = out[len(out)-1].Pos
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, through, nil
+}
+
+// normalizePrefixes validates prefixes, sorts them and drops every prefix
+// that another one covers, so no area is read twice.
+func normalizePrefixes(prefixes []string) ([]string, error) {
+	ps := slices.Clone(prefixes)
+	for _, p := range ps {
+		if !validPrefix(p) {
+			return nil, fmt.Errorf("boltstore: %w: %q", ErrInvalidPrefix, p)
+		}
+	}
+	slices.Sort(ps)
+	out := ps[:0]
+	for _, p := range ps {
+		if len(out) == 0 || !strings.HasPrefix(p, out[len(out)-1]) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// areaRun is the part after some position of one area's run of keys in the
+// log area index (area code + position), read with its own cursor.
+type areaRun struct {
+	c    *bbolt.Cursor
+	area []byte
+	pos  syncengine.Position
+}
+
+// next moves to the run's next key and reports whether there is one.
+func (r *areaRun) next() bool {
+	k, _ := r.c.Next()
+	return r.set(k)
+}
+
+func (r *areaRun) set(k []byte) bool {
+	if len(k) != len(r.area)+posLen || !bytes.HasPrefix(k, r.area) {
+		return false
+	}
+	r.pos = syncengine.Position(binary.BigEndian.Uint64(k[len(r.area):]))
+	return true
+}
+
+// runHeap orders area runs by their current position.
+type runHeap struct{ runs []*areaRun }
+
+func (h *runHeap) Len() int           { return len(h.runs) }
+func (h *runHeap) Less(i, j int) bool { return h.runs[i].pos < h.runs[j].pos }
+func (h *runHeap) Swap(i, j int)      { h.runs[i], h.runs[j] = h.runs[j], h.runs[i] }
+func (h *runHeap) Push(x any)         { h.runs = append(h.runs, x.(*areaRun)) }
+func (h *runHeap) Pop() any {
+	r := h.runs[len(h.runs)-1]
+	h.runs = h.runs[:len(h.runs)-1]
+	return r
+}
+
+// areaRuns finds every area under prefixes in the log area index and
+// positions a run on each area's first entry after after.
+func (t *tx) areaRuns(prefixes []string, after syncengine.Position) *runHeap {
+	h := &runHeap{}
+	scan := t.logArea.Cursor()
+	for _, p := range prefixes {
+		for k, _ := scan.Seek([]byte(p)); k != nil && bytes.HasPrefix(k, []byte(p)); {
+			if len(k) < posLen {
+				k, _ = scan.Next()
+				continue
+			}
+			area := bytes.Clone(k[:len(k)-posLen])
+			r := &areaRun{c: t.logArea.Cursor(), area: area}
+			if first, _ := r.c.Seek(areaPosKey(area, after+1)); r.set(first) {
+				h.runs = append(h.runs, r)
+			}
+			// The next area starts after this one's largest possible key.
+			k, _ = scan.Seek(areaPosKey(area, ^syncengine.Position(0)))
+			if k != nil && len(k) == len(area)+posLen && bytes.HasPrefix(k, area) {
+				k, _ = scan.Next()
+			}
+		}
+	}
+	heap.Init(h)
+	return h
+}
+
+// Compact drops the log entries at or before through (clamped to the end of
+// the log), with their log area index keys, in transactions of at most
+// compactChunk entries, and records through as the compaction point. The dots
+// index is kept, so Seen and MaxCounter are unchanged. It returns how many
+// entries it dropped; after an error (ctx done, say) the entries dropped so
+// far stay dropped and a later call finishes the work.
+func (s *Store) Compact(ctx context.Context, through syncengine.Position) (int, error) {
+	dropped := 0
+	for {
+		n := 0
+		err := s.update(ctx, func(t *tx) error {
+			var err error
+			n, err = t.compactChunk(min(through, t.logEnd()))
+			return err
+		})
+		dropped += n
+		if err != nil {
+			return dropped, fmt.Errorf("boltstore: compact through %d: %w", through, err)
+		}
+		if n < compactChunk {
+			return dropped, nil
+		}
+	}
+}
+
+// compactChunk moves the compaction point to through if that is later, and
+// drops up to compactChunk entries at or before the compaction point.
+func (t *tx) compactChunk(through syncengine.Position) (int, error) {
+	cp := t.compacted()
+	if through > cp {
+		if err := t.meta.Put(keyCompacted, posKey(through)); err != nil {
+			return 0, err
+		}
+		cp = through
+	}
+	type entry struct{ k, areaKey []byte }
+	var drop []entry
+	c := t.log.Cursor()
+	for k, v := c.First(); k != nil && len(drop) < compactChunk; k, v = c.Next() {
+		pos := syncengine.Position(binary.BigEndian.Uint64(k))
+		if pos > cp {
+			break
+		}
+		area, _, err := openEnvelope(v)
+		if err != nil {
+			return 0, fmt.Errorf("log entry %d: %w", pos, err)
+		}
+		drop = append(drop, entry{bytes.Clone(k), areaPosKey(area, pos)})
+	}
+	for _, e := range drop {
+		if err := t.log.Delete(e.k); err != nil {
+			return 0, err
+		}
+		if err := t.logArea.Delete(e.areaKey); err != nil {
+			return 0, err
+		}
+	}
+	return len(drop), nil
+}
+
+// CompactAcknowledged compacts the log through the lowest position that every
+// registered, non-revoked device has acknowledged (its Cursor.Acked in this
+// store), and returns how many entries it dropped. With no such device it
+// does nothing: a peer that reads this log must be registered, an upstream
+// server included, or its unsent entries could be dropped.
+func (s *Store) CompactAcknowledged(ctx context.Context) (int, error) {
+	var (
+		through syncengine.Position
+		peers   int
+	)
+	err := s.view(ctx, func(t *tx) error {
+		through, peers = 0, 0
+		return t.forEachDevice(func(d Device) error {
+			if d.Revoked {
+				return nil
+			}
+			cur, err := t.Cursor(ctx, d.ID)
+			if err != nil {
+				return err
+			}
+			if peers == 0 || cur.Acked < through {
+				through = cur.Acked
+			}
+			peers++
+			return nil
+		})
+	})
+	if err != nil || peers == 0 || through == 0 {
+		return 0, err
+	}
+	return s.Compact(ctx, through)
+}
+
+// Rejections returns every recorded rejection, ordered by position, then peer.
+func (s *Store) Rejections(ctx context.Context) ([]syncengine.Rejection, error) {
+	var out []syncengine.Rejection
+	err := s.view(ctx, func(t *tx) error {
+		out = nil
+		return t.rejections.ForEach(func(k, v []byte) error {
+			r, err := decodeRejection(k, v)
+			out = append(out, r)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b syncengine.Rejection) int {
+		return cmp.Or(cmp.Compare(a.Pos, b.Pos), a.Peer.Compare(b.Peer), a.Dot.Compare(b.Dot))
+	})
+	return out, nil
+}

@@ -1,0 +1,235 @@
+package boltstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+var _ syncengine.Store = (*Store)(nil)
+
+// Sentinel errors. They are returned wrapped, with the file's path or the
+// offending value, so test for them with errors.Is.
+var (
+	// ErrNotStore is returned by Open when the file exists but is not a
+	// fieldsync bbolt store (another kind of file, random bytes, zeros, or a
+	// bbolt file of another program).
+	ErrNotStore = errors.New("not a fieldsync store")
+
+	// ErrCorrupt is returned by Open and Check when the file is a fieldsync
+	// store that is damaged: truncated, with damaged pages, or with indexes
+	// that disagree with the data.
+	ErrCorrupt = errors.New("store file is damaged")
+
+	// ErrNewerSchema is returned by Open when the file was written by a newer
+	// version of fieldsync than this one.
+	ErrNewerSchema = errors.New("store written by a newer version")
+
+	// ErrReplicaMismatch is returned by Open when Options.Replica is set and
+	// the file belongs to another replica.
+	ErrReplicaMismatch = errors.New("store belongs to another replica")
+
+	// ErrLocked is returned by Open when another process holds the file open
+	// for longer than Options.Timeout.
+	ErrLocked = errors.New("store in use by another process")
+
+	// ErrInvalidPrefix is returned when an area prefix is not up to 12 ASCII
+	// digits.
+	ErrInvalidPrefix = errors.New("invalid area prefix")
+
+	// ErrInvalidToken is returned by Snapshot when the page token was not
+	// made by Snapshot for the same prefix.
+	ErrInvalidToken = errors.New("invalid snapshot token")
+
+	// ErrNoDevice is returned when no device is registered under the id or
+	// token hash asked for.
+	ErrNoDevice = errors.New("no such device")
+
+	// ErrTokenInUse is returned by PutDevice when another device is
+	// registered with the same token hash.
+	ErrTokenInUse = errors.New("token hash used by another device")
+
+	// ErrInvalidDevice is returned by PutDevice when the device has a zero id
+	// or an area that is not a valid area prefix.
+	ErrInvalidDevice = errors.New("invalid device")
+)
+
+// restoreAdvice ends every message about a damaged or foreign file.
+const restoreAdvice = "move the file aside and restore the store from a backup"
+
+// Defaults for Options.
+const (
+	DefaultTimeout         = time.Second
+	DefaultInitialMmapSize = 1 << 30
+)
+
+// Options configures Open. The zero value (or nil) gives the defaults.
+type Options struct {
+	// Replica is the replica id of the store. A new store takes it (a random
+	// id if it is zero); an existing store with another id is refused with
+	// ErrReplicaMismatch. Zero accepts any existing store.
+	Replica syncengine.ReplicaID
+
+	// Timeout is how long Open waits for another process to release the
+	// file. Zero means DefaultTimeout.
+	Timeout time.Duration
+
+	// InitialMmapSize is the size of the file mapping made at open, in bytes.
+	// Read transactions only block a commit when the file outgrows the
+	// mapping, so it should exceed the expected file size; the file itself
+	// does not grow with it. Zero means DefaultInitialMmapSize.
+	InitialMmapSize int
+}
+
+func (o *Options) withDefaults() Options {
+	var out Options
+	if o != nil {
+		out = *o
+	}
+	if out.Timeout <= 0 {
+		out.Timeout = DefaultTimeout
+	}
+	if out.InitialMmapSize <= 0 {
+		out.InitialMmapSize = DefaultInitialMmapSize
+	}
+	return out
+}
+
+// bolt returns the bbolt options: a hashmap freelist that is not written at
+// every commit but rebuilt at open (as etcd and containerd run bbolt), and
+// fsync on.
+func (o *Options) bolt(readOnly bool) *bbolt.Options {
+	return &bbolt.Options{
+		Timeout:         o.Timeout,
+		FreelistType:    bbolt.FreelistMapType,
+		NoFreelistSync:  true,
+		InitialMmapSize: o.InitialMmapSize,
+		ReadOnly:        readOnly,
+	}
+}
+
+// Store is a syncengine.Store in one bbolt file. It is safe for concurrent
+// use: Update transactions run one at a time, View transactions concurrently
+// with each other and with Update. Methods that read or write on their own
+// (Snapshot, ReadLogArea, Compact, the device registry, ...) each run in their
+// own transaction or transactions, as documented on each.
+type Store struct {
+	db      *bbolt.DB
+	path    string
+	replica syncengine.ReplicaID
+}
+
+// Open opens the store in the file at path, creating it if it is missing or
+// empty. Before it opens the file for writing, it reads every page of it, so
+// that a damaged file is refused at once rather than found by a later request.
+// It returns an error wrapping ErrNotStore, ErrCorrupt, ErrNewerSchema,
+// ErrReplicaMismatch or ErrLocked when the file cannot be used as it is; a
+// file that exists is never replaced.
+func Open(path string, opts *Options) (*Store, error) {
+	o := opts.withDefaults()
+	if err := createIfEmpty(path, &o); err != nil {
+		return nil, err
+	}
+	if err := precheck(path); err != nil {
+		return nil, err
+	}
+	have, replica, err := inspect(path, &o)
+	if err != nil {
+		return nil, err
+	}
+	if !o.Replica.IsZero() && o.Replica != replica {
+		return nil, fmt.Errorf("boltstore: open %s: %w: it is %v, want %v", path, ErrReplicaMismatch, replica, o.Replica)
+	}
+	db, err := openBolt(path, &o, false)
+	if err != nil {
+		return nil, err
+	}
+	if have < schemaVersion {
+		err = protect(path, func() error {
+			return db.Update(func(btx *bbolt.Tx) error { return migrate(btx, path) })
+		})
+		if err != nil {
+			_ = protect(path, db.Close)
+			return nil, err
+		}
+	}
+	return &Store{db: db, path: path, replica: replica}, nil
+}
+
+// Close closes the file after the transactions in progress end. Using the
+// store afterwards returns errors.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("boltstore: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Path returns the file the store was opened from.
+func (s *Store) Path() string { return s.path }
+
+// Replica returns the store's own replica id, kept in the file.
+func (s *Store) Replica() syncengine.ReplicaID { return s.replica }
+
+// Update runs fn in a read-write bbolt transaction and commits it, with an
+// fsync, if fn returns nil. It returns fn's error unchanged, a commit error,
+// or ctx.Err() without running fn if ctx is already done. The Tx is only valid
+// during fn.
+func (s *Store) Update(ctx context.Context, fn func(syncengine.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	btx, err := s.db.Begin(true)
+	if err != nil {
+		return fmt.Errorf("boltstore: begin: %w", err)
+	}
+	defer func() { _ = btx.Rollback() }() // no-op after Commit; also runs on panic
+	t, err := begin(btx)
+	if err != nil {
+		return err
+	}
+	err = fn(t)
+	t.end()
+	if err != nil {
+		return err
+	}
+	if err := btx.Commit(); err != nil {
+		return fmt.Errorf("boltstore: commit: %w", err)
+	}
+	return nil
+}
+
+// View runs fn in a read-only bbolt transaction and returns its error, or
+// ctx.Err() without running fn if ctx is already done. The ReadTx is only
+// valid during fn; values it returns are the caller's.
+func (s *Store) View(ctx context.Context, fn func(syncengine.ReadTx) error) error {
+	return s.view(ctx, func(t *tx) error { return fn(t) })
+}
+
+// view runs fn with the store's own tx type in a read-only transaction.
+func (s *Store) view(ctx context.Context, fn func(*tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	btx, err := s.db.Begin(false)
+	if err != nil {
+		return fmt.Errorf("boltstore: begin: %w", err)
+	}
+	defer func() { _ = btx.Rollback() }()
+	t, err := begin(btx)
+	if err != nil {
+		return err
+	}
+	defer t.end()
+	return fn(t)
+}
+
+// update runs fn with the store's own tx type in a read-write transaction.
+func (s *Store) update(ctx context.Context, fn func(*tx) error) error {
+	return s.Update(ctx, func(t syncengine.Tx) error { return fn(t.(*tx)) })
+}

@@ -1,0 +1,367 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+var (
+	_ syncengine.ReadTx = (*tx)(nil)
+	_ syncengine.Tx     = (*tx)(nil)
+)
+
+// errTxDone is returned by a tx used after its Update or View call returned.
+var errTxDone = errors.New("boltstore: transaction used after it ended")
+
+// tx is a syncengine.Tx over one bbolt transaction, with the store's buckets
+// looked up once. It is only valid until end is called, when the function it
+// was passed to returns; read-only when btx is.
+type tx struct {
+	btx  *bbolt.Tx
+	done bool
+
+	meta, log, logArea, dots, records, recArea *bbolt.Bucket
+	cursors, rejections, devices, devTokens    *bbolt.Bucket
+
+	// The engine reads a record and then writes it, and asks whether a dot
+	// was seen and then appends it; these remember the answers so that the
+	// write does not look the same key up again. Only this tx writes them.
+	lastRecord struct {
+		id     syncengine.RecordID
+		area   string
+		exists bool
+		valid  bool
+	}
+	unseen  syncengine.Dot // the last dot Seen reported absent, or zero
+	scratch []byte         // encoding buffer, reused within the tx
+}
+
+func begin(btx *bbolt.Tx) (*tx, error) {
+	t := &tx{btx: btx}
+	for _, b := range []struct {
+		name []byte
+		dst  **bbolt.Bucket
+	}{
+		{bucketMeta, &t.meta}, {bucketLog, &t.log}, {bucketLogArea, &t.logArea},
+		{bucketDots, &t.dots}, {bucketRecords, &t.records}, {bucketRecArea, &t.recArea},
+		{bucketCursors, &t.cursors}, {bucketRejections, &t.rejections},
+		{bucketDevices, &t.devices}, {bucketDevTokens, &t.devTokens},
+	} {
+		if *b.dst = btx.Bucket(b.name); *b.dst == nil {
+			return nil, fmt.Errorf("boltstore: bucket %q missing: %w", b.name, ErrCorrupt)
+		}
+	}
+	if btx.Writable() {
+		t.log.FillPercent = 1.0
+		t.dots.FillPercent = 1.0
+		t.records.FillPercent = 0.9
+		t.logArea.FillPercent = 0.9
+		t.recArea.FillPercent = 0.9
+	}
+	return t, nil
+}
+
+func (t *tx) end() { t.done = true }
+
+func (t *tx) check(ctx context.Context) error {
+	if t.done {
+		return errTxDone
+	}
+	return ctx.Err()
+}
+
+// compacted returns the position through which the log was compacted.
+func (t *tx) compacted() syncengine.Position {
+	if v := t.meta.Get(keyCompacted); len(v) == 8 {
+		return syncengine.Position(binary.BigEndian.Uint64(v))
+	}
+	return 0
+}
+
+// logEnd returns the last position assigned, 0 for an empty log.
+func (t *tx) logEnd() syncengine.Position { return syncengine.Position(t.log.Sequence()) }
+
+// Record returns the stored state of record id, or the zero Record.
+func (t *tx) Record(ctx context.Context, id syncengine.RecordID) (syncengine.Record, error) {
+	if err := t.check(ctx); err != nil {
+		return syncengine.Record{}, err
+	}
+	v := t.records.Get(id[:])
+	area, _, _ := openEnvelope(v)
+	t.remember(id, string(area), v != nil)
+	if v == nil {
+		return syncengine.Record{}, nil
+	}
+	return decodeRecord(v)
+}
+
+func (t *tx) remember(id syncengine.RecordID, area string, exists bool) {
+	t.lastRecord.id, t.lastRecord.area, t.lastRecord.exists, t.lastRecord.valid = id, area, exists, true
+}
+
+// seal encodes a change or record with enc and returns it in a new value of
+// exactly its size, after its area envelope.
+func (t *tx) seal(area string, enc func([]byte) ([]byte, error)) ([]byte, error) {
+	if len(area) > 255 {
+		return nil, fmt.Errorf("boltstore: area code of %d bytes", len(area))
+	}
+	var err error
+	if t.scratch, err = enc(t.scratch[:0]); err != nil {
+		return nil, err
+	}
+	v := make([]byte, 1+len(area)+len(t.scratch))
+	v[0] = byte(len(area))
+	copy(v[1:], area)
+	copy(v[1+len(area):], t.scratch)
+	return v, nil
+}
+
+func decodeRecord(v []byte) (syncengine.Record, error) {
+	var r syncengine.Record
+	_, b, err := openEnvelope(v)
+	if err == nil {
+		err = r.UnmarshalBinary(b)
+	}
+	if err != nil {
+		return syncengine.Record{}, fmt.Errorf("boltstore: stored record: %w", err)
+	}
+	return r, nil
+}
+
+func decodeChange(pos syncengine.Position, v []byte) (syncengine.Change, error) {
+	var c syncengine.Change
+	_, b, err := openEnvelope(v)
+	if err == nil {
+		err = c.UnmarshalBinary(b)
+	}
+	if err != nil {
+		return syncengine.Change{}, fmt.Errorf("boltstore: log entry %d: %w", pos, err)
+	}
+	return c, nil
+}
+
+// Seen reports whether a change with dot d was ever appended; compaction
+// keeps the dots of the changes it drops.
+func (t *tx) Seen(ctx context.Context, d syncengine.Dot) (bool, error) {
+	if err := t.check(ctx); err != nil {
+		return false, err
+	}
+	if t.dots.Get(dotKey(d)) != nil {
+		return true, nil
+	}
+	t.unseen = d
+	return false, nil
+}
+
+// MaxCounter returns the highest dot counter of origin ever appended, or 0.
+func (t *tx) MaxCounter(ctx context.Context, origin syncengine.ReplicaID) (uint64, error) {
+	if err := t.check(ctx); err != nil {
+		return 0, err
+	}
+	end := dotKey(syncengine.Dot{Replica: origin, Counter: ^uint64(0)})
+	c := t.dots.Cursor()
+	k, _ := c.Seek(end)
+	switch {
+	case k == nil:
+		k, _ = c.Last()
+	case !bytes.Equal(k, end):
+		k, _ = c.Prev()
+	}
+	if len(k) != dotLen || !bytes.Equal(k[:idLen], origin[:]) {
+		return 0, nil
+	}
+	return binary.BigEndian.Uint64(k[idLen:]), nil
+}
+
+// ReadLog returns up to limit entries after position after. It returns an
+// error wrapping syncengine.ErrCompacted if after is before the compaction
+// point.
+func (t *tx) ReadLog(ctx context.Context, after syncengine.Position, limit int) ([]syncengine.Entry, error) {
+	if err := t.check(ctx); err != nil {
+		return nil, err
+	}
+	if cp := t.compacted(); after < cp {
+		return nil, fmt.Errorf("boltstore: read log after %d, compacted through %d: %w", after, cp, syncengine.ErrCompacted)
+	}
+	var out []syncengine.Entry
+	c := t.log.Cursor()
+	for k, v := c.Seek(posKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+		pos := syncengine.Position(binary.BigEndian.Uint64(k))
+		ch, err := decodeChange(pos, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, syncengine.Entry{Pos: pos, Change: ch})
+	}
+	return out, nil
+}
+
+// Cursor returns what the store remembers about peer, zero if nothing.
+func (t *tx) Cursor(ctx context.Context, peer syncengine.ReplicaID) (syncengine.Cursor, error) {
+	if err := t.check(ctx); err != nil {
+		return syncengine.Cursor{}, err
+	}
+	v := t.cursors.Get(peer[:])
+	switch len(v) {
+	case 0:
+		return syncengine.Cursor{}, nil
+	case 2 * posLen:
+		return syncengine.Cursor{
+			Received: syncengine.Position(binary.BigEndian.Uint64(v)),
+			Acked:    syncengine.Position(binary.BigEndian.Uint64(v[posLen:])),
+		}, nil
+	}
+	return syncengine.Cursor{}, fmt.Errorf("boltstore: cursor of %v has %d bytes: %w", peer, len(v), ErrCorrupt)
+}
+
+// PutRecord stores r, moving its key in the area index if its area changed.
+func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
+	if err := t.check(ctx); err != nil {
+		return err
+	}
+	id, area := r.ID(), r.Area()
+	v, err := t.seal(area, r.AppendBinary)
+	if err != nil {
+		return err
+	}
+	if !t.lastRecord.valid || t.lastRecord.id != id {
+		old := t.records.Get(id[:])
+		oldArea, _, err := openEnvelope(old)
+		if old != nil && err != nil {
+			return fmt.Errorf("boltstore: record %v: %w", id, err)
+		}
+		t.remember(id, string(oldArea), old != nil)
+	}
+	prev := t.lastRecord
+	t.remember(id, area, true)
+	if prev.exists && prev.area != area {
+		if err := t.recArea.Delete(areaIDKey([]byte(prev.area), id)); err != nil {
+			return err
+		}
+	}
+	if err := t.records.Put(id[:], v); err != nil {
+		return fmt.Errorf("boltstore: put record %v: %w", id, err)
+	}
+	if !prev.exists || prev.area != area {
+		return t.recArea.Put(areaIDKey([]byte(area), id), nil)
+	}
+	return nil
+}
+
+// Append adds c at the end of the log and indexes its dot and area. It
+// returns an error wrapping syncengine.ErrDotExists if the dot was ever
+// appended before, even if compaction has dropped that entry since.
+func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Position, error) {
+	if err := t.check(ctx); err != nil {
+		return 0, err
+	}
+	dk := dotKey(c.Dot)
+	if (c.Dot != t.unseen || c.Dot.IsZero()) && t.dots.Get(dk) != nil {
+		return 0, fmt.Errorf("boltstore: append %v: %w", c.Dot, syncengine.ErrDotExists)
+	}
+	t.unseen = syncengine.Dot{}
+	v, err := t.seal(c.Area, c.AppendBinary)
+	if err != nil {
+		return 0, fmt.Errorf("boltstore: append: %w", err)
+	}
+	seq, err := t.log.NextSequence()
+	if err != nil {
+		return 0, fmt.Errorf("boltstore: append: %w", err)
+	}
+	pos := syncengine.Position(seq)
+	pk := posKey(pos)
+	if err := t.log.Put(pk, v); err != nil {
+		return 0, fmt.Errorf("boltstore: append: %w", err)
+	}
+	if err := t.dots.Put(dk, pk); err != nil {
+		return 0, fmt.Errorf("boltstore: append: %w", err)
+	}
+	if err := t.logArea.Put(areaPosKey([]byte(c.Area), pos), nil); err != nil {
+		return 0, fmt.Errorf("boltstore: append: %w", err)
+	}
+	return pos, nil
+}
+
+// ReplaceChange overwrites the change at pos with c, which must have the same
+// dot; otherwise, or if pos holds no entry, it returns an error wrapping
+// syncengine.ErrNoEntry.
+func (t *tx) ReplaceChange(ctx context.Context, pos syncengine.Position, c syncengine.Change) error {
+	if err := t.check(ctx); err != nil {
+		return err
+	}
+	pk := posKey(pos)
+	old := t.log.Get(pk)
+	if old == nil {
+		return fmt.Errorf("boltstore: replace at %d: %w", pos, syncengine.ErrNoEntry)
+	}
+	prev, err := decodeChange(pos, old)
+	if err != nil {
+		return err
+	}
+	if prev.Dot != c.Dot {
+		return fmt.Errorf("boltstore: replace at %d: holds %v, not %v: %w", pos, prev.Dot, c.Dot, syncengine.ErrNoEntry)
+	}
+	v, err := t.seal(c.Area, c.AppendBinary)
+	if err != nil {
+		return fmt.Errorf("boltstore: replace at %d: %w", pos, err)
+	}
+	if err := t.log.Put(pk, v); err != nil {
+		return fmt.Errorf("boltstore: replace at %d: %w", pos, err)
+	}
+	if prev.Area == c.Area {
+		return nil
+	}
+	if err := t.logArea.Delete(areaPosKey([]byte(prev.Area), pos)); err != nil {
+		return err
+	}
+	return t.logArea.Put(areaPosKey([]byte(c.Area), pos), nil)
+}
+
+// SetCursor stores what the store remembers about peer.
+func (t *tx) SetCursor(ctx context.Context, peer syncengine.ReplicaID, c syncengine.Cursor) error {
+	if err := t.check(ctx); err != nil {
+		return err
+	}
+	v := make([]byte, 0, 2*posLen)
+	v = binary.BigEndian.AppendUint64(v, uint64(c.Received))
+	v = binary.BigEndian.AppendUint64(v, uint64(c.Acked))
+	return t.cursors.Put(peer[:], v)
+}
+
+// PutRejection records r, replacing any rejection of the same dot by the
+// same peer.
+func (t *tx) PutRejection(ctx context.Context, r syncengine.Rejection) error {
+	if err := t.check(ctx); err != nil {
+		return err
+	}
+	k := make([]byte, 0, idLen+dotLen)
+	k = append(append(k, r.Peer[:]...), dotKey(r.Dot)...)
+	v := make([]byte, 0, posLen+idLen+1+len(r.Detail))
+	v = binary.BigEndian.AppendUint64(v, uint64(r.Pos))
+	v = append(v, r.ID[:]...)
+	v = append(v, byte(r.Outcome))
+	v = append(v, r.Detail...)
+	return t.rejections.Put(k, v)
+}
+
+func decodeRejection(k, v []byte) (syncengine.Rejection, error) {
+	if len(k) != idLen+dotLen || len(v) < posLen+idLen+1 {
+		return syncengine.Rejection{}, fmt.Errorf("boltstore: rejection of %d+%d bytes: %w", len(k), len(v), ErrCorrupt)
+	}
+	var r syncengine.Rejection
+	copy(r.Peer[:], k)
+	copy(r.Dot.Replica[:], k[idLen:])
+	r.Dot.Counter = binary.BigEndian.Uint64(k[idLen+idLen:])
+	r.Pos = syncengine.Position(binary.BigEndian.Uint64(v))
+	copy(r.ID[:], v[posLen:])
+	r.Outcome = syncengine.Outcome(v[posLen+idLen])
+	r.Detail = string(v[posLen+idLen+1:])
+	return r, nil
+}
