@@ -19,8 +19,14 @@ help: ## list the targets
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build every package
+build: ## build every package, and the fieldsync command into ./bin
 	$(GO) build ./...
+	$(GO) build -o $(BIN)/fieldsync ./cmd/fieldsync
+
+.PHONY: run
+run: build ## record a generated village on a new device replica (./data) and print the day's questions
+	rm -f data/demo-replica.db data/demo-replica.db-wal data/demo-replica.db-shm
+	$(BIN)/fieldsync demo --replica data/demo-replica.db
 
 .PHONY: test
 test: ## run every test with the race detector, in random order
