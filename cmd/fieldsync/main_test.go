@@ -42,7 +42,6 @@ func TestDemoRecordsAVillage(t *testing.T) {
 	}
 }
 
-
 func TestHelpAndUnknownCommand(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if err := run(t.Context(), []string{"--help"}, &out, &errOut); err != nil || !strings.Contains(out.String(), "demo") {
