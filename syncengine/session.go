@@ -156,10 +156,13 @@ type Receipt struct {
 
 // ReceiveOptions controls how ReceiveBatch treats incoming changes.
 type ReceiveOptions struct {
-	// Validate, if not nil, checks each new change (record contents, scope);
-	// a change it returns an error for is reported and not stored. Wrap
-	// ErrOutOfScope to report OutcomeOutOfScope.
-	Validate func(Change) error
+	// Validate, if not nil, checks each new change before it is stored. It gets
+	// the record's state before the change (prev, zero for a new record) and
+	// the merged state the change would leave (next), so it can judge the whole
+	// record rather than the fields one change carries, and a move between
+	// areas by both ends. A change it returns an error for is reported and not
+	// stored; wrap ErrOutOfScope to report OutcomeOutOfScope.
+	Validate func(c Change, prev, next Record) error
 	// Clock, if not nil, observes every new change's stamp, refusing stamps
 	// beyond its skew, so that later local stamps follow them.
 	Clock *Clock
@@ -244,14 +247,6 @@ func receiveOne(ctx context.Context, tx Tx, e Entry, opts ReceiveOptions) (Chang
 			return refuse(OutcomeClockSkew, err)
 		}
 	}
-	if opts.Validate != nil {
-		if err := opts.Validate(*c); err != nil {
-			if errors.Is(err, ErrOutOfScope) {
-				return refuse(OutcomeOutOfScope, err)
-			}
-			return refuse(OutcomeInvalid, err)
-		}
-	}
 	rec, err := tx.Record(ctx, c.RecordID)
 	if err != nil {
 		return res, err
@@ -259,6 +254,14 @@ func receiveOne(ctx context.Context, tx Tx, e Entry, opts ReceiveOptions) (Chang
 	next, err := Apply(rec, c)
 	if err != nil {
 		return refuse(OutcomeMalformed, err)
+	}
+	if opts.Validate != nil {
+		if err := opts.Validate(*c, rec, next); err != nil {
+			if errors.Is(err, ErrOutOfScope) {
+				return refuse(OutcomeOutOfScope, err)
+			}
+			return refuse(OutcomeInvalid, err)
+		}
 	}
 	if err := tx.PutRecord(ctx, next); err != nil {
 		return res, err

@@ -133,7 +133,7 @@ func TestRejectedChangeIsMarkedAtTheSenderAndDoesNotBlockTheQueue(t *testing.T) 
 	writeN(t, phone, 3, 500)
 	ctx := t.Context()
 	bad := recordID(501)
-	validate := func(c syncengine.Change) error {
+	validate := func(c syncengine.Change, _, _ syncengine.Record) error {
 		if c.RecordID == bad {
 			return errors.New("systolic pressure missing")
 		}
@@ -178,7 +178,7 @@ func TestOutOfScopeValidatorErrorIsReportedAsSuch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	outside := func(syncengine.Change) error { return fmt.Errorf("area 5301: %w", syncengine.ErrOutOfScope) }
+	outside := func(syncengine.Change, syncengine.Record, syncengine.Record) error { return fmt.Errorf("area 5301: %w", syncengine.ErrOutOfScope) }
 	rc, err := syncengine.ReceiveBatch(t.Context(), server.store, b, syncengine.ReceiveOptions{Validate: outside})
 	if err != nil {
 		t.Fatal(err)
@@ -400,4 +400,32 @@ func runSessionSchedule(t *testing.T, seed uint64) error {
 		}
 	}
 	return nil
+}
+
+// The validator judges the whole record: a change that sets one field is
+// checked against the merged state, with the state before it for moves.
+func TestValidatorSeesTheMergedRecord(t *testing.T) {
+	now := morning
+	phone := newNode(t, &now, "phone", 0)
+	server := newNode(t, &now, "server", serverSkew)
+	id := recordID(700)
+	phone.write(id, kindHousehold, areaVillageA, syncengine.VersionVector{}, map[int32]string{4: "张德明"})
+	phone.write(id, kindHousehold, areaVillageA, syncengine.VersionVector{}, map[int32]string{5: "三组"})
+	var seen []string
+	validate := func(c syncengine.Change, prev, next syncengine.Record) error {
+		v4, _ := next.Value(4)
+		v5, _ := next.Value(5)
+		seen = append(seen, fmt.Sprintf("%v|%s|%s", prev.IsEmpty(), v4, v5))
+		return nil
+	}
+	b, err := syncengine.NextBatch(t.Context(), phone.store, phone.id, 0, syncengine.SendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := syncengine.ReceiveBatch(t.Context(), server.store, b, syncengine.ReceiveOptions{Validate: validate}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"true|张德明|", "false|张德明|三组"}; !slices.Equal(seen, want) {
+		t.Errorf("validator saw %q, want %q", seen, want)
+	}
 }
