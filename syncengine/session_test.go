@@ -178,7 +178,9 @@ func TestOutOfScopeValidatorErrorIsReportedAsSuch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	outside := func(syncengine.Change, syncengine.Record, syncengine.Record) error { return fmt.Errorf("area 5301: %w", syncengine.ErrOutOfScope) }
+	outside := func(syncengine.Change, syncengine.Record, syncengine.Record) error {
+		return fmt.Errorf("area 5301: %w", syncengine.ErrOutOfScope)
+	}
 	rc, err := syncengine.ReceiveBatch(t.Context(), server.store, b, syncengine.ReceiveOptions{Validate: outside})
 	if err != nil {
 		t.Fatal(err)
