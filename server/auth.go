@@ -1,0 +1,263 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+// Peer is the authenticated device of a call.
+type Peer struct {
+	// ID is the device's replica id.
+	ID syncengine.ReplicaID
+	// Areas are the area-code prefixes the device may read and write.
+	Areas []string
+}
+
+type peerKey struct{}
+
+// PeerFromContext returns the device the auth interceptors put in ctx.
+func PeerFromContext(ctx context.Context) (Peer, bool) {
+	p, ok := ctx.Value(peerKey{}).(Peer)
+	return p, ok
+}
+
+// open reports whether method needs no token: enrolment (the caller has no
+// token yet) and the standard health service (probes; it reveals nothing).
+func open(method string) bool {
+	return method == fieldsyncv1.EnrolmentService_Enroll_FullMethodName ||
+		strings.HasPrefix(method, "/"+grpc_health_v1.Health_ServiceDesc.ServiceName+"/")
+}
+
+// authenticate returns ctx with the calling device, or an error wrapping
+// ErrMissingToken, ErrUnknownToken or ErrRevoked, or a storage error.
+func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
+	token, err := bearer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.store.DeviceByTokenHash(ctx, sha256.Sum256([]byte(token)))
+	switch {
+	case errors.Is(err, boltstore.ErrNoDevice):
+		return nil, fmt.Errorf("authenticate: %w", ErrUnknownToken)
+	case err != nil:
+		return nil, fmt.Errorf("authenticate: %w", err)
+	case d.Revoked:
+		return nil, fmt.Errorf("authenticate device %v: %w", d.ID, ErrRevoked)
+	}
+	return context.WithValue(ctx, peerKey{}, Peer{ID: d.ID, Areas: slices.Clone(d.Areas)}), nil
+}
+
+// bearer returns the token of the call's "authorization: Bearer <token>"
+// metadata.
+func bearer(ctx context.Context) (string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) != 1 {
+		return "", ErrMissingToken
+	}
+	scheme, token, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" {
+		return "", ErrMissingToken
+	}
+	return token, nil
+}
+
+// unaryAuth authenticates every unary call but the open ones and maps the
+// handler's error to a status.
+func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if s.closed.Load() {
+		return nil, grpcError(ctx, s.log, ErrClosed)
+	}
+	if !open(info.FullMethod) {
+		var err error
+		if ctx, err = s.authenticate(ctx); err != nil {
+			return nil, grpcError(ctx, s.log, err)
+		}
+	}
+	resp, err := h(ctx, req)
+	return resp, grpcError(ctx, s.log, err)
+}
+
+// streamAuth is unaryAuth for streaming calls.
+func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	ctx := ss.Context()
+	if s.closed.Load() {
+		return grpcError(ctx, s.log, ErrClosed)
+	}
+	if !open(info.FullMethod) {
+		var err error
+		if ctx, err = s.authenticate(ctx); err != nil {
+			return grpcError(ss.Context(), s.log, err)
+		}
+	}
+	return grpcError(ctx, s.log, h(srv, &authedStream{ServerStream: ss, ctx: ctx}))
+}
+
+// authedStream carries the authenticated context into a stream handler.
+type authedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (a *authedStream) Context() context.Context { return a.ctx }
+
+// codeBook holds the enrolment codes issued since the process started. Codes
+// live in memory only: they are lost on restart, and an operator issues a new
+// one. A code stays valid until it expires, bound to the first replica that
+// uses it, so a device whose Enroll answer was lost can retry. Safe for
+// concurrent use.
+type codeBook struct {
+	mu    sync.Mutex
+	codes map[[32]byte]*enrolCode
+}
+
+type enrolCode struct {
+	areas   []string
+	name    string
+	expiry  time.Time
+	replica syncengine.ReplicaID // zero until first used
+}
+
+// codeHash normalises a code as people type it (case, spaces, dashes) and
+// hashes it; the book never keeps a code itself.
+func codeHash(code string) [32]byte {
+	code = strings.ToUpper(strings.NewReplacer(" ", "", "-", "").Replace(code))
+	return sha256.Sum256([]byte(code))
+}
+
+// IssueEnrolmentCode makes a one-time enrolment code for a device that may
+// sync areas (area-code prefixes of up to 12 digits), labelled name, valid for
+// ttl. The code is 16 characters of base32, shown to the operator once; only
+// its hash is kept, in memory (codes do not survive a restart). It returns an
+// error wrapping ErrBadRequest for no areas, a bad prefix or ttl <= 0.
+func (s *Server) IssueEnrolmentCode(areas []string, name string, ttl time.Duration) (code string, expiry time.Time, err error) {
+	if len(areas) == 0 || ttl <= 0 {
+		return "", time.Time{}, fmt.Errorf("issue enrolment code: %w: need areas and a positive ttl", ErrBadRequest)
+	}
+	for _, a := range areas {
+		if !validPrefix(a) {
+			return "", time.Time{}, fmt.Errorf("issue enrolment code: %w: area prefix %q", ErrBadRequest, a)
+		}
+	}
+	var raw [10]byte
+	rand.Read(raw[:])
+	code = base32.StdEncoding.EncodeToString(raw[:])
+	expiry = s.now().Add(ttl)
+	s.codes.mu.Lock()
+	defer s.codes.mu.Unlock()
+	now := s.now()
+	for h, c := range s.codes.codes {
+		if now.After(c.expiry) {
+			delete(s.codes.codes, h)
+		}
+	}
+	s.codes.codes[codeHash(code)] = &enrolCode{areas: slices.Clone(areas), name: name, expiry: expiry}
+	return code, expiry, nil
+}
+
+// claim returns the code's grant for replica, binding the code to it on first
+// use, or an error wrapping ErrInvalidCode.
+func (b *codeBook) claim(code string, replica syncengine.ReplicaID, now time.Time) (enrolCode, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c, ok := b.codes[codeHash(code)]
+	switch {
+	case !ok || now.After(c.expiry):
+		return enrolCode{}, ErrInvalidCode
+	case !c.replica.IsZero() && c.replica != replica:
+		return enrolCode{}, fmt.Errorf("%w: used by another device", ErrInvalidCode)
+	}
+	c.replica = replica
+	return *c, nil
+}
+
+// enrolment implements EnrolmentService.
+type enrolment struct {
+	fieldsyncv1.UnimplementedEnrolmentServiceServer
+	s *Server
+}
+
+// Enroll exchanges a code for a device token: it registers (or re-registers)
+// the device under the request's replica id with the code's areas and the
+// hash of a new random token, which it returns once. A retry with the same
+// code and replica replaces the token. A revoked replica cannot enrol again.
+func (e enrolment) Enroll(ctx context.Context, req *fieldsyncv1.EnrollRequest) (*fieldsyncv1.EnrollResponse, error) {
+	s := e.s
+	if len(req.GetReplicaId()) != idLen || syncengine.ReplicaID(req.GetReplicaId()).IsZero() {
+		return nil, fmt.Errorf("enroll: %w: replica_id must be 16 non-zero bytes", ErrBadRequest)
+	}
+	id := syncengine.ReplicaID(req.GetReplicaId())
+	if id == s.store.Replica() {
+		return nil, fmt.Errorf("enroll: %w: replica_id is the server's", ErrBadRequest)
+	}
+	old, err := s.store.Device(ctx, id)
+	switch {
+	case err == nil && old.Revoked:
+		return nil, fmt.Errorf("enroll device %v: %w", id, ErrRevoked)
+	case err != nil && !errors.Is(err, boltstore.ErrNoDevice):
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	grant, err := s.codes.claim(req.GetCode(), id, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("enroll device %v: %w", id, err)
+	}
+	var raw [32]byte
+	rand.Read(raw[:])
+	token := base64.RawURLEncoding.EncodeToString(raw[:])
+	name := grant.name
+	if name == "" {
+		name = req.GetDeviceName()
+	}
+	d := boltstore.Device{ID: id, Name: name, Areas: grant.areas, TokenHash: sha256.Sum256([]byte(token)), Created: old.Created}
+	if err := s.store.PutDevice(ctx, d); err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	s.log.InfoContext(ctx, "device enrolled", "device", id.String(), "areas", len(grant.areas))
+	srv := s.store.Replica()
+	return &fieldsyncv1.EnrollResponse{
+		DeviceToken:     token,
+		AreaPrefixes:    slices.Clone(grant.areas),
+		IdHashKey:       slices.Clone(s.cfg.IDHashKey),
+		ServerReplicaId: srv[:],
+	}, nil
+}
+
+// validPrefix reports whether p is an area prefix: 1 to 12 ASCII digits.
+func validPrefix(p string) bool {
+	if len(p) == 0 || len(p) > syncengine.AreaLen {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// inScope reports whether area lies under one of prefixes.
+func inScope(area string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(area, p) {
+			return true
+		}
+	}
+	return false
+}

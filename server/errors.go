@@ -1,0 +1,138 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+// Sentinel errors of the server. RPC handlers return them wrapped with %w and
+// a detail; grpcError turns them into gRPC statuses.
+var (
+	// ErrMissingToken is returned when a call carries no "authorization:
+	// Bearer <token>" metadata.
+	ErrMissingToken = errors.New("missing bearer token")
+
+	// ErrUnknownToken is returned when a bearer token belongs to no device.
+	ErrUnknownToken = errors.New("unknown token")
+
+	// ErrRevoked is returned when a bearer token or a replica id belongs to a
+	// revoked device.
+	ErrRevoked = errors.New("device revoked")
+
+	// ErrReplicaMismatch is returned when a request names another replica
+	// than the authenticated device.
+	ErrReplicaMismatch = errors.New("replica id is not the authenticated device's")
+
+	// ErrInvalidCode is returned by Enroll when the enrolment code is
+	// unknown, expired, or already used by another replica.
+	ErrInvalidCode = errors.New("invalid or expired enrolment code")
+
+	// ErrBadRequest is returned when a request is malformed as a whole
+	// (missing or wrong-length ids, too many changes).
+	ErrBadRequest = errors.New("bad request")
+
+	// ErrPositionMismatch is returned by Push when first_position and
+	// last_position do not span exactly the changes sent.
+	ErrPositionMismatch = errors.New("positions do not match the changes sent")
+
+	// ErrBadCursor is returned by Pull when the cursor token was not made by
+	// this server.
+	ErrBadCursor = errors.New("invalid cursor")
+
+	// ErrClosed is returned when the server is shutting down.
+	ErrClosed = errors.New("server closed")
+)
+
+// Reasons are the stable machine-readable codes sent in the ErrorInfo detail
+// of every error status. Clients switch on them; they never change meaning.
+const (
+	ReasonMissingToken     = "MISSING_TOKEN"
+	ReasonUnknownToken     = "UNKNOWN_TOKEN"
+	ReasonDeviceRevoked    = "DEVICE_REVOKED"
+	ReasonReplicaMismatch  = "REPLICA_MISMATCH"
+	ReasonInvalidCode      = "INVALID_ENROLMENT_CODE"
+	ReasonBadRequest       = "BAD_REQUEST"
+	ReasonPositionMismatch = "POSITION_MISMATCH"
+	ReasonBadCursor        = "INVALID_CURSOR"
+	ReasonCursorGap        = "CURSOR_GAP"
+	ReasonUnavailable      = "UNAVAILABLE"
+	ReasonCanceled         = "CANCELED"
+	ReasonInternal         = "INTERNAL"
+)
+
+// ErrorDomain is the ErrorInfo domain of fieldsync's reasons.
+const ErrorDomain = "fieldsync.v1"
+
+// errorKinds maps sentinels to their code and reason, first match wins.
+var errorKinds = []struct {
+	err    error
+	code   codes.Code
+	reason string
+}{
+	{ErrMissingToken, codes.Unauthenticated, ReasonMissingToken},
+	{ErrUnknownToken, codes.Unauthenticated, ReasonUnknownToken},
+	{ErrRevoked, codes.Unauthenticated, ReasonDeviceRevoked},
+	{ErrReplicaMismatch, codes.PermissionDenied, ReasonReplicaMismatch},
+	{ErrInvalidCode, codes.PermissionDenied, ReasonInvalidCode},
+	{ErrBadRequest, codes.InvalidArgument, ReasonBadRequest},
+	{ErrPositionMismatch, codes.InvalidArgument, ReasonPositionMismatch},
+	{ErrBadCursor, codes.InvalidArgument, ReasonBadCursor},
+	{syncengine.ErrInvalidBatch, codes.InvalidArgument, ReasonPositionMismatch},
+	{syncengine.ErrCursorGap, codes.FailedPrecondition, ReasonCursorGap},
+	{ErrClosed, codes.Unavailable, ReasonUnavailable},
+	{context.Canceled, codes.Canceled, ReasonCanceled},
+	{context.DeadlineExceeded, codes.DeadlineExceeded, ReasonCanceled},
+}
+
+// grpcError is the one function that maps errors to gRPC statuses. A nil
+// error gives nil; an error that already is a status passes through. Known
+// sentinels get their code, their message and an ErrorInfo with a stable
+// reason. Anything else is a server fault: it is logged (the error text of
+// this package and its stores names ids and positions, never personal data)
+// and answered as Internal without detail.
+func grpcError(ctx context.Context, log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, k := range errorKinds {
+		if errors.Is(err, k.err) {
+			return withReason(k.code, k.reason, err.Error())
+		}
+	}
+	log.ErrorContext(ctx, "internal error", "err", err)
+	return withReason(codes.Internal, ReasonInternal, "internal server error")
+}
+
+// withReason builds a status with an ErrorInfo detail.
+func withReason(code codes.Code, reason, msg string) error {
+	st := status.New(code, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// ReasonOf returns the ErrorInfo reason of a status error made by this
+// package, or "" if it carries none. Clients and tests use it.
+func ReasonOf(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
+			return info.GetReason()
+		}
+	}
+	return ""
+}

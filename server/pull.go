@@ -1,0 +1,311 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+// Pull cursor tokens are opaque to clients:
+//
+//	version byte (1), uvarint phase, uvarint position, uvarint scope hash,
+//	uvarint prefix index, uvarint page-token length, page token.
+//
+// In phaseSnapshot, position is the log end read when the snapshot began (the
+// incremental part continues after it), prefix index the area prefix being
+// read and page token boltstore's token within it (empty at its start). In
+// phaseLog, position is the log position the caller has everything through.
+// The scope hash names the areas the cursor was issued for, so a change of
+// areas restarts with a snapshot.
+const cursorVersion = 1
+
+const (
+	phaseSnapshot = 1
+	phaseLog      = 2
+)
+
+// snapshotPageLimit is the most records read per snapshot page; a page that
+// would overflow a response is read again, smaller.
+const snapshotPageLimit = 64
+
+// logPageLimit is the most log entries read per ReadLogArea call.
+const logPageLimit = 128
+
+type pullCursor struct {
+	phase  uint64
+	pos    syncengine.Position
+	scope  uint32
+	prefix int
+	page   []byte
+}
+
+func (c pullCursor) token() *fieldsyncv1.Cursor {
+	b := []byte{cursorVersion}
+	b = binary.AppendUvarint(b, c.phase)
+	b = binary.AppendUvarint(b, uint64(c.pos))
+	b = binary.AppendUvarint(b, uint64(c.scope))
+	b = binary.AppendUvarint(b, uint64(c.prefix))
+	b = binary.AppendUvarint(b, uint64(len(c.page)))
+	b = append(b, c.page...)
+	return &fieldsyncv1.Cursor{Token: b}
+}
+
+// decodeCursor parses a token made by pullCursor.token, or returns an error
+// wrapping ErrBadCursor.
+func decodeCursor(b []byte) (pullCursor, error) {
+	bad := fmt.Errorf("%w: token of %d bytes", ErrBadCursor, len(b))
+	if len(b) < 1 || b[0] != cursorVersion {
+		return pullCursor{}, bad
+	}
+	b = b[1:]
+	var vals [5]uint64
+	for i := range vals {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return pullCursor{}, bad
+		}
+		vals[i], b = v, b[n:]
+	}
+	c := pullCursor{phase: vals[0], pos: syncengine.Position(vals[1]), scope: uint32(vals[2]), prefix: int(vals[3])}
+	switch {
+	case c.phase != phaseSnapshot && c.phase != phaseLog,
+		vals[2] > 1<<32-1, vals[3] > syncengine.AreaLen*16, vals[4] != uint64(len(b)):
+		return pullCursor{}, bad
+	}
+	if len(b) > 0 {
+		c.page = slices.Clone(b)
+	}
+	return c, nil
+}
+
+// scopePrefixes sorts areas and drops every prefix another one covers, so no
+// record is sent twice.
+func scopePrefixes(areas []string) []string {
+	ps := slices.Clone(areas)
+	slices.Sort(ps)
+	out := ps[:0]
+	for _, p := range ps {
+		if len(out) > 0 && strings.HasPrefix(p, out[len(out)-1]) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func scopeHash(prefixes []string) uint32 {
+	h := sha256.Sum256([]byte(strings.Join(prefixes, ",")))
+	return binary.BigEndian.Uint32(h[:4])
+}
+
+// Pull streams, after the caller's cursor, a snapshot if the cursor is empty,
+// expired or for other areas, then the log entries in the caller's areas not
+// made by the caller. Each response carries its cursor; the last is caught_up.
+// Responses hold about max_batch_bytes (at most the configured pull size) of
+// encoded changes or records; one record or change larger than that goes alone.
+func (v syncService) Pull(req *fieldsyncv1.PullRequest, stream grpc.ServerStreamingServer[fieldsyncv1.PullResponse]) error {
+	s, ctx := v.s, stream.Context()
+	p, err := peer(ctx)
+	if err != nil {
+		return err
+	}
+	prefixes := scopePrefixes(p.Areas)
+	scope := scopeHash(prefixes)
+	limit := s.cfg.MaxPullBytes
+	if m := int(req.GetMaxBatchBytes()); req.MaxBatchBytes != nil && m < limit {
+		limit = max(m, 1024)
+	}
+	var cur pullCursor
+	cause := fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_NO_CURSOR
+	if tok := req.GetCursor().GetToken(); len(tok) > 0 {
+		if cur, err = decodeCursor(tok); err != nil {
+			return err
+		}
+		cause = fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_UNSPECIFIED
+		if cur.scope != scope {
+			cause = fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_SCOPE_CHANGED
+		}
+	}
+	ps := pullSession{s: s, stream: stream, self: p.ID, prefixes: prefixes, limit: limit}
+	for attempt := 0; ; attempt++ {
+		if cause != fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_UNSPECIFIED {
+			end, err := s.store.LogEnd(ctx)
+			if err != nil {
+				return fmt.Errorf("pull: %w", err)
+			}
+			cur = pullCursor{phase: phaseSnapshot, pos: end, scope: scope}
+		}
+		if cur.phase == phaseSnapshot {
+			if err := ps.snapshot(ctx, &cur, cause); err != nil {
+				return err
+			}
+		}
+		err := ps.log(ctx, &cur)
+		if errors.Is(err, syncengine.ErrCompacted) && attempt == 0 {
+			cause = fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_CURSOR_EXPIRED
+			continue
+		}
+		if err == nil {
+			s.log.InfoContext(ctx, "pull", "device", p.ID.String(), "through", uint64(cur.pos), "responses", ps.sent)
+		}
+		return err
+	}
+}
+
+// pullSession is the state of one Pull stream.
+type pullSession struct {
+	s        *Server
+	stream   grpc.ServerStreamingServer[fieldsyncv1.PullResponse]
+	self     syncengine.ReplicaID
+	prefixes []string
+	limit    int
+	sent     int
+}
+
+func (ps *pullSession) send(resp *fieldsyncv1.PullResponse) error {
+	if err := ps.stream.Send(resp); err != nil {
+		return fmt.Errorf("pull: send: %w", err)
+	}
+	ps.sent++
+	return nil
+}
+
+// snapshot sends the snapshot from cur on, BEGIN marked when cause is set
+// (a new snapshot), and leaves cur in phaseLog after the END response.
+func (ps *pullSession) snapshot(ctx context.Context, cur *pullCursor, cause fieldsyncv1.SnapshotCause) error {
+	first := cause != fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_UNSPECIFIED
+	if cur.prefix > len(ps.prefixes) || (cur.prefix == len(ps.prefixes) && cur.page != nil) {
+		return fmt.Errorf("%w: snapshot past the last area", ErrBadCursor)
+	}
+	for {
+		resp := &fieldsyncv1.PullResponse{}
+		if first {
+			resp.Snapshot = &fieldsyncv1.SnapshotMarker{Phase: fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_BEGIN, Cause: cause}
+		}
+		size := 0
+		for size < ps.limit && cur.prefix < len(ps.prefixes) {
+			recs, n, next, full, err := ps.snapshotChunk(ctx, ps.prefixes[cur.prefix], cur.page, ps.limit-size, len(resp.Records) == 0)
+			if err != nil {
+				return err
+			}
+			if full {
+				break
+			}
+			resp.Records, size = append(resp.Records, recs...), size+n
+			if cur.page = next; next == nil {
+				cur.prefix++
+			}
+		}
+		if cur.prefix == len(ps.prefixes) && !first {
+			resp.Snapshot = &fieldsyncv1.SnapshotMarker{Phase: fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_END}
+			cur.phase, cur.prefix, cur.page = phaseLog, 0, nil
+		}
+		resp.Cursor = cur.token()
+		if err := ps.send(resp); err != nil {
+			return err
+		}
+		if cur.phase == phaseLog {
+			return nil
+		}
+		first = false
+	}
+}
+
+// snapshotChunk reads the records of prefix after token that fit in budget
+// bytes (at least one when must is set) and returns them, their encoded size
+// and the token to continue from (nil at the end of the prefix). When nothing
+// fits and must is unset it reports full and reads nothing.
+func (ps *pullSession) snapshotChunk(ctx context.Context, prefix string, token []byte, budget int, must bool) (recs []*fieldsyncv1.RecordState, size int, next []byte, full bool, err error) {
+	for n := snapshotPageLimit; ; {
+		page, err := ps.s.store.Snapshot(ctx, prefix, token, n)
+		if errors.Is(err, boltstore.ErrInvalidToken) {
+			return nil, 0, nil, false, fmt.Errorf("%w: %v", ErrBadCursor, err)
+		}
+		if err != nil {
+			return nil, 0, nil, false, fmt.Errorf("pull: %w", err)
+		}
+		out := make([]*fieldsyncv1.RecordState, 0, len(page.Records))
+		size, fit := 0, 0
+		for _, r := range page.Records {
+			rs := RecordStateToProto(r)
+			sz := proto.Size(rs)
+			if size+sz > budget && !(must && fit == 0) {
+				break
+			}
+			out, size, fit = append(out, rs), size+sz, fit+1
+		}
+		switch {
+		case fit == len(page.Records):
+			return out, size, page.Next, false, nil
+		case fit == 0:
+			return nil, 0, token, true, nil
+		}
+		n = fit // read again, only what fits, so the page token is right
+	}
+}
+
+// log sends the log entries in the caller's areas after cur.pos, not the
+// caller's own, until caught up. It returns an error wrapping
+// syncengine.ErrCompacted when cur.pos is before the compacted log.
+func (ps *pullSession) log(ctx context.Context, cur *pullCursor) error {
+	for {
+		resp := &fieldsyncv1.PullResponse{}
+		caughtUp, err := ps.fillLog(ctx, cur, resp)
+		if err != nil {
+			return err
+		}
+		resp.Cursor, resp.CaughtUp = cur.token(), caughtUp
+		if err := ps.send(resp); err != nil {
+			return err
+		}
+		if caughtUp {
+			return nil
+		}
+	}
+}
+
+// fillLog adds changes after cur.pos to resp up to the size limit, moving
+// cur.pos to the last position accounted for, and reports whether that is the
+// end of the log.
+func (ps *pullSession) fillLog(ctx context.Context, cur *pullCursor, resp *fieldsyncv1.PullResponse) (bool, error) {
+	if len(ps.prefixes) == 0 {
+		return true, nil
+	}
+	size := 0
+	for {
+		entries, through, err := ps.s.store.ReadLogArea(ctx, ps.prefixes, cur.pos, logPageLimit)
+		if err != nil {
+			return false, fmt.Errorf("pull: %w", err)
+		}
+		for _, e := range entries {
+			if e.Change.Origin == ps.self {
+				cur.pos = e.Pos
+				continue
+			}
+			pc, err := ChangeToProto(e.Change)
+			if err != nil {
+				return false, fmt.Errorf("pull: log position %d: %w", e.Pos, err)
+			}
+			sz := proto.Size(pc)
+			if size > 0 && size+sz > ps.limit {
+				return false, nil
+			}
+			resp.Changes, size, cur.pos = append(resp.Changes, pc), size+sz, e.Pos
+		}
+		cur.pos = max(cur.pos, through)
+		if len(entries) < logPageLimit {
+			return true, nil
+		}
+	}
+}

@@ -1,0 +1,202 @@
+// Package server is fieldsync's gRPC server: SyncService (Hello, Push, Pull)
+// and EnrolmentService over a boltstore replica, with bearer-token
+// authentication, area scopes and survey validation of every incoming
+// change. Protobuf types stop here: convert.go is the one place where they
+// are translated to and from the sync engine's.
+//
+// Use:
+//
+//	srv, err := server.New(server.Config{DataDir: dir})
+//	gs := grpc.NewServer(srv.GRPCOptions()...)
+//	srv.Register(gs)
+//	go gs.Serve(lis)
+//	...
+//	gs.GracefulStop()
+//	srv.Close()
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip compressor: clients may send and ask for gzip
+	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+// StoreFile is the name of the bbolt store within Config.DataDir.
+const StoreFile = "server.db"
+
+// Defaults for Config.
+const (
+	// DefaultMaxClockSkew is how far ahead of server time a change may be
+	// stamped: phones' clocks drift, but a day ahead means a wrong clock.
+	DefaultMaxClockSkew = 5 * time.Minute
+	// DefaultMaxPushChanges matches the engine's default batch.
+	DefaultMaxPushChanges = syncengine.DefaultBatchLimit
+	// DefaultMaxPushBytes bounds one PushRequest, encoded, uncompressed.
+	DefaultMaxPushBytes = 512 << 10
+	// DefaultMaxPullBytes is about 16 KiB per PullResponse: on a 20 kbit/s
+	// link that is some 7 s of transfer, so a cut link loses little.
+	DefaultMaxPullBytes = 16 << 10
+)
+
+// Config configures New. The zero value of every field but DataDir is a
+// default.
+type Config struct {
+	// DataDir holds the store; it is created (mode 0700) if missing.
+	DataDir string
+	// IDHashKey is the county's key for hashing ID numbers, handed to
+	// devices at enrolment.
+	IDHashKey []byte
+	// MaxClockSkew is how far ahead of the server's clock a pushed change
+	// may be stamped; 0 means DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
+	// MaxPushChanges, MaxPushBytes and MaxPullBytes are the batch limits;
+	// 0 means the defaults.
+	MaxPushChanges, MaxPushBytes, MaxPullBytes int
+	// Logger receives structured logs (device ids and counts, never record
+	// contents); nil discards them.
+	Logger *slog.Logger
+	// Now is the wall clock; nil means time.Now. Tests set it.
+	Now func() time.Time
+}
+
+// Server serves one replica's store. Its methods are safe for concurrent use.
+type Server struct {
+	cfg    Config
+	store  *boltstore.Store
+	clock  *syncengine.Clock
+	codes  codeBook
+	health *health.Server
+	log    *slog.Logger
+	closed atomic.Bool
+}
+
+// New opens (creating on first start, with a new replica identity) the store
+// in cfg.DataDir and returns a server for it. It returns the store's errors
+// (boltstore.ErrLocked when another process serves the directory, and so on).
+func New(cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: no data directory")
+	}
+	if cfg.MaxClockSkew <= 0 {
+		cfg.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if cfg.MaxPushChanges <= 0 {
+		cfg.MaxPushChanges = DefaultMaxPushChanges
+	}
+	if cfg.MaxPushBytes <= 0 {
+		cfg.MaxPushBytes = DefaultMaxPushBytes
+	}
+	if cfg.MaxPullBytes <= 0 {
+		cfg.MaxPullBytes = DefaultMaxPullBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	st, err := boltstore.Open(filepath.Join(cfg.DataDir, StoreFile), nil)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s := &Server{
+		cfg:    cfg,
+		store:  st,
+		clock:  syncengine.NewClock(st.Replica(), cfg.MaxClockSkew.Milliseconds()),
+		codes:  codeBook{codes: make(map[[32]byte]*enrolCode)},
+		health: health.NewServer(),
+		log:    cfg.Logger,
+	}
+	s.log.Info("store opened", "replica", st.Replica().String())
+	return s, nil
+}
+
+func (s *Server) now() time.Time { return s.cfg.Now() }
+
+// Replica returns the server's replica id.
+func (s *Server) Replica() syncengine.ReplicaID { return s.store.Replica() }
+
+// Store returns the server's store, for the operator's tools (the device
+// registry). It is closed by Close.
+func (s *Server) Store() *boltstore.Store { return s.store }
+
+// Keepalive and size settings for phones on 2G links (see
+// shared/research/perf_rel_anchors.md §3.4): round trips of 1.3 s and more,
+// 20 kbit/s, connections that vanish without a FIN.
+var (
+	serverKeepalive = keepalive.ServerParameters{
+		// Reap connections of phones that went away; they reconnect cheaply
+		// compared with holding a dead connection's memory.
+		MaxConnectionIdle: 5 * time.Minute,
+		// Ping after 60 s of silence to find half-open TCP during long
+		// pulls; allow 20 s for the answer over a slow, buffered link
+		// (never the 1 s of grpc's example).
+		Time:    60 * time.Second,
+		Timeout: 20 * time.Second,
+	}
+	// Clients may ping every 30 s while a call is open, not when idle, so a
+	// client keepalive of 60 s is never answered with GOAWAY.
+	serverEnforcement = keepalive.EnforcementPolicy{MinTime: 30 * time.Second, PermitWithoutStream: false}
+)
+
+// maxRecvMsg bounds the memory one request can take: 1 MiB, well above
+// MaxPushBytes and far below grpc's 4 MiB default.
+const maxRecvMsg = 1 << 20
+
+// GRPCOptions returns the options the grpc.Server serving s must be made
+// with: the authentication interceptors, keepalive for 2G links and message
+// limits.
+func (s *Server) GRPCOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.unaryAuth),
+		grpc.ChainStreamInterceptor(s.streamAuth),
+		grpc.KeepaliveParams(serverKeepalive),
+		grpc.KeepaliveEnforcementPolicy(serverEnforcement),
+		grpc.MaxRecvMsgSize(maxRecvMsg),
+		grpc.MaxConcurrentStreams(16),
+	}
+}
+
+// Register registers SyncService, EnrolmentService, the standard health
+// service and reflection on gs, which must have been made with GRPCOptions.
+func (s *Server) Register(gs *grpc.Server) {
+	fieldsyncv1.RegisterSyncServiceServer(gs, syncService{s: s})
+	fieldsyncv1.RegisterEnrolmentServiceServer(gs, enrolment{s: s})
+	grpc_health_v1.RegisterHealthServer(gs, s.health)
+	reflection.Register(gs)
+	s.health.SetServingStatus("", grpc_health_v1.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(fieldsyncv1.SyncService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+}
+
+// Close marks the server not serving, refuses new calls with Unavailable and
+// closes the store after the transactions in progress end. Stop the
+// grpc.Server first (GracefulStop) so no call is cut short.
+func (s *Server) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.health.Shutdown()
+	if err := s.store.Close(); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,235 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/survey"
+	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
+)
+
+// CapabilityVersion is the sync protocol version this server speaks.
+const CapabilityVersion = 1
+
+// syncService implements SyncService for authenticated devices.
+type syncService struct {
+	fieldsyncv1.UnimplementedSyncServiceServer
+	s *Server
+}
+
+// peer returns the authenticated device of ctx. The interceptors always set
+// it on SyncService calls; its absence is a wiring bug.
+func peer(ctx context.Context) (Peer, error) {
+	p, ok := PeerFromContext(ctx)
+	if !ok {
+		return Peer{}, errors.New("sync call without an authenticated device")
+	}
+	return p, nil
+}
+
+// Hello answers the server's time, the caller's clock offset, areas, limits
+// and the position of the caller's log the server has stored through.
+func (v syncService) Hello(ctx context.Context, req *fieldsyncv1.HelloRequest) (*fieldsyncv1.HelloResponse, error) {
+	s := v.s
+	p, err := peer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if id := req.GetReplicaId(); len(id) != 0 && syncengine.ReplicaID(id) != p.ID {
+		return nil, fmt.Errorf("hello from device %v: %w", p.ID, ErrReplicaMismatch)
+	}
+	var cur syncengine.Cursor
+	err = s.store.View(ctx, func(tx syncengine.ReadTx) error {
+		var err error
+		cur, err = tx.Cursor(ctx, p.ID)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hello: %w", err)
+	}
+	now := s.now()
+	var offset int64
+	if req.GetClientTime().IsValid() {
+		offset = now.UnixMilli() - req.GetClientTime().AsTime().UnixMilli()
+	}
+	srv := s.store.Replica()
+	return &fieldsyncv1.HelloResponse{
+		ServerReplicaId:      srv[:],
+		ServerTime:           timestamppb.New(now),
+		ClockOffsetMs:        offset,
+		AreaPrefixes:         p.Areas,
+		CapabilityVersion:    CapabilityVersion,
+		Limits:               s.limits(),
+		MaxClockSkewMs:       s.cfg.MaxClockSkew.Milliseconds(),
+		AcknowledgedPosition: uint64(cur.Received),
+	}, nil
+}
+
+func (s *Server) limits() *fieldsyncv1.BatchLimits {
+	return &fieldsyncv1.BatchLimits{
+		MaxPushChanges: int32(s.cfg.MaxPushChanges),
+		MaxPushBytes:   int32(s.cfg.MaxPushBytes),
+		MaxPullBytes:   int32(s.cfg.MaxPullBytes),
+	}
+}
+
+// Push stores a contiguous run of the caller's log: changes that fail
+// conversion are answered REJECTED_MALFORMED and not stored; the others go
+// through syncengine.ReceiveBatch in one transaction, validated for scope and
+// with survey. Results are in request order; when a change is refused for
+// clock skew the engine stops there, and the results end with it.
+func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*fieldsyncv1.PushResponse, error) {
+	s := v.s
+	p, err := peer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, results, err := s.pushBatch(p, req)
+	if err != nil {
+		return nil, err
+	}
+	val := &validator{areas: p.Areas, now: s.now(), fieldErrs: make(map[syncengine.Dot][]survey.FieldError)}
+	rc, err := syncengine.ReceiveBatch(ctx, s.store, b, syncengine.ReceiveOptions{
+		Validate: val.validate, Clock: s.clock, WallMS: s.now().UnixMilli(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("push from device %v: %w", p.ID, err)
+	}
+	for _, r := range rc.Results {
+		i := int(r.Pos - b.After - 1)
+		results[i] = changeResult(r, val.fieldErrs[r.Dot])
+	}
+	if n := len(rc.Results); n > 0 && rc.Results[n-1].Outcome == syncengine.OutcomeClockSkew {
+		results = results[:rc.Results[n-1].Pos-b.After]
+	}
+	s.logPush(ctx, p.ID, rc)
+	return &fieldsyncv1.PushResponse{Results: results, AcknowledgedPosition: uint64(rc.Through)}, nil
+}
+
+// pushBatch checks req's shape and converts its changes into a batch from
+// sender p. It returns the result slots, already filled for the malformed
+// changes, which the batch leaves out.
+func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Batch, []*fieldsyncv1.ChangeResult, error) {
+	n := len(req.GetChanges())
+	first, last := req.GetFirstPosition(), req.GetLastPosition()
+	switch {
+	case n > s.cfg.MaxPushChanges:
+		return syncengine.Batch{}, nil, fmt.Errorf("push: %w: %d changes, at most %d", ErrBadRequest, n, s.cfg.MaxPushChanges)
+	case n == 0 && (first != 0 || last != 0):
+		return syncengine.Batch{}, nil, fmt.Errorf("push: %w: no changes for positions %d..%d", ErrPositionMismatch, first, last)
+	case n > 0 && (first == 0 || last < first || last-first+1 != uint64(n)):
+		return syncengine.Batch{}, nil, fmt.Errorf("push: %w: %d changes for positions %d..%d", ErrPositionMismatch, n, first, last)
+	}
+	b := syncengine.Batch{Sender: p.ID}
+	if n == 0 {
+		return b, nil, nil
+	}
+	b.After, b.Through = syncengine.Position(first-1), syncengine.Position(last)
+	results := make([]*fieldsyncv1.ChangeResult, n)
+	for i, pc := range req.GetChanges() {
+		c, err := ChangeFromProto(pc)
+		if err != nil {
+			results[i] = &fieldsyncv1.ChangeResult{
+				ChangeId: pc.GetChangeId(),
+				Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_MALFORMED,
+				Message:  err.Error(),
+			}
+			continue
+		}
+		b.Changes = append(b.Changes, syncengine.Entry{Pos: b.After + syncengine.Position(i) + 1, Change: c})
+	}
+	return b, results, nil
+}
+
+func changeResult(r syncengine.ChangeResult, errs []survey.FieldError) *fieldsyncv1.ChangeResult {
+	out := &fieldsyncv1.ChangeResult{
+		ChangeId: append([]byte(nil), r.ID[:]...),
+		Outcome:  OutcomeToProto(r.Outcome),
+		Message:  r.Detail,
+	}
+	if r.Outcome == syncengine.OutcomeInvalid {
+		for _, e := range errs {
+			out.FieldErrors = append(out.FieldErrors, &fieldsyncv1.FieldError{Path: e.Path, Reason: e.Reason, Message: e.Message})
+		}
+	}
+	return out
+}
+
+// logPush logs counts only: no record contents, which hold personal data.
+func (s *Server) logPush(ctx context.Context, device syncengine.ReplicaID, rc syncengine.Receipt) {
+	counts := make(map[syncengine.Outcome]int)
+	for _, r := range rc.Results {
+		counts[r.Outcome]++
+	}
+	s.log.InfoContext(ctx, "push", "device", device.String(), "through", uint64(rc.Through),
+		"applied", counts[syncengine.OutcomeApplied], "duplicate", counts[syncengine.OutcomeDuplicate],
+		"invalid", counts[syncengine.OutcomeInvalid], "out_of_scope", counts[syncengine.OutcomeOutOfScope],
+		"clock_skew", counts[syncengine.OutcomeClockSkew], "malformed", counts[syncengine.OutcomeMalformed])
+}
+
+// InvalidRecordError is the batch validator's error for a record that fails
+// survey validation; it carries the field errors for the change's result.
+type InvalidRecordError struct {
+	FieldErrors []survey.FieldError
+}
+
+func (e *InvalidRecordError) Error() string {
+	msgs := make([]string, len(e.FieldErrors))
+	for i, fe := range e.FieldErrors {
+		msgs[i] = fe.Error()
+	}
+	return "invalid record: " + strings.Join(msgs, "; ")
+}
+
+// validator is the ReceiveOptions.Validate of one push. ReceiveBatch calls it
+// sequentially; it keeps the field errors of each refused change by dot,
+// since the engine's result keeps only a message.
+type validator struct {
+	areas     []string
+	now       time.Time
+	fieldErrs map[syncengine.Dot][]survey.FieldError
+}
+
+// validate refuses, wrapping syncengine.ErrOutOfScope, a change whose record
+// lies outside the device's areas before or after it, and with an
+// *InvalidRecordError a live record that fails survey validation or whose
+// body's id and area disagree with the change.
+func (v *validator) validate(c syncengine.Change, prev, next syncengine.Record) error {
+	for _, area := range []string{prev.Area(), c.Area, next.Area()} {
+		if area != "" && !inScope(area, v.areas) {
+			return fmt.Errorf("%w: record %v in area %s", syncengine.ErrOutOfScope, c.RecordID, area)
+		}
+	}
+	if !next.Exists() {
+		return nil
+	}
+	rec, err := wire.FromState(next)
+	if err != nil {
+		return v.refuse(c, []survey.FieldError{{Path: "body", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_MALFORMED, Message: err.Error()}})
+	}
+	errs := survey.Validate(rec, v.now)
+	if id, area, err := wire.Identity(rec); err == nil {
+		if id != c.RecordID {
+			errs = append(errs, survey.FieldError{Path: "id", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_INCONSISTENT, Message: "id differs from the change's record id"})
+		}
+		if area != next.Area() {
+			errs = append(errs, survey.FieldError{Path: "area_code", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_INCONSISTENT, Message: "area_code differs from the change's area"})
+		}
+	}
+	if len(errs) > 0 {
+		return v.refuse(c, errs)
+	}
+	return nil
+}
+
+func (v *validator) refuse(c syncengine.Change, errs []survey.FieldError) error {
+	v.fieldErrs[c.Dot] = errs
+	return &InvalidRecordError{FieldErrors: errs}
+}
