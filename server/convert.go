@@ -234,6 +234,7 @@ func RecordStateToProto(r syncengine.Record) *fieldsyncv1.RecordState {
 		Version:  VersionVectorToProto(r.Version()),
 		Deleted:  r.Deleted(),
 	}
+	rs.EngineState, _ = r.MarshalBinary() // never fails (see syncengine.Record.AppendBinary)
 	values := r.Values()
 	for _, n := range slices.Sorted(maps.Keys(values)) {
 		if ws := r.Writes(n); len(ws) > 0 {

@@ -1194,7 +1194,9 @@ func (x *PushRequest) GetLastPosition() uint64 {
 // PushResponse answers a PushRequest, one result per change in request order.
 type PushResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Results, in the order of PushRequest.changes.
+	// Results, in the order of PushRequest.changes. When a change is refused for
+	// clock skew the server stops there: its result is the last one, and the
+	// changes after it are neither stored nor answered.
 	Results []*ChangeResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
 	// Position in the caller's log up to which every change is now either stored or
 	// answered with a rejection the caller keeps in its outbox.
@@ -1596,7 +1598,11 @@ type RecordState struct {
 	// Whether the record is deleted.
 	Deleted bool `protobuf:"varint,6,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	// Open conflicts.
-	Conflicts     []*FieldConflict `protobuf:"bytes,7,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
+	Conflicts []*FieldConflict `protobuf:"bytes,7,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
+	// The sync engine's exact encoding of the merged state (per-field writes and
+	// causal contexts). A receiver rebuilds the state it merges into from these
+	// bytes; the fields above are the readable view of the same state.
+	EngineState   []byte `protobuf:"bytes,8,opt,name=engine_state,json=engineState,proto3" json:"engine_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1676,6 +1682,13 @@ func (x *RecordState) GetDeleted() bool {
 func (x *RecordState) GetConflicts() []*FieldConflict {
 	if x != nil {
 		return x.Conflicts
+	}
+	return nil
+}
+
+func (x *RecordState) GetEngineState() []byte {
+	if x != nil {
+		return x.EngineState
 	}
 	return nil
 }
@@ -1773,7 +1786,7 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x03hlc\x18\x04 \x01(\v2\x16.fieldsync.v1.HlcStampR\x03hlc\"Y\n" +
 	"\rFieldConflict\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x120\n" +
-	"\x06values\x18\x02 \x03(\v2\x18.fieldsync.v1.FieldStateR\x06values\"\xb3\x02\n" +
+	"\x06values\x18\x02 \x03(\v2\x18.fieldsync.v1.FieldStateR\x06values\"\xd6\x02\n" +
 	"\vRecordState\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\fR\brecordId\x12,\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x18.fieldsync.v1.RecordKindR\x04kind\x12\x1b\n" +
@@ -1781,7 +1794,8 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\aversion\x18\x04 \x01(\v2\x1b.fieldsync.v1.VersionVectorR\aversion\x120\n" +
 	"\x06fields\x18\x05 \x03(\v2\x18.fieldsync.v1.FieldStateR\x06fields\x12\x18\n" +
 	"\adeleted\x18\x06 \x01(\bR\adeleted\x129\n" +
-	"\tconflicts\x18\a \x03(\v2\x1b.fieldsync.v1.FieldConflictR\tconflicts*\xd7\x02\n" +
+	"\tconflicts\x18\a \x03(\v2\x1b.fieldsync.v1.FieldConflictR\tconflicts\x12!\n" +
+	"\fengine_state\x18\b \x01(\fR\vengineState*\xd7\x02\n" +
 	"\x10FieldErrorReason\x12\"\n" +
 	"\x1eFIELD_ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bFIELD_ERROR_REASON_REQUIRED\x10\x01\x12 \n" +
