@@ -452,3 +452,40 @@ func TestPullStaysInScope(t *testing.T) {
 		t.Errorf("stranger's incremental pull = %d changes, %d records; want none", len(inc.changes), len(inc.records))
 	}
 }
+
+// A device leaves out of its push the changes it pulled from the server: the
+// request lists the positions of the changes it sends, and the server answers
+// each in its slot and acknowledges the whole run.
+func TestPushWithLeftOutPositions(t *testing.T) {
+	e := newEnv(t)
+	d := e.enrol(t, villageA)
+	for range 3 {
+		d.save(t, followUp(t, villageA, 132, 84))
+	}
+	full := d.pushRequest(t, 0)
+	sparse := &fieldsyncv1.PushRequest{
+		Changes:       []*fieldsyncv1.Change{full.Changes[0], full.Changes[2]},
+		FirstPosition: 1, LastPosition: 3, Positions: []uint64{1, 3},
+	}
+	resp, err := e.sync.Push(d.ctx(t), sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED
+	if got := outcomes(resp); !equal(got, []fieldsyncv1.ChangeOutcome{applied, applied}) || resp.GetAcknowledgedPosition() != 3 {
+		t.Errorf("sparse push = %v through %d, want two applied through 3", got, resp.GetAcknowledgedPosition())
+	}
+	if end, err := e.srv.Store().LogEnd(t.Context()); err != nil || end != 2 {
+		t.Errorf("server log end = %d, %v; want the 2 changes sent", end, err)
+	}
+	for name, positions := range map[string][]uint64{
+		"out of order":    {6, 4},
+		"outside the run": {4, 7},
+		"one missing":     {4},
+	} {
+		bad := &fieldsyncv1.PushRequest{Changes: sparse.Changes, FirstPosition: 4, LastPosition: 6, Positions: positions}
+		if _, err := e.sync.Push(d.ctx(t), bad); status.Code(err) != codes.InvalidArgument || server.ReasonOf(err) != server.ReasonPositionMismatch {
+			t.Errorf("%s: push = %v, want InvalidArgument %s", name, err, server.ReasonPositionMismatch)
+		}
+	}
+}

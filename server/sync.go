@@ -91,7 +91,7 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 	if err != nil {
 		return nil, err
 	}
-	b, results, err := s.pushBatch(p, req)
+	b, results, slot, err := s.pushBatch(p, req)
 	if err != nil {
 		return nil, err
 	}
@@ -103,11 +103,10 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 		return nil, fmt.Errorf("push from device %v: %w", p.ID, err)
 	}
 	for _, r := range rc.Results {
-		i := int(r.Pos - b.After - 1)
-		results[i] = changeResult(r, val.fieldErrs[r.Dot])
+		results[slot[r.Pos]] = changeResult(r, val.fieldErrs[r.Dot])
 	}
 	if n := len(rc.Results); n > 0 && rc.Results[n-1].Outcome == syncengine.OutcomeClockSkew {
-		results = results[:rc.Results[n-1].Pos-b.After]
+		results = results[:slot[rc.Results[n-1].Pos]+1]
 	}
 	s.logPush(ctx, p.ID, rc)
 	return &fieldsyncv1.PushResponse{Results: results, AcknowledgedPosition: uint64(rc.Through)}, nil
@@ -115,25 +114,25 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 
 // pushBatch checks req's shape and converts its changes into a batch from
 // sender p. It returns the result slots, already filled for the malformed
-// changes, which the batch leaves out.
-func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Batch, []*fieldsyncv1.ChangeResult, error) {
+// changes, which the batch leaves out, and the slot of each log position.
+func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Batch, []*fieldsyncv1.ChangeResult, map[syncengine.Position]int, error) {
 	n := len(req.GetChanges())
-	first, last := req.GetFirstPosition(), req.GetLastPosition()
-	switch {
-	case n > s.cfg.MaxPushChanges:
-		return syncengine.Batch{}, nil, fmt.Errorf("push: %w: %d changes, at most %d", ErrBadRequest, n, s.cfg.MaxPushChanges)
-	case n == 0 && (first != 0 || last != 0):
-		return syncengine.Batch{}, nil, fmt.Errorf("push: %w: no changes for positions %d..%d", ErrPositionMismatch, first, last)
-	case n > 0 && (first == 0 || last < first || last-first+1 != uint64(n)):
-		return syncengine.Batch{}, nil, fmt.Errorf("push: %w: %d changes for positions %d..%d", ErrPositionMismatch, n, first, last)
+	if n > s.cfg.MaxPushChanges {
+		return syncengine.Batch{}, nil, nil, fmt.Errorf("push: %w: %d changes, at most %d", ErrBadRequest, n, s.cfg.MaxPushChanges)
+	}
+	positions, err := pushPositions(req)
+	if err != nil {
+		return syncengine.Batch{}, nil, nil, err
 	}
 	b := syncengine.Batch{Sender: p.ID}
 	if n == 0 {
-		return b, nil, nil
+		return b, nil, nil, nil
 	}
-	b.After, b.Through = syncengine.Position(first-1), syncengine.Position(last)
+	b.After, b.Through = syncengine.Position(req.GetFirstPosition()-1), syncengine.Position(req.GetLastPosition())
 	results := make([]*fieldsyncv1.ChangeResult, n)
+	slot := make(map[syncengine.Position]int, n)
 	for i, pc := range req.GetChanges() {
+		slot[positions[i]] = i
 		c, err := ChangeFromProto(pc)
 		if err != nil {
 			results[i] = &fieldsyncv1.ChangeResult{
@@ -143,9 +142,41 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 			}
 			continue
 		}
-		b.Changes = append(b.Changes, syncengine.Entry{Pos: b.After + syncengine.Position(i) + 1, Change: c})
+		b.Changes = append(b.Changes, syncengine.Entry{Pos: positions[i], Change: c})
 	}
-	return b, results, nil
+	return b, results, slot, nil
+}
+
+// pushPositions returns the log position of each change of req: its
+// positions list, or first_position onwards one by one. It refuses positions
+// that do not fit first_position..last_position with ErrPositionMismatch.
+func pushPositions(req *fieldsyncv1.PushRequest) ([]syncengine.Position, error) {
+	n := len(req.GetChanges())
+	first, last, listed := req.GetFirstPosition(), req.GetLastPosition(), req.GetPositions()
+	switch {
+	case n == 0 && (first != 0 || last != 0 || len(listed) != 0):
+		return nil, fmt.Errorf("push: %w: no changes for positions %d..%d", ErrPositionMismatch, first, last)
+	case n == 0:
+		return nil, nil
+	case first == 0 || last < first:
+		return nil, fmt.Errorf("push: %w: positions %d..%d", ErrPositionMismatch, first, last)
+	case len(listed) == 0 && last-first+1 != uint64(n):
+		return nil, fmt.Errorf("push: %w: %d changes for positions %d..%d", ErrPositionMismatch, n, first, last)
+	case len(listed) != 0 && len(listed) != n:
+		return nil, fmt.Errorf("push: %w: %d positions for %d changes", ErrPositionMismatch, len(listed), n)
+	}
+	out := make([]syncengine.Position, n)
+	for i := range out {
+		pos := first + uint64(i)
+		if len(listed) != 0 {
+			pos = listed[i]
+		}
+		if pos < first || pos > last || (i > 0 && pos <= uint64(out[i-1])) {
+			return nil, fmt.Errorf("push: %w: position %d of change %d is outside %d..%d or out of order", ErrPositionMismatch, pos, i, first, last)
+		}
+		out[i] = syncengine.Position(pos)
+	}
+	return out, nil
 }
 
 func changeResult(r syncengine.ChangeResult, errs []survey.FieldError) *fieldsyncv1.ChangeResult {

@@ -1127,15 +1127,22 @@ func (x *HelloResponse) GetAcknowledgedPosition() uint64 {
 	return 0
 }
 
-// PushRequest carries a contiguous run of the caller's log.
+// PushRequest carries a run of the caller's log: every position from
+// first_position to last_position is accounted for, by a change sent or by one
+// the caller leaves out because the server has it already (a change the caller
+// pulled from this server).
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The changes, in log order.
 	Changes []*Change `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
-	// Position in the caller's log of the first change in this batch.
+	// First position of the caller's log this batch accounts for.
 	FirstPosition uint64 `protobuf:"varint,2,opt,name=first_position,json=firstPosition,proto3" json:"first_position,omitempty"`
-	// Position in the caller's log of the last change in this batch.
-	LastPosition  uint64 `protobuf:"varint,3,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	// Last position of the caller's log this batch accounts for.
+	LastPosition uint64 `protobuf:"varint,3,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	// Position of each change, strictly increasing, from first_position to
+	// last_position, when changes were left out. Empty means the changes fill
+	// first_position..last_position one by one.
+	Positions     []uint64 `protobuf:"varint,4,rep,packed,name=positions,proto3" json:"positions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1189,6 +1196,13 @@ func (x *PushRequest) GetLastPosition() uint64 {
 		return x.LastPosition
 	}
 	return 0
+}
+
+func (x *PushRequest) GetPositions() []uint64 {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
 }
 
 // PushResponse answers a PushRequest, one result per change in request order.
@@ -1756,11 +1770,12 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x12capability_version\x18\x05 \x01(\x05R\x11capabilityVersion\x121\n" +
 	"\x06limits\x18\x06 \x01(\v2\x19.fieldsync.v1.BatchLimitsR\x06limits\x12)\n" +
 	"\x11max_clock_skew_ms\x18\a \x01(\x03R\x0emaxClockSkewMs\x123\n" +
-	"\x15acknowledged_position\x18\b \x01(\x04R\x14acknowledgedPosition\"\x89\x01\n" +
+	"\x15acknowledged_position\x18\b \x01(\x04R\x14acknowledgedPosition\"\xa7\x01\n" +
 	"\vPushRequest\x12.\n" +
 	"\achanges\x18\x01 \x03(\v2\x14.fieldsync.v1.ChangeR\achanges\x12%\n" +
 	"\x0efirst_position\x18\x02 \x01(\x04R\rfirstPosition\x12#\n" +
-	"\rlast_position\x18\x03 \x01(\x04R\flastPosition\"y\n" +
+	"\rlast_position\x18\x03 \x01(\x04R\flastPosition\x12\x1c\n" +
+	"\tpositions\x18\x04 \x03(\x04R\tpositions\"y\n" +
 	"\fPushResponse\x124\n" +
 	"\aresults\x18\x01 \x03(\v2\x1a.fieldsync.v1.ChangeResultR\aresults\x123\n" +
 	"\x15acknowledged_position\x18\x02 \x01(\x04R\x14acknowledgedPosition\"|\n" +
