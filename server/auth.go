@@ -19,6 +19,7 @@ import (
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
 )
 
@@ -85,7 +86,12 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 	if s.closed.Load() {
 		return nil, grpcError(ctx, s.log, ErrClosed)
 	}
-	if !open(info.FullMethod) {
+	switch {
+	case strings.HasPrefix(info.FullMethod, adminPrefix):
+		if err := s.authenticateAdmin(ctx); err != nil {
+			return nil, grpcError(ctx, s.log, err)
+		}
+	case !open(info.FullMethod):
 		var err error
 		if ctx, err = s.authenticate(ctx); err != nil {
 			return nil, grpcError(ctx, s.log, err)
@@ -101,7 +107,12 @@ func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	if s.closed.Load() {
 		return grpcError(ctx, s.log, ErrClosed)
 	}
-	if !open(info.FullMethod) {
+	switch {
+	case strings.HasPrefix(info.FullMethod, adminPrefix):
+		if err := s.authenticateAdmin(ctx); err != nil {
+			return grpcError(ctx, s.log, err)
+		}
+	case !open(info.FullMethod):
 		var err error
 		if ctx, err = s.authenticate(ctx); err != nil {
 			return grpcError(ss.Context(), s.log, err)
@@ -239,17 +250,14 @@ func (e enrolment) Enroll(ctx context.Context, req *fieldsyncv1.EnrollRequest) (
 	}, nil
 }
 
-// validPrefix reports whether p is an area prefix: 1 to 12 ASCII digits.
+// validPrefix reports whether p is the prefix of a county (6 digits), a
+// township (9) or a village (12), the only scopes a device or server gets.
 func validPrefix(p string) bool {
-	if len(p) == 0 || len(p) > syncengine.AreaLen {
+	if len(p) != 6 && len(p) != 9 && len(p) != syncengine.AreaLen {
 		return false
 	}
-	for i := 0; i < len(p); i++ {
-		if p[i] < '0' || p[i] > '9' {
-			return false
-		}
-	}
-	return true
+	got, err := survey.AreaPrefix(p + strings.Repeat("0", syncengine.AreaLen-len(p)))
+	return err == nil && got == p
 }
 
 // inScope reports whether area lies under one of prefixes.

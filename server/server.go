@@ -77,13 +77,15 @@ type Config struct {
 
 // Server serves one replica's store. Its methods are safe for concurrent use.
 type Server struct {
-	cfg    Config
-	store  *boltstore.Store
-	clock  *syncengine.Clock
-	codes  codeBook
-	health *health.Server
-	log    *slog.Logger
-	closed atomic.Bool
+	cfg   Config
+	store *boltstore.Store
+	clock *syncengine.Clock
+	codes codeBook
+	// adminHash is the SHA-256 of the admin token (see AdminTokenFile).
+	adminHash [32]byte
+	health    *health.Server
+	log       *slog.Logger
+	closed    atomic.Bool
 }
 
 // New opens (creating on first start, with a new replica identity) the store
@@ -114,17 +116,22 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	adminHash, err := loadAdminHash(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	st, err := boltstore.Open(filepath.Join(cfg.DataDir, StoreFile), nil)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{
-		cfg:    cfg,
-		store:  st,
-		clock:  syncengine.NewClock(st.Replica(), cfg.MaxClockSkew.Milliseconds()),
-		codes:  codeBook{codes: make(map[[32]byte]*enrolCode)},
-		health: health.NewServer(),
-		log:    cfg.Logger,
+		adminHash: adminHash,
+		cfg:       cfg,
+		store:     st,
+		clock:     syncengine.NewClock(st.Replica(), cfg.MaxClockSkew.Milliseconds()),
+		codes:     codeBook{codes: make(map[[32]byte]*enrolCode)},
+		health:    health.NewServer(),
+		log:       cfg.Logger,
 	}
 	s.log.Info("store opened", "replica", st.Replica().String())
 	return s, nil
@@ -181,6 +188,7 @@ func (s *Server) GRPCOptions() []grpc.ServerOption {
 func (s *Server) Register(gs *grpc.Server) {
 	fieldsyncv1.RegisterSyncServiceServer(gs, syncService{s: s})
 	fieldsyncv1.RegisterEnrolmentServiceServer(gs, enrolment{s: s})
+	fieldsyncv1.RegisterAdminServiceServer(gs, admin{s: s})
 	grpc_health_v1.RegisterHealthServer(gs, s.health)
 	reflection.Register(gs)
 	s.health.SetServingStatus("", grpc_health_v1.HealthCheckResponse_SERVING)

@@ -35,14 +35,17 @@ const (
 // env is a server on a real socket and a client connection to it.
 type env struct {
 	srv    *server.Server
+	dir    string
 	conn   *grpc.ClientConn
 	sync   fieldsyncv1.SyncServiceClient
 	enroll fieldsyncv1.EnrolmentServiceClient
+	admin  fieldsyncv1.AdminServiceClient
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv, err := server.New(server.Config{DataDir: t.TempDir()})
+	dir := t.TempDir()
+	srv, err := server.New(server.Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +72,8 @@ func newEnv(t *testing.T) *env {
 			t.Error(err)
 		}
 	})
-	return &env{srv: srv, conn: conn, sync: fieldsyncv1.NewSyncServiceClient(conn), enroll: fieldsyncv1.NewEnrolmentServiceClient(conn)}
+	return &env{srv: srv, dir: dir, conn: conn, sync: fieldsyncv1.NewSyncServiceClient(conn),
+		enroll: fieldsyncv1.NewEnrolmentServiceClient(conn), admin: fieldsyncv1.NewAdminServiceClient(conn)}
 }
 
 // device is an enrolled device replica in a real SQLite file.
@@ -77,28 +81,36 @@ type device struct {
 	store *sqlitestore.Store
 	clock *syncengine.Clock
 	token string
+	areas []string
 }
 
 func (e *env) enrol(t *testing.T, area string) *device {
+	t.Helper()
+	code, _, err := e.srv.IssueEnrolmentCode([]string{area}, "test phone", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := e.enrolWithCode(t, code)
+	if got := d.areas; len(got) != 1 || got[0] != area {
+		t.Errorf("enrolled areas = %v, want [%s]", got, area)
+	}
+	return d
+}
+
+// enrolWithCode creates a device replica and enrols it with code.
+func (e *env) enrolWithCode(t *testing.T, code string) *device {
 	t.Helper()
 	st, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "replica.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	code, _, err := e.srv.IssueEnrolmentCode([]string{area}, "test phone", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	id := st.Replica()
 	resp, err := e.enroll.Enroll(t.Context(), &fieldsyncv1.EnrollRequest{Code: code, ReplicaId: id[:], DeviceName: "phone"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := resp.GetAreaPrefixes(); len(got) != 1 || got[0] != area {
-		t.Errorf("enrolled areas = %v, want [%s]", got, area)
-	}
-	return &device{store: st, clock: syncengine.NewClock(id, 0), token: resp.GetDeviceToken()}
+	return &device{store: st, clock: syncengine.NewClock(id, 0), token: resp.GetDeviceToken(), areas: resp.GetAreaPrefixes()}
 }
 
 func (d *device) ctx(t *testing.T) context.Context {

@@ -1,0 +1,138 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+// Files of the admin credential in Config.DataDir.
+const (
+	// AdminTokenFile holds the admin token for the operator's CLI (mode 0600).
+	// The server itself never reads it back: it checks tokens against
+	// AdminTokenHashFile.
+	AdminTokenFile = "admin.token"
+	// AdminTokenHashFile holds the hex SHA-256 of the admin token.
+	AdminTokenHashFile = "admin.token.sha256"
+)
+
+// DefaultCodeTTL is how long an enrolment code stays valid when the request
+// does not say.
+const DefaultCodeTTL = 24 * time.Hour
+
+// adminPrefix is the method prefix of AdminService.
+var adminPrefix = "/" + fieldsyncv1.AdminService_ServiceDesc.ServiceName + "/"
+
+// loadAdminHash returns the admin token's hash, creating the token on first
+// start: a random token written to AdminTokenFile (0600) and its hash to
+// AdminTokenHashFile.
+func loadAdminHash(dir string) ([32]byte, error) {
+	var h [32]byte
+	hashPath := filepath.Join(dir, AdminTokenHashFile)
+	b, err := os.ReadFile(hashPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		var raw [32]byte
+		if _, err := rand.Read(raw[:]); err != nil {
+			return h, err
+		}
+		token := base64.RawURLEncoding.EncodeToString(raw[:])
+		h = sha256.Sum256([]byte(token))
+		if err := os.WriteFile(filepath.Join(dir, AdminTokenFile), []byte(token+"\n"), 0o600); err != nil {
+			return h, fmt.Errorf("write admin token: %w", err)
+		}
+		if err := os.WriteFile(hashPath, []byte(hex.EncodeToString(h[:])+"\n"), 0o600); err != nil {
+			return h, fmt.Errorf("write admin token hash: %w", err)
+		}
+		return h, nil
+	}
+	if err != nil {
+		return h, fmt.Errorf("read admin token hash: %w", err)
+	}
+	n, err := hex.Decode(h[:], []byte(strings.TrimSpace(string(b))))
+	if err != nil || n != len(h) {
+		return h, fmt.Errorf("%s is not a hex SHA-256: remove it and %s to make a new admin token", hashPath, AdminTokenFile)
+	}
+	return h, nil
+}
+
+// authenticateAdmin accepts only the admin token.
+func (s *Server) authenticateAdmin(ctx context.Context) error {
+	token, err := bearer(ctx)
+	if err != nil {
+		return err
+	}
+	h := sha256.Sum256([]byte(token))
+	if subtle.ConstantTimeCompare(h[:], s.adminHash[:]) != 1 {
+		return fmt.Errorf("authenticate admin: %w", ErrUnknownToken)
+	}
+	return nil
+}
+
+// admin implements AdminService.
+type admin struct {
+	fieldsyncv1.UnimplementedAdminServiceServer
+	s *Server
+}
+
+func (a admin) AddDevice(ctx context.Context, req *fieldsyncv1.AddDeviceRequest) (*fieldsyncv1.AddDeviceResponse, error) {
+	ttl := DefaultCodeTTL
+	if req.TtlSeconds != nil {
+		ttl = time.Duration(req.GetTtlSeconds()) * time.Second
+	}
+	code, expiry, err := a.s.IssueEnrolmentCode(req.GetAreaPrefixes(), req.GetName(), ttl)
+	if err != nil {
+		return nil, err
+	}
+	a.s.log.InfoContext(ctx, "enrolment code issued", "areas", len(req.GetAreaPrefixes()), "expires", expiry)
+	return &fieldsyncv1.AddDeviceResponse{Code: code, ExpiresAt: timestamppb.New(expiry)}, nil
+}
+
+func (a admin) ListDevices(ctx context.Context, _ *fieldsyncv1.ListDevicesRequest) (*fieldsyncv1.ListDevicesResponse, error) {
+	ds, err := a.s.store.Devices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &fieldsyncv1.ListDevicesResponse{}
+	for _, d := range ds {
+		info := &fieldsyncv1.DeviceInfo{
+			ReplicaId: append([]byte(nil), d.ID[:]...), Name: d.Name, AreaPrefixes: d.Areas,
+			EnrolledAt: timestamppb.New(d.Created), Revoked: d.Revoked,
+		}
+		if d.Revoked {
+			info.RevokedAt = timestamppb.New(d.RevokedAt)
+		}
+		resp.Devices = append(resp.Devices, info)
+	}
+	return resp, nil
+}
+
+func (a admin) RevokeDevice(ctx context.Context, req *fieldsyncv1.RevokeDeviceRequest) (*fieldsyncv1.RevokeDeviceResponse, error) {
+	if len(req.GetReplicaId()) != len(syncengine.ReplicaID{}) {
+		return nil, fmt.Errorf("revoke: %w: replica_id has %d bytes, want 16", ErrBadRequest, len(req.GetReplicaId()))
+	}
+	id := syncengine.ReplicaID(req.GetReplicaId())
+	if err := a.s.store.RevokeDevice(ctx, id); err != nil {
+		if errors.Is(err, boltstore.ErrNoDevice) {
+			return nil, fmt.Errorf("revoke %v: %w: no such device", id, ErrBadRequest)
+		}
+		return nil, err
+	}
+	a.s.log.InfoContext(ctx, "device revoked", "device", id.String())
+	return &fieldsyncv1.RevokeDeviceResponse{}, nil
+}
