@@ -19,9 +19,10 @@ help: ## list the targets
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build every package, and the fieldsync command into ./bin
+build: ## build every package, and the fieldsync and fieldsyncd commands into ./bin
 	$(GO) build ./...
 	$(GO) build -o $(BIN)/fieldsync ./cmd/fieldsync
+	$(GO) build -o $(BIN)/fieldsyncd ./cmd/fieldsyncd
 
 .PHONY: run
 run: build ## record a generated village on a new device replica (./data) and print the day's questions
