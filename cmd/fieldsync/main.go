@@ -34,6 +34,7 @@ const usage = `usage: fieldsync COMMAND [flags]
 
 commands:
   demo    generate a village, record it on a device replica and print the day's questions
+  admin   manage a server's devices: admin device add|list|revoke
 
 Run 'fieldsync COMMAND --help' for a command's flags.
 `
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
+	case "admin":
+		return runAdmin(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", args[0])

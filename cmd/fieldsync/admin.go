@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+)
+
+const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE...] --name NAME
+       fieldsync admin device list [--json]
+       fieldsync admin device revoke [flags] REPLICA_ID
+
+Every admin command takes --server ADDR (default 127.0.0.1:7443), --token-file FILE
+(default data/admin.token, written by fieldsyncd) and --ca FILE (a CA certificate
+for a server beyond loopback).
+`
+
+// adminFlags are the connection flags of every admin command.
+type adminFlags struct {
+	server, tokenFile, ca string
+}
+
+func (a *adminFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.server, "server", "127.0.0.1:7443", "server `address`")
+	fs.StringVar(&a.tokenFile, "token-file", "data/admin.token", "admin token `file` written by fieldsyncd")
+	fs.StringVar(&a.ca, "ca", "", "CA certificate `file` for a TLS server (system roots if empty)")
+}
+
+// dial connects to the server: plaintext on loopback, TLS elsewhere. It
+// returns the connection and a context carrying the admin token.
+func (a *adminFlags) dial(ctx context.Context) (*grpc.ClientConn, context.Context, error) {
+	token, err := os.ReadFile(a.tokenFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read admin token: %w (on the server machine it is in fieldsyncd's data directory)", err)
+	}
+	creds, err := transport(a.server, a.ca)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(a.server, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(token))), nil
+}
+
+// transport is plaintext for a loopback address and TLS otherwise.
+func transport(addr, caFile string) (credentials.TransportCredentials, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("server address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return insecure.NewCredentials(), nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+		}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) < 2 || args[0] != "device" {
+		fmt.Fprint(stderr, adminUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return nil
+		}
+		return errors.New("admin: want 'device add', 'device list' or 'device revoke'")
+	}
+	var a adminFlags
+	fs := flag.NewFlagSet("admin device "+args[1], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, adminUsage, "\nflags:\n"); fs.PrintDefaults() }
+	a.register(fs)
+	switch args[1] {
+	case "add":
+		var areas stringList
+		fs.Var(&areas, "area", "area `code` prefix the device may sync (repeatable)")
+		name := fs.String("name", "", "device or doctor `name`")
+		ttl := fs.Duration("ttl", 24*time.Hour, "how long the enrolment code stays valid")
+		if err := fs.Parse(args[2:]); err != nil {
+			return err
+		}
+		if len(areas) == 0 || *name == "" {
+			return errors.New("admin device add: --area and --name are required")
+		}
+		return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
+			secs := int64(ttl.Seconds())
+			resp, err := c.AddDevice(ctx, &fieldsyncv1.AddDeviceRequest{Name: *name, AreaPrefixes: areas, TtlSeconds: &secs})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "enrolment code: %s\nvalid until:    %s\n", resp.GetCode(), resp.GetExpiresAt().AsTime().Local().Format(time.DateTime))
+			return nil
+		})
+	case "list":
+		asJSON := fs.Bool("json", false, "print JSON")
+		if err := fs.Parse(args[2:]); err != nil {
+			return err
+		}
+		return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
+			resp, err := c.ListDevices(ctx, &fieldsyncv1.ListDevicesRequest{})
+			if err != nil {
+				return err
+			}
+			return printDevices(stdout, resp.GetDevices(), *asJSON)
+		})
+	case "revoke":
+		if err := fs.Parse(args[2:]); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return errors.New("admin device revoke: give the device's replica id (from 'admin device list')")
+		}
+		id, err := parseReplicaID(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
+			if _, err := c.RevokeDevice(ctx, &fieldsyncv1.RevokeDeviceRequest{ReplicaId: id}); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "revoked %s\n", fs.Arg(0))
+			return nil
+		})
+	}
+	fmt.Fprint(stderr, adminUsage)
+	return fmt.Errorf("admin device: unknown command %q", args[1])
+}
+
+func adminCall(ctx context.Context, a adminFlags, fn func(context.Context, fieldsyncv1.AdminServiceClient) error) error {
+	conn, ctx, err := a.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return fn(ctx, fieldsyncv1.NewAdminServiceClient(conn))
+}
+
+// parseReplicaID accepts a replica id as a UUID or 32 hex digits.
+func parseReplicaID(s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.ReplaceAll(s, "-", ""))
+	if err != nil || len(b) != 16 {
+		return nil, fmt.Errorf("replica id %q is not a UUID", s)
+	}
+	return b, nil
+}
+
+func formatReplicaID(b []byte) string {
+	h := hex.EncodeToString(b)
+	if len(h) != 32 {
+		return h
+	}
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+type deviceJSON struct {
+	ReplicaID  string    `json:"replica_id"`
+	Name       string    `json:"name"`
+	Areas      []string  `json:"areas"`
+	EnrolledAt time.Time `json:"enrolled_at"`
+	Revoked    bool      `json:"revoked"`
+}
+
+func printDevices(w io.Writer, ds []*fieldsyncv1.DeviceInfo, asJSON bool) error {
+	out := make([]deviceJSON, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, deviceJSON{formatReplicaID(d.GetReplicaId()), d.GetName(), d.GetAreaPrefixes(), d.GetEnrolledAt().AsTime(), d.GetRevoked()})
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	for _, d := range out {
+		state := "active"
+		if d.Revoked {
+			state = "revoked"
+		}
+		fmt.Fprintf(w, "%s  %-8s %-20s %s  %s\n", d.ReplicaID, state, strings.Join(d.Areas, ","), d.EnrolledAt.Local().Format(time.DateOnly), d.Name)
+	}
+	if len(out) == 0 {
+		fmt.Fprintln(w, "no devices enrolled")
+	}
+	return nil
+}
