@@ -211,7 +211,7 @@ type enrolment struct {
 // code and replica replaces the token. A revoked replica cannot enrol again.
 func (e enrolment) Enroll(ctx context.Context, req *fieldsyncv1.EnrollRequest) (*fieldsyncv1.EnrollResponse, error) {
 	s := e.s
-	if len(req.GetReplicaId()) != idLen || syncengine.ReplicaID(req.GetReplicaId()).IsZero() {
+	if len(req.GetReplicaId()) != len(syncengine.ReplicaID{}) || syncengine.ReplicaID(req.GetReplicaId()).IsZero() {
 		return nil, fmt.Errorf("enroll: %w: replica_id must be 16 non-zero bytes", ErrBadRequest)
 	}
 	id := syncengine.ReplicaID(req.GetReplicaId())

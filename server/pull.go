@@ -15,6 +15,7 @@ import (
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
 )
 
 // Pull cursor tokens are opaque to clients:
@@ -238,7 +239,7 @@ func (ps *pullSession) snapshotChunk(ctx context.Context, prefix string, token [
 		out := make([]*fieldsyncv1.RecordState, 0, len(page.Records))
 		size, fit := 0, 0
 		for _, r := range page.Records {
-			rs := RecordStateToProto(r)
+			rs := wire.RecordStateToProto(r)
 			sz := proto.Size(rs)
 			if size+sz > budget && !(must && fit == 0) {
 				break
@@ -293,7 +294,7 @@ func (ps *pullSession) fillLog(ctx context.Context, cur *pullCursor, resp *field
 				cur.pos = e.Pos
 				continue
 			}
-			pc, err := ChangeToProto(e.Change)
+			pc, err := wire.ChangeToProto(e.Change)
 			if err != nil {
 				return false, fmt.Errorf("pull: log position %d: %w", e.Pos, err)
 			}

@@ -171,7 +171,7 @@ func (d *device) pushRequest(t *testing.T, after syncengine.Position) *fieldsync
 	}
 	req := &fieldsyncv1.PushRequest{}
 	for _, e := range b.Changes {
-		pc, err := server.ChangeToProto(e.Change)
+		pc, err := wire.ChangeToProto(e.Change)
 		if err != nil {
 			t.Fatal(err)
 		}

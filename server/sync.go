@@ -15,9 +15,6 @@ import (
 	"github.com/fieldsync/fieldsync/wire"
 )
 
-// CapabilityVersion is the sync protocol version this server speaks.
-const CapabilityVersion = 1
-
 // syncService implements SyncService for authenticated devices.
 type syncService struct {
 	fieldsyncv1.UnimplementedSyncServiceServer
@@ -65,7 +62,7 @@ func (v syncService) Hello(ctx context.Context, req *fieldsyncv1.HelloRequest) (
 		ServerTime:           timestamppb.New(now),
 		ClockOffsetMs:        offset,
 		AreaPrefixes:         p.Areas,
-		CapabilityVersion:    CapabilityVersion,
+		CapabilityVersion:    wire.CapabilityVersion,
 		Limits:               s.limits(),
 		MaxClockSkewMs:       s.cfg.MaxClockSkew.Milliseconds(),
 		AcknowledgedPosition: uint64(cur.Received),
@@ -133,7 +130,7 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 	slot := make(map[syncengine.Position]int, n)
 	for i, pc := range req.GetChanges() {
 		slot[positions[i]] = i
-		c, err := ChangeFromProto(pc)
+		c, err := wire.ChangeFromProto(pc)
 		if err != nil {
 			results[i] = &fieldsyncv1.ChangeResult{
 				ChangeId: pc.GetChangeId(),
@@ -182,7 +179,7 @@ func pushPositions(req *fieldsyncv1.PushRequest) ([]syncengine.Position, error) 
 func changeResult(r syncengine.ChangeResult, errs []survey.FieldError) *fieldsyncv1.ChangeResult {
 	out := &fieldsyncv1.ChangeResult{
 		ChangeId: append([]byte(nil), r.ID[:]...),
-		Outcome:  OutcomeToProto(r.Outcome),
+		Outcome:  wire.OutcomeToProto(r.Outcome),
 		Message:  r.Detail,
 	}
 	if r.Outcome == syncengine.OutcomeInvalid {

@@ -1,4 +1,4 @@
-package server
+package wire
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncengine"
-	"github.com/fieldsync/fieldsync/wire"
 )
 
 func rid(b byte) [16]byte {
@@ -26,7 +25,7 @@ func rid(b byte) [16]byte {
 // one field number this build does not know.
 func sampleChange(t *testing.T) (syncengine.Change, []byte) {
 	t.Helper()
-	fields, err := wire.Fields(&fieldsyncv1.FollowUp{Id: "019a9f3d-0a10-7146-9dad-726e5140304c", AreaCode: "532523101201", SystolicMmhg: proto.Int32(132), Notes: "x"})
+	fields, err := Fields(&fieldsyncv1.FollowUp{Id: "019a9f3d-0a10-7146-9dad-726e5140304c", AreaCode: "532523101201", SystolicMmhg: proto.Int32(132), Notes: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,30 +131,6 @@ func TestOutcomeRoundTrip(t *testing.T) {
 	}
 	if _, ok := OutcomeFromProto(fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_UNSPECIFIED); ok {
 		t.Error("OutcomeFromProto(UNSPECIFIED) ok, want not ok")
-	}
-}
-
-func TestCursorToken(t *testing.T) {
-	for _, c := range []pullCursor{
-		{phase: phaseLog, pos: 12345, scope: 0xdeadbeef},
-		{phase: phaseSnapshot, pos: 9, scope: 1, prefix: 2, page: []byte{1, 2, 3}},
-	} {
-		got, err := decodeCursor(c.token().GetToken())
-		if err != nil || !reflect.DeepEqual(got, c) {
-			t.Errorf("decode(encode(%+v)) = %+v, %v", c, got, err)
-		}
-	}
-	good := pullCursor{phase: phaseLog, pos: 5}.token().GetToken()
-	for name, tok := range map[string][]byte{
-		"empty version": {0},
-		"other version": append([]byte{2}, good[1:]...),
-		"truncated":     good[:len(good)-1],
-		"trailing":      append(bytes.Clone(good), 0),
-		"bad phase":     {1, 7, 0, 0, 0, 0},
-	} {
-		if _, err := decodeCursor(tok); !errors.Is(err, ErrBadCursor) {
-			t.Errorf("%s: decodeCursor = %v, want ErrBadCursor", name, err)
-		}
 	}
 }
 

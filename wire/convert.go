@@ -1,4 +1,4 @@
-package server
+package wire
 
 import (
 	"errors"
@@ -10,12 +10,14 @@ import (
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncengine"
-	"github.com/fieldsync/fieldsync/wire"
 )
 
 // This file is the one place where protobuf sync messages and the engine's
 // types meet. Nothing else in the package builds a syncengine.Change from a
 // fieldsyncv1.Change or the reverse.
+
+// CapabilityVersion is the sync protocol version this build speaks.
+const CapabilityVersion = 1
 
 // ErrMalformedChange is returned (wrapped) by ChangeFromProto when a wire
 // change cannot be turned into a valid engine change: a missing or
@@ -54,15 +56,15 @@ func ChangeToProto(c syncengine.Change) (*fieldsyncv1.Change, error) {
 			set[n] = v
 		}
 	}
-	body, err := wire.NewBody(c.Kind)
+	body, err := NewBody(c.Kind)
 	if err != nil {
 		return nil, fmt.Errorf("change %v: %w", c.ID, err)
 	}
 	// Unmarshal copies the bytes: the body does not alias c.Fields.
-	if err := proto.Unmarshal(wire.JoinFields(set), body); err != nil {
+	if err := proto.Unmarshal(JoinFields(set), body); err != nil {
 		return nil, fmt.Errorf("change %v: decode fields: %w", c.ID, err)
 	}
-	rec, err := wire.Wrap(c.Kind, body)
+	rec, err := Wrap(c.Kind, body)
 	if err != nil {
 		return nil, fmt.Errorf("change %v: %w", c.ID, err)
 	}
@@ -120,12 +122,12 @@ func ChangeFromProto(pc *fieldsyncv1.Change) (syncengine.Change, error) {
 func upsertFields(kind syncengine.Kind, u *fieldsyncv1.Upsert) (map[int32][]byte, error) {
 	rec := u.GetRecord()
 	var body map[int32][]byte
-	if rec != nil && wire.KindOf(rec) != 0 {
-		if got := wire.KindOf(rec); got != kind {
+	if rec != nil && KindOf(rec) != 0 {
+		if got := KindOf(rec); got != kind {
 			return nil, fmt.Errorf("body of kind %d in a change of kind %d", got, kind)
 		}
 		var err error
-		if body, err = wire.Fields(wire.Body(rec)); err != nil {
+		if body, err = Fields(Body(rec)); err != nil {
 			return nil, err
 		}
 	}
