@@ -1,0 +1,474 @@
+package fieldsync
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store/sqlitestore"
+	"github.com/fieldsync/fieldsync/survey"
+	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
+)
+
+// Meta keys the client keeps in the replica (sqlitestore.Store.SetMeta).
+const (
+	metaServerAddr    = "sdk_server_addr"
+	metaToken         = "sdk_device_token"
+	metaAreas         = "sdk_areas"
+	metaServerReplica = "sdk_server_replica_id"
+	metaIDHashKey     = "sdk_id_hash_key"
+	metaPullCursor    = "sdk_pull_cursor"
+	metaRejections    = "sdk_rejections"
+	metaLastSuccess   = "sdk_last_success"
+	metaLastError     = "sdk_last_error"
+	metaClock         = "sdk_clock"
+)
+
+// Client is one device replica. It is safe for concurrent use.
+type Client struct {
+	store *sqlitestore.Store
+	clock *syncengine.Clock
+	now   func() time.Time
+
+	syncMu sync.Mutex // serialises Sync
+	// dial options added for every connection (tests).
+	dialOpts []grpc.DialOption
+}
+
+// Open opens the replica file at path, creating a new replica if it does not
+// exist. It returns sqlitestore's errors for a file that is not a usable
+// replica. Close the client when done.
+func Open(ctx context.Context, path string) (*Client, error) {
+	st, err := sqlitestore.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{store: st, clock: syncengine.NewClock(st.Replica(), 0), now: time.Now}
+	if err := c.restoreClock(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close closes the replica. The client must not be used afterwards.
+func (c *Client) Close() error { return c.store.Close() }
+
+// Replica returns the device's replica id.
+func (c *Client) Replica() syncengine.ReplicaID { return c.store.Replica() }
+
+// restoreClock raises the clock to the highest stamp the replica issued: the
+// stamp saved after the last write, and the stamps of unacknowledged changes.
+func (c *Client) restoreClock(ctx context.Context) error {
+	if b, err := c.store.Meta(ctx, metaClock); err != nil {
+		return fmt.Errorf("fieldsync: open: %w", err)
+	} else if len(b) == 12 {
+		c.clock.Restore(syncengine.Stamp{WallMS: int64(binary.BigEndian.Uint64(b)), Counter: binary.BigEndian.Uint32(b[8:])})
+	}
+	self := c.store.Replica()
+	srv, err := c.serverReplica(ctx)
+	if err != nil {
+		return fmt.Errorf("fieldsync: open: %w", err)
+	}
+	return c.store.View(ctx, func(tx syncengine.ReadTx) error {
+		cur, err := tx.Cursor(ctx, srv)
+		if err != nil {
+			return err
+		}
+		for after := cur.Acked; ; {
+			page, err := tx.ReadLog(ctx, after, syncengine.DefaultBatchLimit)
+			if err != nil {
+				return fmt.Errorf("fieldsync: open: %w", err)
+			}
+			for _, e := range page {
+				if e.Change.Origin == self {
+					c.clock.Restore(e.Change.Stamp)
+				}
+				after = e.Pos
+			}
+			if len(page) < syncengine.DefaultBatchLimit {
+				return nil
+			}
+		}
+	})
+}
+
+func (c *Client) saveClock(ctx context.Context) error {
+	s := c.clock.Last()
+	b := binary.BigEndian.AppendUint64(nil, uint64(s.WallMS))
+	b = binary.BigEndian.AppendUint32(b, s.Counter)
+	return c.store.SetMeta(ctx, metaClock, b)
+}
+
+// Enroll exchanges a one-time enrolment code for a device token at the server
+// at serverAddr and stores the token, the device's areas, the server's
+// replica id and the ID-hash key in the replica. Enrolling again (with a new
+// code) replaces them.
+func (c *Client) Enroll(ctx context.Context, serverAddr, code string) error {
+	conn, err := grpc.NewClient(serverAddr, c.dialOptions("")...)
+	if err != nil {
+		return fmt.Errorf("fieldsync: enroll: %w", err)
+	}
+	defer conn.Close()
+	id := c.store.Replica()
+	resp, err := fieldsyncv1.NewEnrolmentServiceClient(conn).Enroll(ctx, &fieldsyncv1.EnrollRequest{
+		Code: code, ReplicaId: id[:],
+	})
+	if err != nil {
+		return fmt.Errorf("fieldsync: enroll: %w", err)
+	}
+	if len(resp.GetServerReplicaId()) != 16 {
+		return fmt.Errorf("fieldsync: enroll: server replica id of %d bytes", len(resp.GetServerReplicaId()))
+	}
+	for _, kv := range []struct {
+		k string
+		v []byte
+	}{
+		{metaServerAddr, []byte(serverAddr)},
+		{metaToken, []byte(resp.GetDeviceToken())},
+		{metaAreas, []byte(strings.Join(resp.GetAreaPrefixes(), ","))},
+		{metaServerReplica, resp.GetServerReplicaId()},
+		{metaIDHashKey, append([]byte{}, resp.GetIdHashKey()...)},
+	} {
+		if err := c.store.SetMeta(ctx, kv.k, kv.v); err != nil {
+			return fmt.Errorf("fieldsync: enroll: %w", err)
+		}
+	}
+	return nil
+}
+
+// Areas returns the area-code prefixes the device was enrolled for (nil
+// before enrolment).
+func (c *Client) Areas(ctx context.Context) ([]string, error) {
+	b, err := c.store.Meta(ctx, metaAreas)
+	if err != nil || len(b) == 0 {
+		return nil, err
+	}
+	return strings.Split(string(b), ","), nil
+}
+
+// IDHashKey returns the county's key for hashing ID numbers, received at
+// enrolment (survey.HashIDNumber).
+func (c *Client) IDHashKey(ctx context.Context) ([]byte, error) {
+	return c.store.Meta(ctx, metaIDHashKey)
+}
+
+// serverReplica returns the enrolled server's replica id, or the zero id.
+func (c *Client) serverReplica(ctx context.Context) (syncengine.ReplicaID, error) {
+	b, err := c.store.Meta(ctx, metaServerReplica)
+	if err != nil {
+		return syncengine.ReplicaID{}, err
+	}
+	var id syncengine.ReplicaID
+	copy(id[:], b)
+	return id, nil
+}
+
+// Save validates rec with survey.Validate and stores it as a local change: the
+// fields that differ from the replica's current state of the record. It
+// returns a *ValidationError for an invalid record, an error wrapping
+// ErrOutOfScope for a record outside the enrolled areas, and storage errors;
+// then nothing is stored. Saving a record identical to the stored one stores
+// nothing. rec is not modified or retained.
+func (c *Client) Save(ctx context.Context, rec *fieldsyncv1.Record) error {
+	if errs := survey.Validate(rec, c.now()); len(errs) > 0 {
+		return &ValidationError{Fields: errs}
+	}
+	_, area, err := wire.Identity(rec)
+	if err != nil {
+		return fmt.Errorf("fieldsync: save: %w", err)
+	}
+	areas, err := c.Areas(ctx)
+	if err != nil {
+		return fmt.Errorf("fieldsync: save: %w", err)
+	}
+	if len(areas) > 0 && !inAreas(area, areas) {
+		return fmt.Errorf("fieldsync: save: area %s: %w", area, ErrOutOfScope)
+	}
+	return c.write(ctx, rec)
+}
+
+// write stores rec as a local change without validating it.
+func (c *Client) write(ctx context.Context, rec *fieldsyncv1.Record) error {
+	id, area, err := wire.Identity(rec)
+	if err != nil {
+		return fmt.Errorf("fieldsync: save: %w", err)
+	}
+	kind := wire.KindOf(rec)
+	next, err := wire.Fields(wire.Body(rec))
+	if err != nil {
+		return fmt.Errorf("fieldsync: save: %w", err)
+	}
+	var cur syncengine.Record
+	err = c.store.View(ctx, func(tx syncengine.ReadTx) error {
+		var err error
+		cur, err = tx.Record(ctx, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("fieldsync: save: %w", err)
+	}
+	if !cur.IsEmpty() && cur.Kind() != kind {
+		return fmt.Errorf("fieldsync: save: record %v is of kind %d, not %d", id, cur.Kind(), kind)
+	}
+	fields := wire.Diff(cur.Values(), next)
+	if len(fields) == 0 && cur.Exists() && cur.Area() == area {
+		return nil
+	}
+	var cid syncengine.ChangeID
+	rand.Read(cid[:])
+	// Base is the state the diff was computed against, so a concurrent write
+	// between View and WriteLocal stays concurrent instead of being overwritten.
+	_, err = syncengine.WriteLocal(ctx, c.store, c.clock, c.now().UnixMilli(), syncengine.Edit{
+		ID: cid, Record: id, Kind: kind, Area: area, Base: cur.Version(), Fields: fields,
+	})
+	if err != nil {
+		return fmt.Errorf("fieldsync: save: %w", err)
+	}
+	return c.saveClock(ctx)
+}
+
+// Get returns the record with id (its canonical UUID text) as the replica
+// shows it, or an error wrapping ErrNotFound if there is no live record.
+func (c *Client) Get(ctx context.Context, id string) (*fieldsyncv1.Record, error) {
+	r, err := c.record(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Exists() {
+		return nil, fmt.Errorf("fieldsync: get %s: %w", id, ErrNotFound)
+	}
+	rec, err := wire.FromState(r)
+	if err != nil {
+		return nil, fmt.Errorf("fieldsync: get %s: %w", id, err)
+	}
+	return rec, nil
+}
+
+func (c *Client) record(ctx context.Context, id string) (syncengine.Record, error) {
+	rid, err := wire.RecordID(id)
+	if err != nil {
+		return syncengine.Record{}, fmt.Errorf("fieldsync: %w", err)
+	}
+	var r syncengine.Record
+	err = c.store.View(ctx, func(tx syncengine.ReadTx) error {
+		var err error
+		r, err = tx.Record(ctx, rid)
+		return err
+	})
+	if err != nil {
+		return syncengine.Record{}, fmt.Errorf("fieldsync: get %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// Conflict is an open conflict on one field of a record: concurrent values,
+// the shown one first.
+type Conflict struct {
+	RecordID string
+	Field    int32
+	Values   [][]byte // protobuf encodings of the field, winner first
+}
+
+// Conflicts returns the open conflicts of record id, ordered by field.
+func (c *Client) Conflicts(ctx context.Context, id string) ([]Conflict, error) {
+	r, err := c.record(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var out []Conflict
+	for _, cf := range r.Conflicts() {
+		x := Conflict{RecordID: id, Field: cf.ID.Field}
+		for _, w := range cf.Writes {
+			x.Values = append(x.Values, append([]byte{}, w.Value...))
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// DueFollowUps returns the follow-ups due on or before day in the device's
+// areas, overdue first (sqlitestore.Store.DueFollowUps).
+func (c *Client) DueFollowUps(ctx context.Context, day time.Time) ([]*fieldsyncv1.FollowUp, error) {
+	areas, err := c.Areas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.store.DueFollowUps(ctx, areas, day)
+}
+
+// UnvisitedHouseholds returns the households in the device's areas not yet
+// visited in campaign.
+func (c *Client) UnvisitedHouseholds(ctx context.Context, campaign string) ([]*fieldsyncv1.Household, error) {
+	areas, err := c.Areas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.store.UnvisitedHouseholds(ctx, areas, campaign)
+}
+
+// OpenProblems returns the problems in the device's areas not yet closed.
+func (c *Client) OpenProblems(ctx context.Context) ([]*fieldsyncv1.Problem, error) {
+	areas, err := c.Areas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.store.OpenProblems(ctx, areas)
+}
+
+func inAreas(area string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(area, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Rejection is a change of this device the server refused for good.
+type Rejection struct {
+	ChangeID string
+	RecordID string
+	Outcome  string // the engine's outcome name, e.g. "invalid"
+	Message  string
+	Fields   []survey.FieldError `json:",omitempty"`
+}
+
+// Status is the device's sync state.
+type Status struct {
+	// Pending is the number of the device's changes the server has not
+	// acknowledged.
+	Pending int
+	// Rejected lists the device's changes the server refused, with reasons.
+	Rejected []Rejection
+	// LastSuccess is the end of the last Sync that succeeded (zero if none).
+	LastSuccess time.Time
+	// LastError is the error of the last Sync if it failed, else "".
+	LastError string
+}
+
+// Status returns the device's sync state.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	srv, err := c.serverReplica(ctx)
+	if err != nil {
+		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
+	}
+	self := c.store.Replica()
+	err = c.store.View(ctx, func(tx syncengine.ReadTx) error {
+		cur, err := tx.Cursor(ctx, srv)
+		if err != nil {
+			return err
+		}
+		st.Pending = 0
+		for after := cur.Acked; ; {
+			page, err := tx.ReadLog(ctx, after, syncengine.DefaultBatchLimit)
+			if err != nil {
+				return err
+			}
+			for _, e := range page {
+				if e.Change.Origin == self {
+					st.Pending++
+				}
+				after = e.Pos
+			}
+			if len(page) < syncengine.DefaultBatchLimit {
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
+	}
+	if st.Rejected, err = c.rejections(ctx); err != nil {
+		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
+	}
+	if b, err := c.store.Meta(ctx, metaLastSuccess); err != nil {
+		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
+	} else if len(b) > 0 {
+		st.LastSuccess, _ = time.Parse(time.RFC3339Nano, string(b))
+	}
+	b, err := c.store.Meta(ctx, metaLastError)
+	if err != nil {
+		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
+	}
+	st.LastError = string(b)
+	return st, nil
+}
+
+func (c *Client) rejections(ctx context.Context) ([]Rejection, error) {
+	b, err := c.store.Meta(ctx, metaRejections)
+	if err != nil || len(b) == 0 {
+		return nil, err
+	}
+	var out []Rejection
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, errors.New("stored rejections are damaged")
+	}
+	return out, nil
+}
+
+// addRejections adds rs to the stored list, replacing entries of the same
+// change.
+func (c *Client) addRejections(ctx context.Context, rs []Rejection) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	old, err := c.rejections(ctx)
+	if err != nil {
+		return err
+	}
+	byID := make(map[string]int, len(old))
+	for i, r := range old {
+		byID[r.ChangeID] = i
+	}
+	for _, r := range rs {
+		if i, ok := byID[r.ChangeID]; ok {
+			old[i] = r
+			continue
+		}
+		byID[r.ChangeID] = len(old)
+		old = append(old, r)
+	}
+	b, err := json.Marshal(old)
+	if err != nil {
+		return err
+	}
+	return c.store.SetMeta(ctx, metaRejections, b)
+}
+
+// dialOptions returns the options of a connection to the server, with the
+// device token as per-RPC credentials when token is set.
+func (c *Client) dialOptions(token string) []grpc.DialOption {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.UseCompressor("gzip")),
+	}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken(token)))
+	}
+	return append(opts, c.dialOpts...)
+}
+
+// bearerToken is the device token as per-RPC credentials.
+type bearerToken string
+
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+// RequireTransportSecurity is false in this step: the client dials with
+// insecure credentials (loopback and tests). TLS comes with the transport
+// configuration.
+func (t bearerToken) RequireTransportSecurity() bool { return false }

@@ -1,0 +1,329 @@
+package fieldsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip compressor the client sends with
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/survey"
+	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
+)
+
+// Sync runs one sync round with the enrolled server: the handshake, then a
+// push of the device's unacknowledged changes, then a pull of the server's
+// changes in the device's areas. It returns ErrNotEnrolled before enrolment,
+// and the first error of the round otherwise; what was stored before the
+// error stays stored, and the next Sync resumes from there. The outcome is
+// recorded for Status. Calls are serialised.
+func (c *Client) Sync(ctx context.Context) error {
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	err := c.sync(ctx)
+	// Record the outcome even when ctx is done.
+	rctx := context.WithoutCancel(ctx)
+	if err != nil {
+		if merr := c.store.SetMeta(rctx, metaLastError, []byte(err.Error())); merr != nil {
+			return errors.Join(err, merr)
+		}
+		return err
+	}
+	if err := c.store.SetMeta(rctx, metaLastError, []byte{}); err != nil {
+		return fmt.Errorf("fieldsync: sync: %w", err)
+	}
+	if err := c.store.SetMeta(rctx, metaLastSuccess, []byte(c.now().UTC().Format(time.RFC3339Nano))); err != nil {
+		return fmt.Errorf("fieldsync: sync: %w", err)
+	}
+	return nil
+}
+
+func (c *Client) sync(ctx context.Context) error {
+	addr, err := c.store.Meta(ctx, metaServerAddr)
+	if err != nil {
+		return fmt.Errorf("fieldsync: sync: %w", err)
+	}
+	token, err := c.store.Meta(ctx, metaToken)
+	if err != nil {
+		return fmt.Errorf("fieldsync: sync: %w", err)
+	}
+	srv, err := c.serverReplica(ctx)
+	if err != nil {
+		return fmt.Errorf("fieldsync: sync: %w", err)
+	}
+	if len(addr) == 0 || len(token) == 0 || srv.IsZero() {
+		return ErrNotEnrolled
+	}
+	conn, err := grpc.NewClient(string(addr), c.dialOptions(string(token))...)
+	if err != nil {
+		return fmt.Errorf("fieldsync: sync: %w", err)
+	}
+	defer conn.Close()
+	rpc := fieldsyncv1.NewSyncServiceClient(conn)
+	hello, err := c.hello(ctx, rpc, srv)
+	if err != nil {
+		return err
+	}
+	if err := c.push(ctx, rpc, srv, hello); err != nil {
+		return err
+	}
+	return c.pull(ctx, rpc, srv)
+}
+
+// hello runs the handshake and corrects the device clock from the server's.
+func (c *Client) hello(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, srv syncengine.ReplicaID) (*fieldsyncv1.HelloResponse, error) {
+	self := c.store.Replica()
+	resp, err := rpc.Hello(ctx, &fieldsyncv1.HelloRequest{
+		ReplicaId: self[:], CapabilityVersion: wire.CapabilityVersion, ClientTime: timestamppb.New(c.now()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fieldsync: hello: %w", err)
+	}
+	localMS := c.now().UnixMilli()
+	if syncengine.ReplicaID(resp.GetServerReplicaId()) != srv {
+		return nil, ErrServerMismatch
+	}
+	if resp.GetServerTime().IsValid() {
+		acked := syncengine.Position(resp.GetAcknowledgedPosition())
+		if _, err := syncengine.CorrectClock(ctx, c.store, c.clock, acked, resp.GetServerTime().AsTime().UnixMilli(), localMS); err != nil {
+			return nil, fmt.Errorf("fieldsync: hello: %w", err)
+		}
+		if err := c.saveClock(ctx); err != nil {
+			return nil, fmt.Errorf("fieldsync: hello: %w", err)
+		}
+	}
+	return resp, nil
+}
+
+// push sends the device's own changes after the position the server
+// acknowledged in the handshake, in batches, and records the server's answers
+// with syncengine.Acknowledge. Changes the device received from the server
+// (every change of another origin) are left out; the batch's positions list
+// says which positions were sent, and its last position covers the ones left
+// out, so the server's cursor moves past them.
+func (c *Client) push(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, srv syncengine.ReplicaID, hello *fieldsyncv1.HelloResponse) error {
+	self := c.store.Replica()
+	limit := int(hello.GetLimits().GetMaxPushChanges())
+	if limit <= 0 {
+		limit = syncengine.DefaultBatchLimit
+	}
+	maxBytes := int(hello.GetLimits().GetMaxPushBytes())
+	own := func(ch *syncengine.Change) bool { return ch.Origin == self }
+	after := syncengine.Position(hello.GetAcknowledgedPosition())
+	for {
+		b, err := syncengine.NextBatch(ctx, c.store, self, after, syncengine.SendOptions{Limit: limit, Exclude: srv, Filter: own})
+		if err != nil {
+			return fmt.Errorf("fieldsync: push: %w", err)
+		}
+		if len(b.Changes) == 0 {
+			// Nothing of ours through b.Through; the server learns of the
+			// skipped positions with the next batch that carries a change.
+			if !b.More {
+				return nil
+			}
+			after = b.Through
+			continue
+		}
+		req, err := pushRequest(b)
+		if err != nil {
+			return fmt.Errorf("fieldsync: push: %w", err)
+		}
+		if maxBytes > 0 && proto.Size(req) > maxBytes && limit > 1 {
+			limit = max(1, limit/2)
+			continue
+		}
+		resp, err := rpc.Push(ctx, req)
+		if err != nil {
+			return fmt.Errorf("fieldsync: push: %w", err)
+		}
+		rc, rejected, err := receipt(srv, b, resp)
+		if err != nil {
+			return fmt.Errorf("fieldsync: push: %w", err)
+		}
+		if err := syncengine.Acknowledge(ctx, c.store, srv, rc); err != nil {
+			return fmt.Errorf("fieldsync: push: %w", err)
+		}
+		if err := c.addRejections(ctx, rejected); err != nil {
+			return fmt.Errorf("fieldsync: push: %w", err)
+		}
+		if rc.Through <= after {
+			// The first change was refused for clock skew: it stays pending
+			// and is restamped at the next handshake.
+			return fmt.Errorf("fieldsync: push: server stopped at position %d: %s", after, lastDetail(rc))
+		}
+		after = rc.Through
+		if !b.More && after >= b.Through {
+			return nil
+		}
+	}
+}
+
+func lastDetail(rc syncengine.Receipt) string {
+	if n := len(rc.Results); n > 0 {
+		return rc.Results[n-1].Detail
+	}
+	return "no progress"
+}
+
+// pushRequest is batch b on the wire: its changes with their positions, and
+// b.After+1..b.Through as the range they account for.
+func pushRequest(b syncengine.Batch) (*fieldsyncv1.PushRequest, error) {
+	req := &fieldsyncv1.PushRequest{
+		FirstPosition: uint64(b.After) + 1,
+		LastPosition:  uint64(b.Through),
+	}
+	for _, e := range b.Changes {
+		pc, err := wire.ChangeToProto(e.Change)
+		if err != nil {
+			return nil, err
+		}
+		req.Changes = append(req.Changes, pc)
+		req.Positions = append(req.Positions, uint64(e.Pos))
+	}
+	return req, nil
+}
+
+// receipt turns the server's answer to batch b into the engine's receipt and
+// the rejections to show the user.
+func receipt(srv syncengine.ReplicaID, b syncengine.Batch, resp *fieldsyncv1.PushResponse) (syncengine.Receipt, []Rejection, error) {
+	if len(resp.GetResults()) > len(b.Changes) {
+		return syncengine.Receipt{}, nil, fmt.Errorf("%d results for %d changes", len(resp.GetResults()), len(b.Changes))
+	}
+	rc := syncengine.Receipt{Sender: srv, Through: syncengine.Position(resp.GetAcknowledgedPosition())}
+	if rc.Through > b.Through {
+		return syncengine.Receipt{}, nil, fmt.Errorf("server acknowledged position %d beyond %d sent", rc.Through, b.Through)
+	}
+	var rejected []Rejection
+	for i, r := range resp.GetResults() {
+		e := b.Changes[i]
+		out, ok := wire.OutcomeFromProto(r.GetOutcome())
+		if !ok {
+			return syncengine.Receipt{}, nil, fmt.Errorf("change %v: unknown outcome %v", e.Change.ID, r.GetOutcome())
+		}
+		rc.Results = append(rc.Results, syncengine.ChangeResult{
+			Pos: e.Pos, ID: e.Change.ID, Dot: e.Change.Dot, Outcome: out, Detail: r.GetMessage(),
+		})
+		if out.Refused() && out != syncengine.OutcomeClockSkew && e.Pos <= rc.Through {
+			rej := Rejection{ChangeID: e.Change.ID.String(), RecordID: e.Change.RecordID.String(), Outcome: out.String(), Message: r.GetMessage()}
+			for _, fe := range r.GetFieldErrors() {
+				rej.Fields = append(rej.Fields, survey.FieldError{Path: fe.GetPath(), Reason: fe.GetReason(), Message: fe.GetMessage()})
+			}
+			rejected = append(rejected, rej)
+		}
+	}
+	return rc, rejected, nil
+}
+
+// pull receives the server's changes from the stored cursor until caught up.
+// Each response is stored in one transaction (snapshot records merged into
+// the stored states, or changes through syncengine.ReceiveBatch); the cursor
+// token is written after that commit, so a crash in between receives the
+// response again, which changes nothing.
+func (c *Client) pull(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, srv syncengine.ReplicaID) error {
+	tok, err := c.store.Meta(ctx, metaPullCursor)
+	if err != nil {
+		return fmt.Errorf("fieldsync: pull: %w", err)
+	}
+	req := &fieldsyncv1.PullRequest{}
+	if len(tok) > 0 {
+		req.Cursor = &fieldsyncv1.Cursor{Token: tok}
+	}
+	stream, err := rpc.Pull(ctx, req)
+	if err != nil {
+		return fmt.Errorf("fieldsync: pull: %w", err)
+	}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("fieldsync: pull: %w", err)
+		}
+		if err := c.mergeSnapshot(ctx, resp.GetRecords()); err != nil {
+			return fmt.Errorf("fieldsync: pull: %w", err)
+		}
+		if err := c.receiveChanges(ctx, srv, resp.GetChanges()); err != nil {
+			return fmt.Errorf("fieldsync: pull: %w", err)
+		}
+		if t := resp.GetCursor().GetToken(); len(t) > 0 {
+			if err := c.store.SetMeta(ctx, metaPullCursor, t); err != nil {
+				return fmt.Errorf("fieldsync: pull: %w", err)
+			}
+		}
+	}
+}
+
+// mergeSnapshot merges the engine states of snapshot records into the stored
+// states, in one transaction.
+func (c *Client) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordState) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	states := make([]syncengine.Record, len(recs))
+	wallMS := c.now().UnixMilli()
+	for i, rs := range recs {
+		if err := states[i].UnmarshalBinary(rs.GetEngineState()); err != nil {
+			return fmt.Errorf("snapshot record %x: %w", rs.GetRecordId(), err)
+		}
+		// Later local stamps follow every write taken in, as with changes.
+		for n := range states[i].Values() {
+			for _, w := range states[i].Writes(n) {
+				_ = c.clock.Observe(w.Stamp, wallMS) // a device clock has no skew guard
+			}
+		}
+	}
+	return c.store.Update(ctx, func(tx syncengine.Tx) error {
+		for _, r := range states {
+			local, err := tx.Record(ctx, r.ID())
+			if err != nil {
+				return err
+			}
+			merged, err := syncengine.Merge(local, r)
+			if err != nil {
+				return err
+			}
+			if err := tx.PutRecord(ctx, merged); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// receiveChanges stores the server's changes through syncengine.ReceiveBatch
+// as a batch from the server. The server's log positions are not visible in
+// its opaque cursor, so the batch is numbered after the device's own count of
+// changes received from the server (its cursor's Received).
+func (c *Client) receiveChanges(ctx context.Context, srv syncengine.ReplicaID, pcs []*fieldsyncv1.Change) error {
+	if len(pcs) == 0 {
+		return nil
+	}
+	var cur syncengine.Cursor
+	err := c.store.View(ctx, func(tx syncengine.ReadTx) error {
+		var err error
+		cur, err = tx.Cursor(ctx, srv)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	b := syncengine.Batch{Sender: srv, After: cur.Received}
+	for i, pc := range pcs {
+		ch, err := wire.ChangeFromProto(pc)
+		if err != nil {
+			return err
+		}
+		b.Changes = append(b.Changes, syncengine.Entry{Pos: cur.Received + syncengine.Position(i+1), Change: ch})
+	}
+	b.Through = cur.Received + syncengine.Position(len(pcs))
+	_, err = syncengine.ReceiveBatch(ctx, c.store, b, syncengine.ReceiveOptions{Clock: c.clock, WallMS: c.now().UnixMilli()})
+	return err
+}
