@@ -2,16 +2,15 @@ package fieldsync
 
 import (
 	"errors"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/server/servertest"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/survey/countygen"
 	"github.com/fieldsync/fieldsync/syncengine"
@@ -27,29 +26,8 @@ type testServer struct {
 
 func startServer(t *testing.T) *testServer {
 	t.Helper()
-	srv, err := server.New(server.Config{DataDir: t.TempDir(), IDHashKey: []byte("test id hash key")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(srv.GRPCOptions()...)
-	srv.Register(gs)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = gs.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		gs.GracefulStop()
-		<-done
-		if err := srv.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return &testServer{srv: srv, addr: lis.Addr().String()}
+	srv, addr := servertest.Start(t, server.Config{IDHashKey: []byte("test id hash key")})
+	return &testServer{srv: srv, addr: addr}
 }
 
 func (s *testServer) logEnd(t *testing.T) syncengine.Position {

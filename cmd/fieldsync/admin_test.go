@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/server/servertest"
 )
 
 // startServer runs a real server on 127.0.0.1 with its data in a temp dir and
@@ -21,20 +21,8 @@ import (
 func startServer(t *testing.T) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
-	srv, err := server.New(server.Config{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(srv.GRPCOptions()...)
-	srv.Register(gs)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); gs.Serve(lis) }()
-	t.Cleanup(func() { gs.GracefulStop(); <-done; srv.Close() })
-	return lis.Addr().String(), dir
+	_, addr := servertest.Start(t, server.Config{DataDir: dir})
+	return addr, dir
 }
 
 func TestAdminDeviceCommands(t *testing.T) {

@@ -1,0 +1,46 @@
+// Package servertest starts a real fieldsync server for tests: a bbolt store
+// in a temporary directory, served over gRPC on 127.0.0.1.
+package servertest
+
+import (
+	"net"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	"github.com/fieldsync/fieldsync/server"
+)
+
+// Start runs a server with cfg (DataDir defaults to a new t.TempDir()) on a
+// free port of 127.0.0.1 and returns it with its address. The server stops
+// gracefully and its store is closed when the test ends.
+func Start(t testing.TB, cfg server.Config) (*server.Server, string) {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(srv.GRPCOptions()...)
+	srv.Register(gs)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = gs.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		gs.GracefulStop()
+		<-done
+		if err := srv.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return srv, lis.Addr().String()
+}
