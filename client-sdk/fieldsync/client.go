@@ -42,19 +42,31 @@ type Client struct {
 	now   func() time.Time
 
 	syncMu sync.Mutex // serialises Sync
-	// dial options added for every connection (tests).
+	// dialOpts are added to every connection (WithDialOptions).
 	dialOpts []grpc.DialOption
+}
+
+// Option configures Open.
+type Option func(*Client)
+
+// WithDialOptions adds gRPC dial options to every connection the client makes
+// (a custom dialer, for example). They are applied after the client's own.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(c *Client) { c.dialOpts = append(c.dialOpts, opts...) }
 }
 
 // Open opens the replica file at path, creating a new replica if it does not
 // exist. It returns sqlitestore's errors for a file that is not a usable
 // replica. Close the client when done.
-func Open(ctx context.Context, path string) (*Client, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*Client, error) {
 	st, err := sqlitestore.Open(ctx, path)
 	if err != nil {
 		return nil, err
 	}
 	c := &Client{store: st, clock: syncengine.NewClock(st.Replica(), 0), now: time.Now}
+	for _, o := range opts {
+		o(c)
+	}
 	if err := c.restoreClock(ctx); err != nil {
 		st.Close()
 		return nil, err
