@@ -2,17 +2,23 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/server/servertest"
+	"github.com/fieldsync/fieldsync/syncengine"
 )
 
 func (e *env) adminCtx(t *testing.T) context.Context {
@@ -81,5 +87,72 @@ func TestAdminNeedsTheAdminToken(t *testing.T) {
 	}
 	if _, err := e.admin.AddDevice(e.adminCtx(t), &fieldsyncv1.AddDeviceRequest{AreaPrefixes: []string{"53"}}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("AddDevice with a 2-digit prefix = %v, want InvalidArgument", err)
+	}
+}
+
+// An enrolment code issued before a restart still enrols a device after it.
+func TestEnrolmentCodeSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := server.New(server.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, err := srv.IssueEnrolmentCode([]string{villageA}, "phone", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv2, addr := servertest.Start(t, server.Config{DataDir: dir})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	id := syncengine.ReplicaID{7}
+	resp, err := fieldsyncv1.NewEnrolmentServiceClient(conn).Enroll(t.Context(), &fieldsyncv1.EnrollRequest{Code: code, ReplicaId: id[:]})
+	if err != nil || len(resp.GetAreaPrefixes()) != 1 || resp.GetAreaPrefixes()[0] != villageA {
+		t.Fatalf("enrol after restart: %v, %v", resp, err)
+	}
+	if d, err := srv2.Store().Device(t.Context(), id); err != nil || d.Name != "phone" {
+		t.Errorf("device after enrolment: %+v, %v", d, err)
+	}
+}
+
+// A township server enrols devices only within its township, and its data
+// directory stays bound to that township.
+func TestServerArea(t *testing.T) {
+	dir := t.TempDir()
+	const township = "532523101"
+	srv, err := server.New(server.Config{DataDir: dir, Area: township})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := srv.IssueEnrolmentCode([]string{township + "201"}, "in", time.Hour); err != nil {
+		t.Errorf("code for a village of the township: %v", err)
+	}
+	for _, area := range []string{"532523102201", "532523"} {
+		if _, _, err := srv.IssueEnrolmentCode([]string{area}, "out", time.Hour); !errors.Is(err, server.ErrBadRequest) || !strings.Contains(err.Error(), "outside") {
+			t.Errorf("code for %s: %v, want ErrBadRequest saying it is outside the area", area, err)
+		}
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Restarting without --area keeps the recorded one; another is refused.
+	srv, err = server.New(server.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Area() != township {
+		t.Errorf("area after restart = %q, want %s", srv.Area(), township)
+	}
+	srv.Close()
+	if _, err := server.New(server.Config{DataDir: dir, Area: "532523102"}); err == nil || !strings.Contains(err.Error(), "serves area "+township) {
+		t.Errorf("restart with another area: %v, want a refusal naming %s", err, township)
+	}
+	if _, err := server.New(server.Config{DataDir: t.TempDir(), Area: "5325231"}); err == nil || !strings.Contains(err.Error(), "not a county") {
+		t.Errorf("7-digit area: %v, want a refusal", err)
 	}
 }

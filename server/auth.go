@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -129,74 +128,43 @@ type authedStream struct {
 
 func (a *authedStream) Context() context.Context { return a.ctx }
 
-// codeBook holds the enrolment codes issued since the process started. Codes
-// live in memory only: they are lost on restart, and an operator issues a new
-// one. A code stays valid until it expires, bound to the first replica that
-// uses it, so a device whose Enroll answer was lost can retry. Safe for
-// concurrent use.
-type codeBook struct {
-	mu    sync.Mutex
-	codes map[[32]byte]*enrolCode
-}
-
-type enrolCode struct {
-	areas   []string
-	name    string
-	expiry  time.Time
-	replica syncengine.ReplicaID // zero until first used
-}
-
 // codeHash normalises a code as people type it (case, spaces, dashes) and
-// hashes it; the book never keeps a code itself.
+// hashes it; the store never keeps a code itself.
 func codeHash(code string) [32]byte {
 	code = strings.ToUpper(strings.NewReplacer(" ", "", "-", "").Replace(code))
 	return sha256.Sum256([]byte(code))
 }
 
 // IssueEnrolmentCode makes a one-time enrolment code for a device that may
-// sync areas (area-code prefixes of up to 12 digits), labelled name, valid for
-// ttl. The code is 16 characters of base32, shown to the operator once; only
-// its hash is kept, in memory (codes do not survive a restart). It returns an
-// error wrapping ErrBadRequest for no areas, a bad prefix or ttl <= 0.
+// sync areas (area-code prefixes of a county, township or village, within the
+// server's Config.Area), labelled name, valid for ttl. The code is 16
+// characters of base32, shown to the operator once; only its hash is kept, in
+// the store, so codes survive a restart. A code stays valid until it
+// expires, bound to the first device that uses it, so a device whose Enroll
+// answer was lost can retry. It returns an error wrapping ErrBadRequest for
+// no areas, a bad prefix, a prefix outside the server's area or ttl <= 0.
 func (s *Server) IssueEnrolmentCode(areas []string, name string, ttl time.Duration) (code string, expiry time.Time, err error) {
 	if len(areas) == 0 || ttl <= 0 {
 		return "", time.Time{}, fmt.Errorf("issue enrolment code: %w: need areas and a positive ttl", ErrBadRequest)
 	}
 	for _, a := range areas {
 		if !validPrefix(a) {
-			return "", time.Time{}, fmt.Errorf("issue enrolment code: %w: area prefix %q", ErrBadRequest, a)
+			return "", time.Time{}, fmt.Errorf("issue enrolment code: %w: area prefix %q is not a county (6 digits), township (9) or village (12) code", ErrBadRequest, a)
+		}
+		if !strings.HasPrefix(a, s.cfg.Area) {
+			return "", time.Time{}, fmt.Errorf("issue enrolment code: %w: area %s is outside this server's area %s", ErrBadRequest, a, s.cfg.Area)
 		}
 	}
 	var raw [10]byte
 	rand.Read(raw[:])
 	code = base32.StdEncoding.EncodeToString(raw[:])
-	expiry = s.now().Add(ttl)
-	s.codes.mu.Lock()
-	defer s.codes.mu.Unlock()
 	now := s.now()
-	for h, c := range s.codes.codes {
-		if now.After(c.expiry) {
-			delete(s.codes.codes, h)
-		}
+	expiry = now.Add(ttl)
+	c := boltstore.EnrolCode{Hash: codeHash(code), Areas: slices.Clone(areas), Name: name, Expiry: expiry}
+	if err := s.store.PutEnrolCode(context.Background(), c, now); err != nil {
+		return "", time.Time{}, fmt.Errorf("issue enrolment code: %w", err)
 	}
-	s.codes.codes[codeHash(code)] = &enrolCode{areas: slices.Clone(areas), name: name, expiry: expiry}
 	return code, expiry, nil
-}
-
-// claim returns the code's grant for replica, binding the code to it on first
-// use, or an error wrapping ErrInvalidCode.
-func (b *codeBook) claim(code string, replica syncengine.ReplicaID, now time.Time) (enrolCode, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	c, ok := b.codes[codeHash(code)]
-	switch {
-	case !ok || now.After(c.expiry):
-		return enrolCode{}, ErrInvalidCode
-	case !c.replica.IsZero() && c.replica != replica:
-		return enrolCode{}, fmt.Errorf("%w: used by another device", ErrInvalidCode)
-	}
-	c.replica = replica
-	return *c, nil
 }
 
 // enrolment implements EnrolmentService.
@@ -225,26 +193,26 @@ func (e enrolment) Enroll(ctx context.Context, req *fieldsyncv1.EnrollRequest) (
 	case err != nil && !errors.Is(err, boltstore.ErrNoDevice):
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	grant, err := s.codes.claim(req.GetCode(), id, s.now())
+	grant, err := s.store.ClaimEnrolCode(ctx, codeHash(req.GetCode()), id, s.now())
 	if err != nil {
 		return nil, fmt.Errorf("enroll device %v: %w", id, err)
 	}
 	var raw [32]byte
 	rand.Read(raw[:])
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
-	name := grant.name
+	name := grant.Name
 	if name == "" {
 		name = req.GetDeviceName()
 	}
-	d := boltstore.Device{ID: id, Name: name, Areas: grant.areas, TokenHash: sha256.Sum256([]byte(token)), Created: old.Created}
+	d := boltstore.Device{ID: id, Name: name, Areas: grant.Areas, TokenHash: sha256.Sum256([]byte(token)), Created: old.Created}
 	if err := s.store.PutDevice(ctx, d); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	s.log.InfoContext(ctx, "device enrolled", "device", id.String(), "areas", len(grant.areas))
+	s.log.InfoContext(ctx, "device enrolled", "device", id.String(), "areas", len(grant.Areas))
 	srv := s.store.Replica()
 	return &fieldsyncv1.EnrollResponse{
 		DeviceToken:     token,
-		AreaPrefixes:    slices.Clone(grant.areas),
+		AreaPrefixes:    slices.Clone(grant.Areas),
 		IdHashKey:       slices.Clone(s.cfg.IDHashKey),
 		ServerReplicaId: srv[:],
 	}, nil

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/syncengine"
 )
 
@@ -32,7 +33,7 @@ var (
 
 	// ErrInvalidCode is returned by Enroll when the enrolment code is
 	// unknown, expired, or already used by another replica.
-	ErrInvalidCode = errors.New("invalid or expired enrolment code")
+	ErrInvalidCode = boltstore.ErrInvalidCode
 
 	// ErrBadRequest is returned when a request is malformed as a whole
 	// (missing or wrong-length ids, too many changes).

@@ -19,9 +19,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +61,11 @@ const (
 type Config struct {
 	// DataDir holds the store; it is created (mode 0700) if missing.
 	DataDir string
+	// Area is the area-code prefix the server serves: a county's 6 digits or
+	// a township's 9. Devices are enrolled only for areas within it. It is
+	// recorded in DataDir (AreaFile) on first start; empty means the recorded
+	// area, or every area if none is recorded.
+	Area string
 	// IDHashKey is the county's key for hashing ID numbers, handed to
 	// devices at enrolment.
 	IDHashKey []byte
@@ -80,7 +87,6 @@ type Server struct {
 	cfg   Config
 	store *boltstore.Store
 	clock *syncengine.Clock
-	codes codeBook
 	// adminHash is the SHA-256 of the admin token (see AdminTokenFile).
 	adminHash [32]byte
 	health    *health.Server
@@ -113,7 +119,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	err := os.MkdirAll(cfg.DataDir, 0o700)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if cfg.Area, err = loadArea(cfg.DataDir, cfg.Area); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	adminHash, err := loadAdminHash(cfg.DataDir)
@@ -129,7 +139,6 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		store:     st,
 		clock:     syncengine.NewClock(st.Replica(), cfg.MaxClockSkew.Milliseconds()),
-		codes:     codeBook{codes: make(map[[32]byte]*enrolCode)},
 		health:    health.NewServer(),
 		log:       cfg.Logger,
 	}
@@ -138,6 +147,40 @@ func New(cfg Config) (*Server, error) {
 }
 
 func (s *Server) now() time.Time { return s.cfg.Now() }
+
+// AreaFile is the file in Config.DataDir recording the server's area.
+const AreaFile = "area"
+
+// loadArea returns the server's area: want, recorded in dir on first use,
+// or the recorded one when want is empty. A want that differs from the
+// recorded area is refused: devices were enrolled within the recorded one.
+func loadArea(dir, want string) (string, error) {
+	if want != "" && ((len(want) != 6 && len(want) != 9) || !validPrefix(want)) {
+		return "", fmt.Errorf("area %q is not a county (6 digits) or township (9 digits) code", want)
+	}
+	path := filepath.Join(dir, AreaFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if want == "" {
+			return "", nil
+		}
+		return want, os.WriteFile(path, []byte(want+"\n"), 0o600)
+	case err != nil:
+		return "", err
+	}
+	have := strings.TrimSpace(string(b))
+	if have != "" && !validPrefix(have) {
+		return "", fmt.Errorf("%s holds %q, not an area code: restore it from backup", path, have)
+	}
+	if want != "" && want != have {
+		return "", fmt.Errorf("this data directory serves area %s, not %s: give --area %s, or use another data directory", have, want, have)
+	}
+	return have, nil
+}
+
+// Area returns the area-code prefix the server serves ("" for every area).
+func (s *Server) Area() string { return s.cfg.Area }
 
 // Replica returns the server's replica id.
 func (s *Server) Replica() syncengine.ReplicaID { return s.store.Replica() }

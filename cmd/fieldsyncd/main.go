@@ -1,9 +1,10 @@
 // Command fieldsyncd is the fieldsync server, run by a township health centre
 // or a county health bureau.
 //
-//	fieldsyncd serve --data DIR [--listen ADDR] [--tls-cert FILE --tls-key FILE]
+//	fieldsyncd serve --data DIR [--listen ADDR] [--area PREFIX] [--tls-cert FILE --tls-key FILE]
 //
-// On first start it creates its replica identity and store in DIR, an admin
+// --area is the area the server serves: a township's 9-digit prefix or a
+// county's 6; devices are enrolled only within it. On first start it creates its replica identity and store in DIR, an admin
 // token (DIR/admin.token, mode 0600) for the operator's fieldsync CLI, and the
 // county's ID-hash key (DIR/id-hash.key) handed to devices at enrolment. It
 // refuses to listen without TLS on anything but a loopback address.
@@ -42,7 +43,7 @@ func main() {
 	}
 }
 
-const usage = `usage: fieldsyncd serve --data DIR [--listen ADDR] [--tls-cert FILE --tls-key FILE]
+const usage = `usage: fieldsyncd serve --data DIR [--listen ADDR] [--area PREFIX] [--tls-cert FILE --tls-key FILE]
 
 Run 'fieldsyncd serve --help' for the flags.
 `
@@ -61,15 +62,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	fs.SetOutput(stderr)
 	data := fs.String("data", "data", "data `directory` (created if missing)")
 	listen := fs.String("listen", "127.0.0.1:7443", "`address` to listen on")
+	area := fs.String("area", "", "area-code `prefix` served: a township's 9 digits or a county's 6 (recorded in DIR on first start)")
 	certFile := fs.String("tls-cert", "", "TLS certificate `file` (required to listen beyond loopback)")
 	keyFile := fs.String("tls-key", "", "TLS private key `file`")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	return serve(ctx, *data, *listen, *certFile, *keyFile, stdout, stderr, ready)
+	return serve(ctx, *data, *listen, *area, *certFile, *keyFile, stdout, stderr, ready)
 }
 
-func serve(ctx context.Context, data, listen, certFile, keyFile string, stdout, stderr io.Writer, ready chan<- net.Addr) error {
+func serve(ctx context.Context, data, listen, area, certFile, keyFile string, stdout, stderr io.Writer, ready chan<- net.Addr) error {
 	var creds credentials.TransportCredentials
 	if certFile != "" || keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
@@ -88,7 +90,7 @@ func serve(ctx context.Context, data, listen, certFile, keyFile string, stdout, 
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	srv, err := server.New(server.Config{DataDir: data, IDHashKey: key, Logger: log})
+	srv, err := server.New(server.Config{DataDir: data, Area: area, IDHashKey: key, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -105,6 +107,7 @@ func serve(ctx context.Context, data, listen, certFile, keyFile string, stdout, 
 	}
 	fmt.Fprintf(stdout, "fieldsyncd: replica %v serving on %s; admin token in %s\n",
 		srv.Replica(), lis.Addr(), filepath.Join(data, server.AdminTokenFile))
+	log.Info("serving", "addr", lis.Addr().String(), "area", srv.Area(), "tls", creds != nil)
 	if ready != nil {
 		ready <- lis.Addr()
 	}

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
@@ -25,7 +27,7 @@ func TestServeOnLoopback(t *testing.T) {
 	done := make(chan error, 1)
 	var out, logs bytes.Buffer
 	go func() {
-		done <- run(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, &out, &logs, ready)
+		done <- run(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--area", "532523101"}, &out, &logs, ready)
 	}()
 	var addr net.Addr
 	select {
@@ -51,6 +53,9 @@ func TestServeOnLoopback(t *testing.T) {
 	actx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+strings.TrimSpace(string(token)))
 	if _, err := fieldsyncv1.NewAdminServiceClient(conn).AddDevice(actx, &fieldsyncv1.AddDeviceRequest{AreaPrefixes: []string{"532523101201"}}); err != nil {
 		t.Errorf("AddDevice with the admin token from the data directory: %v", err)
+	}
+	if _, err := fieldsyncv1.NewAdminServiceClient(conn).AddDevice(actx, &fieldsyncv1.AddDeviceRequest{AreaPrefixes: []string{"532523102201"}}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("AddDevice for another township's village = %v, want InvalidArgument", err)
 	}
 	cancel()
 	if err := <-done; err != nil {

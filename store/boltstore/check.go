@@ -269,6 +269,15 @@ func (ck *checker) registry() error {
 	if n := t.devTokens.Stats().KeyN; n != tokens {
 		ck.fail("token index has %d entries for %d devices with tokens", n, tokens)
 	}
+	err = t.enrolCodes.ForEach(func(k, v []byte) error {
+		if _, err := decodeEnrolCode(k, v); err != nil {
+			ck.fail("%v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	err = t.rejections.ForEach(func(k, v []byte) error {
 		if _, err := decodeRejection(k, v); err != nil {
 			ck.fail("%v", err)

@@ -19,7 +19,7 @@
 // Integers in keys and values are big-endian uint64 (8 bytes); ids are their
 // 16 raw bytes; area codes are their 12 ASCII digits.
 //
-//	meta        "schema"    → schema version (8 bytes, currently 1)
+//	meta        "schema"    → schema version (8 bytes, currently 2)
 //	            "replica"   → the store's own replica id (16 bytes)
 //	            "compacted" → log position through which entries were dropped
 //	log         position → area envelope + syncengine.Change binary
@@ -33,6 +33,7 @@
 //	            position + change id + outcome (1 byte) + detail (UTF-8)
 //	devices     device id → Device as JSON (see deviceJSON)
 //	devtokens   token hash (32 bytes) → device id
+//	enrolcodes  code hash (32 bytes) → EnrolCode as JSON (see enrolCodeJSON)
 //
 // An area envelope is one length byte followed by the area code of the change
 // or of the record. It lets the store keep its area indexes right (a record

@@ -19,10 +19,12 @@ var (
 	bucketRejections = []byte("rejections")
 	bucketDevices    = []byte("devices")
 	bucketDevTokens  = []byte("devtokens")
+	bucketEnrolCodes = []byte("enrolcodes")
 
 	allBuckets = [][]byte{
 		bucketMeta, bucketLog, bucketLogArea, bucketDots, bucketRecords,
 		bucketRecArea, bucketCursors, bucketRejections, bucketDevices, bucketDevTokens,
+		bucketEnrolCodes,
 	}
 
 	keySchema    = []byte("schema")

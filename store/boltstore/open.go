@@ -21,11 +21,18 @@ import (
 
 // schemaVersion is the schema this build writes and reads. A change of layout
 // bumps it and adds the step from the previous version to upgrades.
-const schemaVersion = 1
+//
+//   - 2: the enrolcodes bucket (enrolment codes survive a restart).
+const schemaVersion = 2
 
 // upgrades migrate a store from the version of the key to the next one, in
 // the transaction given.
-var upgrades = map[uint64]func(*bbolt.Tx) error{}
+var upgrades = map[uint64]func(*bbolt.Tx) error{
+	1: func(btx *bbolt.Tx) error {
+		_, err := btx.CreateBucketIfNotExists(bucketEnrolCodes)
+		return err
+	},
+}
 
 // damaged returns the error for a damaged store file.
 func damaged(path, format string, args ...any) error {

@@ -57,6 +57,9 @@ var (
 	// ErrInvalidDevice is returned by PutDevice when the device has a zero id
 	// or an area that is not a valid area prefix.
 	ErrInvalidDevice = errors.New("invalid device")
+	// ErrInvalidCode is returned by ClaimEnrolCode for a code that is
+	// unknown, expired or bound to another device.
+	ErrInvalidCode = errors.New("invalid or expired enrolment code")
 )
 
 // restoreAdvice ends every message about a damaged or foreign file.
