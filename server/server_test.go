@@ -1,10 +1,15 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"strings"
+	"sync"
 	"path/filepath"
 	"testing"
 	"time"
@@ -23,6 +28,7 @@ import (
 	"github.com/fieldsync/fieldsync/server/servertest"
 	"github.com/fieldsync/fieldsync/store/sqlitestore"
 	"github.com/fieldsync/fieldsync/survey"
+	"github.com/fieldsync/fieldsync/survey/countygen"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
 )
@@ -479,4 +485,70 @@ func TestPushWithLeftOutPositions(t *testing.T) {
 			t.Errorf("%s: push = %v, want InvalidArgument %s", name, err, server.ReasonPositionMismatch)
 		}
 	}
+}
+
+// The server's logs name devices and counts, never record contents: no
+// person's name, masked ID number or ID hash, and no token.
+func TestLogsCarryNoPersonalData(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	dir := t.TempDir()
+	srv, addr := servertest.Start(t, server.Config{DataDir: dir, Logger: slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	e := &env{srv: srv, dir: dir, conn: conn, sync: fieldsyncv1.NewSyncServiceClient(conn), enroll: fieldsyncv1.NewEnrolmentServiceClient(conn)}
+
+	g, err := countygen.New(countygen.Config{People: 60, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := g.County().Townships[0].Villages[0]
+	village := v.Code
+	d := e.enrol(t, village)
+	var secrets []string
+	err = g.EachInVillage(v, func(rec *fieldsyncv1.Record) error {
+		if p := rec.GetPerson(); p != nil {
+			secrets = append(secrets, p.GetName(), p.GetIdNumber().GetMasked(), fmt.Sprintf("%x", p.GetIdNumber().GetKeyedHash()))
+		}
+		d.save(t, rec)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One invalid change too: its field errors go back to the device, not
+	// into the log.
+	d.save(t, followUp(t, village, 400, 90))
+	if _, err := e.sync.Push(d.ctx(t), d.pushRequest(t, 0)); err != nil {
+		t.Fatal(err)
+	}
+	pull(t, e, d, nil)
+	if len(secrets) == 0 {
+		t.Fatal("the village has no people")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := logs.String()
+	if !strings.Contains(out, `"msg":"push"`) {
+		t.Fatalf("no push logged:\n%s", out)
+	}
+	for _, s := range append(secrets, d.token, "400") {
+		if s != "" && strings.Contains(out, s) {
+			t.Errorf("the log contains %q", s)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
