@@ -3,6 +3,7 @@ package fieldsync
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -12,7 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/sqlitestore"
@@ -44,6 +45,10 @@ type Client struct {
 	syncMu sync.Mutex // serialises Sync
 	// dialOpts are added to every connection (WithDialOptions).
 	dialOpts []grpc.DialOption
+	retry    RetryPolicy // WithRetry
+	tls      *tls.Config // WithTLS; nil means plaintext to loopback only
+	// idleTimeout, when set, replaces the pull stream's idle time (tests).
+	idleTimeout time.Duration
 }
 
 // Option configures Open.
@@ -126,17 +131,33 @@ func (c *Client) saveClock(ctx context.Context) error {
 // Enroll exchanges a one-time enrolment code for a device token at the server
 // at serverAddr and stores the token, the device's areas, the server's
 // replica id and the ID-hash key in the replica. Enrolling again (with a new
-// code) replaces them.
+// code) replaces them. Enroll makes one attempt, with the connection and RPC
+// deadlines of Sync; the caller retries (a person is typing the code). It
+// returns an error wrapping
+// ErrTLSRequired, before dialing, for a server address that is not loopback
+// when the client has no TLS configuration (WithTLS), and the server's gRPC
+// status (PermissionDenied for an unknown or expired code) otherwise.
 func (c *Client) Enroll(ctx context.Context, serverAddr, code string) error {
-	conn, err := grpc.NewClient(serverAddr, c.dialOptions("")...)
+	if strings.TrimSpace(serverAddr) == "" {
+		return errors.New("fieldsync: enroll: no server address: give the server's host:port")
+	}
+	if strings.TrimSpace(code) == "" {
+		return errors.New("fieldsync: enroll: no enrolment code: give the code the server's operator issued")
+	}
+	dopts, err := c.dialOptions(serverAddr, "")
+	if err != nil {
+		return fmt.Errorf("fieldsync: enroll: %w", err)
+	}
+	conn, err := grpc.NewClient(serverAddr, dopts...)
 	if err != nil {
 		return fmt.Errorf("fieldsync: enroll: %w", err)
 	}
 	defer conn.Close()
 	id := c.store.Replica()
-	resp, err := fieldsyncv1.NewEnrolmentServiceClient(conn).Enroll(ctx, &fieldsyncv1.EnrollRequest{
-		Code: code, ReplicaId: id[:],
-	})
+	req := &fieldsyncv1.EnrollRequest{Code: code, ReplicaId: id[:]}
+	ectx, cancel := context.WithTimeout(ctx, connectTimeout+rpcDeadline(proto.Size(req)))
+	defer cancel()
+	resp, err := fieldsyncv1.NewEnrolmentServiceClient(conn).Enroll(ectx, req)
 	if err != nil {
 		return fmt.Errorf("fieldsync: enroll: %w", err)
 	}
@@ -357,11 +378,20 @@ type Rejection struct {
 	Fields   []survey.FieldError `json:",omitempty"`
 }
 
+// PendingChange is a change of this device the server has not acknowledged.
+type PendingChange struct {
+	ChangeID string
+	RecordID string
+	Kind     string // the record's kind, as ParseKind names it
+}
+
 // Status is the device's sync state.
 type Status struct {
 	// Pending is the number of the device's changes the server has not
 	// acknowledged.
 	Pending int
+	// PendingChanges lists those changes, oldest first.
+	PendingChanges []PendingChange
 	// Rejected lists the device's changes the server refused, with reasons.
 	Rejected []Rejection
 	// LastSuccess is the end of the last Sync that succeeded (zero if none).
@@ -392,6 +422,11 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 			for _, e := range page {
 				if e.Change.Origin == self {
 					st.Pending++
+					st.PendingChanges = append(st.PendingChanges, PendingChange{
+						ChangeID: e.Change.ID.String(),
+						RecordID: e.Change.RecordID.String(),
+						Kind:     kindName(fieldsyncv1.RecordKind(e.Change.Kind)),
+					})
 				}
 				after = e.Pos
 			}
@@ -459,28 +494,3 @@ func (c *Client) addRejections(ctx context.Context, rs []Rejection) error {
 	}
 	return c.store.SetMeta(ctx, metaRejections, b)
 }
-
-// dialOptions returns the options of a connection to the server, with the
-// device token as per-RPC credentials when token is set.
-func (c *Client) dialOptions(token string) []grpc.DialOption {
-	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.UseCompressor("gzip")),
-	}
-	if token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken(token)))
-	}
-	return append(opts, c.dialOpts...)
-}
-
-// bearerToken is the device token as per-RPC credentials.
-type bearerToken string
-
-func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(t)}, nil
-}
-
-// RequireTransportSecurity is false in this step: the client dials with
-// insecure credentials (loopback and tests). TLS comes with the transport
-// configuration.
-func (t bearerToken) RequireTransportSecurity() bool { return false }

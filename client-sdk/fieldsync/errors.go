@@ -20,6 +20,10 @@ var (
 	// ErrServerMismatch is returned by Sync when the server answers with
 	// another replica id than the one the device enrolled with.
 	ErrServerMismatch = errors.New("fieldsync: server is not the one the device enrolled with")
+	// ErrTLSRequired is returned by Enroll and Sync when the server's address
+	// is not a loopback address and the client has no TLS configuration
+	// (WithTLS); nothing is sent.
+	ErrTLSRequired = errors.New("fieldsync: TLS required for a server on another machine")
 )
 
 // ValidationError is returned by Save for a record that fails

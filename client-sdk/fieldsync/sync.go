@@ -20,14 +20,30 @@ import (
 
 // Sync runs one sync round with the enrolled server: the handshake, then a
 // push of the device's unacknowledged changes, then a pull of the server's
-// changes in the device's areas. It returns ErrNotEnrolled before enrolment,
-// and the first error of the round otherwise; what was stored before the
-// error stays stored, and the next Sync resumes from there. The outcome is
-// recorded for Status. Calls are serialised.
-func (c *Client) Sync(ctx context.Context) error {
+// changes in the device's areas.
+//
+// A transient failure (the server unreachable or restarting, a cut or stalled
+// connection, a deadline of one RPC, the server busy) is retried with
+// exponential backoff and jitter up to the client's RetryPolicy (WithRetry);
+// each attempt resumes where the last stopped. A permanent failure returns at
+// once: ErrNotEnrolled before enrolment, ErrServerMismatch, ErrTLSRequired, a
+// refused or revoked device token (gRPC Unauthenticated or PermissionDenied),
+// a request the server calls malformed (InvalidArgument, FailedPrecondition),
+// a storage error. Sync returns the last attempt's error (saying how many
+// attempts were made when it gave up), or ctx's error wrapped with it when
+// ctx ends first. What was stored before an error stays stored, and the next
+// Sync resumes from there.
+//
+// The outcome is recorded for Status. Calls are serialised: a Sync waits for
+// one in progress to end. opts apply to this call only (OnProgress).
+func (c *Client) Sync(ctx context.Context, opts ...SyncOption) error {
+	run := &syncRun{}
+	for _, o := range opts {
+		o(run)
+	}
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
-	err := c.sync(ctx)
+	err := c.syncRetrying(ctx, run)
 	// Record the outcome even when ctx is done.
 	rctx := context.WithoutCancel(ctx)
 	if err != nil {
@@ -45,7 +61,42 @@ func (c *Client) Sync(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) sync(ctx context.Context) error {
+// syncRetrying runs attempts of a sync round until one succeeds, one fails
+// for good, the policy's attempts are spent or ctx ends.
+func (c *Client) syncRetrying(ctx context.Context, run *syncRun) error {
+	pol := c.retry.withDefaults()
+	for attempt := 1; ; attempt++ {
+		run.p.Attempt = attempt
+		err := c.sync(ctx, run)
+		if err == nil {
+			run.report(PhaseDone)
+			return nil
+		}
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			// A gRPC status does not wrap the context's error; make
+			// errors.Is(err, context.Canceled) hold.
+			return fmt.Errorf("%w (%w)", err, cerr)
+		}
+		if !retryable(ctx, err) {
+			return err
+		}
+		if attempt >= pol.MaxAttempts {
+			if attempt == 1 {
+				return err
+			}
+			return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+		}
+		t := time.NewTimer(pol.delay(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("fieldsync: sync: %w after %d attempts; last error: %w", ctx.Err(), attempt, err)
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) sync(ctx context.Context, run *syncRun) error {
 	addr, err := c.store.Meta(ctx, metaServerAddr)
 	if err != nil {
 		return fmt.Errorf("fieldsync: sync: %w", err)
@@ -61,7 +112,12 @@ func (c *Client) sync(ctx context.Context) error {
 	if len(addr) == 0 || len(token) == 0 || srv.IsZero() {
 		return ErrNotEnrolled
 	}
-	conn, err := grpc.NewClient(string(addr), c.dialOptions(string(token))...)
+	dopts, err := c.dialOptions(string(addr), string(token))
+	if err != nil {
+		return fmt.Errorf("fieldsync: sync: %w", err)
+	}
+	run.report(PhaseConnect)
+	conn, err := grpc.NewClient(string(addr), dopts...)
 	if err != nil {
 		return fmt.Errorf("fieldsync: sync: %w", err)
 	}
@@ -71,18 +127,22 @@ func (c *Client) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.push(ctx, rpc, srv, hello); err != nil {
+	if err := c.push(ctx, rpc, srv, hello, run); err != nil {
 		return err
 	}
-	return c.pull(ctx, rpc, srv)
+	return c.pull(ctx, rpc, srv, hello, run)
 }
 
 // hello runs the handshake and corrects the device clock from the server's.
 func (c *Client) hello(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, srv syncengine.ReplicaID) (*fieldsyncv1.HelloResponse, error) {
 	self := c.store.Replica()
-	resp, err := rpc.Hello(ctx, &fieldsyncv1.HelloRequest{
+	req := &fieldsyncv1.HelloRequest{
 		ReplicaId: self[:], CapabilityVersion: wire.CapabilityVersion, ClientTime: timestamppb.New(c.now()),
-	})
+	}
+	// The first RPC of a connection also waits for the connection.
+	hctx, cancel := context.WithTimeout(ctx, connectTimeout+rpcDeadline(proto.Size(req)))
+	defer cancel()
+	resp, err := rpc.Hello(hctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("fieldsync: hello: %w", err)
 	}
@@ -108,7 +168,7 @@ func (c *Client) hello(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, s
 // (every change of another origin) are left out; the batch's positions list
 // says which positions were sent, and its last position covers the ones left
 // out, so the server's cursor moves past them.
-func (c *Client) push(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, srv syncengine.ReplicaID, hello *fieldsyncv1.HelloResponse) error {
+func (c *Client) push(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, srv syncengine.ReplicaID, hello *fieldsyncv1.HelloResponse, run *syncRun) error {
 	self := c.store.Replica()
 	limit := int(hello.GetLimits().GetMaxPushChanges())
 	if limit <= 0 {
@@ -139,7 +199,9 @@ func (c *Client) push(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, sr
 			limit = max(1, limit/2)
 			continue
 		}
-		resp, err := rpc.Push(ctx, req)
+		pctx, cancel := context.WithTimeout(ctx, rpcDeadline(proto.Size(req)))
+		resp, err := rpc.Push(pctx, req)
+		cancel()
 		if err != nil {
 			return fmt.Errorf("fieldsync: push: %w", err)
 		}
@@ -153,10 +215,17 @@ func (c *Client) push(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, sr
 		if err := c.addRejections(ctx, rejected); err != nil {
 			return fmt.Errorf("fieldsync: push: %w", err)
 		}
+		for _, e := range b.Changes {
+			if e.Pos <= rc.Through {
+				run.p.Pushed++
+			}
+		}
+		run.p.Rejected += len(rejected)
+		run.report(PhasePush)
 		if rc.Through <= after {
 			// The first change was refused for clock skew: it stays pending
 			// and is restamped at the next handshake.
-			return fmt.Errorf("fieldsync: push: server stopped at position %d: %s", after, lastDetail(rc))
+			return fmt.Errorf("fieldsync: push: %w", &retryError{fmt.Errorf("server stopped at position %d: %s", after, lastDetail(rc))})
 		}
 		after = rc.Through
 		if !b.More && after >= b.Through {
@@ -226,7 +295,11 @@ func receipt(srv syncengine.ReplicaID, b syncengine.Batch, resp *fieldsyncv1.Pus
 // the stored states, or changes through syncengine.ReceiveBatch); the cursor
 // token is written after that commit, so a crash in between receives the
 // response again, which changes nothing.
-func (c *Client) pull(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, srv syncengine.ReplicaID) error {
+//
+// The stream is cancelled when no message arrives within the idle time of
+// one full response on a slow link (pullIdle), so a stalled connection ends
+// the attempt instead of hanging it.
+func (c *Client) pull(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, srv syncengine.ReplicaID, hello *fieldsyncv1.HelloResponse, run *syncRun) error {
 	tok, err := c.store.Meta(ctx, metaPullCursor)
 	if err != nil {
 		return fmt.Errorf("fieldsync: pull: %w", err)
@@ -235,17 +308,29 @@ func (c *Client) pull(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, sr
 	if len(tok) > 0 {
 		req.Cursor = &fieldsyncv1.Cursor{Token: tok}
 	}
-	stream, err := rpc.Pull(ctx, req)
+	idle := c.pullIdle(int(hello.GetLimits().GetMaxPullBytes()))
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stalled := &stalledError{idle: idle}
+	timer := time.AfterFunc(idle, func() { cancel(stalled) })
+	defer timer.Stop()
+	stream, err := rpc.Pull(sctx, req)
 	if err != nil {
-		return fmt.Errorf("fieldsync: pull: %w", err)
+		return fmt.Errorf("fieldsync: pull: %w", pullErr(sctx, err))
 	}
+	inSnapshot := false
 	for {
 		resp, err := stream.Recv()
+		if !timer.Stop() {
+			// The idle timer fired: the stream is cancelled, whatever Recv
+			// returned.
+			return fmt.Errorf("fieldsync: pull: %w", stalled)
+		}
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("fieldsync: pull: %w", err)
+			return fmt.Errorf("fieldsync: pull: %w", pullErr(sctx, err))
 		}
 		if err := c.mergeSnapshot(ctx, resp.GetRecords()); err != nil {
 			return fmt.Errorf("fieldsync: pull: %w", err)
@@ -258,7 +343,28 @@ func (c *Client) pull(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, sr
 				return fmt.Errorf("fieldsync: pull: %w", err)
 			}
 		}
+		phase := resp.GetSnapshot().GetPhase()
+		if phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_BEGIN {
+			inSnapshot = true
+		}
+		run.p.Snapshot = inSnapshot || len(resp.GetRecords()) > 0
+		run.p.Pulled += len(resp.GetRecords()) + len(resp.GetChanges())
+		run.report(PhasePull)
+		if phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_END {
+			inSnapshot = false
+		}
+		timer.Reset(idle)
 	}
+}
+
+// pullErr returns the stalled error when the idle timer cancelled the
+// stream, else err.
+func pullErr(sctx context.Context, err error) error {
+	var st *stalledError
+	if errors.As(context.Cause(sctx), &st) {
+		return st
+	}
+	return err
 }
 
 // mergeSnapshot merges the engine states of snapshot records into the stored
