@@ -1,10 +1,8 @@
 package fieldsync
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -88,38 +86,24 @@ func (c *Client) List(ctx context.Context, kind fieldsyncv1.RecordKind) ([]*fiel
 	if _, err := wire.NewBody(syncengine.Kind(kind)); err != nil || kind == fieldsyncv1.RecordKind_RECORD_KIND_UNSPECIFIED {
 		return nil, fmt.Errorf("fieldsync: list: record kind %d is not one this build knows: use one of %s (ParseKind)", int32(kind), kindList())
 	}
-	type item struct {
-		id  syncengine.RecordID
-		rec *fieldsyncv1.Record
-	}
-	var items []item
-	// sqlitestore exports no reader by kind; its snapshot reader walks every
-	// record in (area, id) order and the kind filter is applied here.
-	var token []byte
+	var out []*fieldsyncv1.Record
+	var after syncengine.RecordID
 	for {
-		page, err := c.store.Snapshot(ctx, "", token, listPage)
+		page, err := c.store.Records(ctx, syncengine.Kind(kind), after, listPage)
 		if err != nil {
 			return nil, fmt.Errorf("fieldsync: list %s: %w", kindName(kind), err)
 		}
-		for _, r := range page.Records {
-			if r.Kind() != syncengine.Kind(kind) || !r.Exists() {
-				continue
-			}
+		for _, r := range page {
 			rec, err := wire.FromState(r)
 			if err != nil {
 				return nil, fmt.Errorf("fieldsync: list %s: record %v: %w", kindName(kind), r.ID(), err)
 			}
-			items = append(items, item{r.ID(), rec})
+			out = append(out, rec)
+			after = r.ID()
 		}
-		if page.Next == nil {
+		if len(page) < listPage {
 			break
 		}
-		token = page.Next
-	}
-	slices.SortFunc(items, func(a, b item) int { return bytes.Compare(a.id[:], b.id[:]) })
-	out := make([]*fieldsyncv1.Record, len(items))
-	for i, it := range items {
-		out[i] = it.rec
 	}
 	return out, nil
 }

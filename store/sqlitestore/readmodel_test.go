@@ -1,7 +1,9 @@
 package sqlitestore_test
 
 import (
+	"bytes"
 	"crypto/rand"
+	"slices"
 	"testing"
 	"time"
 
@@ -166,5 +168,52 @@ func TestReadModelFollowsMerges(t *testing.T) {
 	}
 	if got, _ := s.UnvisitedHouseholds(t.Context(), []string{hh.GetAreaCode()}, "none"); len(got) != 0 {
 		t.Errorf("after a delete the read model still shows %d households", len(got))
+	}
+}
+
+// Records lists the live records of one kind in id order, page by page.
+func TestRecordsByKind(t *testing.T) {
+	s := openTemp(t)
+	recs := openTempFill(t, s)
+	want := map[syncengine.Kind][]syncengine.RecordID{}
+	for _, r := range recs {
+		id, _, err := wire.Identity(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[wire.KindOf(r)] = append(want[wire.KindOf(r)], id)
+	}
+	// Delete the first household: it is no longer listed.
+	hh := want[syncengine.Kind(fieldsyncv1.RecordKind_RECORD_KIND_HOUSEHOLD)]
+	slices.SortFunc(hh, func(a, b syncengine.RecordID) int { return bytes.Compare(a[:], b[:]) })
+	var cid syncengine.ChangeID
+	rand.Read(cid[:])
+	if _, err := syncengine.WriteLocal(t.Context(), s, syncengine.NewClock(s.Replica(), 0), time.Now().UnixMilli(), syncengine.Edit{ID: cid, Record: hh[0], Delete: true}); err != nil {
+		t.Fatal(err)
+	}
+	want[syncengine.Kind(fieldsyncv1.RecordKind_RECORD_KIND_HOUSEHOLD)] = hh[1:]
+	for kind, ids := range want {
+		slices.SortFunc(ids, func(a, b syncengine.RecordID) int { return bytes.Compare(a[:], b[:]) })
+		var got []syncengine.RecordID
+		var after syncengine.RecordID
+		for {
+			page, err := s.Records(t.Context(), kind, after, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range page {
+				if r.Kind() != kind || !r.Exists() {
+					t.Fatalf("kind %d: listed %v of kind %d, exists %v", kind, r.ID(), r.Kind(), r.Exists())
+				}
+				got = append(got, r.ID())
+			}
+			if len(page) < 7 {
+				break
+			}
+			after = page[len(page)-1].ID()
+		}
+		if !slices.Equal(got, ids) {
+			t.Errorf("kind %d: listed %d records, want %d in id order", kind, len(got), len(ids))
+		}
 	}
 }

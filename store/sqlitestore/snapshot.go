@@ -107,3 +107,36 @@ func (s *Store) Compact(ctx context.Context, through syncengine.Position) (int, 
 	})
 	return int(dropped), err
 }
+
+// Records returns up to limit live records of kind with ids after after, in
+// id order (after the zero id: from the first). A page shorter than limit is
+// the last. limit <= 0 means 500.
+func (s *Store) Records(ctx context.Context, kind syncengine.Kind, after syncengine.RecordID, limit int) ([]syncengine.Record, error) {
+	if limit <= 0 {
+		limit = 500
+	}
+	var out []syncengine.Record
+	err := s.View(ctx, func(rt syncengine.ReadTx) error {
+		out = out[:0]
+		rows, err := rt.(*readTx).query(ctx, `SELECT record_id, state FROM records
+			WHERE kind = ? AND deleted = 0 AND record_id > ? ORDER BY record_id LIMIT ?`,
+			int64(kind), after[:], limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, b []byte
+			if err := rows.Scan(&id, &b); err != nil {
+				return err
+			}
+			var r syncengine.Record
+			if err := r.UnmarshalBinary(b); err != nil {
+				return fmt.Errorf("decode record %x: %w", id, err)
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
