@@ -387,6 +387,9 @@ type PendingChange struct {
 
 // Status is the device's sync state.
 type Status struct {
+	// Server is the address of the server the device enrolled with ("" before
+	// enrolment).
+	Server string
 	// Pending is the number of the device's changes the server has not
 	// acknowledged.
 	Pending int
@@ -406,6 +409,11 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	srv, err := c.serverReplica(ctx)
 	if err != nil {
 		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
+	}
+	if addr, err := c.store.Meta(ctx, metaServerAddr); err != nil {
+		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
+	} else {
+		st.Server = string(addr)
 	}
 	self := c.store.Replica()
 	err = c.store.View(ctx, func(tx syncengine.ReadTx) error {

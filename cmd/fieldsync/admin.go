@@ -28,8 +28,9 @@ const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE..
        fieldsync admin device revoke [flags] REPLICA_ID
 
 Every admin command takes --server ADDR (default 127.0.0.1:7443), --token-file FILE
-(default data/admin.token, written by fieldsyncd) and --ca FILE (a CA certificate
-for a server beyond loopback).
+(default data/admin.token, written by fieldsyncd) and --ca FILE (the CA certificate
+of the server's TLS certificate; without it a loopback server is reached in plaintext
+and any other with the system's roots).
 `
 
 // adminFlags are the connection flags of every admin command.
@@ -61,13 +62,14 @@ func (a *adminFlags) dial(ctx context.Context) (*grpc.ClientConn, context.Contex
 	return conn, metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(token))), nil
 }
 
-// transport is plaintext for a loopback address and TLS otherwise.
+// transport is TLS, except for a loopback address without a CA file, which
+// is plaintext (development). The device commands use the same rule.
 func transport(addr, caFile string) (credentials.TransportCredentials, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("server address %q: %w", addr, err)
 	}
-	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+	if ip := net.ParseIP(host); caFile == "" && (host == "localhost" || (ip != nil && ip.IsLoopback())) {
 		return insecure.NewCredentials(), nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS13}

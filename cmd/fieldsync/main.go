@@ -1,12 +1,44 @@
 // Command fieldsync is the operator and device command line of fieldsync.
 //
 //	fieldsync demo [--replica FILE] [--people N] [--seed N]
+//	fieldsync admin device add|list|revoke [flags]
+//	fieldsync device enroll|put|get|list|sync|status|due|unvisited|problems [flags]
 //
 // demo generates a realistic village (survey/countygen), records it on a
 // device replica exactly as a village doctor's phone would (one local change
 // per record, through the sync engine, into SQLite), and prints the questions
 // the doctor asks the phone each morning. The replica can then be read with
 // the stock sqlite3 tool.
+//
+// admin manages a server's devices with the admin token fieldsyncd writes:
+// add issues a one-time enrolment code for an area, list and revoke.
+//
+// device does on a computer what a village doctor's phone does, through the
+// device SDK (client-sdk/fieldsync), on a replica in one SQLite file:
+//
+//	fieldsync device enroll --replica FILE --server ADDR --code CODE [--ca FILE]
+//	fieldsync device put --replica FILE --kind KIND --json FILE|-
+//	fieldsync device get --replica FILE [--json] ID
+//	fieldsync device list --replica FILE --kind KIND [--json]
+//	fieldsync device sync --replica FILE [--ca FILE]
+//	fieldsync device status --replica FILE [--json]
+//	fieldsync device due|unvisited|problems --replica FILE [--json]
+//
+// enroll creates the replica and enrols it with a code from 'admin device
+// add'. put validates records given as protojson (one object of the kind's
+// message, or an array) and saves the valid ones; each refused record is
+// reported with every field error, and the command then exits non-zero.
+// get and list print records in the same protojson form, so list --json
+// output can be put again. sync pushes the device's changes and pulls its
+// areas' changes, retrying transient failures, with progress on standard
+// error. status shows the changes not yet on the server and those it
+// refused, with their field errors. due, unvisited and problems answer the
+// doctor's daily questions.
+//
+// Output meant for scripts (--json) goes to standard output, diagnostics to
+// standard error. Exit status is 0 on success and 2 on any error, a refused
+// record included. No command prints a device token, an enrolment code it
+// was given, or an ID number (records carry only its masked form and hash).
 package main
 
 import (
@@ -17,6 +49,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 )
 
 func main() {
@@ -24,7 +57,8 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "fieldsync:", err)
+			// The device SDK's errors start with "fieldsync: " too.
+			fmt.Fprintln(os.Stderr, "fieldsync:", strings.TrimPrefix(err.Error(), "fieldsync: "))
 		}
 		os.Exit(2)
 	}
@@ -35,6 +69,7 @@ const usage = `usage: fieldsync COMMAND [flags]
 commands:
   demo    generate a village, record it on a device replica and print the day's questions
   admin   manage a server's devices: admin device add|list|revoke
+  device  a device replica: device enroll|put|get|list|sync|status|due|unvisited|problems
 
 Run 'fieldsync COMMAND --help' for a command's flags.
 `
@@ -52,6 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "admin":
 		return runAdmin(ctx, args[1:], stdout, stderr)
+	case "device":
+		return runDevice(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", args[0])
