@@ -24,8 +24,17 @@ build: ## build every package, and the fieldsync and fieldsyncd commands into ./
 	$(GO) build -o $(BIN)/fieldsync ./cmd/fieldsync
 	$(GO) build -o $(BIN)/fieldsyncd ./cmd/fieldsyncd
 
+# The area make run's server serves: a township of the example county, whose
+# village 532523100201 the README's quick start and examples/ use.
+AREA   ?= 532523100
+LISTEN ?= 127.0.0.1:7443
+
 .PHONY: run
-run: build ## record a generated village on a new device replica (./data) and print the day's questions
+run: build ## start a township server on 127.0.0.1:7443 with its data in ./data (Ctrl-C stops it)
+	$(BIN)/fieldsyncd serve --data data --listen $(LISTEN) --area $(AREA)
+
+.PHONY: demo
+demo: build ## record a generated village on a new device replica (./data) and print the day's questions
 	rm -f data/demo-replica.db data/demo-replica.db-wal data/demo-replica.db-shm
 	$(BIN)/fieldsync demo --replica data/demo-replica.db
 

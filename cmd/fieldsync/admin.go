@@ -123,7 +123,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "enrolment code: %s\nvalid until:    %s\n", resp.GetCode(), resp.GetExpiresAt().AsTime().Local().Format(time.DateTime))
+			fmt.Fprintf(stdout, "enrolment code: %s\nvalid until:    %s\n", resp.GetCode(), resp.GetExpiresAt().AsTime().Local().Format("2006-01-02 15:04 MST"))
 			return nil
 		})
 	case "list":

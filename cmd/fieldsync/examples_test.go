@@ -1,0 +1,31 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// The README's quick start puts examples/household.json and
+// examples/visit.json on an enrolled phone and syncs them: they must stay
+// valid records of the village make run's server serves.
+func TestREADMEExamples(t *testing.T) {
+	s := startDeviceServer(t)
+	phone := s.enroll(t, "532523100201")
+	for _, ex := range []struct{ kind, file string }{
+		{"household", "../../examples/household.json"},
+		{"visit", "../../examples/visit.json"},
+	} {
+		out := mustCLI(t, "device", "put", "--replica", phone, "--kind", ex.kind, "--json", ex.file)
+		if !strings.Contains(out, "saved 1 of 1") {
+			t.Errorf("put %s printed:\n%s", ex.file, out)
+		}
+	}
+	if out := mustCLI(t, "device", "sync", "--replica", phone); !strings.Contains(out, "pushed 2 changes, 0 refused") {
+		t.Errorf("sync printed:\n%s", out)
+	}
+	other := s.enroll(t, "532523100201")
+	mustCLI(t, "device", "sync", "--replica", other)
+	if out := mustCLI(t, "device", "list", "--replica", other, "--kind", "visit"); !strings.Contains(out, "019fdab2-0e50-7642-98e5-73d91aba1152") {
+		t.Errorf("the second phone lists:\n%s\nwant the example visit", out)
+	}
+}
