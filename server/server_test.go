@@ -552,3 +552,34 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// A device may push only its own changes: one made by another replica is
+// refused alone (so it cannot take that replica's dot and have the real
+// change answered ALREADY_APPLIED and lost), and the rest of the batch is
+// applied.
+func TestPushRefusesChangesOfAnotherReplica(t *testing.T) {
+	e := newEnv(t)
+	victim, forger := e.enrol(t, villageA), e.enrol(t, villageA)
+	victim.save(t, followUp(t, villageA, 130, 80))
+	stolen := victim.pushRequest(t, 0)
+	forger.save(t, followUp(t, villageA, 132, 82))
+	own := forger.pushRequest(t, 0)
+	req := &fieldsyncv1.PushRequest{Changes: []*fieldsyncv1.Change{own.Changes[0], stolen.Changes[0]}, FirstPosition: 1, LastPosition: 2}
+	resp, err := e.sync.Push(forger.ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := outcomes(resp); !equal(got, []fieldsyncv1.ChangeOutcome{applied, outOfScope}) {
+		t.Fatalf("outcomes = %v, want the own change applied and the other replica's refused", got)
+	}
+	if !strings.Contains(resp.GetResults()[1].GetMessage(), "only its own") {
+		t.Errorf("message = %q", resp.GetResults()[1].GetMessage())
+	}
+	resp, err = e.sync.Push(victim.ctx(t), stolen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := outcomes(resp); !equal(got, []fieldsyncv1.ChangeOutcome{applied}) {
+		t.Errorf("the victim's own push: %v, want applied", got)
+	}
+}

@@ -139,6 +139,18 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 			}
 			continue
 		}
+		// A device pushes only the changes it made. Taking one in another
+		// replica's name would let it claim that replica's next dot, and the
+		// real change with that dot would then be answered ALREADY_APPLIED and
+		// lost.
+		if c.Origin != p.ID {
+			results[i] = &fieldsyncv1.ChangeResult{
+				ChangeId: pc.GetChangeId(),
+				Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_OUT_OF_SCOPE,
+				Message:  fmt.Sprintf("change made by replica %v: a device may push only its own changes", c.Origin),
+			}
+			continue
+		}
 		b.Changes = append(b.Changes, syncengine.Entry{Pos: positions[i], Change: c})
 	}
 	return b, results, slot, nil

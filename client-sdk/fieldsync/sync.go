@@ -176,7 +176,22 @@ func (c *Client) push(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, sr
 	}
 	maxBytes := int(hello.GetLimits().GetMaxPushBytes())
 	own := func(ch *syncengine.Change) bool { return ch.Origin == self }
+	// Resume from what both ends agree on. The server may hold more than the
+	// device knows it acknowledged (the answer to the last push was lost):
+	// sending that stretch again costs a batch, but its answer marks the
+	// changes acknowledged here and tells the device which were refused,
+	// which the server's position alone would not.
 	after := syncengine.Position(hello.GetAcknowledgedPosition())
+	var cur syncengine.Cursor
+	err := c.store.View(ctx, func(tx syncengine.ReadTx) error {
+		var err error
+		cur, err = tx.Cursor(ctx, srv)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("fieldsync: push: %w", err)
+	}
+	after = min(after, cur.Acked)
 	for {
 		b, err := syncengine.NextBatch(ctx, c.store, self, after, syncengine.SendOptions{Limit: limit, Exclude: srv, Filter: own})
 		if err != nil {
