@@ -583,3 +583,47 @@ func TestPushRefusesChangesOfAnotherReplica(t *testing.T) {
 		t.Errorf("the victim's own push: %v, want applied", got)
 	}
 }
+
+// A different change under a dot the server holds (a phone restored from an
+// older copy of its replica numbers its new changes again) is refused with
+// the reason, not acknowledged as a duplicate and lost; a true retry is still
+// ALREADY_APPLIED.
+func TestPushRefusesReusedDot(t *testing.T) {
+	e := newEnv(t)
+	d := e.enrol(t, villageA)
+	d.save(t, followUp(t, villageA, 130, 80))
+	req := d.pushRequest(t, 0)
+	if _, err := e.sync.Push(d.ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	retry, err := e.sync.Push(d.ctx(t), req)
+	if err != nil || !equal(outcomes(retry), []fieldsyncv1.ChangeOutcome{duplicate}) {
+		t.Fatalf("retry: %v, %v; want ALREADY_APPLIED", outcomes(retry), err)
+	}
+	reused := proto.Clone(req).(*fieldsyncv1.PushRequest)
+	reused.Changes[0].ChangeId[0] ^= 0xff
+	id := uuid.Must(uuid.NewV7())
+	reused.Changes[0].RecordId = id[:]
+	reused.Changes[0].GetUpsert().GetRecord().GetFollowUp().Id = id.String()
+	resp, err := e.sync.Push(d.ctx(t), reused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := outcomes(resp); !equal(got, []fieldsyncv1.ChangeOutcome{fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_MALFORMED}) || !strings.Contains(resp.GetResults()[0].GetMessage(), "restored") {
+		t.Errorf("a different change under a held dot: %v %q, want refused saying the replica was restored", got, resp.GetResults()[0].GetMessage())
+	}
+	var rid syncengine.RecordID
+	copy(rid[:], id[:])
+	page, err := e.srv.Store().Snapshot(t.Context(), villageA, nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Records) != 1 {
+		t.Errorf("the server holds %d records, want the first change's only", len(page.Records))
+	}
+	for _, r := range page.Records {
+		if r.ID() == rid {
+			t.Error("the server stored the refused change's record")
+		}
+	}
+}

@@ -92,6 +92,9 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 	if err != nil {
 		return nil, err
 	}
+	if b, err = s.refuseReusedDots(ctx, b, results, slot); err != nil {
+		return nil, fmt.Errorf("push from device %v: %w", p.ID, err)
+	}
 	val := &validator{areas: p.Areas, now: s.now(), fieldErrs: make(map[syncengine.Dot][]survey.FieldError)}
 	rc, err := syncengine.ReceiveBatch(ctx, s.store, b, syncengine.ReceiveOptions{
 		Validate: val.validate, Clock: s.clock, WallMS: s.now().UnixMilli(),
@@ -154,6 +157,43 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 		b.Changes = append(b.Changes, syncengine.Entry{Pos: positions[i], Change: c})
 	}
 	return b, results, slot, nil
+}
+
+// refuseReusedDots refuses, in results, the changes of b whose dot the
+// server holds for a different change, and returns b without them. A retry
+// carries the same change id and is answered ALREADY_APPLIED as usual; a
+// different id under a known dot means the device numbers its changes again
+// from an older point: its replica file was restored from a backup. Taking
+// such a change as a duplicate would acknowledge it and lose it; refusing it
+// keeps it on the device, shown as rejected with the reason.
+func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, results []*fieldsyncv1.ChangeResult, slot map[syncengine.Position]int) (syncengine.Batch, error) {
+	if len(b.Changes) == 0 {
+		return b, nil
+	}
+	dots := make([]syncengine.Dot, len(b.Changes))
+	for i, e := range b.Changes {
+		dots[i] = e.Change.Dot
+	}
+	held, err := s.store.ChangesAtDots(ctx, dots)
+	if err != nil || len(held) == 0 {
+		return b, err
+	}
+	kept := b.Changes[:0:0]
+	for _, e := range b.Changes {
+		id, ok := held[e.Change.Dot]
+		if !ok || id == e.Change.ID {
+			kept = append(kept, e)
+			continue
+		}
+		results[slot[e.Pos]] = &fieldsyncv1.ChangeResult{
+			ChangeId: append([]byte(nil), e.Change.ID[:]...),
+			Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_MALFORMED,
+			Message: fmt.Sprintf("the server holds another change under dot %d of this device: the replica was restored from an older copy of itself, "+
+				"so its new changes cannot sync under its identity; keep the phone's data and ask the operator to export it and enrol the phone as a new device", e.Change.Dot.Counter),
+		}
+	}
+	b.Changes = kept
+	return b, nil
 }
 
 // pushPositions returns the log position of each change of req: its

@@ -294,3 +294,31 @@ func (s *Store) Rejections(ctx context.Context) ([]syncengine.Rejection, error) 
 	})
 	return out, nil
 }
+
+// ChangesAtDots returns, for each of dots the log holds a change for, that
+// change's id. A dot whose entry was compacted away, or never appended, is
+// absent from the result. The server uses it to tell a retried change (same
+// dot, same id) from a different change reusing a dot (a replica restored
+// from an older copy of itself).
+func (s *Store) ChangesAtDots(ctx context.Context, dots []syncengine.Dot) (map[syncengine.Dot]syncengine.ChangeID, error) {
+	out := make(map[syncengine.Dot]syncengine.ChangeID)
+	err := s.view(ctx, func(t *tx) error {
+		for _, d := range dots {
+			p := t.dots.Get(dotKey(d))
+			if len(p) != posLen {
+				continue
+			}
+			v := t.log.Get(p)
+			if v == nil {
+				continue
+			}
+			c, err := decodeChange(syncengine.Position(binary.BigEndian.Uint64(p)), v)
+			if err != nil {
+				return err
+			}
+			out[d] = c.ID
+		}
+		return nil
+	})
+	return out, err
+}
