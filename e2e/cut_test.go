@@ -247,7 +247,7 @@ func TestLostPushAnswer(t *testing.T) {
 		saved[recordID(t, r)] = r
 	}
 
-	p.CutNext(CutResponse, 2) // DATA frame 1 answers Hello, 2 answers the push
+	p.CutNext(CutResponse, 3) // calls: 1 Hello, 2 Pull, 3 the push
 	if err := phone.sync(t.Context()); err == nil {
 		t.Fatal("Sync through a link cut before the push answer succeeded")
 	}

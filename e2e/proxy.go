@@ -20,9 +20,10 @@ const (
 	// CutToClient cuts after a number of bytes from the server to the client,
 	// wherever they fall in the HTTP/2 frames.
 	CutToClient
-	// CutResponse cuts just before the proxy would forward the n-th HTTP/2
-	// DATA frame from the server: the server has answered (a push it
-	// committed, say) but the client never sees the answer.
+	// CutResponse cuts just before the proxy would forward the first HTTP/2
+	// DATA frame of the connection's n-th call (stream id 2n-1) from the
+	// server: the server has answered (a push it committed, say) but the
+	// client never sees the answer.
 	CutResponse
 	numCutKinds
 )
@@ -70,9 +71,10 @@ type CuttingProxy struct {
 // MaxCutBytes bounds the byte offset of a cut.
 const MaxCutBytes = 64 << 10
 
-// maxResponseCut bounds n for CutResponse: a Hello answer is the first DATA
-// frame of a connection, a push answer the second, pull answers follow. Half
-// the response cuts are at the second.
+// maxResponseCut bounds n for CutResponse. The SDK's calls on a connection
+// are Hello (1), Pull (2, asked for before the push so that it travels down
+// while the push travels up), then the pushes (3 on). Half the response cuts
+// are at the third: the answer to the first push.
 const maxResponseCut = 6
 
 // NewCuttingProxy listens on 127.0.0.1:0 and forwards every connection to
@@ -137,7 +139,7 @@ func (p *CuttingProxy) Close() error {
 type plan struct {
 	cut  bool
 	kind CutKind
-	n    int64 // bytes (CutToServer, CutToClient) or DATA frames (CutResponse)
+	n    int64 // bytes (CutToServer, CutToClient) or the call (CutResponse)
 }
 
 func (p *CuttingProxy) nextPlan() plan {
@@ -147,13 +149,13 @@ func (p *CuttingProxy) nextPlan() plan {
 	// of the n-th connection does not depend on when cutting was turned on.
 	kind := CutKind(p.rng.IntN(int(numCutKinds)))
 	bytes := int64(math.Exp(p.rng.Float64() * math.Log(MaxCutBytes)))
-	frames := int64(1 + p.rng.IntN(maxResponseCut))
+	call := int64(1 + p.rng.IntN(maxResponseCut))
 	if p.rng.IntN(2) == 0 {
-		frames = 2 // the answer to the first push, if any: the costliest to lose
+		call = 3 // the answer to the first push, if any: the costliest to lose
 	}
 	pl := plan{cut: p.cutting, kind: kind, n: bytes}
 	if kind == CutResponse {
-		pl.n = frames
+		pl.n = call
 	}
 	if p.forced != nil {
 		pl, p.forced = *p.forced, nil
@@ -293,9 +295,9 @@ func copyBytes(dst io.Writer, src io.Reader, budget int64) bool {
 
 // copyFrames copies HTTP/2 frames from src to dst until EOF or an error, and
 // reports whether it stopped for a cut: after budget bytes (budget >= 0), or
-// before the frames-th DATA frame with a payload (frames > 0), which it does
-// not forward.
-func copyFrames(dst io.Writer, src io.Reader, budget, frames int64) bool {
+// before the first DATA frame with a payload of the call-th stream (stream
+// id 2·call-1, call > 0), which it does not forward.
+func copyFrames(dst io.Writer, src io.Reader, budget, call int64) bool {
 	var hdr [9]byte
 	buf := make([]byte, 0, 16<<10)
 	for {
@@ -309,10 +311,9 @@ func copyFrames(dst io.Writer, src io.Reader, budget, frames int64) bool {
 			return false
 		}
 		const typeData = 0
-		if hdr[3] == typeData && length > 0 && frames > 0 {
-			if frames--; frames == 0 {
-				return true
-			}
+		stream := int64(binary.BigEndian.Uint32(hdr[5:9]) & 0x7fffffff)
+		if hdr[3] == typeData && length > 0 && call > 0 && stream == 2*call-1 {
+			return true
 		}
 		out := buf
 		if budget >= 0 && int64(len(out)) >= budget {

@@ -138,7 +138,7 @@ func (v syncService) Pull(req *fieldsyncv1.PullRequest, stream grpc.ServerStream
 			cause = fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_SCOPE_CHANGED
 		}
 	}
-	ps := pullSession{s: s, stream: stream, self: p.ID, prefixes: prefixes, limit: limit}
+	ps := pullSession{s: s, stream: stream, self: p.ID, prefixes: prefixes, limit: limit, readable: req.GetReadableState()}
 	for attempt := 0; ; attempt++ {
 		if cause != fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_UNSPECIFIED {
 			end, err := s.store.LogEnd(ctx)
@@ -171,6 +171,7 @@ type pullSession struct {
 	self     syncengine.ReplicaID
 	prefixes []string
 	limit    int
+	readable bool // fill the readable view of snapshot records
 	sent     int
 }
 
@@ -239,7 +240,7 @@ func (ps *pullSession) snapshotChunk(ctx context.Context, prefix string, token [
 		out := make([]*fieldsyncv1.RecordState, 0, len(page.Records))
 		size, fit := 0, 0
 		for _, r := range page.Records {
-			rs := wire.RecordStateToProto(r)
+			rs := wire.RecordStateToProto(r, ps.readable)
 			sz := proto.Size(rs)
 			if size+sz > budget && !(must && fit == 0) {
 				break

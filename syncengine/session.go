@@ -168,6 +168,10 @@ type ReceiveOptions struct {
 	Clock *Clock
 	// WallMS is the local wall clock, for Clock.
 	WallMS int64
+	// Also, if not nil, runs in the batch's transaction after the batch is
+	// applied; its error undoes the whole batch. A device stores the server's
+	// resume token with it, so the batch and the token commit together.
+	Also func(ctx context.Context, tx Tx) error
 }
 
 // ReceiveBatch applies batch b from a peer in one transaction of s: changes
@@ -214,6 +218,9 @@ func ReceiveBatch(ctx context.Context, s Store, b Batch, opts ReceiveOptions) (R
 			}
 		}
 		rc.Through = cur.Received
+		if opts.Also != nil {
+			return opts.Also(ctx, tx)
+		}
 		return nil
 	})
 	if err != nil {

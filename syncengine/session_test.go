@@ -431,3 +431,40 @@ func TestValidatorSeesTheMergedRecord(t *testing.T) {
 		t.Errorf("validator saw %q, want %q", seen, want)
 	}
 }
+
+// ReceiveOptions.Also runs in the batch's transaction: its error undoes the
+// whole batch, cursor included.
+func TestReceiveAlsoCommitsWithTheBatch(t *testing.T) {
+	now := morning
+	phone := newNode(t, &now, "phone", 0)
+	server := newNode(t, &now, "server", serverSkew)
+	writeN(t, phone, 3, 300)
+	ctx := t.Context()
+	b, err := syncengine.NextBatch(ctx, phone.store, phone.id, 0, syncengine.SendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("token not stored")
+	_, err = syncengine.ReceiveBatch(ctx, server.store, b, syncengine.ReceiveOptions{
+		Also: func(context.Context, syncengine.Tx) error { return boom },
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("ReceiveBatch = %v, want the Also error", err)
+	}
+	if got := server.store.Len(); got != 0 || server.cursor(phone).Received != 0 {
+		t.Fatalf("after a failed Also: %d changes stored, cursor %d; want nothing", got, server.cursor(phone).Received)
+	}
+	ran := false
+	if _, err := syncengine.ReceiveBatch(ctx, server.store, b, syncengine.ReceiveOptions{
+		Also: func(ctx context.Context, tx syncengine.Tx) error {
+			cur, err := tx.Cursor(ctx, phone.id)
+			ran = err == nil && cur.Received == b.Through
+			return err
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !ran || server.store.Len() != 3 {
+		t.Errorf("Also ran after the batch: %v; stored %d changes, want 3", ran, server.store.Len())
+	}
+}

@@ -221,22 +221,24 @@ func OutcomeFromProto(o fieldsyncv1.ChangeOutcome) (out syncengine.Outcome, ok b
 	return syncengine.Outcome(o), true
 }
 
-// RecordStateToProto returns the snapshot form of r: per field the shown
-// value with the write that set it, open conflicts with every concurrent
-// write, and the version vector.
-//
-// The form is lossy: the engine's per-field causal contexts are not carried,
-// so a receiver cannot rebuild r byte for byte from it.
-func RecordStateToProto(r syncengine.Record) *fieldsyncv1.RecordState {
+// RecordStateToProto returns the snapshot form of r: its identity and the
+// engine's exact encoding, and with readable also the readable view: per
+// field the shown value with the write that set it, open conflicts with every
+// concurrent write, and the version vector. The view is lossy (the per-field
+// causal contexts are not carried); receivers rebuild r from engine_state.
+func RecordStateToProto(r syncengine.Record, readable bool) *fieldsyncv1.RecordState {
 	id := r.ID()
 	rs := &fieldsyncv1.RecordState{
 		RecordId: slices.Clone(id[:]),
 		Kind:     fieldsyncv1.RecordKind(r.Kind()),
 		AreaCode: r.Area(),
-		Version:  VersionVectorToProto(r.Version()),
 		Deleted:  r.Deleted(),
 	}
 	rs.EngineState, _ = r.MarshalBinary() // never fails (see syncengine.Record.AppendBinary)
+	if !readable {
+		return rs
+	}
+	rs.Version = VersionVectorToProto(r.Version())
 	values := r.Values()
 	for _, n := range slices.Sorted(maps.Keys(values)) {
 		if ws := r.Writes(n); len(ws) > 0 {

@@ -142,7 +142,10 @@ func TestRecordStateCarriesEngineState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := RecordStateToProto(r)
+	if lean := RecordStateToProto(r, false); len(lean.GetFields()) != 0 || lean.GetVersion() != nil || string(lean.GetEngineState()) == "" {
+		t.Errorf("without the readable view: %v, want engine_state only", lean)
+	}
+	rs := RecordStateToProto(r, true)
 	var back syncengine.Record
 	if err := back.UnmarshalBinary(rs.GetEngineState()); err != nil {
 		t.Fatal(err)

@@ -22,10 +22,10 @@
 // ended. OnProgress reports a round's progress (attempt, phase, counts).
 //
 // Sync is resumable: every batch it receives is stored in one transaction of
-// the replica, and the server's pull cursor is written after that commit, so
-// a cut connection or a crash makes the next attempt receive at most one batch
-// again (applying a batch twice changes nothing), never lose one. Pushes
-// resume from the position the server reports in its handshake.
+// the replica together with the server's pull cursor after it, so a cut
+// connection or a crash makes the next attempt resume exactly after the last
+// batch kept (and a batch received twice would change nothing). Pushes
+// resume from the position both ends agree the server holds.
 //
 // Sync retries transient failures itself — server unreachable or
 // restarting, a cut or stalled connection, one RPC past its deadline — with

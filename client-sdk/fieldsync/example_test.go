@@ -83,7 +83,7 @@ func Example() {
 	check(phone.Enroll(ctx, lis.Addr().String(), code))
 	err = phone.Sync(ctx, fieldsync.OnProgress(func(p fieldsync.Progress) {
 		if p.Phase == fieldsync.PhaseDone {
-			fmt.Printf("sync done: attempt %d, %d pushed, %d received, %d rejected\n", p.Attempt, p.Pushed, p.Pulled, p.Rejected)
+			fmt.Printf("sync done: attempt %d, %d pushed, %d rejected\n", p.Attempt, p.Pushed, p.Rejected)
 		}
 	}))
 	check(err)
@@ -95,7 +95,7 @@ func Example() {
 	// 1 household, 1 visit, in village 532523100201
 	// visit is of the household: true
 	// pending before sync: 2 household household_visit
-	// sync done: attempt 1, 2 pushed, 2 received, 0 rejected
+	// sync done: attempt 1, 2 pushed, 0 rejected
 	// pending after sync: 0 last error: "" synced: true
 }
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store/sqlitestore"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
@@ -127,10 +128,19 @@ func (c *Client) sync(ctx context.Context, run *syncRun) error {
 	if err != nil {
 		return err
 	}
+	// The pull is asked for before the push, so that the server's answer
+	// travels down while the push travels up: on a 2G link that saves a
+	// round trip of over a second. The pull leaves out the device's own
+	// changes, so it does not depend on the push.
+	pl, err := c.openPull(ctx, rpc, hello)
+	if err != nil {
+		return err
+	}
+	defer pl.cancel(nil)
 	if err := c.push(ctx, rpc, srv, hello, run); err != nil {
 		return err
 	}
-	return c.pull(ctx, rpc, srv, hello, run)
+	return c.pull(ctx, pl, srv, run)
 }
 
 // hello runs the handshake and corrects the device clock from the server's.
@@ -306,33 +316,18 @@ func receipt(srv syncengine.ReplicaID, b syncengine.Batch, resp *fieldsyncv1.Pus
 }
 
 // pull receives the server's changes from the stored cursor until caught up.
-// Each response is stored in one transaction (snapshot records merged into
-// the stored states, or changes through syncengine.ReceiveBatch); the cursor
-// token is written after that commit, so a crash in between receives the
-// response again, which changes nothing.
+// Each response is stored in one transaction with the cursor token after it
+// (snapshot records merged into the stored states, or changes through
+// syncengine.ReceiveBatch with the token in ReceiveOptions.Also), so a
+// response is either kept with its token or not at all.
 //
 // The stream is cancelled when no message arrives within the idle time of
 // one full response on a slow link (pullIdle), so a stalled connection ends
 // the attempt instead of hanging it.
-func (c *Client) pull(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, srv syncengine.ReplicaID, hello *fieldsyncv1.HelloResponse, run *syncRun) error {
-	tok, err := c.store.Meta(ctx, metaPullCursor)
-	if err != nil {
-		return fmt.Errorf("fieldsync: pull: %w", err)
-	}
-	req := &fieldsyncv1.PullRequest{}
-	if len(tok) > 0 {
-		req.Cursor = &fieldsyncv1.Cursor{Token: tok}
-	}
-	idle := c.pullIdle(int(hello.GetLimits().GetMaxPullBytes()))
-	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stalled := &stalledError{idle: idle}
-	timer := time.AfterFunc(idle, func() { cancel(stalled) })
+func (c *Client) pull(ctx context.Context, pl *pullStream, srv syncengine.ReplicaID, run *syncRun) error {
+	stream, sctx, idle, stalled := pl.stream, pl.ctx, pl.idle, pl.stalled
+	timer := time.AfterFunc(idle, func() { pl.cancel(stalled) })
 	defer timer.Stop()
-	stream, err := rpc.Pull(sctx, req)
-	if err != nil {
-		return fmt.Errorf("fieldsync: pull: %w", pullErr(sctx, err))
-	}
 	inSnapshot := false
 	for {
 		resp, err := stream.Recv()
@@ -347,16 +342,21 @@ func (c *Client) pull(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, sr
 		if err != nil {
 			return fmt.Errorf("fieldsync: pull: %w", pullErr(sctx, err))
 		}
-		if err := c.mergeSnapshot(ctx, resp.GetRecords()); err != nil {
+		// The batch and the token after it commit in one transaction: the
+		// token goes with the changes if there are any, else with the
+		// snapshot records, else alone.
+		tok := resp.GetCursor().GetToken()
+		recTok, chTok := tok, tok
+		if len(resp.GetChanges()) > 0 {
+			recTok = nil
+		} else {
+			chTok = nil
+		}
+		if err := c.mergeSnapshot(ctx, resp.GetRecords(), recTok); err != nil {
 			return fmt.Errorf("fieldsync: pull: %w", err)
 		}
-		if err := c.receiveChanges(ctx, srv, resp.GetChanges()); err != nil {
+		if err := c.receiveChanges(ctx, srv, resp.GetChanges(), chTok); err != nil {
 			return fmt.Errorf("fieldsync: pull: %w", err)
-		}
-		if t := resp.GetCursor().GetToken(); len(t) > 0 {
-			if err := c.store.SetMeta(ctx, metaPullCursor, t); err != nil {
-				return fmt.Errorf("fieldsync: pull: %w", err)
-			}
 		}
 		phase := resp.GetSnapshot().GetPhase()
 		if phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_BEGIN {
@@ -372,6 +372,36 @@ func (c *Client) pull(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, sr
 	}
 }
 
+// pullStream is a Pull opened before the push and read after it.
+type pullStream struct {
+	stream  grpc.ServerStreamingClient[fieldsyncv1.PullResponse]
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	idle    time.Duration
+	stalled *stalledError
+}
+
+// openPull asks for the server's changes after the stored cursor. The caller
+// must call the result's cancel when done with it.
+func (c *Client) openPull(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, hello *fieldsyncv1.HelloResponse) (*pullStream, error) {
+	tok, err := c.store.Meta(ctx, metaPullCursor)
+	if err != nil {
+		return nil, fmt.Errorf("fieldsync: pull: %w", err)
+	}
+	req := &fieldsyncv1.PullRequest{}
+	if len(tok) > 0 {
+		req.Cursor = &fieldsyncv1.Cursor{Token: tok}
+	}
+	idle := c.pullIdle(int(hello.GetLimits().GetMaxPullBytes()))
+	sctx, cancel := context.WithCancelCause(ctx)
+	stream, err := rpc.Pull(sctx, req)
+	if err != nil {
+		cancel(nil)
+		return nil, fmt.Errorf("fieldsync: pull: %w", err)
+	}
+	return &pullStream{stream: stream, ctx: sctx, cancel: cancel, idle: idle, stalled: &stalledError{idle: idle}}, nil
+}
+
 // pullErr returns the stalled error when the idle timer cancelled the
 // stream, else err.
 func pullErr(sctx context.Context, err error) error {
@@ -382,11 +412,25 @@ func pullErr(sctx context.Context, err error) error {
 	return err
 }
 
-// mergeSnapshot merges the engine states of snapshot records into the stored
-// states, in one transaction.
-func (c *Client) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordState) error {
-	if len(recs) == 0 {
+// setToken returns a function storing the pull token tok in a transaction,
+// or nil when there is no token.
+func setToken(tok []byte) func(context.Context, syncengine.Tx) error {
+	if len(tok) == 0 {
 		return nil
+	}
+	return func(ctx context.Context, tx syncengine.Tx) error {
+		return sqlitestore.SetMetaTx(ctx, tx, metaPullCursor, tok)
+	}
+}
+
+// mergeSnapshot merges the engine states of snapshot records into the stored
+// states, and stores the pull token tok if set, in one transaction.
+func (c *Client) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordState, tok []byte) error {
+	if len(recs) == 0 {
+		if len(tok) == 0 {
+			return nil
+		}
+		return c.store.Update(ctx, func(tx syncengine.Tx) error { return setToken(tok)(ctx, tx) })
 	}
 	states := make([]syncengine.Record, len(recs))
 	wallMS := c.now().UnixMilli()
@@ -415,6 +459,9 @@ func (c *Client) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordSt
 				return err
 			}
 		}
+		if len(tok) > 0 {
+			return setToken(tok)(ctx, tx)
+		}
 		return nil
 	})
 }
@@ -423,7 +470,7 @@ func (c *Client) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordSt
 // as a batch from the server. The server's log positions are not visible in
 // its opaque cursor, so the batch is numbered after the device's own count of
 // changes received from the server (its cursor's Received).
-func (c *Client) receiveChanges(ctx context.Context, srv syncengine.ReplicaID, pcs []*fieldsyncv1.Change) error {
+func (c *Client) receiveChanges(ctx context.Context, srv syncengine.ReplicaID, pcs []*fieldsyncv1.Change, tok []byte) error {
 	if len(pcs) == 0 {
 		return nil
 	}
@@ -445,6 +492,6 @@ func (c *Client) receiveChanges(ctx context.Context, srv syncengine.ReplicaID, p
 		b.Changes = append(b.Changes, syncengine.Entry{Pos: cur.Received + syncengine.Position(i+1), Change: ch})
 	}
 	b.Through = cur.Received + syncengine.Position(len(pcs))
-	_, err = syncengine.ReceiveBatch(ctx, c.store, b, syncengine.ReceiveOptions{Clock: c.clock, WallMS: c.now().UnixMilli()})
+	_, err = syncengine.ReceiveBatch(ctx, c.store, b, syncengine.ReceiveOptions{Clock: c.clock, WallMS: c.now().UnixMilli(), Also: setToken(tok)})
 	return err
 }

@@ -152,7 +152,26 @@ func (s *Store) Meta(ctx context.Context, key string) ([]byte, error) {
 // SetMeta stores value under key (for the SDK: server address, device token,
 // ID-hash key). Keys starting with "replica_" are reserved.
 func (s *Store) SetMeta(ctx context.Context, key string, value []byte) error {
-	_, err := s.write.ExecContext(ctx,
-		"INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value)
+	return setMeta(ctx, s.write, key, value)
+}
+
+// SetMetaTx is SetMeta inside tx, a transaction of a Store's Update, so that
+// the value commits (or not) with the rest of it. It returns an error for a
+// transaction of another store.
+func SetMetaTx(ctx context.Context, in syncengine.Tx, key string, value []byte) error {
+	t, ok := in.(*tx)
+	if !ok {
+		return fmt.Errorf("sqlitestore: SetMetaTx in a %T, not a sqlitestore transaction", in)
+	}
+	_, err := t.exec(ctx, metaUpsert, key, value)
+	return err
+}
+
+const metaUpsert = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+
+func setMeta(ctx context.Context, db interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, key string, value []byte) error {
+	_, err := db.ExecContext(ctx, metaUpsert, key, value)
 	return err
 }

@@ -1270,6 +1270,10 @@ type PullRequest struct {
 	Cursor *Cursor `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// Most bytes the caller wants in one response; the server may send fewer.
 	MaxBatchBytes *int32 `protobuf:"varint,2,opt,name=max_batch_bytes,json=maxBatchBytes,proto3,oneof" json:"max_batch_bytes,omitempty"`
+	// Also fill the readable view of snapshot records (RecordState version,
+	// fields and conflicts). A replica rebuilds records from engine_state alone
+	// and leaves this false: the view doubles a snapshot's size.
+	ReadableState bool `protobuf:"varint,3,opt,name=readable_state,json=readableState,proto3" json:"readable_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1316,6 +1320,13 @@ func (x *PullRequest) GetMaxBatchBytes() int32 {
 		return *x.MaxBatchBytes
 	}
 	return 0
+}
+
+func (x *PullRequest) GetReadableState() bool {
+	if x != nil {
+		return x.ReadableState
+	}
+	return false
 }
 
 // PullResponse is one batch of a pull. The caller applies the batch and stores
@@ -1605,13 +1616,14 @@ type RecordState struct {
 	Kind RecordKind `protobuf:"varint,2,opt,name=kind,proto3,enum=fieldsync.v1.RecordKind" json:"kind,omitempty"`
 	// 12-digit area code of the record.
 	AreaCode string `protobuf:"bytes,3,opt,name=area_code,json=areaCode,proto3" json:"area_code,omitempty"`
-	// The record's version vector.
+	// The record's version vector (readable view: only with
+	// PullRequest.readable_state).
 	Version *VersionVector `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
-	// Current value of each field.
+	// Current value of each field (readable view).
 	Fields []*FieldState `protobuf:"bytes,5,rep,name=fields,proto3" json:"fields,omitempty"`
 	// Whether the record is deleted.
 	Deleted bool `protobuf:"varint,6,opt,name=deleted,proto3" json:"deleted,omitempty"`
-	// Open conflicts.
+	// Open conflicts (readable view).
 	Conflicts []*FieldConflict `protobuf:"bytes,7,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
 	// The sync engine's exact encoding of the merged state (per-field writes and
 	// causal contexts). A receiver rebuilds the state it merges into from these
@@ -1778,10 +1790,11 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\tpositions\x18\x04 \x03(\x04R\tpositions\"y\n" +
 	"\fPushResponse\x124\n" +
 	"\aresults\x18\x01 \x03(\v2\x1a.fieldsync.v1.ChangeResultR\aresults\x123\n" +
-	"\x15acknowledged_position\x18\x02 \x01(\x04R\x14acknowledgedPosition\"|\n" +
+	"\x15acknowledged_position\x18\x02 \x01(\x04R\x14acknowledgedPosition\"\xa3\x01\n" +
 	"\vPullRequest\x12,\n" +
 	"\x06cursor\x18\x01 \x01(\v2\x14.fieldsync.v1.CursorR\x06cursor\x12+\n" +
-	"\x0fmax_batch_bytes\x18\x02 \x01(\x05H\x00R\rmaxBatchBytes\x88\x01\x01B\x12\n" +
+	"\x0fmax_batch_bytes\x18\x02 \x01(\x05H\x00R\rmaxBatchBytes\x88\x01\x01\x12%\n" +
+	"\x0ereadable_state\x18\x03 \x01(\bR\rreadableStateB\x12\n" +
 	"\x10_max_batch_bytes\"\xf8\x01\n" +
 	"\fPullResponse\x12.\n" +
 	"\achanges\x18\x01 \x03(\v2\x14.fieldsync.v1.ChangeR\achanges\x123\n" +
