@@ -192,12 +192,7 @@ func (c *Client) push(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, sr
 	// changes acknowledged here and tells the device which were refused,
 	// which the server's position alone would not.
 	after := syncengine.Position(hello.GetAcknowledgedPosition())
-	var cur syncengine.Cursor
-	err := c.store.View(ctx, func(tx syncengine.ReadTx) error {
-		var err error
-		cur, err = tx.Cursor(ctx, srv)
-		return err
-	})
+	cur, err := c.cursor(ctx, srv)
 	if err != nil {
 		return fmt.Errorf("fieldsync: push: %w", err)
 	}
@@ -329,36 +324,45 @@ func (c *Client) pull(ctx context.Context, pl *pullStream, srv syncengine.Replic
 	timer := time.AfterFunc(idle, func() { pl.cancel(stalled) })
 	defer timer.Stop()
 	inSnapshot := false
+	snap := &snapshotBuffer{c: c}
 	for {
 		resp, err := stream.Recv()
 		if !timer.Stop() {
 			// The idle timer fired: the stream is cancelled, whatever Recv
-			// returned.
-			return fmt.Errorf("fieldsync: pull: %w", stalled)
+			// returned. Keep the whole responses received so far.
+			return errors.Join(fmt.Errorf("fieldsync: pull: %w", stalled), snap.flush(context.WithoutCancel(ctx)))
 		}
 		if errors.Is(err, io.EOF) {
+			if err := snap.flush(ctx); err != nil {
+				return fmt.Errorf("fieldsync: pull: %w", err)
+			}
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("fieldsync: pull: %w", pullErr(sctx, err))
+			return errors.Join(fmt.Errorf("fieldsync: pull: %w", pullErr(sctx, err)), snap.flush(context.WithoutCancel(ctx)))
 		}
-		// The batch and the token after it commit in one transaction: the
-		// token goes with the changes if there are any, else with the
-		// snapshot records, else alone.
+		// A batch and the token after it commit in one transaction. Snapshot
+		// records are gathered over a few responses and committed together
+		// (with the last response's token): each commit rewrites the pages
+		// it touches, and a bootstrap is thousands of records.
 		tok := resp.GetCursor().GetToken()
-		recTok, chTok := tok, tok
-		if len(resp.GetChanges()) > 0 {
-			recTok = nil
-		} else {
-			chTok = nil
-		}
-		if err := c.mergeSnapshot(ctx, resp.GetRecords(), recTok); err != nil {
-			return fmt.Errorf("fieldsync: pull: %w", err)
-		}
-		if err := c.receiveChanges(ctx, srv, resp.GetChanges(), chTok); err != nil {
-			return fmt.Errorf("fieldsync: pull: %w", err)
-		}
 		phase := resp.GetSnapshot().GetPhase()
+		if len(resp.GetChanges()) > 0 {
+			snap.add(resp.GetRecords(), nil)
+			if err := snap.flush(ctx); err != nil {
+				return fmt.Errorf("fieldsync: pull: %w", err)
+			}
+			if err := c.receiveChanges(ctx, srv, resp.GetChanges(), tok); err != nil {
+				return fmt.Errorf("fieldsync: pull: %w", err)
+			}
+		} else {
+			snap.add(resp.GetRecords(), tok)
+			if snap.due() || len(resp.GetRecords()) == 0 || phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_END {
+				if err := snap.flush(ctx); err != nil {
+					return fmt.Errorf("fieldsync: pull: %w", err)
+				}
+			}
+		}
 		if phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_BEGIN {
 			inSnapshot = true
 		}
@@ -370,6 +374,50 @@ func (c *Client) pull(ctx context.Context, pl *pullStream, srv syncengine.Replic
 		}
 		timer.Reset(idle)
 	}
+}
+
+// A device gathers snapshot records over several responses and commits them
+// when it holds snapshotCommit of them, or has held the first for
+// snapshotCommitAge: on loopback or 3G that is a few thousand records per
+// commit (a bootstrap spends its time in commits otherwise), on 2G every
+// response or two, so that a cut link loses a second of transfer at most.
+const (
+	snapshotCommit    = 2048
+	snapshotCommitAge = time.Second
+)
+
+// snapshotBuffer holds snapshot records received and not yet stored, and the
+// token of the last response they came with.
+type snapshotBuffer struct {
+	c     *Client
+	recs  []*fieldsyncv1.RecordState
+	tok   []byte
+	since time.Time // when the first of recs arrived
+}
+
+// due reports whether the gathered records should be committed now.
+func (b *snapshotBuffer) due() bool {
+	return len(b.recs) >= snapshotCommit || (len(b.recs) > 0 && time.Since(b.since) >= snapshotCommitAge)
+}
+
+func (b *snapshotBuffer) add(recs []*fieldsyncv1.RecordState, tok []byte) {
+	if len(b.recs) == 0 {
+		b.since = time.Now()
+	}
+	b.recs = append(b.recs, recs...)
+	if len(tok) > 0 {
+		b.tok = tok
+	}
+}
+
+// flush stores the gathered records and the token in one transaction.
+func (b *snapshotBuffer) flush(ctx context.Context) error {
+	if len(b.recs) == 0 && len(b.tok) == 0 {
+		return nil
+	}
+	err := b.c.mergeSnapshot(ctx, b.recs, b.tok)
+	b.recs, b.tok = nil, nil
+	return err
 }
 
 // pullStream is a Pull opened before the push and read after it.
@@ -474,12 +522,7 @@ func (c *Client) receiveChanges(ctx context.Context, srv syncengine.ReplicaID, p
 	if len(pcs) == 0 {
 		return nil
 	}
-	var cur syncengine.Cursor
-	err := c.store.View(ctx, func(tx syncengine.ReadTx) error {
-		var err error
-		cur, err = tx.Cursor(ctx, srv)
-		return err
-	})
+	cur, err := c.cursor(ctx, srv)
 	if err != nil {
 		return err
 	}
@@ -494,4 +537,15 @@ func (c *Client) receiveChanges(ctx context.Context, srv syncengine.ReplicaID, p
 	b.Through = cur.Received + syncengine.Position(len(pcs))
 	_, err = syncengine.ReceiveBatch(ctx, c.store, b, syncengine.ReceiveOptions{Clock: c.clock, WallMS: c.now().UnixMilli(), Also: setToken(tok)})
 	return err
+}
+
+// cursor returns what the replica remembers of the server srv.
+func (c *Client) cursor(ctx context.Context, srv syncengine.ReplicaID) (syncengine.Cursor, error) {
+	var cur syncengine.Cursor
+	err := c.store.View(ctx, func(tx syncengine.ReadTx) error {
+		var err error
+		cur, err = tx.Cursor(ctx, srv)
+		return err
+	})
+	return cur, err
 }

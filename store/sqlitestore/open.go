@@ -50,6 +50,7 @@ func dsn(path string, readOnly bool) string {
 	q.Set("_txlock", "immediate")
 	q.Add("_pragma", "temp_store(MEMORY)")
 	q.Add("_pragma", "journal_size_limit(67108864)")
+	q.Add("_pragma", "cache_size(-16384)") // 16 MiB: a bootstrap batch stays in memory until its commit
 	if readOnly {
 		q.Set("_query_only", "1")
 		q.Set("_txlock", "deferred")
