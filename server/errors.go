@@ -35,6 +35,10 @@ var (
 	// unknown, expired, or already used by another replica.
 	ErrInvalidCode = boltstore.ErrInvalidCode
 
+	// ErrNoConflict is returned by ResolveConflict when the record has no
+	// open conflict on the field (resolved meanwhile, or never one).
+	ErrNoConflict = errors.New("no open conflict")
+
 	// ErrBadRequest is returned when a request is malformed as a whole
 	// (missing or wrong-length ids, too many changes).
 	ErrBadRequest = errors.New("bad request")
@@ -66,6 +70,7 @@ const (
 	ReasonUnavailable      = "UNAVAILABLE"
 	ReasonCanceled         = "CANCELED"
 	ReasonInternal         = "INTERNAL"
+	ReasonNoConflict       = "NO_OPEN_CONFLICT"
 )
 
 // ErrorDomain is the ErrorInfo domain of fieldsync's reasons.
@@ -83,6 +88,7 @@ var errorKinds = []struct {
 	{ErrReplicaMismatch, codes.PermissionDenied, ReasonReplicaMismatch},
 	{ErrInvalidCode, codes.PermissionDenied, ReasonInvalidCode},
 	{ErrBadRequest, codes.InvalidArgument, ReasonBadRequest},
+	{ErrNoConflict, codes.FailedPrecondition, ReasonNoConflict},
 	{ErrPositionMismatch, codes.InvalidArgument, ReasonPositionMismatch},
 	{ErrBadCursor, codes.InvalidArgument, ReasonBadCursor},
 	{syncengine.ErrInvalidBatch, codes.InvalidArgument, ReasonPositionMismatch},

@@ -50,6 +50,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	e, _ := newEnvAddr(t)
+	return e
+}
+
+// newEnvAddr is newEnv, also returning the server's address.
+func newEnvAddr(t *testing.T) (*env, string) {
+	t.Helper()
 	dir := t.TempDir()
 	srv, addr := servertest.Start(t, server.Config{DataDir: dir})
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -58,7 +65,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return &env{srv: srv, dir: dir, conn: conn, sync: fieldsyncv1.NewSyncServiceClient(conn),
-		enroll: fieldsyncv1.NewEnrolmentServiceClient(conn), admin: fieldsyncv1.NewAdminServiceClient(conn)}
+		enroll: fieldsyncv1.NewEnrolmentServiceClient(conn), admin: fieldsyncv1.NewAdminServiceClient(conn)}, addr
 }
 
 // device is an enrolled device replica in a real SQLite file.

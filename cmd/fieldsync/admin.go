@@ -26,6 +26,8 @@ import (
 const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE...] --name NAME
        fieldsync admin device list [--json]
        fieldsync admin device revoke [flags] REPLICA_ID
+       fieldsync admin conflicts list [--area PREFIX] [--json]
+       fieldsync admin conflicts resolve [flags] ID (--keep N | --kind KIND --value JSON)
 
 Every admin command takes --server ADDR (default 127.0.0.1:7443), --token-file FILE
 (default data/admin.token, written by fieldsyncd) and --ca FILE (the CA certificate
@@ -93,12 +95,15 @@ func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "conflicts" {
+		return runAdminConflicts(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) < 2 || args[0] != "device" {
 		fmt.Fprint(stderr, adminUsage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errors.New("admin: want 'device add', 'device list' or 'device revoke'")
+		return errors.New("admin: want 'device add', 'device list', 'device revoke', 'conflicts list' or 'conflicts resolve'")
 	}
 	var a adminFlags
 	fs := flag.NewFlagSet("admin device "+args[1], flag.ContinueOnError)

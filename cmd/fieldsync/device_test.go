@@ -453,6 +453,35 @@ func TestDeviceGetShowsConflicts(t *testing.T) {
 			t.Errorf("get printed:\n%s", text)
 		}
 	}
+
+	// The operator sees the conflict on the server and settles it with a
+	// third name; the resolution closes it on both phones.
+	adm := []string{"--server", srv.addr, "--token-file", srv.tokenFile}
+	out := mustCLI(t, append([]string{"admin", "conflicts", "list", "--json", "--area", v.code}, adm...)...)
+	var c adminConflictJSON
+	if err := json.Unmarshal([]byte(out), &c); err != nil || c.Field != "head_name" || len(c.Values) != 2 || !strings.HasPrefix(c.ID, id+"/") {
+		t.Fatalf("admin conflicts list --json: %v\n%s", err, out)
+	}
+	if _, _, err := cli(t, append([]string{"admin", "conflicts", "resolve", c.ID, "--kind", "household", "--value", `{"address": "x"}`}, adm...)...); err == nil {
+		t.Error("resolving head_name with another field's value succeeded")
+	}
+	out = mustCLI(t, append([]string{"admin", "conflicts", "resolve", c.ID, "--kind", "household", "--value", `{"head_name": "杨丙"}`}, adm...)...)
+	if !strings.Contains(out, "resolved "+c.ID) {
+		t.Errorf("resolve printed:\n%s", out)
+	}
+	if out := mustCLI(t, append([]string{"admin", "conflicts", "list"}, adm...)...); !strings.Contains(out, "0 open conflicts") {
+		t.Errorf("after resolving, list printed:\n%s", out)
+	}
+	for _, replica := range []string{a, b} {
+		mustCLI(t, "device", "sync", "--replica", replica, "--quiet")
+		var rj recordJSON
+		if err := json.Unmarshal([]byte(mustCLI(t, "device", "get", "--replica", replica, "--json", id)), &rj); err != nil {
+			t.Fatal(err)
+		}
+		if len(rj.Conflicts) != 0 || !strings.Contains(string(rj.Record), "杨丙") {
+			t.Errorf("after the resolution the phone shows %s with conflicts %+v", rj.Record, rj.Conflicts)
+		}
+	}
 }
 
 func TestDeviceHelpAndUsageErrors(t *testing.T) {

@@ -398,11 +398,329 @@ func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
 	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
+// ListConflictsRequest names the area to list.
+type ListConflictsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Area-code prefix; empty means the server's whole area.
+	AreaPrefix    string `protobuf:"bytes,1,opt,name=area_prefix,json=areaPrefix,proto3" json:"area_prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConflictsRequest) Reset() {
+	*x = ListConflictsRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConflictsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConflictsRequest) ProtoMessage() {}
+
+func (x *ListConflictsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConflictsRequest.ProtoReflect.Descriptor instead.
+func (*ListConflictsRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListConflictsRequest) GetAreaPrefix() string {
+	if x != nil {
+		return x.AreaPrefix
+	}
+	return ""
+}
+
+// ListConflictsResponse lists the records with open conflicts.
+type ListConflictsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The records, in area then id order.
+	Records       []*RecordConflicts `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConflictsResponse) Reset() {
+	*x = ListConflictsResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConflictsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConflictsResponse) ProtoMessage() {}
+
+func (x *ListConflictsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConflictsResponse.ProtoReflect.Descriptor instead.
+func (*ListConflictsResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListConflictsResponse) GetRecords() []*RecordConflicts {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// RecordConflicts is one record's open conflicts.
+type RecordConflicts struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16-byte id of the record.
+	RecordId []byte `protobuf:"bytes,1,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	// Kind of the record.
+	Kind RecordKind `protobuf:"varint,2,opt,name=kind,proto3,enum=fieldsync.v1.RecordKind" json:"kind,omitempty"`
+	// 12-digit area code of the record.
+	AreaCode string `protobuf:"bytes,3,opt,name=area_code,json=areaCode,proto3" json:"area_code,omitempty"`
+	// The conflicting fields, by field number; each lists every concurrent
+	// value, the one shown first.
+	Conflicts     []*FieldConflict `protobuf:"bytes,4,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordConflicts) Reset() {
+	*x = RecordConflicts{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordConflicts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordConflicts) ProtoMessage() {}
+
+func (x *RecordConflicts) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordConflicts.ProtoReflect.Descriptor instead.
+func (*RecordConflicts) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RecordConflicts) GetRecordId() []byte {
+	if x != nil {
+		return x.RecordId
+	}
+	return nil
+}
+
+func (x *RecordConflicts) GetKind() RecordKind {
+	if x != nil {
+		return x.Kind
+	}
+	return RecordKind_RECORD_KIND_UNSPECIFIED
+}
+
+func (x *RecordConflicts) GetAreaCode() string {
+	if x != nil {
+		return x.AreaCode
+	}
+	return ""
+}
+
+func (x *RecordConflicts) GetConflicts() []*FieldConflict {
+	if x != nil {
+		return x.Conflicts
+	}
+	return nil
+}
+
+// ResolveConflictRequest chooses the value of one conflicting field.
+type ResolveConflictRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16-byte id of the record.
+	RecordId []byte `protobuf:"bytes,1,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	// Field number within the record's body message.
+	FieldNumber int32 `protobuf:"varint,2,opt,name=field_number,json=fieldNumber,proto3" json:"field_number,omitempty"`
+	// The value to keep.
+	//
+	// Types that are valid to be assigned to Choice:
+	//
+	//	*ResolveConflictRequest_Keep
+	//	*ResolveConflictRequest_Value
+	Choice        isResolveConflictRequest_Choice `protobuf_oneof:"choice"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveConflictRequest) Reset() {
+	*x = ResolveConflictRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveConflictRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveConflictRequest) ProtoMessage() {}
+
+func (x *ResolveConflictRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveConflictRequest.ProtoReflect.Descriptor instead.
+func (*ResolveConflictRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ResolveConflictRequest) GetRecordId() []byte {
+	if x != nil {
+		return x.RecordId
+	}
+	return nil
+}
+
+func (x *ResolveConflictRequest) GetFieldNumber() int32 {
+	if x != nil {
+		return x.FieldNumber
+	}
+	return 0
+}
+
+func (x *ResolveConflictRequest) GetChoice() isResolveConflictRequest_Choice {
+	if x != nil {
+		return x.Choice
+	}
+	return nil
+}
+
+func (x *ResolveConflictRequest) GetKeep() int32 {
+	if x != nil {
+		if x, ok := x.Choice.(*ResolveConflictRequest_Keep); ok {
+			return x.Keep
+		}
+	}
+	return 0
+}
+
+func (x *ResolveConflictRequest) GetValue() []byte {
+	if x != nil {
+		if x, ok := x.Choice.(*ResolveConflictRequest_Value); ok {
+			return x.Value
+		}
+	}
+	return nil
+}
+
+type isResolveConflictRequest_Choice interface {
+	isResolveConflictRequest_Choice()
+}
+
+type ResolveConflictRequest_Keep struct {
+	// Index into the conflict's values as ListConflicts lists them.
+	Keep int32 `protobuf:"varint,3,opt,name=keep,proto3,oneof"`
+}
+
+type ResolveConflictRequest_Value struct {
+	// A new value: the field's protobuf encoding (tag and value); empty
+	// clears the field.
+	Value []byte `protobuf:"bytes,4,opt,name=value,proto3,oneof"`
+}
+
+func (*ResolveConflictRequest_Keep) isResolveConflictRequest_Choice() {}
+
+func (*ResolveConflictRequest_Value) isResolveConflictRequest_Choice() {}
+
+// ResolveConflictResponse confirms a resolution.
+type ResolveConflictResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16-byte id of the change that resolves the conflict.
+	ChangeId      []byte `protobuf:"bytes,1,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveConflictResponse) Reset() {
+	*x = ResolveConflictResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveConflictResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveConflictResponse) ProtoMessage() {}
+
+func (x *ResolveConflictResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveConflictResponse.ProtoReflect.Descriptor instead.
+func (*ResolveConflictResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ResolveConflictResponse) GetChangeId() []byte {
+	if x != nil {
+		return x.ChangeId
+	}
+	return nil
+}
+
 var File_fieldsync_v1_admin_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18fieldsync/v1/admin.proto\x12\ffieldsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x01\n" +
+	"\x18fieldsync/v1/admin.proto\x12\ffieldsync.v1\x1a\x19fieldsync/v1/common.proto\x1a\x17fieldsync/v1/sync.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x01\n" +
 	"\x10AddDeviceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\rarea_prefixes\x18\x02 \x03(\tR\fareaPrefixes\x12$\n" +
@@ -430,11 +748,31 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\x13RevokeDeviceRequest\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\fR\treplicaId\"\x16\n" +
-	"\x14RevokeDeviceResponse2\x91\x02\n" +
+	"\x14RevokeDeviceResponse\"7\n" +
+	"\x14ListConflictsRequest\x12\x1f\n" +
+	"\varea_prefix\x18\x01 \x01(\tR\n" +
+	"areaPrefix\"P\n" +
+	"\x15ListConflictsResponse\x127\n" +
+	"\arecords\x18\x01 \x03(\v2\x1d.fieldsync.v1.RecordConflictsR\arecords\"\xb4\x01\n" +
+	"\x0fRecordConflicts\x12\x1b\n" +
+	"\trecord_id\x18\x01 \x01(\fR\brecordId\x12,\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x18.fieldsync.v1.RecordKindR\x04kind\x12\x1b\n" +
+	"\tarea_code\x18\x03 \x01(\tR\bareaCode\x129\n" +
+	"\tconflicts\x18\x04 \x03(\v2\x1b.fieldsync.v1.FieldConflictR\tconflicts\"\x90\x01\n" +
+	"\x16ResolveConflictRequest\x12\x1b\n" +
+	"\trecord_id\x18\x01 \x01(\fR\brecordId\x12!\n" +
+	"\ffield_number\x18\x02 \x01(\x05R\vfieldNumber\x12\x14\n" +
+	"\x04keep\x18\x03 \x01(\x05H\x00R\x04keep\x12\x16\n" +
+	"\x05value\x18\x04 \x01(\fH\x00R\x05valueB\b\n" +
+	"\x06choice\"6\n" +
+	"\x17ResolveConflictResponse\x12\x1b\n" +
+	"\tchange_id\x18\x01 \x01(\fR\bchangeId2\xd0\x03\n" +
 	"\fAdminService\x12L\n" +
 	"\tAddDevice\x12\x1e.fieldsync.v1.AddDeviceRequest\x1a\x1f.fieldsync.v1.AddDeviceResponse\x12W\n" +
 	"\vListDevices\x12 .fieldsync.v1.ListDevicesRequest\x1a!.fieldsync.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12Z\n" +
-	"\fRevokeDevice\x12!.fieldsync.v1.RevokeDeviceRequest\x1a\".fieldsync.v1.RevokeDeviceResponse\"\x03\x90\x02\x02B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\fRevokeDevice\x12!.fieldsync.v1.RevokeDeviceRequest\x1a\".fieldsync.v1.RevokeDeviceResponse\"\x03\x90\x02\x02\x12]\n" +
+	"\rListConflicts\x12\".fieldsync.v1.ListConflictsRequest\x1a#.fieldsync.v1.ListConflictsResponse\"\x03\x90\x02\x01\x12^\n" +
+	"\x0fResolveConflict\x12$.fieldsync.v1.ResolveConflictRequest\x1a%.fieldsync.v1.ResolveConflictResponseB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_admin_proto_rawDescOnce sync.Once
@@ -448,33 +786,47 @@ func file_fieldsync_v1_admin_proto_rawDescGZIP() []byte {
 	return file_fieldsync_v1_admin_proto_rawDescData
 }
 
-var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_fieldsync_v1_admin_proto_goTypes = []any{
-	(*AddDeviceRequest)(nil),      // 0: fieldsync.v1.AddDeviceRequest
-	(*AddDeviceResponse)(nil),     // 1: fieldsync.v1.AddDeviceResponse
-	(*ListDevicesRequest)(nil),    // 2: fieldsync.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),   // 3: fieldsync.v1.ListDevicesResponse
-	(*DeviceInfo)(nil),            // 4: fieldsync.v1.DeviceInfo
-	(*RevokeDeviceRequest)(nil),   // 5: fieldsync.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),  // 6: fieldsync.v1.RevokeDeviceResponse
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*AddDeviceRequest)(nil),        // 0: fieldsync.v1.AddDeviceRequest
+	(*AddDeviceResponse)(nil),       // 1: fieldsync.v1.AddDeviceResponse
+	(*ListDevicesRequest)(nil),      // 2: fieldsync.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),     // 3: fieldsync.v1.ListDevicesResponse
+	(*DeviceInfo)(nil),              // 4: fieldsync.v1.DeviceInfo
+	(*RevokeDeviceRequest)(nil),     // 5: fieldsync.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),    // 6: fieldsync.v1.RevokeDeviceResponse
+	(*ListConflictsRequest)(nil),    // 7: fieldsync.v1.ListConflictsRequest
+	(*ListConflictsResponse)(nil),   // 8: fieldsync.v1.ListConflictsResponse
+	(*RecordConflicts)(nil),         // 9: fieldsync.v1.RecordConflicts
+	(*ResolveConflictRequest)(nil),  // 10: fieldsync.v1.ResolveConflictRequest
+	(*ResolveConflictResponse)(nil), // 11: fieldsync.v1.ResolveConflictResponse
+	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
+	(RecordKind)(0),                 // 13: fieldsync.v1.RecordKind
+	(*FieldConflict)(nil),           // 14: fieldsync.v1.FieldConflict
 }
 var file_fieldsync_v1_admin_proto_depIdxs = []int32{
-	7, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
-	4, // 1: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.DeviceInfo
-	7, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	7, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
-	0, // 4: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
-	2, // 5: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	5, // 6: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	1, // 7: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
-	3, // 8: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	6, // 9: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	12, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 1: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.DeviceInfo
+	12, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	12, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
+	9,  // 4: fieldsync.v1.ListConflictsResponse.records:type_name -> fieldsync.v1.RecordConflicts
+	13, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
+	14, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
+	0,  // 7: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
+	2,  // 8: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	5,  // 9: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	7,  // 10: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
+	10, // 11: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
+	1,  // 12: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
+	3,  // 13: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	6,  // 14: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	8,  // 15: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
+	11, // 16: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_admin_proto_init() }
@@ -482,14 +834,20 @@ func file_fieldsync_v1_admin_proto_init() {
 	if File_fieldsync_v1_admin_proto != nil {
 		return
 	}
+	file_fieldsync_v1_common_proto_init()
+	file_fieldsync_v1_sync_proto_init()
 	file_fieldsync_v1_admin_proto_msgTypes[0].OneofWrappers = []any{}
+	file_fieldsync_v1_admin_proto_msgTypes[10].OneofWrappers = []any{
+		(*ResolveConflictRequest_Keep)(nil),
+		(*ResolveConflictRequest_Value)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_admin_proto_rawDesc), len(file_fieldsync_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
