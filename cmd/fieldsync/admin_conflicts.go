@@ -11,9 +11,8 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/fieldsync/fieldsync/client-sdk/fieldsync"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
@@ -144,36 +143,6 @@ func fieldValueFromJSON(kind fieldsyncv1.RecordKind, field int32, js string) ([]
 	return fields[field], nil
 }
 
-// valueJSON renders one field value as the JSON object of its message.
-func valueJSON(kind fieldsyncv1.RecordKind, v []byte) json.RawMessage {
-	body, err := wire.NewBody(syncengine.Kind(kind))
-	if err == nil {
-		err = proto.Unmarshal(v, body)
-	}
-	if err != nil {
-		return json.RawMessage(strconv.Quote(fmt.Sprintf("%x", v)))
-	}
-	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(body)
-	if err != nil || len(v) == 0 {
-		return json.RawMessage(`{}`)
-	}
-	return b
-}
-
-func fieldName(kind fieldsyncv1.RecordKind, n int32) string {
-	if n == syncengine.ExistenceField {
-		return "(exists)"
-	}
-	body, err := wire.NewBody(syncengine.Kind(kind))
-	if err != nil {
-		return strconv.Itoa(int(n))
-	}
-	if fd := body.ProtoReflect().Descriptor().Fields().ByNumber(protoreflect.FieldNumber(n)); fd != nil {
-		return string(fd.Name())
-	}
-	return strconv.Itoa(int(n))
-}
-
 func printConflicts(w io.Writer, resp *fieldsyncv1.ListConflictsResponse, asJSON bool) error {
 	n := 0
 	for _, rc := range resp.GetRecords() {
@@ -181,14 +150,17 @@ func printConflicts(w io.Writer, resp *fieldsyncv1.ListConflictsResponse, asJSON
 		copy(id[:], rc.GetRecordId())
 		for _, fc := range rc.GetConflicts() {
 			n++
-			c := adminConflictJSON{
-				ID: fmt.Sprintf("%v/%d", id, fc.GetNumber()), Kind: kindName(rc.GetKind()), Area: rc.GetAreaCode(),
-				Field: fieldName(rc.GetKind(), fc.GetNumber()),
-			}
+			sc := fieldsync.Conflict{RecordID: id.String(), Field: fc.GetNumber()}
+			c := adminConflictJSON{ID: fmt.Sprintf("%v/%d", id, fc.GetNumber()), Kind: kindName(rc.GetKind()), Area: rc.GetAreaCode()}
 			for _, v := range fc.GetValues() {
-				c.Values = append(c.Values, valueJSON(rc.GetKind(), v.GetValue()))
+				sc.Values = append(sc.Values, v.GetValue())
 				c.By = append(c.By, formatReplicaID(v.GetDot().GetReplicaId()))
 			}
+			described, err := describeConflicts(rc.GetKind(), []fieldsync.Conflict{sc})
+			if err != nil {
+				return err
+			}
+			c.Field, c.Values = described[0].Field, described[0].Values
 			if asJSON {
 				b, err := json.Marshal(c)
 				if err != nil {
