@@ -136,3 +136,71 @@ func (a admin) RevokeDevice(ctx context.Context, req *fieldsyncv1.RevokeDeviceRe
 	a.s.log.InfoContext(ctx, "device revoked", "device", id.String())
 	return &fieldsyncv1.RevokeDeviceResponse{}, nil
 }
+
+// lagCap bounds how many log entries SyncStatus counts per device.
+const lagCap = 10000
+
+// SyncStatus reports what the server saw of each device's syncs.
+func (a admin) SyncStatus(ctx context.Context, _ *fieldsyncv1.SyncStatusRequest) (*fieldsyncv1.SyncStatusResponse, error) {
+	s := a.s
+	end, err := s.store.LogEnd(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := s.store.Devices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &fieldsyncv1.SyncStatusResponse{LogEnd: uint64(end)}
+	for _, d := range ds {
+		act := d.Activity
+		st := &fieldsyncv1.DeviceSyncStatus{
+			ReplicaId: append([]byte(nil), d.ID[:]...), Name: d.Name, AreaPrefixes: d.Areas, Revoked: d.Revoked,
+			PendingChanges: int32(act.Pending), LastError: act.LastError,
+		}
+		if !act.LastSeen.IsZero() {
+			st.LastSeen = timestamppb.New(act.LastSeen)
+		}
+		if !act.LastSync.IsZero() {
+			st.LastSync = timestamppb.New(act.LastSync)
+		}
+		st.Lag, st.LagCapped, err = s.lag(ctx, d, end)
+		if err != nil {
+			return nil, err
+		}
+		resp.Devices = append(resp.Devices, st)
+	}
+	return resp, nil
+}
+
+// lag counts the log entries in d's areas made by others after what d's last
+// completed pull delivered, up to lagCap.
+func (s *Server) lag(ctx context.Context, d boltstore.Device, end syncengine.Position) (uint64, bool, error) {
+	var n uint64
+	after := d.Activity.PulledThrough
+	for after < end && n < lagCap {
+		entries, through, err := s.store.ReadLogArea(ctx, d.Areas, after, logPageLimit)
+		if errors.Is(err, syncengine.ErrCompacted) {
+			// Everything it has not pulled is gone from the log: it will
+			// bootstrap again; count what the log still holds.
+			after, err = s.store.Compacted(ctx)
+			if err != nil {
+				return 0, false, err
+			}
+			continue
+		}
+		if err != nil {
+			return 0, false, err
+		}
+		for _, e := range entries {
+			if e.Change.Origin != d.ID {
+				n++
+			}
+		}
+		if through <= after {
+			break
+		}
+		after = through
+	}
+	return n, n >= lagCap, nil
+}

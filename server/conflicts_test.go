@@ -128,3 +128,57 @@ func mustSyncAll(t *testing.T, cs ...*fieldsync.Client) {
 		}
 	}
 }
+
+// SyncStatus shows, per device, when it last synced, what it still has to
+// send, how far behind it is and its last error.
+func TestSyncStatus(t *testing.T) {
+	e, addr := newEnvAddr(t)
+	a, b := e.phone(t, addr, villageA), e.phone(t, addr, villageA)
+	for _, sbp := range []int32{130, 140} {
+		if err := a.Save(t.Context(), followUp(t, villageA, sbp, 80)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustSyncAll(t, a)
+	byID := func() map[string]*fieldsyncv1.DeviceSyncStatus {
+		t.Helper()
+		resp, err := e.admin.SyncStatus(e.adminCtx(t), &fieldsyncv1.SyncStatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make(map[string]*fieldsyncv1.DeviceSyncStatus)
+		for _, d := range resp.GetDevices() {
+			out[string(d.GetReplicaId())] = d
+		}
+		return out
+	}
+	ida, idb := a.Replica(), b.Replica()
+	st := byID()
+	if sa := st[string(ida[:])]; sa.GetLastSync() == nil || sa.GetLag() != 0 || sa.GetPendingChanges() != 0 {
+		t.Errorf("phone a after its sync: %v", sa)
+	}
+	if sb := st[string(idb[:])]; sb.GetLastSeen() != nil || sb.GetLag() != 2 {
+		t.Errorf("phone b before any sync: %v, want never seen and 2 behind", sb)
+	}
+	mustSyncAll(t, b)
+	if sb := byID()[string(idb[:])]; sb.GetLastSync() == nil || sb.GetLag() != 0 {
+		t.Errorf("phone b after its sync: %v, want 0 behind", sb)
+	}
+
+	// What a device reports at Hello, less what it pushes since.
+	d := e.enrol(t, villageA)
+	d.save(t, followUp(t, villageA, 150, 90))
+	if _, err := e.sync.Hello(d.ctx(t), &fieldsyncv1.HelloRequest{PendingChanges: 1, LastError: "push: connection reset"}); err != nil {
+		t.Fatal(err)
+	}
+	id := d.store.Replica()
+	if sd := byID()[string(id[:])]; sd.GetPendingChanges() != 1 || sd.GetLastError() != "push: connection reset" || sd.GetLastSeen() == nil {
+		t.Errorf("raw device after Hello: %v", sd)
+	}
+	if _, err := e.sync.Push(d.ctx(t), d.pushRequest(t, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if sd := byID()[string(id[:])]; sd.GetPendingChanges() != 0 {
+		t.Errorf("raw device after its push: %d pending, want 0", sd.GetPendingChanges())
+	}
+}

@@ -159,6 +159,8 @@ func (v syncService) Pull(req *fieldsyncv1.PullRequest, stream grpc.ServerStream
 		}
 		if err == nil {
 			s.log.InfoContext(ctx, "pull", "device", p.ID.String(), "through", uint64(cur.pos), "responses", ps.sent)
+			done, through := s.now(), cur.pos
+			s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) { a.LastSync, a.PulledThrough = done, through })
 		}
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
@@ -52,6 +53,9 @@ func (v syncService) Hello(ctx context.Context, req *fieldsyncv1.HelloRequest) (
 		return nil, fmt.Errorf("hello: %w", err)
 	}
 	now := s.now()
+	s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) {
+		a.LastSeen, a.Pending, a.LastError = now, int(max(0, req.GetPendingChanges())), truncate(req.GetLastError(), maxReportedError)
+	})
 	var offset int64
 	if req.GetClientTime().IsValid() {
 		offset = now.UnixMilli() - req.GetClientTime().AsTime().UnixMilli()
@@ -109,6 +113,7 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 		results = results[:slot[rc.Results[n-1].Pos]+1]
 	}
 	s.logPush(ctx, p.ID, rc)
+	s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) { a.Pending = max(0, a.Pending-len(results)) })
 	return &fieldsyncv1.PushResponse{Results: results, AcknowledgedPosition: uint64(rc.Through)}, nil
 }
 
@@ -312,4 +317,22 @@ func (v *validator) validate(c syncengine.Change, prev, next syncengine.Record) 
 func (v *validator) refuse(c syncengine.Change, errs []survey.FieldError) error {
 	v.fieldErrs[c.Dot] = errs
 	return &InvalidRecordError{FieldErrors: errs}
+}
+
+// maxReportedError bounds the error text a device reports in Hello.
+const maxReportedError = 512
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// noteActivity records what a device's sync did, for SyncStatus. Failing to
+// record it only loses that note: it never fails the device's call.
+func (s *Server) noteActivity(ctx context.Context, id syncengine.ReplicaID, fn func(*boltstore.Activity)) {
+	if err := s.store.UpdateActivity(context.WithoutCancel(ctx), id, fn); err != nil {
+		s.log.WarnContext(ctx, "recording device activity", "device", id.String(), "err", err)
+	}
 }

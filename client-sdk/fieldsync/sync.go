@@ -149,6 +149,11 @@ func (c *Client) hello(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, s
 	req := &fieldsyncv1.HelloRequest{
 		ReplicaId: self[:], CapabilityVersion: wire.CapabilityVersion, ClientTime: timestamppb.New(c.now()),
 	}
+	// The operator's status shows what the device still has to send and how
+	// its last sync ended.
+	if st, err := c.Status(ctx); err == nil {
+		req.PendingChanges, req.LastError = int32(st.Pending), st.LastError
+	}
 	// The first RPC of a connection also waits for the connection.
 	hctx, cancel := context.WithTimeout(ctx, connectTimeout+rpcDeadline(proto.Size(req)))
 	defer cancel()

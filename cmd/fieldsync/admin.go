@@ -26,6 +26,7 @@ import (
 const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE...] --name NAME
        fieldsync admin device list [--json]
        fieldsync admin device revoke [flags] REPLICA_ID
+       fieldsync admin status [--json]
        fieldsync admin conflicts list [--area PREFIX] [--json]
        fieldsync admin conflicts resolve [flags] ID (--keep N | --kind KIND --value JSON)
 
@@ -98,12 +99,15 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "conflicts" {
 		return runAdminConflicts(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "status" {
+		return runAdminStatus(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) < 2 || args[0] != "device" {
 		fmt.Fprint(stderr, adminUsage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errors.New("admin: want 'device add', 'device list', 'device revoke', 'conflicts list' or 'conflicts resolve'")
+		return errors.New("admin: want 'device add', 'device list', 'device revoke', 'status', 'conflicts list' or 'conflicts resolve'")
 	}
 	var a adminFlags
 	fs := flag.NewFlagSet("admin device "+args[1], flag.ContinueOnError)

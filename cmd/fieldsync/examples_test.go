@@ -24,7 +24,15 @@ func TestREADMEExamples(t *testing.T) {
 		t.Errorf("sync printed:\n%s", out)
 	}
 	other := s.enroll(t, "532523100201")
+	adm := []string{"admin", "status", "--server", s.addr, "--token-file", s.tokenFile}
+	if out := mustCLI(t, adm...); !strings.Contains(out, "last sync never, 0 pending, 2 behind") || !strings.Contains(out, "2 devices") {
+		t.Errorf("admin status before the second phone synced:\n%s", out)
+	}
 	mustCLI(t, "device", "sync", "--replica", other)
+	out := mustCLI(t, append(adm, "--json")...)
+	if n := strings.Count(out, `"pending":0,"lag":0,`); n != 2 || strings.Contains(out, `"last_sync":null`) {
+		t.Errorf("admin status --json after both phones synced:\n%s", out)
+	}
 	if out := mustCLI(t, "device", "list", "--replica", other, "--kind", "visit"); !strings.Contains(out, "019fdab2-0e50-7642-98e5-73d91aba1152") {
 		t.Errorf("the second phone lists:\n%s\nwant the example visit", out)
 	}

@@ -32,21 +32,52 @@ type Device struct {
 	// registered, so that its token is recognised and refused as revoked.
 	Revoked   bool
 	RevokedAt time.Time
+	// Activity is what the server saw of the device's syncs.
+	Activity Activity
+}
+
+// Activity is what a server records of a device's syncs, for its operator.
+type Activity struct {
+	// LastSeen is when the device last opened a sync (Hello).
+	LastSeen time.Time
+	// LastSync is when a pull of the device last caught up: the end of its
+	// last successful sync.
+	LastSync time.Time
+	// PulledThrough is the log position that pull delivered through.
+	PulledThrough syncengine.Position
+	// Pending is how many changes the device had not yet had acknowledged,
+	// as it said at its last Hello, less those acknowledged since.
+	Pending int
+	// LastError is the device's last sync error as it reported it ("" after
+	// a success).
+	LastError string
 }
 
 // deviceJSON is how a Device is stored (the id is the key). JSON keeps the
 // registry readable with bbolt's tools and lets fields be added.
 type deviceJSON struct {
-	Name      string    `json:"name"`
-	Areas     []string  `json:"areas,omitempty"`
-	TokenHash string    `json:"token_hash,omitempty"`
-	Created   time.Time `json:"created"`
-	Revoked   bool      `json:"revoked,omitempty"`
-	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	Name      string        `json:"name"`
+	Areas     []string      `json:"areas,omitempty"`
+	TokenHash string        `json:"token_hash,omitempty"`
+	Created   time.Time     `json:"created"`
+	Revoked   bool          `json:"revoked,omitempty"`
+	RevokedAt time.Time     `json:"revoked_at,omitzero"`
+	Activity  *activityJSON `json:"activity,omitempty"`
+}
+
+type activityJSON struct {
+	LastSeen      time.Time `json:"last_seen,omitzero"`
+	LastSync      time.Time `json:"last_sync,omitzero"`
+	PulledThrough uint64    `json:"pulled_through,omitempty"`
+	Pending       int       `json:"pending,omitempty"`
+	LastError     string    `json:"last_error,omitempty"`
 }
 
 func encodeDevice(d *Device) ([]byte, error) {
 	j := deviceJSON{Name: d.Name, Areas: d.Areas, Created: d.Created, Revoked: d.Revoked, RevokedAt: d.RevokedAt}
+	if a := d.Activity; a != (Activity{}) {
+		j.Activity = &activityJSON{LastSeen: a.LastSeen, LastSync: a.LastSync, PulledThrough: uint64(a.PulledThrough), Pending: a.Pending, LastError: a.LastError}
+	}
 	if d.TokenHash != ([32]byte{}) {
 		j.TokenHash = hex.EncodeToString(d.TokenHash[:])
 	}
@@ -69,6 +100,9 @@ func decodeDevice(k, v []byte) (Device, error) {
 		}
 	}
 	d.Name, d.Areas, d.Created, d.Revoked, d.RevokedAt = j.Name, j.Areas, j.Created, j.Revoked, j.RevokedAt
+	if a := j.Activity; a != nil {
+		d.Activity = Activity{LastSeen: a.LastSeen, LastSync: a.LastSync, PulledThrough: syncengine.Position(a.PulledThrough), Pending: a.Pending, LastError: a.LastError}
+	}
 	return d, nil
 }
 
@@ -199,5 +233,23 @@ func (s *Store) RevokeDevice(ctx context.Context, id syncengine.ReplicaID) error
 		}
 		d.Revoked, d.RevokedAt = true, time.Now().UTC()
 		return t.putDevice(d)
+	})
+}
+
+// UpdateActivity applies fn to the activity of the device registered under
+// id and stores it, in one transaction, or returns an error wrapping
+// ErrNoDevice.
+func (s *Store) UpdateActivity(ctx context.Context, id syncengine.ReplicaID, fn func(*Activity)) error {
+	return s.update(ctx, func(t *tx) error {
+		d, err := t.device(id)
+		if err != nil {
+			return err
+		}
+		fn(&d.Activity)
+		v, err := encodeDevice(&d)
+		if err != nil {
+			return err
+		}
+		return t.devices.Put(id[:], v)
 	})
 }

@@ -716,6 +716,228 @@ func (x *ResolveConflictResponse) GetChangeId() []byte {
 	return nil
 }
 
+// SyncStatusRequest asks for every device's sync status.
+type SyncStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncStatusRequest) Reset() {
+	*x = SyncStatusRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncStatusRequest) ProtoMessage() {}
+
+func (x *SyncStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncStatusRequest.ProtoReflect.Descriptor instead.
+func (*SyncStatusRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+// SyncStatusResponse is the sync status of the server and its devices.
+type SyncStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Last position of the server's log.
+	LogEnd uint64 `protobuf:"varint,1,opt,name=log_end,json=logEnd,proto3" json:"log_end,omitempty"`
+	// The devices, in id order.
+	Devices       []*DeviceSyncStatus `protobuf:"bytes,2,rep,name=devices,proto3" json:"devices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncStatusResponse) Reset() {
+	*x = SyncStatusResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncStatusResponse) ProtoMessage() {}
+
+func (x *SyncStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncStatusResponse.ProtoReflect.Descriptor instead.
+func (*SyncStatusResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SyncStatusResponse) GetLogEnd() uint64 {
+	if x != nil {
+		return x.LogEnd
+	}
+	return 0
+}
+
+func (x *SyncStatusResponse) GetDevices() []*DeviceSyncStatus {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+// DeviceSyncStatus is what the server saw of one device's syncs.
+type DeviceSyncStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16-byte replica id of the device.
+	ReplicaId []byte `protobuf:"bytes,1,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// Name given at enrolment.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Area-code prefixes the device may read and write.
+	AreaPrefixes []string `protobuf:"bytes,3,rep,name=area_prefixes,json=areaPrefixes,proto3" json:"area_prefixes,omitempty"`
+	// Whether the device has been revoked.
+	Revoked bool `protobuf:"varint,4,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	// When the device last opened a sync; unset if never.
+	LastSeen *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// When a sync of the device last completed (its pull caught up); unset if
+	// never.
+	LastSync *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
+	// Changes the device has not had acknowledged, as it reported at its last
+	// sync less those acknowledged since.
+	PendingChanges int32 `protobuf:"varint,7,opt,name=pending_changes,json=pendingChanges,proto3" json:"pending_changes,omitempty"`
+	// Changes in the device's areas, made by others, that the server received
+	// after the device's last completed sync (counted up to lag_capped).
+	Lag uint64 `protobuf:"varint,8,opt,name=lag,proto3" json:"lag,omitempty"`
+	// Whether lag stopped counting at the cap.
+	LagCapped bool `protobuf:"varint,9,opt,name=lag_capped,json=lagCapped,proto3" json:"lag_capped,omitempty"`
+	// The device's last sync error as it reported it; "" after a success.
+	LastError     string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceSyncStatus) Reset() {
+	*x = DeviceSyncStatus{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceSyncStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceSyncStatus) ProtoMessage() {}
+
+func (x *DeviceSyncStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceSyncStatus.ProtoReflect.Descriptor instead.
+func (*DeviceSyncStatus) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeviceSyncStatus) GetReplicaId() []byte {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return nil
+}
+
+func (x *DeviceSyncStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeviceSyncStatus) GetAreaPrefixes() []string {
+	if x != nil {
+		return x.AreaPrefixes
+	}
+	return nil
+}
+
+func (x *DeviceSyncStatus) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *DeviceSyncStatus) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *DeviceSyncStatus) GetLastSync() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSync
+	}
+	return nil
+}
+
+func (x *DeviceSyncStatus) GetPendingChanges() int32 {
+	if x != nil {
+		return x.PendingChanges
+	}
+	return 0
+}
+
+func (x *DeviceSyncStatus) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *DeviceSyncStatus) GetLagCapped() bool {
+	if x != nil {
+		return x.LagCapped
+	}
+	return false
+}
+
+func (x *DeviceSyncStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
 var File_fieldsync_v1_admin_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_admin_proto_rawDesc = "" +
@@ -766,13 +988,34 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\x05value\x18\x04 \x01(\fH\x00R\x05valueB\b\n" +
 	"\x06choice\"6\n" +
 	"\x17ResolveConflictResponse\x12\x1b\n" +
-	"\tchange_id\x18\x01 \x01(\fR\bchangeId2\xd0\x03\n" +
+	"\tchange_id\x18\x01 \x01(\fR\bchangeId\"\x13\n" +
+	"\x11SyncStatusRequest\"g\n" +
+	"\x12SyncStatusResponse\x12\x17\n" +
+	"\alog_end\x18\x01 \x01(\x04R\x06logEnd\x128\n" +
+	"\adevices\x18\x02 \x03(\v2\x1e.fieldsync.v1.DeviceSyncStatusR\adevices\"\xef\x02\n" +
+	"\x10DeviceSyncStatus\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x01 \x01(\fR\treplicaId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
+	"\rarea_prefixes\x18\x03 \x03(\tR\fareaPrefixes\x12\x18\n" +
+	"\arevoked\x18\x04 \x01(\bR\arevoked\x127\n" +
+	"\tlast_seen\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x127\n" +
+	"\tlast_sync\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\blastSync\x12'\n" +
+	"\x0fpending_changes\x18\a \x01(\x05R\x0ependingChanges\x12\x10\n" +
+	"\x03lag\x18\b \x01(\x04R\x03lag\x12\x1d\n" +
+	"\n" +
+	"lag_capped\x18\t \x01(\bR\tlagCapped\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\n" +
+	" \x01(\tR\tlastError2\xa6\x04\n" +
 	"\fAdminService\x12L\n" +
 	"\tAddDevice\x12\x1e.fieldsync.v1.AddDeviceRequest\x1a\x1f.fieldsync.v1.AddDeviceResponse\x12W\n" +
 	"\vListDevices\x12 .fieldsync.v1.ListDevicesRequest\x1a!.fieldsync.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12Z\n" +
 	"\fRevokeDevice\x12!.fieldsync.v1.RevokeDeviceRequest\x1a\".fieldsync.v1.RevokeDeviceResponse\"\x03\x90\x02\x02\x12]\n" +
 	"\rListConflicts\x12\".fieldsync.v1.ListConflictsRequest\x1a#.fieldsync.v1.ListConflictsResponse\"\x03\x90\x02\x01\x12^\n" +
-	"\x0fResolveConflict\x12$.fieldsync.v1.ResolveConflictRequest\x1a%.fieldsync.v1.ResolveConflictResponseB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\x0fResolveConflict\x12$.fieldsync.v1.ResolveConflictRequest\x1a%.fieldsync.v1.ResolveConflictResponse\x12T\n" +
+	"\n" +
+	"SyncStatus\x12\x1f.fieldsync.v1.SyncStatusRequest\x1a .fieldsync.v1.SyncStatusResponse\"\x03\x90\x02\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_admin_proto_rawDescOnce sync.Once
@@ -786,7 +1029,7 @@ func file_fieldsync_v1_admin_proto_rawDescGZIP() []byte {
 	return file_fieldsync_v1_admin_proto_rawDescData
 }
 
-var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*AddDeviceRequest)(nil),        // 0: fieldsync.v1.AddDeviceRequest
 	(*AddDeviceResponse)(nil),       // 1: fieldsync.v1.AddDeviceResponse
@@ -800,33 +1043,41 @@ var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*RecordConflicts)(nil),         // 9: fieldsync.v1.RecordConflicts
 	(*ResolveConflictRequest)(nil),  // 10: fieldsync.v1.ResolveConflictRequest
 	(*ResolveConflictResponse)(nil), // 11: fieldsync.v1.ResolveConflictResponse
-	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
-	(RecordKind)(0),                 // 13: fieldsync.v1.RecordKind
-	(*FieldConflict)(nil),           // 14: fieldsync.v1.FieldConflict
+	(*SyncStatusRequest)(nil),       // 12: fieldsync.v1.SyncStatusRequest
+	(*SyncStatusResponse)(nil),      // 13: fieldsync.v1.SyncStatusResponse
+	(*DeviceSyncStatus)(nil),        // 14: fieldsync.v1.DeviceSyncStatus
+	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
+	(RecordKind)(0),                 // 16: fieldsync.v1.RecordKind
+	(*FieldConflict)(nil),           // 17: fieldsync.v1.FieldConflict
 }
 var file_fieldsync_v1_admin_proto_depIdxs = []int32{
-	12, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.DeviceInfo
-	12, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	12, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
+	15, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	15, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
 	9,  // 4: fieldsync.v1.ListConflictsResponse.records:type_name -> fieldsync.v1.RecordConflicts
-	13, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
-	14, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
-	0,  // 7: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
-	2,  // 8: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	5,  // 9: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	7,  // 10: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
-	10, // 11: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
-	1,  // 12: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
-	3,  // 13: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	6,  // 14: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	8,  // 15: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
-	11, // 16: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	16, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
+	17, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
+	14, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
+	15, // 8: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
+	15, // 9: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
+	0,  // 10: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
+	2,  // 11: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	5,  // 12: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	7,  // 13: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
+	10, // 14: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
+	12, // 15: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
+	1,  // 16: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
+	3,  // 17: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	6,  // 18: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	8,  // 19: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
+	11, // 20: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
+	13, // 21: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_admin_proto_init() }
@@ -847,7 +1098,7 @@ func file_fieldsync_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_admin_proto_rawDesc), len(file_fieldsync_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	AdminService_RevokeDevice_FullMethodName    = "/fieldsync.v1.AdminService/RevokeDevice"
 	AdminService_ListConflicts_FullMethodName   = "/fieldsync.v1.AdminService/ListConflicts"
 	AdminService_ResolveConflict_FullMethodName = "/fieldsync.v1.AdminService/ResolveConflict"
+	AdminService_SyncStatus_FullMethodName      = "/fieldsync.v1.AdminService/SyncStatus"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -48,6 +49,9 @@ type AdminServiceClient interface {
 	// of the listed values kept, or a new value. The change syncs like any other
 	// and closes the conflict on every replica it reaches.
 	ResolveConflict(ctx context.Context, in *ResolveConflictRequest, opts ...grpc.CallOption) (*ResolveConflictResponse, error)
+	// SyncStatus tells how each device's syncs go: when it last synced, what it
+	// still has to send, how far behind it is.
+	SyncStatus(ctx context.Context, in *SyncStatusRequest, opts ...grpc.CallOption) (*SyncStatusResponse, error)
 }
 
 type adminServiceClient struct {
@@ -108,6 +112,16 @@ func (c *adminServiceClient) ResolveConflict(ctx context.Context, in *ResolveCon
 	return out, nil
 }
 
+func (c *adminServiceClient) SyncStatus(ctx context.Context, in *SyncStatusRequest, opts ...grpc.CallOption) (*SyncStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SyncStatusResponse)
+	err := c.cc.Invoke(ctx, AdminService_SyncStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -130,6 +144,9 @@ type AdminServiceServer interface {
 	// of the listed values kept, or a new value. The change syncs like any other
 	// and closes the conflict on every replica it reaches.
 	ResolveConflict(context.Context, *ResolveConflictRequest) (*ResolveConflictResponse, error)
+	// SyncStatus tells how each device's syncs go: when it last synced, what it
+	// still has to send, how far behind it is.
+	SyncStatus(context.Context, *SyncStatusRequest) (*SyncStatusResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -154,6 +171,9 @@ func (UnimplementedAdminServiceServer) ListConflicts(context.Context, *ListConfl
 }
 func (UnimplementedAdminServiceServer) ResolveConflict(context.Context, *ResolveConflictRequest) (*ResolveConflictResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResolveConflict not implemented")
+}
+func (UnimplementedAdminServiceServer) SyncStatus(context.Context, *SyncStatusRequest) (*SyncStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SyncStatus not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -266,6 +286,24 @@ func _AdminService_ResolveConflict_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_SyncStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SyncStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SyncStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SyncStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SyncStatus(ctx, req.(*SyncStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -292,6 +330,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResolveConflict",
 			Handler:    _AdminService_ResolveConflict_Handler,
+		},
+		{
+			MethodName: "SyncStatus",
+			Handler:    _AdminService_SyncStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -954,7 +954,13 @@ type HelloRequest struct {
 	// The caller's wall clock when it sent the request.
 	ClientTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=client_time,json=clientTime,proto3" json:"client_time,omitempty"`
 	// The calling app's version, for diagnostics.
-	AppVersion    string `protobuf:"bytes,4,opt,name=app_version,json=appVersion,proto3" json:"app_version,omitempty"`
+	AppVersion string `protobuf:"bytes,4,opt,name=app_version,json=appVersion,proto3" json:"app_version,omitempty"`
+	// How many of the caller's changes the server has not acknowledged yet, as
+	// the caller counts them, for the operator's status.
+	PendingChanges int32 `protobuf:"varint,5,opt,name=pending_changes,json=pendingChanges,proto3" json:"pending_changes,omitempty"`
+	// The caller's last sync error ("" after a success), for the operator's
+	// status. Never personal data.
+	LastError     string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1013,6 +1019,20 @@ func (x *HelloRequest) GetClientTime() *timestamppb.Timestamp {
 func (x *HelloRequest) GetAppVersion() string {
 	if x != nil {
 		return x.AppVersion
+	}
+	return ""
+}
+
+func (x *HelloRequest) GetPendingChanges() int32 {
+	if x != nil {
+		return x.PendingChanges
+	}
+	return 0
+}
+
+func (x *HelloRequest) GetLastError() string {
+	if x != nil {
+		return x.LastError
 	}
 	return ""
 }
@@ -1764,7 +1784,7 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\vBatchLimits\x12(\n" +
 	"\x10max_push_changes\x18\x01 \x01(\x05R\x0emaxPushChanges\x12$\n" +
 	"\x0emax_push_bytes\x18\x02 \x01(\x05R\fmaxPushBytes\x12$\n" +
-	"\x0emax_pull_bytes\x18\x03 \x01(\x05R\fmaxPullBytes\"\xba\x01\n" +
+	"\x0emax_pull_bytes\x18\x03 \x01(\x05R\fmaxPullBytes\"\x82\x02\n" +
 	"\fHelloRequest\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\fR\treplicaId\x12-\n" +
@@ -1772,7 +1792,10 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\vclient_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"clientTime\x12\x1f\n" +
 	"\vapp_version\x18\x04 \x01(\tR\n" +
-	"appVersion\"\x87\x03\n" +
+	"appVersion\x12'\n" +
+	"\x0fpending_changes\x18\x05 \x01(\x05R\x0ependingChanges\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\"\x87\x03\n" +
 	"\rHelloResponse\x12*\n" +
 	"\x11server_replica_id\x18\x01 \x01(\fR\x0fserverReplicaId\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
