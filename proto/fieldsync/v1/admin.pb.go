@@ -30,7 +30,11 @@ type AddDeviceRequest struct {
 	// Area-code prefixes the device may read and write (12 digits for a village).
 	AreaPrefixes []string `protobuf:"bytes,2,rep,name=area_prefixes,json=areaPrefixes,proto3" json:"area_prefixes,omitempty"`
 	// How long the code stays valid, in seconds; unset means 24 hours.
-	TtlSeconds    *int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3,oneof" json:"ttl_seconds,omitempty"`
+	TtlSeconds *int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3,oneof" json:"ttl_seconds,omitempty"`
+	// The enrolling replica is a township server relaying its devices' changes
+	// (fieldsyncd serve --upstream), not a device: it may push changes made by
+	// other replicas, within its areas.
+	Relay         bool `protobuf:"varint,4,opt,name=relay,proto3" json:"relay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -84,6 +88,13 @@ func (x *AddDeviceRequest) GetTtlSeconds() int64 {
 		return *x.TtlSeconds
 	}
 	return 0
+}
+
+func (x *AddDeviceRequest) GetRelay() bool {
+	if x != nil {
+		return x.Relay
+	}
+	return false
 }
 
 // AddDeviceResponse carries the enrolment code.
@@ -238,7 +249,9 @@ type DeviceInfo struct {
 	// Whether the device has been revoked.
 	Revoked bool `protobuf:"varint,5,opt,name=revoked,proto3" json:"revoked,omitempty"`
 	// When the device was revoked, if it was.
-	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// Whether it is a relaying township server rather than a device.
+	Relay         bool `protobuf:"varint,7,opt,name=relay,proto3" json:"relay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -313,6 +326,13 @@ func (x *DeviceInfo) GetRevokedAt() *timestamppb.Timestamp {
 		return x.RevokedAt
 	}
 	return nil
+}
+
+func (x *DeviceInfo) GetRelay() bool {
+	if x != nil {
+		return x.Relay
+	}
+	return false
 }
 
 // RevokeDeviceRequest names the device to revoke.
@@ -758,8 +778,10 @@ type SyncStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Last position of the server's log.
 	LogEnd uint64 `protobuf:"varint,1,opt,name=log_end,json=logEnd,proto3" json:"log_end,omitempty"`
-	// The devices, in id order.
-	Devices       []*DeviceSyncStatus `protobuf:"bytes,2,rep,name=devices,proto3" json:"devices,omitempty"`
+	// The devices, in id order; relaying township servers among them.
+	Devices []*DeviceSyncStatus `protobuf:"bytes,2,rep,name=devices,proto3" json:"devices,omitempty"`
+	// This server's own sync with its upstream tier; unset without one.
+	Upstream      *UpstreamStatus `protobuf:"bytes,3,opt,name=upstream,proto3" json:"upstream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -808,6 +830,205 @@ func (x *SyncStatusResponse) GetDevices() []*DeviceSyncStatus {
 	return nil
 }
 
+func (x *SyncStatusResponse) GetUpstream() *UpstreamStatus {
+	if x != nil {
+		return x.Upstream
+	}
+	return nil
+}
+
+// UpstreamStatus is how a township server's syncs with its county go.
+type UpstreamStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Address of the upstream server.
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// When a sync with the upstream last completed; unset if never.
+	LastSync *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
+	// When a sync was last tried; unset if never.
+	LastAttempt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_attempt,json=lastAttempt,proto3" json:"last_attempt,omitempty"`
+	// Changes in this server's log the upstream has not acknowledged yet.
+	PendingChanges uint64 `protobuf:"varint,4,opt,name=pending_changes,json=pendingChanges,proto3" json:"pending_changes,omitempty"`
+	// The last sync's error; "" after a success.
+	LastError     string `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpstreamStatus) Reset() {
+	*x = UpstreamStatus{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpstreamStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpstreamStatus) ProtoMessage() {}
+
+func (x *UpstreamStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpstreamStatus.ProtoReflect.Descriptor instead.
+func (*UpstreamStatus) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UpstreamStatus) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *UpstreamStatus) GetLastSync() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSync
+	}
+	return nil
+}
+
+func (x *UpstreamStatus) GetLastAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAttempt
+	}
+	return nil
+}
+
+func (x *UpstreamStatus) GetPendingChanges() uint64 {
+	if x != nil {
+		return x.PendingChanges
+	}
+	return 0
+}
+
+func (x *UpstreamStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+// MoveRecordRequest names the household to move and where.
+type MoveRecordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16-byte id of the household record.
+	RecordId []byte `protobuf:"bytes,1,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	// The 12-digit code of the village it moves to.
+	AreaCode      string `protobuf:"bytes,2,opt,name=area_code,json=areaCode,proto3" json:"area_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveRecordRequest) Reset() {
+	*x = MoveRecordRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveRecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveRecordRequest) ProtoMessage() {}
+
+func (x *MoveRecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveRecordRequest.ProtoReflect.Descriptor instead.
+func (*MoveRecordRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MoveRecordRequest) GetRecordId() []byte {
+	if x != nil {
+		return x.RecordId
+	}
+	return nil
+}
+
+func (x *MoveRecordRequest) GetAreaCode() string {
+	if x != nil {
+		return x.AreaCode
+	}
+	return ""
+}
+
+// MoveRecordResponse lists the changes the move made.
+type MoveRecordResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16-byte ids of the records moved: the household first, then its people.
+	RecordIds [][]byte `protobuf:"bytes,1,rep,name=record_ids,json=recordIds,proto3" json:"record_ids,omitempty"`
+	// 16-byte ids of the changes made, one per record, in the same order.
+	ChangeIds     [][]byte `protobuf:"bytes,2,rep,name=change_ids,json=changeIds,proto3" json:"change_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveRecordResponse) Reset() {
+	*x = MoveRecordResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveRecordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveRecordResponse) ProtoMessage() {}
+
+func (x *MoveRecordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveRecordResponse.ProtoReflect.Descriptor instead.
+func (*MoveRecordResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MoveRecordResponse) GetRecordIds() [][]byte {
+	if x != nil {
+		return x.RecordIds
+	}
+	return nil
+}
+
+func (x *MoveRecordResponse) GetChangeIds() [][]byte {
+	if x != nil {
+		return x.ChangeIds
+	}
+	return nil
+}
+
 // DeviceSyncStatus is what the server saw of one device's syncs.
 type DeviceSyncStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -833,14 +1054,16 @@ type DeviceSyncStatus struct {
 	// Whether lag stopped counting at the cap.
 	LagCapped bool `protobuf:"varint,9,opt,name=lag_capped,json=lagCapped,proto3" json:"lag_capped,omitempty"`
 	// The device's last sync error as it reported it; "" after a success.
-	LastError     string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastError string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Whether it is a relaying township server rather than a device.
+	Relay         bool `protobuf:"varint,11,opt,name=relay,proto3" json:"relay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeviceSyncStatus) Reset() {
 	*x = DeviceSyncStatus{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[14]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +1075,7 @@ func (x *DeviceSyncStatus) String() string {
 func (*DeviceSyncStatus) ProtoMessage() {}
 
 func (x *DeviceSyncStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[14]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +1088,7 @@ func (x *DeviceSyncStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceSyncStatus.ProtoReflect.Descriptor instead.
 func (*DeviceSyncStatus) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeviceSyncStatus) GetReplicaId() []byte {
@@ -938,16 +1161,24 @@ func (x *DeviceSyncStatus) GetLastError() string {
 	return ""
 }
 
+func (x *DeviceSyncStatus) GetRelay() bool {
+	if x != nil {
+		return x.Relay
+	}
+	return false
+}
+
 var File_fieldsync_v1_admin_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18fieldsync/v1/admin.proto\x12\ffieldsync.v1\x1a\x19fieldsync/v1/common.proto\x1a\x17fieldsync/v1/sync.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x01\n" +
+	"\x18fieldsync/v1/admin.proto\x12\ffieldsync.v1\x1a\x19fieldsync/v1/common.proto\x1a\x17fieldsync/v1/sync.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n" +
 	"\x10AddDeviceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\rarea_prefixes\x18\x02 \x03(\tR\fareaPrefixes\x12$\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03H\x00R\n" +
-	"ttlSeconds\x88\x01\x01B\x0e\n" +
+	"ttlSeconds\x88\x01\x01\x12\x14\n" +
+	"\x05relay\x18\x04 \x01(\bR\x05relayB\x0e\n" +
 	"\f_ttl_seconds\"b\n" +
 	"\x11AddDeviceResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x129\n" +
@@ -955,7 +1186,7 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x14\n" +
 	"\x12ListDevicesRequest\"I\n" +
 	"\x13ListDevicesResponse\x122\n" +
-	"\adevices\x18\x01 \x03(\v2\x18.fieldsync.v1.DeviceInfoR\adevices\"\xf6\x01\n" +
+	"\adevices\x18\x01 \x03(\v2\x18.fieldsync.v1.DeviceInfoR\adevices\"\x8c\x02\n" +
 	"\n" +
 	"DeviceInfo\x12\x1d\n" +
 	"\n" +
@@ -966,7 +1197,8 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"enrolledAt\x12\x18\n" +
 	"\arevoked\x18\x05 \x01(\bR\arevoked\x129\n" +
 	"\n" +
-	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"4\n" +
+	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x14\n" +
+	"\x05relay\x18\a \x01(\bR\x05relay\"4\n" +
 	"\x13RevokeDeviceRequest\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\fR\treplicaId\"\x16\n" +
@@ -989,10 +1221,26 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\x06choice\"6\n" +
 	"\x17ResolveConflictResponse\x12\x1b\n" +
 	"\tchange_id\x18\x01 \x01(\fR\bchangeId\"\x13\n" +
-	"\x11SyncStatusRequest\"g\n" +
+	"\x11SyncStatusRequest\"\xa1\x01\n" +
 	"\x12SyncStatusResponse\x12\x17\n" +
 	"\alog_end\x18\x01 \x01(\x04R\x06logEnd\x128\n" +
-	"\adevices\x18\x02 \x03(\v2\x1e.fieldsync.v1.DeviceSyncStatusR\adevices\"\xef\x02\n" +
+	"\adevices\x18\x02 \x03(\v2\x1e.fieldsync.v1.DeviceSyncStatusR\adevices\x128\n" +
+	"\bupstream\x18\x03 \x01(\v2\x1c.fieldsync.v1.UpstreamStatusR\bupstream\"\xea\x01\n" +
+	"\x0eUpstreamStatus\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x127\n" +
+	"\tlast_sync\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\blastSync\x12=\n" +
+	"\flast_attempt\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vlastAttempt\x12'\n" +
+	"\x0fpending_changes\x18\x04 \x01(\x04R\x0ependingChanges\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError\"M\n" +
+	"\x11MoveRecordRequest\x12\x1b\n" +
+	"\trecord_id\x18\x01 \x01(\fR\brecordId\x12\x1b\n" +
+	"\tarea_code\x18\x02 \x01(\tR\bareaCode\"R\n" +
+	"\x12MoveRecordResponse\x12\x1d\n" +
+	"\n" +
+	"record_ids\x18\x01 \x03(\fR\trecordIds\x12\x1d\n" +
+	"\n" +
+	"change_ids\x18\x02 \x03(\fR\tchangeIds\"\x85\x03\n" +
 	"\x10DeviceSyncStatus\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\fR\treplicaId\x12\x12\n" +
@@ -1007,7 +1255,8 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"lag_capped\x18\t \x01(\bR\tlagCapped\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\n" +
-	" \x01(\tR\tlastError2\xa6\x04\n" +
+	" \x01(\tR\tlastError\x12\x14\n" +
+	"\x05relay\x18\v \x01(\bR\x05relay2\xf7\x04\n" +
 	"\fAdminService\x12L\n" +
 	"\tAddDevice\x12\x1e.fieldsync.v1.AddDeviceRequest\x1a\x1f.fieldsync.v1.AddDeviceResponse\x12W\n" +
 	"\vListDevices\x12 .fieldsync.v1.ListDevicesRequest\x1a!.fieldsync.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12Z\n" +
@@ -1015,7 +1264,9 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\rListConflicts\x12\".fieldsync.v1.ListConflictsRequest\x1a#.fieldsync.v1.ListConflictsResponse\"\x03\x90\x02\x01\x12^\n" +
 	"\x0fResolveConflict\x12$.fieldsync.v1.ResolveConflictRequest\x1a%.fieldsync.v1.ResolveConflictResponse\x12T\n" +
 	"\n" +
-	"SyncStatus\x12\x1f.fieldsync.v1.SyncStatusRequest\x1a .fieldsync.v1.SyncStatusResponse\"\x03\x90\x02\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"SyncStatus\x12\x1f.fieldsync.v1.SyncStatusRequest\x1a .fieldsync.v1.SyncStatusResponse\"\x03\x90\x02\x01\x12O\n" +
+	"\n" +
+	"MoveRecord\x12\x1f.fieldsync.v1.MoveRecordRequest\x1a .fieldsync.v1.MoveRecordResponseB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_admin_proto_rawDescOnce sync.Once
@@ -1029,7 +1280,7 @@ func file_fieldsync_v1_admin_proto_rawDescGZIP() []byte {
 	return file_fieldsync_v1_admin_proto_rawDescData
 }
 
-var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*AddDeviceRequest)(nil),        // 0: fieldsync.v1.AddDeviceRequest
 	(*AddDeviceResponse)(nil),       // 1: fieldsync.v1.AddDeviceResponse
@@ -1045,39 +1296,47 @@ var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*ResolveConflictResponse)(nil), // 11: fieldsync.v1.ResolveConflictResponse
 	(*SyncStatusRequest)(nil),       // 12: fieldsync.v1.SyncStatusRequest
 	(*SyncStatusResponse)(nil),      // 13: fieldsync.v1.SyncStatusResponse
-	(*DeviceSyncStatus)(nil),        // 14: fieldsync.v1.DeviceSyncStatus
-	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
-	(RecordKind)(0),                 // 16: fieldsync.v1.RecordKind
-	(*FieldConflict)(nil),           // 17: fieldsync.v1.FieldConflict
+	(*UpstreamStatus)(nil),          // 14: fieldsync.v1.UpstreamStatus
+	(*MoveRecordRequest)(nil),       // 15: fieldsync.v1.MoveRecordRequest
+	(*MoveRecordResponse)(nil),      // 16: fieldsync.v1.MoveRecordResponse
+	(*DeviceSyncStatus)(nil),        // 17: fieldsync.v1.DeviceSyncStatus
+	(*timestamppb.Timestamp)(nil),   // 18: google.protobuf.Timestamp
+	(RecordKind)(0),                 // 19: fieldsync.v1.RecordKind
+	(*FieldConflict)(nil),           // 20: fieldsync.v1.FieldConflict
 }
 var file_fieldsync_v1_admin_proto_depIdxs = []int32{
-	15, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.DeviceInfo
-	15, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	15, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
+	18, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	18, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
 	9,  // 4: fieldsync.v1.ListConflictsResponse.records:type_name -> fieldsync.v1.RecordConflicts
-	16, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
-	17, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
-	14, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
-	15, // 8: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 9: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
-	0,  // 10: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
-	2,  // 11: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	5,  // 12: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	7,  // 13: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
-	10, // 14: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
-	12, // 15: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
-	1,  // 16: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
-	3,  // 17: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	6,  // 18: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	8,  // 19: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
-	11, // 20: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
-	13, // 21: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	19, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
+	20, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
+	17, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
+	14, // 8: fieldsync.v1.SyncStatusResponse.upstream:type_name -> fieldsync.v1.UpstreamStatus
+	18, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
+	18, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
+	18, // 11: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
+	18, // 12: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
+	0,  // 13: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
+	2,  // 14: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	5,  // 15: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	7,  // 16: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
+	10, // 17: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
+	12, // 18: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
+	15, // 19: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
+	1,  // 20: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
+	3,  // 21: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	6,  // 22: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	8,  // 23: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
+	11, // 24: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
+	13, // 25: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
+	16, // 26: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_admin_proto_init() }
@@ -1098,7 +1357,7 @@ func file_fieldsync_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_admin_proto_rawDesc), len(file_fieldsync_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	AdminService_ListConflicts_FullMethodName   = "/fieldsync.v1.AdminService/ListConflicts"
 	AdminService_ResolveConflict_FullMethodName = "/fieldsync.v1.AdminService/ResolveConflict"
 	AdminService_SyncStatus_FullMethodName      = "/fieldsync.v1.AdminService/SyncStatus"
+	AdminService_MoveRecord_FullMethodName      = "/fieldsync.v1.AdminService/MoveRecord"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -52,6 +53,10 @@ type AdminServiceClient interface {
 	// SyncStatus tells how each device's syncs go: when it last synced, what it
 	// still has to send, how far behind it is.
 	SyncStatus(ctx context.Context, in *SyncStatusRequest, opts ...grpc.CallOption) (*SyncStatusResponse, error)
+	// MoveRecord moves a household, with its people, to another village: one
+	// audited change per record, made by this server. The records reach the new
+	// village's devices whole and leave the old village's at their next sync.
+	MoveRecord(ctx context.Context, in *MoveRecordRequest, opts ...grpc.CallOption) (*MoveRecordResponse, error)
 }
 
 type adminServiceClient struct {
@@ -122,6 +127,16 @@ func (c *adminServiceClient) SyncStatus(ctx context.Context, in *SyncStatusReque
 	return out, nil
 }
 
+func (c *adminServiceClient) MoveRecord(ctx context.Context, in *MoveRecordRequest, opts ...grpc.CallOption) (*MoveRecordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MoveRecordResponse)
+	err := c.cc.Invoke(ctx, AdminService_MoveRecord_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -147,6 +162,10 @@ type AdminServiceServer interface {
 	// SyncStatus tells how each device's syncs go: when it last synced, what it
 	// still has to send, how far behind it is.
 	SyncStatus(context.Context, *SyncStatusRequest) (*SyncStatusResponse, error)
+	// MoveRecord moves a household, with its people, to another village: one
+	// audited change per record, made by this server. The records reach the new
+	// village's devices whole and leave the old village's at their next sync.
+	MoveRecord(context.Context, *MoveRecordRequest) (*MoveRecordResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -174,6 +193,9 @@ func (UnimplementedAdminServiceServer) ResolveConflict(context.Context, *Resolve
 }
 func (UnimplementedAdminServiceServer) SyncStatus(context.Context, *SyncStatusRequest) (*SyncStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SyncStatus not implemented")
+}
+func (UnimplementedAdminServiceServer) MoveRecord(context.Context, *MoveRecordRequest) (*MoveRecordResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MoveRecord not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -304,6 +326,24 @@ func _AdminService_SyncStatus_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_MoveRecord_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MoveRecordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).MoveRecord(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_MoveRecord_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).MoveRecord(ctx, req.(*MoveRecordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -334,6 +374,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SyncStatus",
 			Handler:    _AdminService_SyncStatus_Handler,
+		},
+		{
+			MethodName: "MoveRecord",
+			Handler:    _AdminService_MoveRecord_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

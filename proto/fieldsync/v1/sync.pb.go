@@ -1057,8 +1057,14 @@ type HelloResponse struct {
 	// Position in the caller's log up to which the server has stored every change;
 	// the caller pushes from the change after it.
 	AcknowledgedPosition uint64 `protobuf:"varint,8,opt,name=acknowledged_position,json=acknowledgedPosition,proto3" json:"acknowledged_position,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Whether the server relays to an upstream tier (a township to its county).
+	HasUpstream bool `protobuf:"varint,9,opt,name=has_upstream,json=hasUpstream,proto3" json:"has_upstream,omitempty"`
+	// Receipt of the upstream tier: the highest dot counter of the caller's own
+	// changes through which the upstream tier has accepted every change the
+	// server relayed for the caller. 0 when none, or when has_upstream is unset.
+	UpstreamAcknowledgedCounter uint64 `protobuf:"varint,10,opt,name=upstream_acknowledged_counter,json=upstreamAcknowledgedCounter,proto3" json:"upstream_acknowledged_counter,omitempty"`
+	unknownFields               protoimpl.UnknownFields
+	sizeCache                   protoimpl.SizeCache
 }
 
 func (x *HelloResponse) Reset() {
@@ -1143,6 +1149,20 @@ func (x *HelloResponse) GetMaxClockSkewMs() int64 {
 func (x *HelloResponse) GetAcknowledgedPosition() uint64 {
 	if x != nil {
 		return x.AcknowledgedPosition
+	}
+	return 0
+}
+
+func (x *HelloResponse) GetHasUpstream() bool {
+	if x != nil {
+		return x.HasUpstream
+	}
+	return false
+}
+
+func (x *HelloResponse) GetUpstreamAcknowledgedCounter() uint64 {
+	if x != nil {
+		return x.UpstreamAcknowledgedCounter
 	}
 	return 0
 }
@@ -1795,7 +1815,7 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"appVersion\x12'\n" +
 	"\x0fpending_changes\x18\x05 \x01(\x05R\x0ependingChanges\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x06 \x01(\tR\tlastError\"\x87\x03\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\"\xee\x03\n" +
 	"\rHelloResponse\x12*\n" +
 	"\x11server_replica_id\x18\x01 \x01(\fR\x0fserverReplicaId\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1805,7 +1825,10 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x12capability_version\x18\x05 \x01(\x05R\x11capabilityVersion\x121\n" +
 	"\x06limits\x18\x06 \x01(\v2\x19.fieldsync.v1.BatchLimitsR\x06limits\x12)\n" +
 	"\x11max_clock_skew_ms\x18\a \x01(\x03R\x0emaxClockSkewMs\x123\n" +
-	"\x15acknowledged_position\x18\b \x01(\x04R\x14acknowledgedPosition\"\xa7\x01\n" +
+	"\x15acknowledged_position\x18\b \x01(\x04R\x14acknowledgedPosition\x12!\n" +
+	"\fhas_upstream\x18\t \x01(\bR\vhasUpstream\x12B\n" +
+	"\x1dupstream_acknowledged_counter\x18\n" +
+	" \x01(\x04R\x1bupstreamAcknowledgedCounter\"\xa7\x01\n" +
 	"\vPushRequest\x12.\n" +
 	"\achanges\x18\x01 \x03(\v2\x14.fieldsync.v1.ChangeR\achanges\x12%\n" +
 	"\x0efirst_position\x18\x02 \x01(\x04R\rfirstPosition\x12#\n" +
