@@ -18,6 +18,7 @@ import (
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/sqlitestore"
 	"github.com/fieldsync/fieldsync/survey"
+	"github.com/fieldsync/fieldsync/syncclient"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
 )
@@ -144,7 +145,7 @@ func (c *Client) Enroll(ctx context.Context, serverAddr, code string) error {
 	if strings.TrimSpace(code) == "" {
 		return errors.New("fieldsync: enroll: no enrolment code: give the code the server's operator issued")
 	}
-	dopts, err := c.dialOptions(serverAddr, "")
+	dopts, err := syncclient.DialOptions(serverAddr, "", c.tls, c.dialOpts...)
 	if err != nil {
 		return fmt.Errorf("fieldsync: enroll: %w", err)
 	}
@@ -155,7 +156,7 @@ func (c *Client) Enroll(ctx context.Context, serverAddr, code string) error {
 	defer conn.Close()
 	id := c.store.Replica()
 	req := &fieldsyncv1.EnrollRequest{Code: code, ReplicaId: id[:]}
-	ectx, cancel := context.WithTimeout(ctx, connectTimeout+rpcDeadline(proto.Size(req)))
+	ectx, cancel := context.WithTimeout(ctx, syncclient.ConnectTimeout+syncclient.RPCDeadline(proto.Size(req)))
 	defer cancel()
 	resp, err := fieldsyncv1.NewEnrolmentServiceClient(conn).Enroll(ectx, req)
 	if err != nil {
@@ -370,13 +371,7 @@ func inAreas(area string, prefixes []string) bool {
 }
 
 // Rejection is a change of this device the server refused for good.
-type Rejection struct {
-	ChangeID string
-	RecordID string
-	Outcome  string // the engine's outcome name, e.g. "invalid"
-	Message  string
-	Fields   []survey.FieldError `json:",omitempty"`
-}
+type Rejection = syncclient.Rejection
 
 // PendingChange is a change of this device the server has not acknowledged.
 type PendingChange struct {

@@ -5,12 +5,13 @@ import (
 	"strings"
 
 	"github.com/fieldsync/fieldsync/survey"
+	"github.com/fieldsync/fieldsync/syncclient"
 )
 
 var (
 	// ErrNotEnrolled is returned by Sync when the replica has not been
 	// enrolled with a server.
-	ErrNotEnrolled = errors.New("fieldsync: device not enrolled")
+	ErrNotEnrolled = syncclient.ErrNotEnrolled
 	// ErrOutOfScope is returned by Save for a record outside the areas the
 	// device was enrolled for.
 	ErrOutOfScope = errors.New("fieldsync: record outside the device's areas")
@@ -19,11 +20,11 @@ var (
 	ErrNotFound = errors.New("fieldsync: record not found")
 	// ErrServerMismatch is returned by Sync when the server answers with
 	// another replica id than the one the device enrolled with.
-	ErrServerMismatch = errors.New("fieldsync: server is not the one the device enrolled with")
+	ErrServerMismatch = syncclient.ErrServerMismatch
 	// ErrTLSRequired is returned by Enroll and Sync when the server's address
 	// is not a loopback address and the client has no TLS configuration
 	// (WithTLS); nothing is sent.
-	ErrTLSRequired = errors.New("fieldsync: TLS required for a server on another machine")
+	ErrTLSRequired = syncclient.ErrTLSRequired
 )
 
 // ValidationError is returned by Save for a record that fails

@@ -1,45 +1,24 @@
 package fieldsync
 
-import (
-	"math/rand/v2"
-	"time"
-)
+import "github.com/fieldsync/fieldsync/syncclient"
 
 // Phases of a sync round, in Progress.Phase.
 const (
 	// PhaseConnect is reported when an attempt starts connecting.
-	PhaseConnect = "connect"
+	PhaseConnect = syncclient.PhaseConnect
 	// PhasePush is reported after each batch of the device's changes the
 	// server answered.
-	PhasePush = "push"
+	PhasePush = syncclient.PhasePush
 	// PhasePull is reported after each batch received from the server was
 	// stored.
-	PhasePull = "pull"
+	PhasePull = syncclient.PhasePull
 	// PhaseDone is reported once when the round succeeded.
-	PhaseDone = "done"
+	PhaseDone = syncclient.PhaseDone
 )
 
-// Progress is the state of a Sync call, reported to the OnProgress function.
-// Counts are of the whole call: they carry over from a failed attempt to the
-// next, which resumes where it stopped.
-type Progress struct {
-	// Attempt is the attempt number, from 1 (see WithRetry).
-	Attempt int
-	// Phase is PhaseConnect, PhasePush, PhasePull or PhaseDone.
-	Phase string
-	// Pushed is the number of the device's changes the server has answered.
-	Pushed int
-	// Pulled is the number of changes and snapshot records received and
-	// stored.
-	Pulled int
-	// Rejected is the number of pushed changes the server refused for good
-	// (listed in Status.Rejected).
-	Rejected int
-	// Snapshot is true while the pull receives a snapshot: the current state
-	// of every record in the device's areas, sent to a new device or one
-	// whose cursor the server can no longer continue from.
-	Snapshot bool
-}
+// Progress is the state of a Sync call, reported to the OnProgress function
+// (see syncclient.Progress).
+type Progress = syncclient.Progress
 
 // SyncOption configures one Sync call.
 type SyncOption func(*syncRun)
@@ -52,65 +31,17 @@ func OnProgress(f func(Progress)) SyncOption {
 	return func(r *syncRun) { r.onProgress = f }
 }
 
-// syncRun is the state of one Sync call.
+// syncRun is the options of one Sync call.
 type syncRun struct {
 	onProgress func(Progress)
-	p          Progress
 }
 
-func (r *syncRun) report(phase string) {
-	r.p.Phase = phase
-	if r.onProgress != nil {
-		r.onProgress(r.p)
-	}
-}
-
-// RetryPolicy says how Sync retries transient failures: up to MaxAttempts
-// attempts in all, waiting BaseDelay after the first failure, then 1.6 times
-// longer after each one up to MaxDelay, each wait varied randomly by ±20 %
-// so that phones cut off together do not come back together (gRPC's
-// connection backoff). Zero or negative fields take the defaults: 5
-// attempts, 1 s, 2 min. MaxAttempts 1 means no retry.
-type RetryPolicy struct {
-	MaxAttempts int
-	BaseDelay   time.Duration
-	MaxDelay    time.Duration
-}
-
-// defaultRetry is the policy of a client opened without WithRetry.
-var defaultRetry = RetryPolicy{MaxAttempts: 5, BaseDelay: time.Second, MaxDelay: 2 * time.Minute}
-
-const (
-	backoffFactor = 1.6
-	backoffJitter = 0.2
-)
+// RetryPolicy says how Sync retries transient failures (see
+// syncclient.RetryPolicy): by default 5 attempts, waiting 1 s after the
+// first failure, then 1.6 times longer up to 2 min, ±20 %.
+type RetryPolicy = syncclient.RetryPolicy
 
 // WithRetry sets the policy Sync retries transient failures with.
 func WithRetry(p RetryPolicy) Option {
 	return func(c *Client) { c.retry = p }
-}
-
-func (p RetryPolicy) withDefaults() RetryPolicy {
-	if p.MaxAttempts <= 0 {
-		p.MaxAttempts = defaultRetry.MaxAttempts
-	}
-	if p.BaseDelay <= 0 {
-		p.BaseDelay = defaultRetry.BaseDelay
-	}
-	if p.MaxDelay <= 0 {
-		p.MaxDelay = defaultRetry.MaxDelay
-	}
-	return p
-}
-
-// delay returns the wait after failed attempt n (from 1): BaseDelay·1.6^(n-1)
-// capped at MaxDelay, ±20 %.
-func (p RetryPolicy) delay(n int) time.Duration {
-	d := float64(p.BaseDelay)
-	for i := 1; i < n && d < float64(p.MaxDelay); i++ {
-		d *= backoffFactor
-	}
-	d = min(d, float64(p.MaxDelay))
-	d *= 1 + backoffJitter*(2*rand.Float64()-1)
-	return time.Duration(d)
 }

@@ -1,0 +1,647 @@
+// Package syncclient is the client side of fieldsync's sync protocol: one
+// sync round with a server (Hello, then Push of what the server lacks while
+// a Pull of the server's changes travels down), retried with backoff over
+// the transient failures of rural links. The device SDK (client-sdk) runs it
+// over a phone's SQLite replica; a township server (fieldsyncd serve
+// --upstream) runs the same code over its bbolt store to sync with its
+// county, as a relay.
+//
+// The package depends on the engine's Store interface only, so that the
+// device SDK does not link the server's store and the server does not link
+// SQLite.
+package syncclient
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip compressor the client sends with
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/survey"
+	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
+)
+
+var (
+	// ErrNotEnrolled is returned by Sync when the replica has not been
+	// enrolled with a server.
+	ErrNotEnrolled = errors.New("fieldsync: device not enrolled")
+	// ErrServerMismatch is returned by Sync when the server answers with
+	// another replica id than the one the replica enrolled with.
+	ErrServerMismatch = errors.New("fieldsync: server is not the one the device enrolled with")
+	// ErrTLSRequired is returned when the server's address is not a loopback
+	// address and there is no TLS configuration; nothing is sent.
+	ErrTLSRequired = errors.New("fieldsync: TLS required for a server on another machine")
+)
+
+// Replica is the local store a round runs against.
+type Replica interface {
+	syncengine.Store
+	// Replica returns the store's replica id.
+	Replica() syncengine.ReplicaID
+}
+
+// Target is the server to sync with, as enrolment recorded it.
+type Target struct {
+	Addr   string
+	Token  string
+	Server syncengine.ReplicaID
+}
+
+// Rejection is a change the server refused for good.
+type Rejection struct {
+	ChangeID string
+	RecordID string
+	Outcome  string // the engine's outcome name, e.g. "invalid"
+	Message  string
+	Fields   []survey.FieldError `json:",omitempty"`
+}
+
+// Config is what a round needs besides the target. Store, Clock and the
+// cursor functions are required; the other fields may be left zero.
+type Config struct {
+	Store Replica
+	// Clock observes the stamps of everything received, so that later local
+	// stamps follow them. With CorrectClock it is also corrected from the
+	// server's time at each handshake, restamping the unsent changes.
+	Clock        *syncengine.Clock
+	CorrectClock bool
+	// Relay pushes every change of the log that did not come from the
+	// server (a township relaying its devices' changes to its county), not
+	// only the replica's own.
+	Relay bool
+	// Now is the wall clock; nil means time.Now.
+	Now func() time.Time
+	// Retry, TLS, DialOptions: see RetryPolicy and DialOptions.
+	Retry       RetryPolicy
+	TLS         *tls.Config
+	DialOptions []grpc.DialOption
+	// IdleTimeout, when set, replaces the pull stream's idle time (tests).
+	IdleTimeout time.Duration
+
+	// LoadCursor returns the stored pull token; SaveCursorTx stores one in
+	// the transaction of the batch it follows.
+	LoadCursor   func(ctx context.Context) ([]byte, error)
+	SaveCursorTx func(ctx context.Context, tx syncengine.Tx, token []byte) error
+	// HelloInfo, if set, reports the pending count and last error the
+	// handshake tells the server, for its operator.
+	HelloInfo func(ctx context.Context) (pending int, lastError string)
+	// OnHello, if set, runs after each handshake (the device saves its
+	// clock and the upstream receipt).
+	OnHello func(ctx context.Context, hello *fieldsyncv1.HelloResponse) error
+	// OnRejected, if set, records the changes the server refused for good.
+	OnRejected func(ctx context.Context, rs []Rejection) error
+	// SnapshotChanged, if set, runs in the transaction of a snapshot batch
+	// that changed a stored record: a relay makes its own devices take a
+	// snapshot again, since such a change is not in its log.
+	SnapshotChanged func(ctx context.Context, tx syncengine.Tx) error
+	// AfterPull, if set, runs after a pull caught up (the device forgets
+	// the records no longer in its areas).
+	AfterPull func(ctx context.Context, hello *fieldsyncv1.HelloResponse) error
+}
+
+func (cfg *Config) now() time.Time {
+	if cfg.Now == nil {
+		return time.Now()
+	}
+	return cfg.Now()
+}
+
+// Sync runs one sync round with the server t names: the handshake, then a
+// push of the replica's unacknowledged changes, then a pull of the server's
+// changes in the replica's areas.
+//
+// A transient failure (the server unreachable or restarting, a cut or stalled
+// connection, a deadline of one RPC, the server busy) is retried with
+// exponential backoff and jitter up to cfg.Retry; each attempt resumes where
+// the last stopped. A permanent failure returns at once: ErrNotEnrolled for
+// an empty target, ErrServerMismatch, ErrTLSRequired, a refused or revoked
+// token (gRPC Unauthenticated or PermissionDenied), a request the server calls
+// malformed (InvalidArgument, FailedPrecondition), a storage error. Sync
+// returns the last attempt's error (saying how many attempts were made when
+// it gave up), or ctx's error wrapped with it when ctx ends first. What was
+// stored before an error stays stored, and the next Sync resumes from there.
+//
+// progress, if not nil, is called as Progress describes.
+func Sync(ctx context.Context, cfg *Config, t Target, progress func(Progress)) error {
+	if t.Addr == "" || t.Token == "" || t.Server.IsZero() {
+		return ErrNotEnrolled
+	}
+	r := &run{onProgress: progress}
+	pol := cfg.Retry.WithDefaults()
+	for attempt := 1; ; attempt++ {
+		r.p.Attempt = attempt
+		err := round(ctx, cfg, t, r)
+		if err == nil {
+			r.report(PhaseDone)
+			return nil
+		}
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			// A gRPC status does not wrap the context's error; make
+			// errors.Is(err, context.Canceled) hold.
+			return fmt.Errorf("%w (%w)", err, cerr)
+		}
+		if !Retryable(ctx, err) {
+			return err
+		}
+		if attempt >= pol.MaxAttempts {
+			if attempt == 1 {
+				return err
+			}
+			return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+		}
+		tm := time.NewTimer(pol.Delay(attempt))
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			return fmt.Errorf("fieldsync: sync: %w after %d attempts; last error: %w", ctx.Err(), attempt, err)
+		case <-tm.C:
+		}
+	}
+}
+
+// session is one attempt of a round.
+type session struct {
+	cfg *Config
+	t   Target
+	run *run
+	rpc fieldsyncv1.SyncServiceClient
+}
+
+func round(ctx context.Context, cfg *Config, t Target, r *run) error {
+	dopts, err := DialOptions(t.Addr, t.Token, cfg.TLS, cfg.DialOptions...)
+	if err != nil {
+		return fmt.Errorf("fieldsync: sync: %w", err)
+	}
+	r.report(PhaseConnect)
+	conn, err := grpc.NewClient(t.Addr, dopts...)
+	if err != nil {
+		return fmt.Errorf("fieldsync: sync: %w", err)
+	}
+	defer conn.Close()
+	s := &session{cfg: cfg, t: t, run: r, rpc: fieldsyncv1.NewSyncServiceClient(conn)}
+	hello, err := s.hello(ctx)
+	if err != nil {
+		return err
+	}
+	// The pull is asked for before the push, so that the server's answer
+	// travels down while the push travels up: on a 2G link that saves a
+	// round trip of over a second. The pull leaves out the replica's own
+	// changes, so it does not depend on the push.
+	pl, err := s.openPull(ctx, hello)
+	if err != nil {
+		return err
+	}
+	defer pl.cancel(nil)
+	if err := s.push(ctx, hello); err != nil {
+		return err
+	}
+	if err := s.pull(ctx, pl); err != nil {
+		return err
+	}
+	if cfg.AfterPull != nil {
+		if err := cfg.AfterPull(ctx, hello); err != nil {
+			return fmt.Errorf("fieldsync: sync: %w", err)
+		}
+	}
+	return nil
+}
+
+// hello runs the handshake and, with CorrectClock, corrects the replica's
+// clock from the server's.
+func (s *session) hello(ctx context.Context) (*fieldsyncv1.HelloResponse, error) {
+	cfg := s.cfg
+	self := cfg.Store.Replica()
+	req := &fieldsyncv1.HelloRequest{
+		ReplicaId: self[:], CapabilityVersion: wire.CapabilityVersion, ClientTime: timestamppb.New(cfg.now()),
+	}
+	// The operator's status shows what the replica still has to send and
+	// how its last sync ended.
+	if cfg.HelloInfo != nil {
+		pending, lastErr := cfg.HelloInfo(ctx)
+		req.PendingChanges, req.LastError = int32(min(pending, 1<<31-1)), lastErr
+	}
+	// The first RPC of a connection also waits for the connection.
+	hctx, cancel := context.WithTimeout(ctx, ConnectTimeout+RPCDeadline(proto.Size(req)))
+	defer cancel()
+	resp, err := s.rpc.Hello(hctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("fieldsync: hello: %w", err)
+	}
+	localMS := cfg.now().UnixMilli()
+	if syncengine.ReplicaID(resp.GetServerReplicaId()) != s.t.Server {
+		return nil, ErrServerMismatch
+	}
+	if cfg.CorrectClock && resp.GetServerTime().IsValid() {
+		acked := syncengine.Position(resp.GetAcknowledgedPosition())
+		if _, err := syncengine.CorrectClock(ctx, cfg.Store, cfg.Clock, acked, resp.GetServerTime().AsTime().UnixMilli(), localMS); err != nil {
+			return nil, fmt.Errorf("fieldsync: hello: %w", err)
+		}
+	}
+	if cfg.OnHello != nil {
+		if err := cfg.OnHello(ctx, resp); err != nil {
+			return nil, fmt.Errorf("fieldsync: hello: %w", err)
+		}
+	}
+	return resp, nil
+}
+
+// push sends the changes the server lacks after the position it acknowledged
+// in the handshake, in batches, and records the server's answers with
+// syncengine.Acknowledge. A device sends its own changes only; a relay every
+// change that did not come from the server. The changes left out are those
+// the server has (it made them, or for a device, sent them): the batch's
+// positions list says which positions were sent, and its last position
+// covers the ones left out, so the server's cursor moves past them.
+func (s *session) push(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
+	cfg, srv := s.cfg, s.t.Server
+	self := cfg.Store.Replica()
+	limit := int(hello.GetLimits().GetMaxPushChanges())
+	if limit <= 0 {
+		limit = syncengine.DefaultBatchLimit
+	}
+	maxBytes := int(hello.GetLimits().GetMaxPushBytes())
+	send := syncengine.SendOptions{Exclude: srv}
+	if !cfg.Relay {
+		send.Filter = func(ch *syncengine.Change) bool { return ch.Origin == self }
+	}
+	// Resume from what both ends agree on. The server may hold more than the
+	// replica knows it acknowledged (the answer to the last push was lost):
+	// sending that stretch again costs a batch, but its answer marks the
+	// changes acknowledged here and tells which were refused, which the
+	// server's position alone would not.
+	after := syncengine.Position(hello.GetAcknowledgedPosition())
+	cur, err := cursor(ctx, cfg.Store, srv)
+	if err != nil {
+		return fmt.Errorf("fieldsync: push: %w", err)
+	}
+	after = min(after, cur.Acked)
+	for {
+		send.Limit = limit
+		b, err := syncengine.NextBatch(ctx, cfg.Store, self, after, send)
+		if err != nil {
+			return fmt.Errorf("fieldsync: push: %w", err)
+		}
+		if len(b.Changes) == 0 {
+			// Nothing to send through b.Through; the server learns of the
+			// skipped positions with the next batch that carries a change.
+			if !b.More {
+				return nil
+			}
+			after = b.Through
+			continue
+		}
+		req, err := pushRequest(b)
+		if err != nil {
+			return fmt.Errorf("fieldsync: push: %w", err)
+		}
+		if maxBytes > 0 && proto.Size(req) > maxBytes && limit > 1 {
+			limit = max(1, limit/2)
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, RPCDeadline(proto.Size(req)))
+		resp, err := s.rpc.Push(pctx, req)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("fieldsync: push: %w", err)
+		}
+		rc, rejected, err := receipt(srv, b, resp)
+		if err != nil {
+			return fmt.Errorf("fieldsync: push: %w", err)
+		}
+		if err := syncengine.Acknowledge(ctx, cfg.Store, srv, rc); err != nil {
+			return fmt.Errorf("fieldsync: push: %w", err)
+		}
+		if len(rejected) > 0 && cfg.OnRejected != nil {
+			if err := cfg.OnRejected(ctx, rejected); err != nil {
+				return fmt.Errorf("fieldsync: push: %w", err)
+			}
+		}
+		for _, e := range b.Changes {
+			if e.Pos <= rc.Through {
+				s.run.p.Pushed++
+			}
+		}
+		s.run.p.Rejected += len(rejected)
+		s.run.report(PhasePush)
+		if rc.Through <= after {
+			// The first change was refused for clock skew: it stays pending
+			// and is restamped at the next handshake.
+			return fmt.Errorf("fieldsync: push: %w", &retryError{fmt.Errorf("server stopped at position %d: %s", after, lastDetail(rc))})
+		}
+		after = rc.Through
+		if !b.More && after >= b.Through {
+			return nil
+		}
+	}
+}
+
+func lastDetail(rc syncengine.Receipt) string {
+	if n := len(rc.Results); n > 0 {
+		return rc.Results[n-1].Detail
+	}
+	return "no progress"
+}
+
+// pushRequest is batch b on the wire: its changes with their positions, and
+// b.After+1..b.Through as the range they account for.
+func pushRequest(b syncengine.Batch) (*fieldsyncv1.PushRequest, error) {
+	req := &fieldsyncv1.PushRequest{
+		FirstPosition: uint64(b.After) + 1,
+		LastPosition:  uint64(b.Through),
+	}
+	for _, e := range b.Changes {
+		pc, err := wire.ChangeToProto(e.Change)
+		if err != nil {
+			return nil, err
+		}
+		req.Changes = append(req.Changes, pc)
+		req.Positions = append(req.Positions, uint64(e.Pos))
+	}
+	return req, nil
+}
+
+// receipt turns the server's answer to batch b into the engine's receipt and
+// the rejections to record.
+func receipt(srv syncengine.ReplicaID, b syncengine.Batch, resp *fieldsyncv1.PushResponse) (syncengine.Receipt, []Rejection, error) {
+	if len(resp.GetResults()) > len(b.Changes) {
+		return syncengine.Receipt{}, nil, fmt.Errorf("%d results for %d changes", len(resp.GetResults()), len(b.Changes))
+	}
+	rc := syncengine.Receipt{Sender: srv, Through: syncengine.Position(resp.GetAcknowledgedPosition())}
+	if rc.Through > b.Through {
+		return syncengine.Receipt{}, nil, fmt.Errorf("server acknowledged position %d beyond %d sent", rc.Through, b.Through)
+	}
+	var rejected []Rejection
+	for i, r := range resp.GetResults() {
+		e := b.Changes[i]
+		out, ok := wire.OutcomeFromProto(r.GetOutcome())
+		if !ok {
+			return syncengine.Receipt{}, nil, fmt.Errorf("change %v: unknown outcome %v", e.Change.ID, r.GetOutcome())
+		}
+		rc.Results = append(rc.Results, syncengine.ChangeResult{
+			Pos: e.Pos, ID: e.Change.ID, Dot: e.Change.Dot, Outcome: out, Detail: r.GetMessage(),
+		})
+		if out.Refused() && out != syncengine.OutcomeClockSkew && e.Pos <= rc.Through {
+			rej := Rejection{ChangeID: e.Change.ID.String(), RecordID: e.Change.RecordID.String(), Outcome: out.String(), Message: r.GetMessage()}
+			for _, fe := range r.GetFieldErrors() {
+				rej.Fields = append(rej.Fields, survey.FieldError{Path: fe.GetPath(), Reason: fe.GetReason(), Message: fe.GetMessage()})
+			}
+			rejected = append(rejected, rej)
+		}
+	}
+	return rc, rejected, nil
+}
+
+// pull receives the server's changes from the stored cursor until caught up.
+// Each response is stored in one transaction with the cursor token after it
+// (snapshot records merged into the stored states, or changes through
+// syncengine.ReceiveBatch with the token in ReceiveOptions.Also), so a
+// response is either kept with its token or not at all.
+//
+// The stream is cancelled when no message arrives within the idle time of
+// one full response on a slow link, so a stalled connection ends the attempt
+// instead of hanging it.
+func (s *session) pull(ctx context.Context, pl *pullStream) error {
+	stream, sctx, idle, stalled := pl.stream, pl.ctx, pl.idle, pl.stalled
+	timer := time.AfterFunc(idle, func() { pl.cancel(stalled) })
+	defer timer.Stop()
+	inSnapshot := false
+	snap := &snapshotBuffer{s: s}
+	for {
+		resp, err := stream.Recv()
+		if !timer.Stop() {
+			// The idle timer fired: the stream is cancelled, whatever Recv
+			// returned. Keep the whole responses received so far.
+			return errors.Join(fmt.Errorf("fieldsync: pull: %w", stalled), snap.flush(context.WithoutCancel(ctx)))
+		}
+		if errors.Is(err, io.EOF) {
+			if err := snap.flush(ctx); err != nil {
+				return fmt.Errorf("fieldsync: pull: %w", err)
+			}
+			return nil
+		}
+		if err != nil {
+			return errors.Join(fmt.Errorf("fieldsync: pull: %w", pullErr(sctx, err)), snap.flush(context.WithoutCancel(ctx)))
+		}
+		// A batch and the token after it commit in one transaction. Snapshot
+		// records are gathered over a few responses and committed together
+		// (with the last response's token): each commit rewrites the pages
+		// it touches, and a bootstrap is thousands of records.
+		tok := resp.GetCursor().GetToken()
+		phase := resp.GetSnapshot().GetPhase()
+		if len(resp.GetChanges()) > 0 {
+			snap.add(resp.GetRecords(), nil)
+			if err := snap.flush(ctx); err != nil {
+				return fmt.Errorf("fieldsync: pull: %w", err)
+			}
+			if err := s.receiveChanges(ctx, resp.GetChanges(), tok); err != nil {
+				return fmt.Errorf("fieldsync: pull: %w", err)
+			}
+		} else {
+			snap.add(resp.GetRecords(), tok)
+			if snap.due() || len(resp.GetRecords()) == 0 || phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_END {
+				if err := snap.flush(ctx); err != nil {
+					return fmt.Errorf("fieldsync: pull: %w", err)
+				}
+			}
+		}
+		if phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_BEGIN {
+			inSnapshot = true
+		}
+		s.run.p.Snapshot = inSnapshot || len(resp.GetRecords()) > 0
+		s.run.p.Pulled += len(resp.GetRecords()) + len(resp.GetChanges())
+		s.run.report(PhasePull)
+		if phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_END {
+			inSnapshot = false
+		}
+		timer.Reset(idle)
+	}
+}
+
+// A replica gathers snapshot records over several responses and commits them
+// when it holds snapshotCommit of them, or has held the first for
+// snapshotCommitAge: on loopback or 3G that is a few thousand records per
+// commit (a bootstrap spends its time in commits otherwise), on 2G every
+// response or two, so that a cut link loses a second of transfer at most.
+const (
+	snapshotCommit    = 2048
+	snapshotCommitAge = time.Second
+)
+
+// snapshotBuffer holds snapshot records received and not yet stored, and the
+// token of the last response they came with.
+type snapshotBuffer struct {
+	s     *session
+	recs  []*fieldsyncv1.RecordState
+	tok   []byte
+	since time.Time // when the first of recs arrived
+}
+
+// due reports whether the gathered records should be committed now.
+func (b *snapshotBuffer) due() bool {
+	return len(b.recs) >= snapshotCommit || (len(b.recs) > 0 && time.Since(b.since) >= snapshotCommitAge)
+}
+
+func (b *snapshotBuffer) add(recs []*fieldsyncv1.RecordState, tok []byte) {
+	if len(b.recs) == 0 {
+		b.since = time.Now()
+	}
+	b.recs = append(b.recs, recs...)
+	if len(tok) > 0 {
+		b.tok = tok
+	}
+}
+
+// flush stores the gathered records and the token in one transaction.
+func (b *snapshotBuffer) flush(ctx context.Context) error {
+	if len(b.recs) == 0 && len(b.tok) == 0 {
+		return nil
+	}
+	err := b.s.mergeSnapshot(ctx, b.recs, b.tok)
+	b.recs, b.tok = nil, nil
+	return err
+}
+
+// pullStream is a Pull opened before the push and read after it.
+type pullStream struct {
+	stream  grpc.ServerStreamingClient[fieldsyncv1.PullResponse]
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	idle    time.Duration
+	stalled *stalledError
+}
+
+// openPull asks for the server's changes after the stored cursor. The caller
+// must call the result's cancel when done with it.
+func (s *session) openPull(ctx context.Context, hello *fieldsyncv1.HelloResponse) (*pullStream, error) {
+	tok, err := s.cfg.LoadCursor(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fieldsync: pull: %w", err)
+	}
+	req := &fieldsyncv1.PullRequest{}
+	if len(tok) > 0 {
+		req.Cursor = &fieldsyncv1.Cursor{Token: tok}
+	}
+	idle := PullIdle(int(hello.GetLimits().GetMaxPullBytes()), s.cfg.IdleTimeout)
+	sctx, cancel := context.WithCancelCause(ctx)
+	stream, err := s.rpc.Pull(sctx, req)
+	if err != nil {
+		cancel(nil)
+		return nil, fmt.Errorf("fieldsync: pull: %w", err)
+	}
+	return &pullStream{stream: stream, ctx: sctx, cancel: cancel, idle: idle, stalled: &stalledError{idle: idle}}, nil
+}
+
+// pullErr returns the stalled error when the idle timer cancelled the
+// stream, else err.
+func pullErr(sctx context.Context, err error) error {
+	var st *stalledError
+	if errors.As(context.Cause(sctx), &st) {
+		return st
+	}
+	return err
+}
+
+// saveToken returns a function storing the pull token tok in a transaction,
+// or nil when there is no token.
+func (s *session) saveToken(tok []byte) func(context.Context, syncengine.Tx) error {
+	if len(tok) == 0 {
+		return nil
+	}
+	return func(ctx context.Context, tx syncengine.Tx) error {
+		return s.cfg.SaveCursorTx(ctx, tx, tok)
+	}
+}
+
+// mergeSnapshot merges the engine states of snapshot records into the stored
+// states, and stores the pull token tok if set, in one transaction.
+func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordState, tok []byte) error {
+	cfg := s.cfg
+	states := make([]syncengine.Record, len(recs))
+	wallMS := cfg.now().UnixMilli()
+	for i, rs := range recs {
+		if err := states[i].UnmarshalBinary(rs.GetEngineState()); err != nil {
+			return fmt.Errorf("snapshot record %x: %w", rs.GetRecordId(), err)
+		}
+		// Later local stamps follow every write taken in, as with changes.
+		for n := range states[i].Values() {
+			for _, w := range states[i].Writes(n) {
+				_ = cfg.Clock.Observe(w.Stamp, wallMS) // a stamp beyond the skew is still kept
+			}
+		}
+	}
+	return cfg.Store.Update(ctx, func(tx syncengine.Tx) error {
+		changed := false
+		for _, r := range states {
+			local, err := tx.Record(ctx, r.ID())
+			if err != nil {
+				return err
+			}
+			merged, err := syncengine.Merge(local, r)
+			if err != nil {
+				return err
+			}
+			if cfg.SnapshotChanged != nil && !changed {
+				// Only a relay asks; the digests cost a bootstrap time.
+				changed = merged.Digest() != local.Digest()
+			}
+			if err := tx.PutRecord(ctx, merged); err != nil {
+				return err
+			}
+		}
+		if changed && cfg.SnapshotChanged != nil {
+			if err := cfg.SnapshotChanged(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if save := s.saveToken(tok); save != nil {
+			return save(ctx, tx)
+		}
+		return nil
+	})
+}
+
+// receiveChanges stores the server's changes through syncengine.ReceiveBatch
+// as a batch from the server. The server's log positions are not visible in
+// its opaque cursor, so the batch is numbered after the replica's own count
+// of changes received from the server (its cursor's Received).
+func (s *session) receiveChanges(ctx context.Context, pcs []*fieldsyncv1.Change, tok []byte) error {
+	if len(pcs) == 0 {
+		return nil
+	}
+	srv := s.t.Server
+	cur, err := cursor(ctx, s.cfg.Store, srv)
+	if err != nil {
+		return err
+	}
+	b := syncengine.Batch{Sender: srv, After: cur.Received}
+	for i, pc := range pcs {
+		ch, err := wire.ChangeFromProto(pc)
+		if err != nil {
+			return err
+		}
+		b.Changes = append(b.Changes, syncengine.Entry{Pos: cur.Received + syncengine.Position(i+1), Change: ch})
+	}
+	b.Through = cur.Received + syncengine.Position(len(pcs))
+	_, err = syncengine.ReceiveBatch(ctx, s.cfg.Store, b, syncengine.ReceiveOptions{Clock: s.cfg.Clock, WallMS: s.cfg.now().UnixMilli(), Also: s.saveToken(tok)})
+	return err
+}
+
+// cursor returns what the replica remembers of the server srv.
+func cursor(ctx context.Context, st syncengine.Store, srv syncengine.ReplicaID) (syncengine.Cursor, error) {
+	var cur syncengine.Cursor
+	err := st.View(ctx, func(tx syncengine.ReadTx) error {
+		var err error
+		cur, err = tx.Cursor(ctx, srv)
+		return err
+	})
+	return cur, err
+}

@@ -1,0 +1,191 @@
+package syncclient
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+)
+
+// Transport settings for 2G links (20 kbit/s, 1.3 s round trips, lossy):
+// see the research notes on gRPC over 2G/EDGE.
+const (
+	// assumedRTT is the round trip of a rural 2G link.
+	assumedRTT = 1300 * time.Millisecond
+	// floorBitsPerSec is the slowest link the deadlines allow for.
+	floorBitsPerSec = 20_000
+	// ConnectTimeout is the least time one connection attempt is given: cold
+	// TCP plus TLS takes about 5 s on 2G.
+	ConnectTimeout = 20 * time.Second
+	// minPullIdle is the least idle time of a pull stream: one 16 KiB
+	// response at the floor rate.
+	minPullIdle = 16 << 10
+)
+
+var (
+	clientKeepalive = keepalive.ClientParameters{
+		// Ping only while a stream is open, and give the answer time over a
+		// link with seconds of buffering. The server permits pings 30 s apart.
+		Time: 60 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: false,
+	}
+	connectParams = grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 120 * time.Second},
+		MinConnectTimeout: ConnectTimeout,
+	}
+)
+
+// RPCDeadline is the time allowed for an RPC carrying about bytes: five round
+// trips plus the bytes at the floor rate (a 16 KiB batch gets 13 s).
+func RPCDeadline(bytes int) time.Duration {
+	bytes = min(max(bytes, 0), 1<<30)
+	return 5*assumedRTT + time.Duration(int64(bytes)*8*int64(time.Second)/floorBitsPerSec)
+}
+
+// PullIdle is the longest a pull stream may stay without a message: the time
+// of one response of maxBytes (the server's limit from the handshake), or
+// override when set.
+func PullIdle(maxBytes int, override time.Duration) time.Duration {
+	if override > 0 {
+		return override
+	}
+	return RPCDeadline(max(maxBytes, minPullIdle))
+}
+
+// DialOptions returns the options of a connection to the server at addr:
+// TLS configured by tlsCfg (nil: plaintext, to loopback addresses only), the
+// 2G keepalive and backoff, gzip, and the token as per-RPC credentials when
+// token is set, followed by extra. It returns an error wrapping
+// ErrTLSRequired for plaintext to a non-loopback address.
+func DialOptions(addr, token string, tlsCfg *tls.Config, extra ...grpc.DialOption) ([]grpc.DialOption, error) {
+	var creds credentials.TransportCredentials
+	switch {
+	case tlsCfg != nil:
+		creds = credentials.NewTLS(tlsCfg)
+	case isLoopback(addr):
+		creds = insecure.NewCredentials()
+	default:
+		return nil, fmt.Errorf("%w: %s is not a loopback address; give the server's CA (WithTLS in the SDK, --upstream-ca for fieldsyncd)", ErrTLSRequired, addr)
+	}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.UseCompressor("gzip")),
+		grpc.WithKeepaliveParams(clientKeepalive),
+		grpc.WithConnectParams(connectParams),
+	}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken{token: token, secure: tlsCfg != nil}))
+	}
+	return append(opts, extra...), nil
+}
+
+// isLoopback reports whether the gRPC target addr names this machine:
+// localhost, 127.0.0.0/8 or ::1, with or without a port and a dns or
+// passthrough scheme.
+func isLoopback(addr string) bool {
+	host := addr
+	for _, scheme := range []string{"dns:///", "passthrough:///"} {
+		host = strings.TrimPrefix(host, scheme)
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// bearerToken is the device token as per-RPC credentials.
+type bearerToken struct {
+	token  string
+	secure bool // the connection uses TLS
+}
+
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + t.token}, nil
+}
+
+// RequireTransportSecurity is true on TLS connections, so that the token is
+// never sent in the clear to another machine; plaintext is used on loopback
+// only (dialOptions).
+func (t bearerToken) RequireTransportSecurity() bool { return t.secure }
+
+// stalledError is returned when a pull stream received nothing for idle.
+type stalledError struct{ idle time.Duration }
+
+func (e *stalledError) Error() string {
+	return fmt.Sprintf("no data from the server for %s; the connection stalled", e.idle)
+}
+
+// retryError marks an error of the protocol that a new attempt can cure.
+type retryError struct{ err error }
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// Retryable reports whether err, the failure of a sync attempt, is transient:
+// a new attempt may succeed. It is false once ctx is done.
+func Retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var stalled *stalledError
+	var again *retryError
+	switch {
+	case errors.As(err, &stalled), errors.As(err, &again):
+		return true
+	case errors.Is(err, ErrNotEnrolled), errors.Is(err, ErrServerMismatch), errors.Is(err, ErrTLSRequired):
+		return false
+	}
+	if st, ok := status.FromError(err); ok {
+		switch st.Code() {
+		case codes.Unavailable:
+			return !certificateProblem(st)
+		case codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted, codes.Canceled:
+			// ctx is not done, so the deadline or cancellation was one RPC's.
+			return true
+		case codes.Internal:
+			// The server's own faults carry its ErrorInfo; an Internal
+			// without one comes from the transport (a cut HTTP/2 stream).
+			return !fromServer(st)
+		}
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// certificateProblem reports whether an Unavailable status is a failed TLS
+// verification, which no retry cures.
+func certificateProblem(st *status.Status) bool {
+	m := st.Message()
+	return strings.Contains(m, "authentication handshake failed") &&
+		(strings.Contains(m, "x509:") || strings.Contains(m, "certificate"))
+}
+
+// fromServer reports whether st carries the fieldsync server's ErrorInfo.
+func fromServer(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == "fieldsync.v1" {
+			return true
+		}
+	}
+	return false
+}

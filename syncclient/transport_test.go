@@ -1,0 +1,126 @@
+package syncclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestRPCDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		bytes int
+		want  time.Duration
+	}{
+		{-1, 6500 * time.Millisecond},
+		{0, 6500 * time.Millisecond},
+		{2500, 7500 * time.Millisecond}, // 20 kbit = 1 s
+		{16 << 10, 6500*time.Millisecond + 6553600*time.Microsecond},
+		{512 << 10, 6500*time.Millisecond + 209715200*time.Microsecond},
+	} {
+		if got := RPCDeadline(tc.bytes); got != tc.want {
+			t.Errorf("RPCDeadline(%d) = %v, want %v", tc.bytes, got, tc.want)
+		}
+	}
+	if got := RPCDeadline(1 << 40); got <= 0 {
+		t.Errorf("RPCDeadline(1 TiB) = %v, want positive", got)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	p := RetryPolicy{}.WithDefaults()
+	if p != defaultRetry {
+		t.Fatalf("zero policy = %+v, want %+v", p, defaultRetry)
+	}
+	want := float64(time.Second)
+	for n := 1; n <= 20; n++ {
+		base := min(want, float64(2*time.Minute))
+		for range 50 {
+			d := float64(p.Delay(n))
+			if d < 0.8*base-1 || d > 1.2*base+1 {
+				t.Fatalf("delay(%d) = %v, want %v ±20%%", n, time.Duration(d), time.Duration(base))
+			}
+		}
+		want *= 1.6
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	info := func(code codes.Code, domain string) error {
+		st, err := status.New(code, "boom").WithDetails(&errdetails.ErrorInfo{Reason: "INTERNAL", Domain: domain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Err()
+	}
+	wrap := func(err error) error { return fmt.Errorf("fieldsync: push: %w", err) }
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"unavailable", wrap(status.Error(codes.Unavailable, "connection refused")), true},
+		{"rpc deadline", wrap(status.Error(codes.DeadlineExceeded, "deadline")), true},
+		{"exhausted", status.Error(codes.ResourceExhausted, "busy"), true},
+		{"aborted", status.Error(codes.Aborted, "aborted"), true},
+		{"cut stream", wrap(status.Error(codes.Internal, "stream terminated by RST_STREAM")), true},
+		{"server fault", wrap(info(codes.Internal, "fieldsync.v1")), false},
+		{"other domain internal", info(codes.Internal, "example.org"), true},
+		{"unauthenticated", wrap(status.Error(codes.Unauthenticated, "revoked")), false},
+		{"permission", status.Error(codes.PermissionDenied, "scope"), false},
+		{"invalid", status.Error(codes.InvalidArgument, "bad"), false},
+		{"precondition", status.Error(codes.FailedPrecondition, "gap"), false},
+		{"unimplemented", status.Error(codes.Unimplemented, "old server"), false},
+		{"bad certificate", status.Error(codes.Unavailable, "connection error: desc = \"transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority\""), false},
+		{"handshake cut", status.Error(codes.Unavailable, "connection error: desc = \"transport: authentication handshake failed: EOF\""), true},
+		{"not enrolled", ErrNotEnrolled, false},
+		{"mismatch", fmt.Errorf("x: %w", ErrServerMismatch), false},
+		{"tls required", fmt.Errorf("x: %w", ErrTLSRequired), false},
+		{"stalled", wrap(&stalledError{idle: time.Second}), true},
+		{"clock skew stop", wrap(&retryError{errors.New("server stopped")}), true},
+		{"net error", wrap(&net.OpError{Op: "dial", Err: errors.New("refused")}), true},
+		{"storage", wrap(errors.New("disk I/O error")), false},
+	} {
+		if got := Retryable(t.Context(), tc.err); got != tc.want {
+			t.Errorf("%s: Retryable(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if Retryable(ctx, status.Error(codes.Unavailable, "x")) {
+		t.Error("retryable after ctx is done")
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:7443", true},
+		{"127.9.9.9:1", true},
+		{"localhost:7443", true},
+		{"LOCALHOST", true},
+		{"[::1]:7443", true},
+		{"::1", true},
+		{"dns:///localhost:7443", true},
+		{"passthrough:///127.0.0.1:80", true},
+		{"10.0.0.1:7443", false},
+		{"192.168.1.5:443", false},
+		{"fieldsync.example.org:443", false},
+		{"localhost.example.org:443", false},
+		{"[2001:db8::1]:443", false},
+		{"0.0.0.0:7443", false},
+		{"", false},
+	} {
+		if got := isLoopback(tc.addr); got != tc.want {
+			t.Errorf("isLoopback(%q) = %v, want %v", tc.addr, got, tc.want)
+		}
+	}
+}
