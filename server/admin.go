@@ -95,7 +95,11 @@ func (a admin) AddDevice(ctx context.Context, req *fieldsyncv1.AddDeviceRequest)
 	if req.TtlSeconds != nil {
 		ttl = time.Duration(req.GetTtlSeconds()) * time.Second
 	}
-	code, expiry, err := a.s.IssueEnrolmentCode(req.GetAreaPrefixes(), req.GetName(), ttl)
+	issue := a.s.IssueEnrolmentCode
+	if req.GetRelay() {
+		issue = a.s.IssueRelayCode
+	}
+	code, expiry, err := issue(req.GetAreaPrefixes(), req.GetName(), ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +116,7 @@ func (a admin) ListDevices(ctx context.Context, _ *fieldsyncv1.ListDevicesReques
 	for _, d := range ds {
 		info := &fieldsyncv1.DeviceInfo{
 			ReplicaId: append([]byte(nil), d.ID[:]...), Name: d.Name, AreaPrefixes: d.Areas,
-			EnrolledAt: timestamppb.New(d.Created), Revoked: d.Revoked,
+			EnrolledAt: timestamppb.New(d.Created), Revoked: d.Revoked, Relay: d.Relay,
 		}
 		if d.Revoked {
 			info.RevokedAt = timestamppb.New(d.RevokedAt)
@@ -152,10 +156,13 @@ func (a admin) SyncStatus(ctx context.Context, _ *fieldsyncv1.SyncStatusRequest)
 		return nil, err
 	}
 	resp := &fieldsyncv1.SyncStatusResponse{LogEnd: uint64(end)}
+	if resp.Upstream, err = s.upstreamStatus(ctx); err != nil {
+		return nil, err
+	}
 	for _, d := range ds {
 		act := d.Activity
 		st := &fieldsyncv1.DeviceSyncStatus{
-			ReplicaId: append([]byte(nil), d.ID[:]...), Name: d.Name, AreaPrefixes: d.Areas, Revoked: d.Revoked,
+			ReplicaId: append([]byte(nil), d.ID[:]...), Name: d.Name, AreaPrefixes: d.Areas, Revoked: d.Revoked, Relay: d.Relay,
 			PendingChanges: int32(act.Pending), LastError: act.LastError,
 		}
 		if !act.LastSeen.IsZero() {

@@ -28,6 +28,9 @@ type Peer struct {
 	ID syncengine.ReplicaID
 	// Areas are the area-code prefixes the device may read and write.
 	Areas []string
+	// Relay marks a township server relaying its devices' changes: it may
+	// push changes made by other replicas.
+	Relay bool
 }
 
 type peerKey struct{}
@@ -61,7 +64,7 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	case d.Revoked:
 		return nil, fmt.Errorf("authenticate device %v: %w", d.ID, ErrRevoked)
 	}
-	return context.WithValue(ctx, peerKey{}, Peer{ID: d.ID, Areas: slices.Clone(d.Areas)}), nil
+	return context.WithValue(ctx, peerKey{}, Peer{ID: d.ID, Areas: slices.Clone(d.Areas), Relay: d.Relay}), nil
 }
 
 // bearer returns the token of the call's "authorization: Bearer <token>"
@@ -144,6 +147,22 @@ func codeHash(code string) [32]byte {
 // answer was lost can retry. It returns an error wrapping ErrBadRequest for
 // no areas, a bad prefix, a prefix outside the server's area or ttl <= 0.
 func (s *Server) IssueEnrolmentCode(areas []string, name string, ttl time.Duration) (code string, expiry time.Time, err error) {
+	return s.issueCode(areas, name, ttl, false)
+}
+
+// IssueRelayCode is IssueEnrolmentCode for a township server that will relay
+// its devices' changes to this one (fieldsyncd serve --upstream): its areas
+// must be townships (9 digits) within this server's area.
+func (s *Server) IssueRelayCode(areas []string, name string, ttl time.Duration) (code string, expiry time.Time, err error) {
+	for _, a := range areas {
+		if len(a) != 9 {
+			return "", time.Time{}, fmt.Errorf("issue relay enrolment code: %w: area %q is not a township (9 digits): a relaying server serves whole townships", ErrBadRequest, a)
+		}
+	}
+	return s.issueCode(areas, name, ttl, true)
+}
+
+func (s *Server) issueCode(areas []string, name string, ttl time.Duration, relay bool) (code string, expiry time.Time, err error) {
 	if len(areas) == 0 || ttl <= 0 {
 		return "", time.Time{}, fmt.Errorf("issue enrolment code: %w: need areas and a positive ttl", ErrBadRequest)
 	}
@@ -160,7 +179,7 @@ func (s *Server) IssueEnrolmentCode(areas []string, name string, ttl time.Durati
 	code = base32.StdEncoding.EncodeToString(raw[:])
 	now := s.now()
 	expiry = now.Add(ttl)
-	c := boltstore.EnrolCode{Hash: codeHash(code), Areas: slices.Clone(areas), Name: name, Expiry: expiry}
+	c := boltstore.EnrolCode{Hash: codeHash(code), Areas: slices.Clone(areas), Name: name, Relay: relay, Expiry: expiry}
 	if err := s.store.PutEnrolCode(context.Background(), c, now); err != nil {
 		return "", time.Time{}, fmt.Errorf("issue enrolment code: %w", err)
 	}
@@ -204,11 +223,11 @@ func (e enrolment) Enroll(ctx context.Context, req *fieldsyncv1.EnrollRequest) (
 	if name == "" {
 		name = req.GetDeviceName()
 	}
-	d := boltstore.Device{ID: id, Name: name, Areas: grant.Areas, TokenHash: sha256.Sum256([]byte(token)), Created: old.Created}
+	d := boltstore.Device{ID: id, Name: name, Areas: grant.Areas, TokenHash: sha256.Sum256([]byte(token)), Created: old.Created, Relay: grant.Relay}
 	if err := s.store.PutDevice(ctx, d); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	s.log.InfoContext(ctx, "device enrolled", "device", id.String(), "areas", len(grant.Areas))
+	s.log.InfoContext(ctx, "device enrolled", "device", id.String(), "areas", len(grant.Areas), "relay", grant.Relay)
 	srv := s.store.Replica()
 	return &fieldsyncv1.EnrollResponse{
 		DeviceToken:     token,

@@ -105,8 +105,12 @@ func scopePrefixes(areas []string) []string {
 	return out
 }
 
-func scopeHash(prefixes []string) uint32 {
-	h := sha256.Sum256([]byte(strings.Join(prefixes, ",")))
+func scopeHash(prefixes []string, epoch string) uint32 {
+	in := strings.Join(prefixes, ",")
+	if epoch != "" {
+		in += ";" + epoch
+	}
+	h := sha256.Sum256([]byte(in))
 	return binary.BigEndian.Uint32(h[:4])
 }
 
@@ -122,7 +126,13 @@ func (v syncService) Pull(req *fieldsyncv1.PullRequest, stream grpc.ServerStream
 		return err
 	}
 	prefixes := scopePrefixes(p.Areas)
-	scope := scopeHash(prefixes)
+	// A snapshot from upstream that changed records here starts a new epoch:
+	// those changes are not in the log, so every cursor takes a snapshot.
+	epoch, err := s.snapshotEpoch(ctx)
+	if err != nil {
+		return fmt.Errorf("pull: %w", err)
+	}
+	scope := scopeHash(prefixes, epoch)
 	limit := s.cfg.MaxPullBytes
 	if m := int(req.GetMaxBatchBytes()); req.MaxBatchBytes != nil && m < limit {
 		limit = max(m, 1024)

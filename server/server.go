@@ -94,6 +94,8 @@ type Server struct {
 	health    *health.Server
 	log       *slog.Logger
 	closed    atomic.Bool
+	// relay is the upstream relay, once StartUpstream ran.
+	relay atomic.Pointer[relay]
 }
 
 // New opens (creating on first start, with a new replica identity) the store

@@ -60,16 +60,22 @@ func (v syncService) Hello(ctx context.Context, req *fieldsyncv1.HelloRequest) (
 	if req.GetClientTime().IsValid() {
 		offset = now.UnixMilli() - req.GetClientTime().AsTime().UnixMilli()
 	}
+	hasUp, upCounter, err := s.upstreamReceipt(ctx, p.ID)
+	if err != nil {
+		return nil, fmt.Errorf("hello: %w", err)
+	}
 	srv := s.store.Replica()
 	return &fieldsyncv1.HelloResponse{
-		ServerReplicaId:      srv[:],
-		ServerTime:           timestamppb.New(now),
-		ClockOffsetMs:        offset,
-		AreaPrefixes:         p.Areas,
-		CapabilityVersion:    wire.CapabilityVersion,
-		Limits:               s.limits(),
-		MaxClockSkewMs:       s.cfg.MaxClockSkew.Milliseconds(),
-		AcknowledgedPosition: uint64(cur.Received),
+		HasUpstream:                 hasUp,
+		UpstreamAcknowledgedCounter: upCounter,
+		ServerReplicaId:             srv[:],
+		ServerTime:                  timestamppb.New(now),
+		ClockOffsetMs:               offset,
+		AreaPrefixes:                p.Areas,
+		CapabilityVersion:           wire.CapabilityVersion,
+		Limits:                      s.limits(),
+		MaxClockSkewMs:              s.cfg.MaxClockSkew.Milliseconds(),
+		AcknowledgedPosition:        uint64(cur.Received),
 	}, nil
 }
 
@@ -113,6 +119,9 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 		results = results[:slot[rc.Results[n-1].Pos]+1]
 	}
 	s.logPush(ctx, p.ID, rc)
+	if len(rc.Results) > 0 {
+		s.nudgeUpstream()
+	}
 	s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) { a.Pending = max(0, a.Pending-len(results)) })
 	return &fieldsyncv1.PushResponse{Results: results, AcknowledgedPosition: uint64(rc.Through)}, nil
 }
@@ -150,8 +159,9 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 		// A device pushes only the changes it made. Taking one in another
 		// replica's name would let it claim that replica's next dot, and the
 		// real change with that dot would then be answered ALREADY_APPLIED and
-		// lost.
-		if c.Origin != p.ID {
+		// lost. A relaying township pushes its devices' changes too, within
+		// its areas, which the validator checks as for any peer.
+		if c.Origin != p.ID && !p.Relay {
 			results[i] = &fieldsyncv1.ChangeResult{
 				ChangeId: pc.GetChangeId(),
 				Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_OUT_OF_SCOPE,

@@ -396,6 +396,13 @@ type Status struct {
 	LastSuccess time.Time
 	// LastError is the error of the last Sync if it failed, else "".
 	LastError string
+	// Upstream is set when the server relays to an upstream tier (a
+	// township to its county), as the last sync learnt.
+	Upstream bool
+	// AtServer counts the device's changes the server has accepted and its
+	// upstream tier not yet; AtUpstream those the upstream tier has too (see
+	// Receipts). Without an upstream, AtServer counts every accepted change.
+	AtServer, AtUpstream int
 }
 
 // Status returns the device's sync state.
@@ -442,6 +449,20 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
 	}
 	if st.Rejected, err = c.rejections(ctx); err != nil {
+		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
+	}
+	if st.Upstream, _, err = c.upstreamReceipt(ctx); err != nil {
+		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
+	}
+	err = c.eachOwnChange(ctx, func(r Receipt) {
+		switch r.Stage {
+		case StageServer:
+			st.AtServer++
+		case StageUpstream:
+			st.AtUpstream++
+		}
+	})
+	if err != nil {
 		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
 	}
 	if b, err := c.store.Meta(ctx, metaLastSuccess); err != nil {

@@ -107,10 +107,3 @@ func (c *Client) syncConfig() *syncclient.Config {
 		},
 	}
 }
-
-// saveReceipt stores how far the server's upstream tier has accepted the
-// device's changes, as the handshake told.
-func (c *Client) saveReceipt(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
-	_, _ = ctx, hello
-	return nil
-}

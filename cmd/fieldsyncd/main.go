@@ -2,12 +2,21 @@
 // or a county health bureau.
 //
 //	fieldsyncd serve --data DIR [--listen ADDR] [--area PREFIX] [--tls-cert FILE --tls-key FILE]
+//	                 [--upstream ADDR --upstream-token-file FILE [--upstream-ca FILE] [--upstream-every DUR]]
+//	fieldsyncd enroll-upstream --data DIR --area PREFIX --upstream ADDR --code CODE --token-file FILE [--upstream-ca FILE]
 //
 // --area is the area the server serves: a township's 9-digit prefix or a
 // county's 6; devices are enrolled only within it. On first start it creates its replica identity and store in DIR, an admin
 // token (DIR/admin.token, mode 0600) for the operator's fieldsync CLI, and the
 // county's ID-hash key (DIR/id-hash.key) handed to devices at enrolment. It
 // refuses to listen without TLS on anything but a loopback address.
+//
+// A township server relays to its county: enroll-upstream exchanges a code
+// the county's operator issued (fieldsync admin device add --relay) for the
+// township's token, written to --token-file (mode 0600), and takes the
+// county's ID-hash key; serve --upstream then syncs with the county at once,
+// every --upstream-every, soon after devices push, and with backoff while the
+// uplink is down.
 package main
 
 import (
@@ -25,6 +34,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -43,35 +53,56 @@ func main() {
 	}
 }
 
-const usage = `usage: fieldsyncd serve --data DIR [--listen ADDR] [--area PREFIX] [--tls-cert FILE --tls-key FILE]
+const usage = `usage:
+  fieldsyncd serve --data DIR [--listen ADDR] [--area PREFIX] [--tls-cert FILE --tls-key FILE]
+                   [--upstream ADDR --upstream-token-file FILE [--upstream-ca FILE]]
+  fieldsyncd enroll-upstream --data DIR --area PREFIX --upstream ADDR --code CODE --token-file FILE [--upstream-ca FILE]
 
-Run 'fieldsyncd serve --help' for the flags.
+Run 'fieldsyncd serve --help' or 'fieldsyncd enroll-upstream --help' for the flags.
 `
 
 // run runs the command in args. ready, if not nil, receives the address the
 // server listens on once it serves.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- net.Addr) error {
-	if len(args) == 0 || args[0] != "serve" {
+	if len(args) == 0 || (args[0] != "serve" && args[0] != "enroll-upstream") {
 		fmt.Fprint(stderr, usage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 			return nil
 		}
-		return errors.New("the only command is serve")
+		return errors.New("the commands are serve and enroll-upstream")
+	}
+	if args[0] == "enroll-upstream" {
+		return enrollUpstream(ctx, args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	data := fs.String("data", "data", "data `directory` (created if missing)")
-	listen := fs.String("listen", "127.0.0.1:7443", "`address` to listen on")
-	area := fs.String("area", "", "area-code `prefix` served: a township's 9 digits or a county's 6 (recorded in DIR on first start)")
-	certFile := fs.String("tls-cert", "", "TLS certificate `file` (required to listen beyond loopback)")
-	keyFile := fs.String("tls-key", "", "TLS private key `file`")
+	var o serveOptions
+	fs.StringVar(&o.data, "data", "data", "data `directory` (created if missing)")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:7443", "`address` to listen on")
+	fs.StringVar(&o.area, "area", "", "area-code `prefix` served: a township's 9 digits or a county's 6 (recorded in DIR on first start)")
+	fs.StringVar(&o.certFile, "tls-cert", "", "TLS certificate `file` (required to listen beyond loopback)")
+	fs.StringVar(&o.keyFile, "tls-key", "", "TLS private key `file`")
+	fs.StringVar(&o.upstream, "upstream", "", "`address` of the county server to relay to (a township; see enroll-upstream)")
+	fs.StringVar(&o.upstreamToken, "upstream-token-file", "", "`file` holding the township's token at the county (written by enroll-upstream)")
+	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM `file` of the CA that signed the county's certificate (required for a county beyond loopback)")
+	fs.DurationVar(&o.upstreamEvery, "upstream-every", server.DefaultUpstreamEvery, "time between syncs with the county while the uplink is up")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	return serve(ctx, *data, *listen, *area, *certFile, *keyFile, stdout, stderr, ready)
+	return serve(ctx, o, stdout, stderr, ready)
 }
 
-func serve(ctx context.Context, data, listen, area, certFile, keyFile string, stdout, stderr io.Writer, ready chan<- net.Addr) error {
+type serveOptions struct {
+	data, listen, area, certFile, keyFile string
+	upstream, upstreamToken, upstreamCA   string
+	upstreamEvery                         time.Duration
+}
+
+func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready chan<- net.Addr) error {
+	data, listen, certFile, keyFile := o.data, o.listen, o.certFile, o.keyFile
+	if (o.upstream == "") != (o.upstreamToken == "") {
+		return errors.New("--upstream and --upstream-token-file go together: give both to relay to a county, or neither")
+	}
 	var creds credentials.TransportCredentials
 	if certFile != "" || keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
@@ -85,16 +116,32 @@ func serve(ctx context.Context, data, listen, area, certFile, keyFile string, st
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return err
 	}
-	key, err := idHashKey(filepath.Join(data, "id-hash.key"))
+	key, err := idHashKey(filepath.Join(data, idHashKeyFile))
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	srv, err := server.New(server.Config{DataDir: data, Area: area, IDHashKey: key, Logger: log})
+	srv, err := server.New(server.Config{DataDir: data, Area: o.area, IDHashKey: key, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	var relayDone <-chan struct{}
+	if o.upstream != "" {
+		up, err := upstreamConfig(o.upstream, o.upstreamToken, o.upstreamCA)
+		if err != nil {
+			return err
+		}
+		up.Every = o.upstreamEvery
+		rctx, cancel := context.WithCancel(ctx)
+		defer func() {
+			cancel()
+			<-relayDone // the relay's transactions end before the store closes
+		}()
+		if relayDone, err = srv.StartUpstream(rctx, up); err != nil {
+			return err
+		}
+	}
 	opts := srv.GRPCOptions()
 	if creds != nil {
 		opts = append(opts, grpc.Creds(creds))
@@ -107,7 +154,7 @@ func serve(ctx context.Context, data, listen, area, certFile, keyFile string, st
 	}
 	fmt.Fprintf(stdout, "fieldsyncd: replica %v serving on %s; admin token in %s\n",
 		srv.Replica(), lis.Addr(), filepath.Join(data, server.AdminTokenFile))
-	log.Info("serving", "addr", lis.Addr().String(), "area", srv.Area(), "tls", creds != nil)
+	log.Info("serving", "addr", lis.Addr().String(), "area", srv.Area(), "tls", creds != nil, "upstream", o.upstream != "")
 	if ready != nil {
 		ready <- lis.Addr()
 	}

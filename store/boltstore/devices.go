@@ -32,6 +32,9 @@ type Device struct {
 	// registered, so that its token is recognised and refused as revoked.
 	Revoked   bool
 	RevokedAt time.Time
+	// Relay marks a township server relaying its devices' changes (it may
+	// push changes made by other replicas, within its areas), not a device.
+	Relay bool
 	// Activity is what the server saw of the device's syncs.
 	Activity Activity
 }
@@ -62,6 +65,7 @@ type deviceJSON struct {
 	Created   time.Time     `json:"created"`
 	Revoked   bool          `json:"revoked,omitempty"`
 	RevokedAt time.Time     `json:"revoked_at,omitzero"`
+	Relay     bool          `json:"relay,omitempty"`
 	Activity  *activityJSON `json:"activity,omitempty"`
 }
 
@@ -74,7 +78,7 @@ type activityJSON struct {
 }
 
 func encodeDevice(d *Device) ([]byte, error) {
-	j := deviceJSON{Name: d.Name, Areas: d.Areas, Created: d.Created, Revoked: d.Revoked, RevokedAt: d.RevokedAt}
+	j := deviceJSON{Name: d.Name, Areas: d.Areas, Created: d.Created, Revoked: d.Revoked, RevokedAt: d.RevokedAt, Relay: d.Relay}
 	if a := d.Activity; a != (Activity{}) {
 		j.Activity = &activityJSON{LastSeen: a.LastSeen, LastSync: a.LastSync, PulledThrough: uint64(a.PulledThrough), Pending: a.Pending, LastError: a.LastError}
 	}
@@ -99,7 +103,7 @@ func decodeDevice(k, v []byte) (Device, error) {
 			return d, fmt.Errorf("boltstore: device %v: %w: token hash %q", d.ID, ErrCorrupt, j.TokenHash)
 		}
 	}
-	d.Name, d.Areas, d.Created, d.Revoked, d.RevokedAt = j.Name, j.Areas, j.Created, j.Revoked, j.RevokedAt
+	d.Name, d.Areas, d.Created, d.Revoked, d.RevokedAt, d.Relay = j.Name, j.Areas, j.Created, j.Revoked, j.RevokedAt, j.Relay
 	if a := j.Activity; a != nil {
 		d.Activity = Activity{LastSeen: a.LastSeen, LastSync: a.LastSync, PulledThrough: syncengine.Position(a.PulledThrough), Pending: a.Pending, LastError: a.LastError}
 	}

@@ -19,6 +19,8 @@ type EnrolCode struct {
 	Areas []string
 	// Name labels the device for people.
 	Name string
+	// Relay: the code enrols a relaying township server (Device.Relay).
+	Relay bool
 	// Expiry is when the code stops being accepted.
 	Expiry time.Time
 	// Replica is the device that used the code, zero until first used. A
@@ -30,12 +32,13 @@ type EnrolCode struct {
 type enrolCodeJSON struct {
 	Areas   []string  `json:"areas"`
 	Name    string    `json:"name,omitempty"`
+	Relay   bool      `json:"relay,omitempty"`
 	Expiry  time.Time `json:"expiry"`
 	Replica string    `json:"replica,omitempty"`
 }
 
 func encodeEnrolCode(c *EnrolCode) ([]byte, error) {
-	j := enrolCodeJSON{Areas: c.Areas, Name: c.Name, Expiry: c.Expiry.UTC()}
+	j := enrolCodeJSON{Areas: c.Areas, Name: c.Name, Relay: c.Relay, Expiry: c.Expiry.UTC()}
 	if !c.Replica.IsZero() {
 		j.Replica = c.Replica.String()
 	}
@@ -59,7 +62,7 @@ func decodeEnrolCode(k, v []byte) (EnrolCode, error) {
 		}
 		c.Replica = id
 	}
-	c.Areas, c.Name, c.Expiry = j.Areas, j.Name, j.Expiry
+	c.Areas, c.Name, c.Relay, c.Expiry = j.Areas, j.Name, j.Relay, j.Expiry
 	return c, nil
 }
 
