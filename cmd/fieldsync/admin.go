@@ -23,7 +23,7 @@ import (
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
 
-const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE...] --name NAME
+const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE...] --name NAME [--relay]
        fieldsync admin device list [--json]
        fieldsync admin device revoke [flags] REPLICA_ID
        fieldsync admin status [--json]
@@ -34,6 +34,9 @@ Every admin command takes --server ADDR (default 127.0.0.1:7443), --token-file F
 (default data/admin.token, written by fieldsyncd) and --ca FILE (the CA certificate
 of the server's TLS certificate; without it a loopback server is reached in plaintext
 and any other with the system's roots).
+
+At a county, 'device add --relay --area TOWNSHIP' issues the code a township server
+enrols with ('fieldsyncd enroll-upstream'), so that it relays its phones' changes.
 `
 
 // adminFlags are the connection flags of every admin command.
@@ -120,6 +123,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.Var(&areas, "area", "area `code` prefix the device may sync (repeatable)")
 		name := fs.String("name", "", "device or doctor `name`")
 		ttl := fs.Duration("ttl", 24*time.Hour, "how long the enrolment code stays valid")
+		relay := fs.Bool("relay", false, "the code enrols a township server relaying to this county (fieldsyncd enroll-upstream), not a phone; --area is then the township's 9 digits")
 		if err := fs.Parse(args[2:]); err != nil {
 			return err
 		}
@@ -128,7 +132,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
 			secs := int64(ttl.Seconds())
-			resp, err := c.AddDevice(ctx, &fieldsyncv1.AddDeviceRequest{Name: *name, AreaPrefixes: areas, TtlSeconds: &secs})
+			resp, err := c.AddDevice(ctx, &fieldsyncv1.AddDeviceRequest{Name: *name, AreaPrefixes: areas, TtlSeconds: &secs, Relay: *relay})
 			if err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ type deviceStatusJSON struct {
 	Name      string     `json:"name"`
 	Areas     []string   `json:"areas"`
 	Revoked   bool       `json:"revoked"`
+	Relay     bool       `json:"relay,omitempty"`
 	LastSeen  *time.Time `json:"last_seen"`
 	LastSync  *time.Time `json:"last_sync"`
 	Pending   int32      `json:"pending"`
@@ -33,7 +34,7 @@ func runAdminStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("admin status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: fieldsync admin status [--json]\n\nFor each device: when it last synced, how many changes it still has to send,\nhow many changes of its areas it has not pulled yet (lag), and its last error.\n\nflags:\n")
+		fmt.Fprint(stderr, "usage: fieldsync admin status [--json]\n\nFor each device (and each township relaying to a county): when it last synced,\nhow many changes it still has to send, how many changes of its areas it has\nnot pulled yet (lag), and its last error. A township relaying to its county\nalso shows its uplink: last sync, changes not yet at the county, last error.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	a.register(fs)
@@ -48,7 +49,7 @@ func runAdminStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		for _, d := range resp.GetDevices() {
 			j := deviceStatusJSON{
-				ReplicaID: formatReplicaID(d.GetReplicaId()), Name: d.GetName(), Areas: d.GetAreaPrefixes(), Revoked: d.GetRevoked(),
+				ReplicaID: formatReplicaID(d.GetReplicaId()), Name: d.GetName(), Areas: d.GetAreaPrefixes(), Revoked: d.GetRevoked(), Relay: d.GetRelay(),
 				Pending: d.GetPendingChanges(), Lag: d.GetLag(), LagCapped: d.GetLagCapped(), LastError: d.GetLastError(),
 			}
 			if d.GetLastSeen() != nil {
@@ -76,6 +77,9 @@ func runAdminStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 				lag += "+"
 			}
 			state := "active"
+			if j.Relay {
+				state = "relay"
+			}
 			if j.Revoked {
 				state = "revoked"
 			}
@@ -85,9 +89,53 @@ func runAdminStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 			}
 			fmt.Fprintf(stdout, "  %s\n", j.Name)
 		}
-		if !*asJSON {
-			fmt.Fprintf(stdout, "%d devices; server log at position %d\n", len(resp.GetDevices()), resp.GetLogEnd())
+		up := resp.GetUpstream()
+		if *asJSON {
+			if up != nil {
+				b, err := json.Marshal(upstreamStatusJSON(up))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%s\n", b)
+			}
+			return nil
+		}
+		fmt.Fprintf(stdout, "%d devices; server log at position %d\n", len(resp.GetDevices()), resp.GetLogEnd())
+		if up != nil {
+			j := upstreamStatusJSON(up)
+			last := "never"
+			if j.LastSync != nil {
+				last = j.LastSync.Local().Format("2006-01-02 15:04 MST")
+			}
+			fmt.Fprintf(stdout, "upstream %s: last sync %s, %d changes not yet at the county", j.Upstream, last, j.Pending)
+			if j.LastError != "" {
+				fmt.Fprintf(stdout, ", last error: %s", j.LastError)
+			}
+			fmt.Fprintln(stdout)
 		}
 		return nil
 	})
+}
+
+// upstreamJSON is the township's uplink as 'admin status --json' prints it,
+// on its own line after the devices.
+type upstreamJSON struct {
+	Upstream    string     `json:"upstream"`
+	LastSync    *time.Time `json:"last_sync"`
+	LastAttempt *time.Time `json:"last_attempt"`
+	Pending     uint64     `json:"pending"`
+	LastError   string     `json:"last_error"`
+}
+
+func upstreamStatusJSON(up *fieldsyncv1.UpstreamStatus) upstreamJSON {
+	j := upstreamJSON{Upstream: up.GetAddress(), Pending: up.GetPendingChanges(), LastError: up.GetLastError()}
+	if up.GetLastSync() != nil {
+		t := up.GetLastSync().AsTime()
+		j.LastSync = &t
+	}
+	if up.GetLastAttempt() != nil {
+		t := up.GetLastAttempt().AsTime()
+		j.LastAttempt = &t
+	}
+	return j
 }
