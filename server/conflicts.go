@@ -114,6 +114,7 @@ func (a admin) ResolveConflict(ctx context.Context, req *fieldsyncv1.ResolveConf
 		return nil, fmt.Errorf("resolve conflict: %w", err)
 	}
 	s.log.InfoContext(ctx, "conflict resolved", "record", id.String(), "field", field)
+	s.nudgeUpstream()
 	return &fieldsyncv1.ResolveConflictResponse{ChangeId: cid[:]}, nil
 }
 

@@ -55,6 +55,9 @@ type Upstream struct {
 	Every time.Duration
 	// DialOptions are added to every connection (tests).
 	DialOptions []grpc.DialOption
+	// Retry is the retry policy within one round; zero means three attempts
+	// over about three seconds (the schedule retries later anyway).
+	Retry syncclient.RetryPolicy
 }
 
 // DefaultUpstreamEvery is the time between relay rounds while the uplink is
@@ -141,6 +144,9 @@ func (s *Server) upstreamReplica(ctx context.Context) (syncengine.ReplicaID, err
 func (s *Server) SetUpstream(ctx context.Context, up Upstream) error {
 	if up.Every <= 0 {
 		up.Every = DefaultUpstreamEvery
+	}
+	if up.Retry == (syncclient.RetryPolicy{}) {
+		up.Retry = syncclient.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Second, MaxDelay: 10 * time.Second}
 	}
 	id, err := s.upstreamReplica(ctx)
 	if err != nil {
@@ -278,7 +284,7 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 		Clock:       clock,
 		Relay:       true,
 		Now:         s.now,
-		Retry:       syncclient.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Second, MaxDelay: 10 * time.Second},
+		Retry:       r.cfg.Retry,
 		TLS:         r.cfg.TLS,
 		DialOptions: r.cfg.DialOptions,
 		LoadCursor:  func(ctx context.Context) ([]byte, error) { return s.store.Meta(ctx, metaUpstreamCursor) },
