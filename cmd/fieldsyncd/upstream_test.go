@@ -27,7 +27,9 @@ func startServe(t *testing.T, args ...string) string {
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	var out, logs bytes.Buffer
-	go func() { done <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...), &out, &logs, ready) }()
+	go func() {
+		done <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...), &out, &logs, ready)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
