@@ -33,6 +33,10 @@ LISTEN ?= 127.0.0.1:7443
 run: build ## start a township server on 127.0.0.1:7443 with its data in ./data (Ctrl-C stops it)
 	$(BIN)/fieldsyncd serve --data data --listen $(LISTEN) --area $(AREA)
 
+.PHONY: tiers
+tiers: build ## run a county (127.0.0.1:7450) and two townships relaying to it (:7451, :7452), data in ./data/tiers
+	scripts/tiers.sh
+
 .PHONY: demo
 demo: build ## record a generated village on a new device replica (./data) and print the day's questions
 	rm -f data/demo-replica.db data/demo-replica.db-wal data/demo-replica.db-shm
