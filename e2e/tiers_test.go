@@ -376,21 +376,35 @@ func (w *tierWorld) step(t *testing.T, step int) {
 		}
 	case r < 77: // a township relays
 		town := w.towns[w.rng.IntN(2)]
+		if town.srv == nil {
+			return
+		}
 		if err := town.relay(t); err != nil {
 			w.fig.relayFailures++
-			if town.uplink == "up" {
+			if town.uplink == "up" && w.county.srv != nil {
 				t.Errorf("step %d: %s: relay with the uplink up: %v", step, town.name, err)
 			}
 		}
 	case r < 83: // an uplink changes state
 		town := w.towns[w.rng.IntN(2)]
-		town.setUplink(t, []string{"up", "flaky", "down"}[w.rng.IntN(3)])
+		if town.srv != nil {
+			town.setUplink(t, []string{"up", "flaky", "down"}[w.rng.IntN(3)])
+		}
 	case r < 87: // a phone goes offline or comes back
 		p.online = !p.online
-	case r < 90: // a server restarts
+	case r < 90: // a server stops (the power fails), or starts again
 		all := append([]*tierServer{w.county}, w.towns...)
-		all[w.rng.IntN(len(all))].restart(t)
-		w.fig.restarts++
+		srv := all[w.rng.IntN(len(all))]
+		switch {
+		case srv.srv == nil:
+			srv.start(t)
+		case w.rng.IntN(2) == 0:
+			srv.stop(t) // down for some steps: phones and relays find it gone
+			w.fig.restarts++
+		default:
+			srv.restart(t)
+			w.fig.restarts++
+		}
 	case r < 95: // a conflict is resolved at the county or a township
 		srv := w.county
 		if w.rng.IntN(2) == 0 {
@@ -425,6 +439,9 @@ func (w *tierWorld) phoneEdit(t *testing.T, p *tierPhone) {
 
 // serverEdit edits the notes of a household srv holds, as a correction.
 func (w *tierWorld) serverEdit(t *testing.T, srv *tierServer) {
+	if srv.srv == nil {
+		return
+	}
 	ids := w.allHouseholds()
 	id := ids[w.rng.IntN(len(ids))]
 	rec, ok := tierRecord(t, srv, id)
@@ -478,6 +495,9 @@ func wireArea(t *testing.T, rec *fieldsyncv1.Record) string {
 
 // resolve resolves one open conflict srv lists, keeping a random value.
 func (w *tierWorld) resolve(t *testing.T, srv *tierServer) {
+	if srv.srv == nil {
+		return
+	}
 	c, done := srv.admin(t)
 	defer done()
 	list, err := c.ListConflicts(srv.adminCtx(t), &fieldsyncv1.ListConflictsRequest{AreaPrefix: srv.area})
@@ -507,6 +527,9 @@ const tierMoves = false
 
 // move asks the county to move a household to another village.
 func (w *tierWorld) move(t *testing.T) {
+	if w.county.srv == nil {
+		return
+	}
 	ids := w.allHouseholds()
 	id := ids[w.rng.IntN(len(ids))]
 	rec, ok := tierRecord(t, w.county, id)
@@ -530,6 +553,11 @@ func (w *tierWorld) move(t *testing.T) {
 // heal brings every link up and every phone online, then runs at most two
 // rounds: townships relay, phones sync, townships relay.
 func (w *tierWorld) heal(t *testing.T) {
+	for _, srv := range append([]*tierServer{w.county}, w.towns...) {
+		if srv.srv == nil {
+			srv.start(t)
+		}
+	}
 	for _, town := range w.towns {
 		town.setUplink(t, "up")
 	}
