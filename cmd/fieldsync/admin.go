@@ -28,7 +28,7 @@ const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE..
        fieldsync admin device revoke [flags] REPLICA_ID
        fieldsync admin status [--json]
        fieldsync admin conflicts list [--area PREFIX] [--json]
-       fieldsync admin conflicts resolve [flags] ID (--keep N | --kind KIND --value JSON)
+       fieldsync admin conflicts resolve [flags] ID (--keep N | --value JSON [--kind KIND])
 
 Every admin command takes --server ADDR (default 127.0.0.1:7443), --token-file FILE
 (default data/admin.token, written by fieldsyncd) and --ca FILE (the CA certificate

@@ -19,7 +19,7 @@ import (
 )
 
 const conflictsUsage = `usage: fieldsync admin conflicts list [--area PREFIX] [--json]
-       fieldsync admin conflicts resolve [flags] ID (--keep N | --kind KIND --value JSON)
+       fieldsync admin conflicts resolve [flags] ID (--keep N | --value JSON [--kind KIND])
 
 list shows the open conflicts of the server's records in an area (default: the
 server's whole area). Each has an ID, RECORD_ID/FIELD_NUMBER, and numbered values,
@@ -28,7 +28,8 @@ the shown one first.
 resolve closes conflict ID with a change made by the server, which syncs to every
 replica like any other: --keep N keeps value N as list numbered it; --value gives a
 new value as a JSON object of the record kind's message holding just that field,
-e.g. --kind follow_up --value '{"systolic_mmhg": 150}'.
+e.g. --value '{"systolic_mmhg": 150}' (--kind names the record's kind, by default
+the one the server lists).
 ` + "\nEvery admin command also takes --server, --token-file and --ca (see 'fieldsync admin --help').\n"
 
 // adminConflictJSON is one conflict as 'admin conflicts list --json' prints it.
@@ -69,7 +70,7 @@ func runAdminConflicts(ctx context.Context, args []string, stdout, stderr io.Wri
 		})
 	}
 	keep := fs.Int("keep", -1, "keep value `N` as 'conflicts list' numbers it")
-	kindFlag := fs.String("kind", "", "record `kind`, with --value")
+	kindFlag := fs.String("kind", "", "record `kind`, with --value (default: the record's, as the server lists it)")
 	value := fs.String("value", "", "new value: a JSON `object` of the kind's message with just the field")
 	pos, err := parseArgs(fs, args[1:])
 	if err != nil {
@@ -88,18 +89,19 @@ func runAdminConflicts(ctx context.Context, args []string, stdout, stderr io.Wri
 		return errors.New("admin conflicts resolve: give exactly one of --keep N and --value JSON")
 	case *keep >= 0:
 		req.Choice = &fieldsyncv1.ResolveConflictRequest_Keep{Keep: int32(*keep)}
-	default:
-		kind, err := parseKind(*kindFlag)
-		if err != nil {
-			return fmt.Errorf("admin conflicts resolve --value: %w", err)
-		}
-		v, err := fieldValueFromJSON(kind, field, *value)
-		if err != nil {
-			return fmt.Errorf("admin conflicts resolve --value: %w", err)
-		}
-		req.Choice = &fieldsyncv1.ResolveConflictRequest_Value{Value: v}
 	}
 	return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
+		if *value != "" {
+			kind, err := conflictKind(ctx, c, recID, *kindFlag)
+			if err != nil {
+				return fmt.Errorf("admin conflicts resolve --value: %w", err)
+			}
+			v, err := fieldValueFromJSON(kind, field, *value)
+			if err != nil {
+				return fmt.Errorf("admin conflicts resolve --value: %w", err)
+			}
+			req.Choice = &fieldsyncv1.ResolveConflictRequest_Value{Value: v}
+		}
 		resp, err := c.ResolveConflict(ctx, req)
 		if err != nil {
 			return fmt.Errorf("admin conflicts resolve: %w", err)
@@ -107,6 +109,24 @@ func runAdminConflicts(ctx context.Context, args []string, stdout, stderr io.Wri
 		fmt.Fprintf(stdout, "resolved %s with change %s; it reaches the devices at their next sync\n", pos[0], formatReplicaID(resp.GetChangeId()))
 		return nil
 	})
+}
+
+// conflictKind returns the kind named by flag, or, when flag is empty, the
+// kind of record id as the server lists its conflicts.
+func conflictKind(ctx context.Context, c fieldsyncv1.AdminServiceClient, id syncengine.RecordID, flag string) (fieldsyncv1.RecordKind, error) {
+	if flag != "" {
+		return parseKind(flag)
+	}
+	resp, err := c.ListConflicts(ctx, &fieldsyncv1.ListConflictsRequest{})
+	if err != nil {
+		return 0, err
+	}
+	for _, rc := range resp.GetRecords() {
+		if syncengine.RecordID(rc.GetRecordId()) == id {
+			return rc.GetKind(), nil
+		}
+	}
+	return 0, fmt.Errorf("record %v has no open conflict on this server: list them with 'fieldsync admin conflicts list'", id)
 }
 
 // parseConflictID reads RECORD_ID/FIELD.

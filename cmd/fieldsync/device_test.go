@@ -465,7 +465,7 @@ func TestDeviceGetShowsConflicts(t *testing.T) {
 	if _, _, err := cli(t, append([]string{"admin", "conflicts", "resolve", c.ID, "--kind", "household", "--value", `{"address": "x"}`}, adm...)...); err == nil {
 		t.Error("resolving head_name with another field's value succeeded")
 	}
-	out = mustCLI(t, append([]string{"admin", "conflicts", "resolve", c.ID, "--kind", "household", "--value", `{"head_name": "杨丙"}`}, adm...)...)
+	out = mustCLI(t, append([]string{"admin", "conflicts", "resolve", c.ID, "--value", `{"head_name": "杨丙"}`}, adm...)...)
 	if !strings.Contains(out, "resolved "+c.ID) {
 		t.Errorf("resolve printed:\n%s", out)
 	}
