@@ -41,7 +41,7 @@ func (c *Client) Sync(ctx context.Context, opts ...SyncOption) error {
 	// Record the outcome even when ctx is done.
 	rctx := context.WithoutCancel(ctx)
 	if err != nil {
-		if merr := c.store.SetMeta(rctx, metaLastError, []byte(err.Error())); merr != nil {
+		if merr := c.store.SetMeta(rctx, metaLastError, []byte(describeSyncError(err))); merr != nil {
 			return errors.Join(err, merr)
 		}
 		return err

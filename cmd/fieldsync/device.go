@@ -19,6 +19,7 @@ const deviceUsage = `usage: fieldsync device enroll --replica FILE --server ADDR
        fieldsync device list --replica FILE --kind KIND [--json]
        fieldsync device sync --replica FILE [--ca FILE]
        fieldsync device status --replica FILE [--json]
+       fieldsync device export --replica FILE [--out FILE]
        fieldsync device due --replica FILE [--day DATE] [--json]
        fieldsync device unvisited --replica FILE --campaign NAME [--json]
        fieldsync device problems --replica FILE [--json]
@@ -74,6 +75,7 @@ var deviceCommands = map[string]deviceCommand{
 		"Print the replica's sync state: its areas, the changes not yet on the server,\nthe changes the server refused with their reasons and field errors, and the\nlast sync's outcome.",
 		runDeviceStatus,
 	},
+	"export": deviceExport,
 	"due": {
 		"fieldsync device due --replica FILE [--day DATE] [--json]",
 		"List the chronic-disease follow-ups due on or before DATE (default today),\noverdue first.",

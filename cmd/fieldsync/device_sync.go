@@ -215,6 +215,10 @@ type statusJSON struct {
 	Rejected    []rejectionJSON `json:"rejected"`
 	LastSuccess *time.Time      `json:"last_success"`
 	LastError   string          `json:"last_error"`
+	// Receipts: how far the device's accepted changes have travelled.
+	Upstream   bool `json:"server_has_upstream"`
+	AtServer   int  `json:"accepted_by_server"`
+	AtUpstream int  `json:"accepted_by_upstream"`
 }
 
 type pendingJSON struct {
@@ -259,6 +263,7 @@ func runDeviceStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdou
 		out := statusJSON{
 			Replica: *replica, ReplicaID: c.Replica().String(), Enrolled: len(areas) > 0, Server: st.Server, Areas: areas,
 			Pending: st.Pending, PendingList: []pendingJSON{}, Rejected: []rejectionJSON{}, LastError: st.LastError,
+			Upstream: st.Upstream, AtServer: st.AtServer, AtUpstream: st.AtUpstream,
 		}
 		if out.Areas == nil {
 			out.Areas = []string{}
@@ -305,6 +310,12 @@ func printStatus(w io.Writer, s statusJSON, st fieldsync.Status) {
 		}
 		fmt.Fprintf(w, "            %s %s\n", p.Kind, p.RecordID)
 	}
+	if s.Upstream {
+		fmt.Fprintf(w, "accepted:   %s by the county; %s by the township only, on their way to the county\n",
+			plural(s.AtUpstream, "change"), plural(s.AtServer, "change"))
+	} else {
+		fmt.Fprintf(w, "accepted:   %s by the server\n", plural(s.AtServer, "change"))
+	}
 	if s.LastSuccess != nil {
 		fmt.Fprintf(w, "last sync:  %s\n", s.LastSuccess.Local().Format(time.DateTime))
 	} else {
@@ -312,6 +323,9 @@ func printStatus(w io.Writer, s statusJSON, st fieldsync.Status) {
 	}
 	if s.LastError != "" {
 		fmt.Fprintf(w, "last error: %s\n", s.LastError)
+		if st.DeviceRefused() {
+			fmt.Fprintf(w, "            the server refuses this device (revoked or unknown): syncing again will not help; its unsent work stays here:\n            export it for the operator with 'fieldsync device export --replica %s --out FILE'\n", s.Replica)
+		}
 	}
 	if len(st.Rejected) == 0 {
 		fmt.Fprintf(w, "rejected:   none\n")

@@ -10,8 +10,12 @@
 // the doctor asks the phone each morning. The replica can then be read with
 // the stock sqlite3 tool.
 //
-// admin manages a server's devices with the admin token fieldsyncd writes:
-// add issues a one-time enrolment code for an area, list and revoke.
+// admin manages a server with the admin token fieldsyncd writes: device add
+// issues a one-time enrolment code for an area (with --relay, for a township
+// server relaying to this county), device list and revoke; status shows each
+// device's and township's syncs and the township's uplink; conflicts list
+// and resolve settle concurrent edits; move moves a household to another
+// village.
 //
 // device does on a computer what a village doctor's phone does, through the
 // device SDK (client-sdk/fieldsync), on a replica in one SQLite file:
@@ -22,6 +26,7 @@
 //	fieldsync device list --replica FILE --kind KIND [--json]
 //	fieldsync device sync --replica FILE [--ca FILE]
 //	fieldsync device status --replica FILE [--json]
+//	fieldsync device export --replica FILE [--out FILE]
 //	fieldsync device due|unvisited|problems --replica FILE [--json]
 //
 // enroll creates the replica and enrols it with a code from 'admin device
@@ -32,8 +37,11 @@
 // output can be put again. sync pushes the device's changes and pulls its
 // areas' changes, retrying transient failures, with progress on standard
 // error. status shows the changes not yet on the server and those it
-// refused, with their field errors. due, unvisited and problems answer the
-// doctor's daily questions.
+// refused, with their field errors, and how far the accepted ones have
+// travelled (township, county). export writes the changes not yet on the
+// server, and the records they touch, to a JSON file for an operator: the
+// way out for a revoked device's work. due, unvisited and problems answer
+// the doctor's daily questions.
 //
 // Output meant for scripts (--json) goes to standard output, diagnostics to
 // standard error. Exit status is 0 on success and 2 on any error, a refused
@@ -68,8 +76,8 @@ const usage = `usage: fieldsync COMMAND [flags]
 
 commands:
   demo    generate a village, record it on a device replica and print the day's questions
-  admin   manage a server's devices: admin device add|list|revoke
-  device  a device replica: device enroll|put|get|list|sync|status|due|unvisited|problems
+  admin   manage a server: admin device add|list|revoke, admin status, admin conflicts list|resolve, admin move
+  device  a device replica: device enroll|put|get|list|sync|status|export|due|unvisited|problems
 
 Run 'fieldsync COMMAND --help' for a command's flags.
 `

@@ -1,0 +1,109 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+// Log retention defaults for fieldsyncd.
+const (
+	// DefaultLogRetention is how long the log keeps entries that some device
+	// has not pulled: a phone away for longer pushes its work as usual and
+	// then starts again from a snapshot of its areas.
+	DefaultLogRetention = 30 * 24 * time.Hour
+	// DefaultCompactionInterval is how often StartCompaction compacts.
+	DefaultCompactionInterval = time.Hour
+)
+
+// CompactLog drops the log entries that every registered, non-revoked device
+// has pulled, and those that arrived more than retention ago whoever has not
+// pulled them (retention 0: never by age). Record states are kept, and so is
+// the index of the changes' dots, so nothing a device pushes is lost or
+// stored twice; a device whose pull cursor is before the compacted log is
+// sent a snapshot (SNAPSHOT_CAUSE_CURSOR_EXPIRED) after it has pushed. On a
+// township relaying to its county, nothing the county has not acknowledged
+// is dropped, whatever its age.
+//
+// An entry's age is its arrival time by this server's clock (Config.Now), to
+// within the interval between calls: each call records the log end and the
+// time, and an entry counts as arrived at the first such record after it
+// (boltstore.Store.CompactRetained). Changes' stamps are not used: a phone
+// back after two months pushes changes stamped two months ago that no other
+// device has pulled yet.
+//
+// It returns how many entries it dropped, and ErrClosed once the server is
+// closed. It is safe to call at any time; StartCompaction calls it
+// periodically.
+func (s *Server) CompactLog(ctx context.Context, retention time.Duration) (int, error) {
+	if s.closed.Load() {
+		return 0, ErrClosed
+	}
+	// A township never drops what its county has not acknowledged: a push
+	// cannot fall back to a snapshot.
+	r := boltstore.Retention{Now: s.now(), MaxAge: max(retention, 0)}
+	up, err := s.upstreamReplica(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("compact log: %w", err)
+	}
+	if !up.IsZero() {
+		r.Upstream = []syncengine.ReplicaID{up}
+	}
+	rep, err := s.store.CompactRetained(ctx, r)
+	if err != nil {
+		return rep.Dropped, fmt.Errorf("compact log: %w", err)
+	}
+	level := s.log.DebugContext
+	if rep.Dropped > 0 {
+		level = s.log.InfoContext
+	}
+	level(ctx, "log compacted", "dropped", rep.Dropped, "through", uint64(rep.Through),
+		"pulled_by_all", uint64(rep.Pulled), "arrived_before_retention", uint64(rep.Aged),
+		"upstream_acked", uint64(rep.Held), "held_by_upstream", !rep.HeldBy.IsZero(), "retention", retention.String())
+	return rep.Dropped, nil
+}
+
+// StartCompaction runs CompactLog(ctx, retention) at once and then every
+// interval (DefaultCompactionInterval if every <= 0) on a goroutine of its
+// own, until ctx is done, the server is closed or the returned stop function
+// is called. stop cancels the goroutine and waits for it to end; call it
+// before Close. It may be called more than once. A failed compaction is
+// logged and tried again at the next interval.
+func (s *Server) StartCompaction(ctx context.Context, retention, every time.Duration) (stop func()) {
+	if every <= 0 {
+		every = DefaultCompactionInterval
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			_, err := s.CompactLog(ctx, retention)
+			switch {
+			case errors.Is(err, ErrClosed):
+				return
+			case err != nil && ctx.Err() == nil:
+				s.log.WarnContext(ctx, "log compaction failed; trying again later", "err", err, "every", every.String())
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+}
