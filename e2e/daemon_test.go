@@ -142,7 +142,8 @@ func (d *daemon) startOnce(t *testing.T, listen string) (string, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(d.bin, "serve", "--data", d.dir, "--listen", listen)
+	// No compaction: the checks after each kill read the whole log.
+	cmd := exec.Command(d.bin, "serve", "--data", d.dir, "--listen", listen, "--compact-every", "0")
 	cmd.Stdout, cmd.Stderr = pw, logf
 	if err := cmd.Start(); err != nil {
 		pr.Close()

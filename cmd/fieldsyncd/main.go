@@ -3,7 +3,7 @@
 //
 //	fieldsyncd serve --data DIR [--listen ADDR] [--area PREFIX] [--tls-cert FILE --tls-key FILE]
 //	                 [--upstream ADDR --upstream-token-file FILE [--upstream-ca FILE] [--upstream-every DUR]]
-//	                 [--log-retention DUR]
+//	                 [--log-retention DUR] [--compact-every DUR]
 //	fieldsyncd enroll-upstream --data DIR --area PREFIX --upstream ADDR --code CODE --token-file FILE [--upstream-ca FILE]
 //
 // --area is the area the server serves: a township's 9-digit prefix or a
@@ -19,7 +19,7 @@
 // every --upstream-every, soon after devices push, and with backoff while the
 // uplink is down.
 //
-// Once an hour the server compacts its log: it drops the changes every
+// Every --compact-every (an hour) the server compacts its log: it drops the changes every
 // device has pulled, and those that arrived more than --log-retention (30
 // days) ago, but never what its county has not acknowledged. A device away
 // longer pushes its work, then starts again from a snapshot.
@@ -92,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	fs.StringVar(&o.upstreamToken, "upstream-token-file", "", "`file` holding the township's token at the county (written by enroll-upstream)")
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM `file` of the CA that signed the county's certificate (required for a county beyond loopback)")
 	fs.DurationVar(&o.upstreamEvery, "upstream-every", server.DefaultUpstreamEvery, "time between syncs with the county while the uplink is up")
+	fs.DurationVar(&o.compactEvery, "compact-every", server.DefaultCompactionInterval, "time between log compactions (0: never compact)")
 	fs.DurationVar(&o.logRetention, "log-retention", server.DefaultLogRetention, "how long the log keeps changes some device has not pulled (0: never dropped by age); a device away longer pushes its work, then starts again from a snapshot")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -103,7 +104,7 @@ type serveOptions struct {
 	data, listen, area, certFile, keyFile string
 	upstream, upstreamToken, upstreamCA   string
 	upstreamEvery                         time.Duration
-	logRetention                          time.Duration
+	logRetention, compactEvery            time.Duration
 }
 
 func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready chan<- net.Addr) error {
@@ -138,8 +139,10 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 	}
 	defer srv.Close()
 	// Deferred calls run last first: compaction stops before the store closes.
-	stopCompaction := srv.StartCompaction(ctx, o.logRetention, server.DefaultCompactionInterval)
-	defer stopCompaction()
+	if o.compactEvery > 0 {
+		stopCompaction := srv.StartCompaction(ctx, o.logRetention, o.compactEvery)
+		defer stopCompaction()
+	}
 	var relayDone <-chan struct{}
 	if o.upstream != "" {
 		up, err := upstreamConfig(o.upstream, o.upstreamToken, o.upstreamCA)
