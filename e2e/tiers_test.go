@@ -412,9 +412,7 @@ func (w *tierWorld) step(t *testing.T, step int) {
 		}
 		w.resolve(t, srv)
 	default: // the county moves a household to another village
-		if tierMoves {
-			w.move(t)
-		}
+		w.move(t)
 	}
 }
 
@@ -521,9 +519,6 @@ func (w *tierWorld) resolve(t *testing.T, srv *tierServer) {
 	}
 	w.fig.resolved++
 }
-
-// tierMoves turns moves on in the schedules.
-const tierMoves = false
 
 // move asks the county to move a household to another village.
 func (w *tierWorld) move(t *testing.T) {

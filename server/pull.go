@@ -119,6 +119,12 @@ func scopeHash(prefixes []string, epoch string) uint32 {
 // made by the caller. Each response carries its cursor; the last is caught_up.
 // Responses hold about max_batch_bytes (at most the configured pull size) of
 // encoded changes or records; one record or change larger than that goes alone.
+//
+// Records move between areas (moves.go): a record that enters the caller's
+// areas is sent whole, in the response of the change that brought it; the
+// change that took a record out of them is sent, so the caller forgets it;
+// and before a snapshot that replaces a cursor, the changes that took records
+// out since that cursor are sent (departures).
 func (v syncService) Pull(req *fieldsyncv1.PullRequest, stream grpc.ServerStreamingServer[fieldsyncv1.PullResponse]) error {
 	s, ctx := v.s, stream.Context()
 	p, err := peer(ctx)
@@ -138,6 +144,7 @@ func (v syncService) Pull(req *fieldsyncv1.PullRequest, stream grpc.ServerStream
 		limit = max(m, 1024)
 	}
 	var cur pullCursor
+	var departed *pullCursor // the cursor a new snapshot replaces
 	cause := fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_NO_CURSOR
 	if tok := req.GetCursor().GetToken(); len(tok) > 0 {
 		if cur, err = decodeCursor(tok); err != nil {
@@ -146,6 +153,7 @@ func (v syncService) Pull(req *fieldsyncv1.PullRequest, stream grpc.ServerStream
 		cause = fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_UNSPECIFIED
 		if cur.scope != scope {
 			cause = fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_SCOPE_CHANGED
+			departed = &pullCursor{phase: phaseLog, pos: cur.pos, scope: cur.scope}
 		}
 	}
 	ps := pullSession{s: s, stream: stream, self: p.ID, prefixes: prefixes, limit: limit, readable: req.GetReadableState()}
@@ -154,6 +162,15 @@ func (v syncService) Pull(req *fieldsyncv1.PullRequest, stream grpc.ServerStream
 			end, err := s.store.LogEnd(ctx)
 			if err != nil {
 				return fmt.Errorf("pull: %w", err)
+			}
+			// A snapshot only adds records: first tell the caller which of
+			// those it may hold have left its areas since its cursor, through
+			// at least the snapshot's position (later moves follow it).
+			if departed != nil {
+				if err := ps.departures(ctx, *departed); err != nil {
+					return err
+				}
+				departed = nil
 			}
 			cur = pullCursor{phase: phaseSnapshot, pos: end, scope: scope}
 		}
@@ -185,6 +202,9 @@ type pullSession struct {
 	limit    int
 	readable bool // fill the readable view of snapshot records
 	sent     int
+	// departing: the log phase sends only the changes that took records
+	// out of the caller's areas (departures).
+	departing bool
 }
 
 func (ps *pullSession) send(resp *fieldsyncv1.PullResponse) error {
@@ -249,6 +269,13 @@ func (ps *pullSession) snapshotChunk(ctx context.Context, prefix string, token [
 		if err != nil {
 			return nil, 0, nil, false, fmt.Errorf("pull: %w", err)
 		}
+		// A record a concurrent edit took back out of its new village is
+		// settled there first, and the page read again without it.
+		if settled, err := ps.s.settleMoves(ctx, unsettledIDs(page.Records)); err != nil {
+			return nil, 0, nil, false, fmt.Errorf("pull: %w", err)
+		} else if settled > 0 {
+			continue
+		}
 		out := make([]*fieldsyncv1.RecordState, 0, len(page.Records))
 		size, fit := 0, 0
 		for _, r := range page.Records {
@@ -289,16 +316,54 @@ func (ps *pullSession) log(ctx context.Context, cur *pullCursor) error {
 	}
 }
 
+// departures sends, before a snapshot that replaces the caller's cursor old
+// (its areas or the server's snapshot epoch changed), the changes after old
+// that took records out of the caller's areas and that it did not make: a
+// snapshot sends the records in the areas and says nothing of those that
+// left, which the caller would otherwise keep. Its responses carry old's
+// scope, so a pull cut short starts them again from where they got to, and
+// then the snapshot. A log compacted past old has nothing left to tell: the
+// caller keeps what it has (a limit of this build).
+func (ps *pullSession) departures(ctx context.Context, old pullCursor) error {
+	ps.departing = true
+	defer func() { ps.departing = false }()
+	for {
+		resp := &fieldsyncv1.PullResponse{}
+		caughtUp, err := ps.fillLog(ctx, &old, resp)
+		if errors.Is(err, syncengine.ErrCompacted) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(resp.Changes) > 0 {
+			resp.Cursor = old.token()
+			if err := ps.send(resp); err != nil {
+				return err
+			}
+		}
+		if caughtUp {
+			return nil
+		}
+	}
+}
+
 // fillLog adds changes after cur.pos to resp up to the size limit, moving
 // cur.pos to the last position accounted for, and reports whether that is the
-// end of the log.
+// end of the log. It settles the moves it reads first (settleMoves), and
+// adds, before a change that brought a record into the caller's areas, the
+// record's current state.
 func (ps *pullSession) fillLog(ctx context.Context, cur *pullCursor, resp *fieldsyncv1.PullResponse) (bool, error) {
 	if len(ps.prefixes) == 0 {
 		return true, nil
 	}
 	size := 0
 	for {
-		entries, through, err := ps.s.store.ReadLogArea(ctx, ps.prefixes, cur.pos, logPageLimit)
+		entries, through, err := ps.s.store.ReadLogAreaMoves(ctx, ps.prefixes, cur.pos, logPageLimit)
+		if err != nil {
+			return false, fmt.Errorf("pull: %w", err)
+		}
+		states, settled, err := ps.s.movedStates(ctx, entries, ps.prefixes, ps.self)
 		if err != nil {
 			return false, fmt.Errorf("pull: %w", err)
 		}
@@ -307,18 +372,48 @@ func (ps *pullSession) fillLog(ctx context.Context, cur *pullCursor, resp *field
 				cur.pos = e.Pos
 				continue
 			}
+			// A record that enters the caller's areas goes whole, before
+			// the change that brought it (the client merges a response's
+			// records first); one that has left them again since, not at
+			// all. A record that leaves them goes as the change that took it
+			// out, even if it is back (a later entry brings it whole): it
+			// tells the devices, which then forget the record, and a relay,
+			// whose log must say that the record left for its own devices.
+			var rs *fieldsyncv1.RecordState
+			r, here := states[e.Change.RecordID]
+			switch {
+			case ps.departing && e.Move != boltstore.MovesOut:
+				cur.pos = e.Pos
+				continue
+			case e.Move == boltstore.MovesIn && !here:
+				cur.pos = e.Pos
+				continue
+			case e.Move == boltstore.MovesIn:
+				rs = wire.RecordStateToProto(r, ps.readable)
+			}
+			// The client merges a response's records before it applies its
+			// changes: a record's state starts a response, so that the
+			// changes before it are applied first (a relay files them
+			// under the areas the record was in then).
+			if rs != nil && len(resp.Changes) > 0 {
+				return false, nil
+			}
 			pc, err := wire.ChangeToProto(e.Change)
 			if err != nil {
 				return false, fmt.Errorf("pull: log position %d: %w", e.Pos, err)
 			}
-			sz := proto.Size(pc)
+			sz := proto.Size(pc) + proto.Size(rs)
 			if size > 0 && size+sz > ps.limit {
 				return false, nil
+			}
+			if rs != nil {
+				resp.Records = append(resp.Records, rs)
 			}
 			resp.Changes, size, cur.pos = append(resp.Changes, pc), size+sz, e.Pos
 		}
 		cur.pos = max(cur.pos, through)
-		if len(entries) < logPageLimit {
+		// The changes that settled moves follow the page: read on.
+		if len(entries) < logPageLimit && settled == 0 {
 			return true, nil
 		}
 	}

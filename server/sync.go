@@ -295,10 +295,14 @@ type validator struct {
 // validate refuses, wrapping syncengine.ErrOutOfScope, a change whose record
 // lies outside the device's areas before or after it, and with an
 // *InvalidRecordError a live record that fails survey validation or whose
-// body's id and area disagree with the change.
+// body's id and area disagree with the change. An edit made in the device's
+// area concurrently with a move of the record out of it is accepted, whatever
+// the area_code it leaves, which the move set; and an area_code that names
+// where a concurrent move took the record is consistent (moves.go).
 func (v *validator) validate(c syncengine.Change, prev, next syncengine.Record) error {
+	moved := concurrentWithMove(c, prev, v.areas)
 	for _, area := range []string{prev.Area(), c.Area, next.Area()} {
-		if area != "" && !inScope(area, v.areas) {
+		if area != "" && !inScope(area, v.areas) && !moved {
 			return fmt.Errorf("%w: record %v in area %s", syncengine.ErrOutOfScope, c.RecordID, area)
 		}
 	}
@@ -314,7 +318,7 @@ func (v *validator) validate(c syncengine.Change, prev, next syncengine.Record) 
 		if id != c.RecordID {
 			errs = append(errs, survey.FieldError{Path: "id", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_INCONSISTENT, Message: "id differs from the change's record id"})
 		}
-		if area != next.Area() {
+		if area != next.Area() && !moved && !settlesTo(next, area) {
 			errs = append(errs, survey.FieldError{Path: "area_code", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_INCONSISTENT, Message: "area_code differs from the change's area"})
 		}
 	}

@@ -438,6 +438,11 @@ func (s *session) pull(ctx context.Context, pl *pullStream) error {
 		tok := resp.GetCursor().GetToken()
 		phase := resp.GetSnapshot().GetPhase()
 		if len(resp.GetChanges()) > 0 {
+			// Records sent with changes are those the changes bring into the
+			// replica's areas (a household moved in), whole. They are merged
+			// as a snapshot's are: a relay's log does not explain their
+			// history, so its own devices must take a snapshot again
+			// (SnapshotChanged); moves are rare enough for that.
 			snap.add(resp.GetRecords(), nil)
 			if err := snap.flush(ctx); err != nil {
 				return fmt.Errorf("fieldsync: pull: %w", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.etcd.io/bbolt"
@@ -18,10 +19,10 @@ const maxProblems = 20
 // Check verifies the whole store: it reads every page, runs bbolt's
 // consistency check (every page reachable or free exactly once, keys in
 // order, ...) and checks the store's own invariants: every log entry and
-// record decodes, and the dots, log area and record area indexes, the token
-// index and the compaction point agree with the data. It returns nil, ctx's
-// error, or an error wrapping ErrCorrupt that names the file and lists up to
-// 20 problems; a damaged page never panics.
+// record decodes, and the dots, log area (both ends of every move) and record
+// area indexes, the token index and the compaction point agree with the data.
+// It returns nil, ctx's error, or an error wrapping ErrCorrupt that names the
+// file and lists up to 20 problems; a damaged page never panics.
 //
 // Check runs in one read-write transaction that it rolls back, because bbolt
 // only checks the freelist safely that way: writers wait until it is done, so
@@ -126,6 +127,12 @@ func (ck *checker) log() error {
 		}
 		pos := syncengine.Position(binary.BigEndian.Uint64(k))
 		ch, err := decodeChange(pos, v)
+		// The value of the entry's key in the log area index names the areas
+		// a move took its record out of, which must be indexed too.
+		var from []byte
+		if err == nil {
+			from = t.logArea.Get(areaPosKey([]byte(ch.Area), pos))
+		}
 		switch {
 		case err != nil:
 			ck.fail("%v", err)
@@ -136,7 +143,11 @@ func (ck *checker) log() error {
 		case !has(t.logArea, areaPosKey([]byte(ch.Area), pos)):
 			ck.fail("log entry %d: area %s not indexed", pos, ch.Area)
 		default:
-			continue
+			if msg := checkMovedFrom(t, from, ch.Area, pos); msg != "" {
+				ck.fail("log entry %d: %s", pos, msg)
+			} else {
+				continue
+			}
 		}
 		if len(ck.problems) >= maxProblems {
 			return nil
@@ -148,7 +159,7 @@ func (ck *checker) log() error {
 func (ck *checker) logArea() error {
 	t := ck.t
 	c := t.logArea.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+	for k, val := c.First(); k != nil; k, val = c.Next() {
 		if err := ck.tick(); err != nil {
 			return err
 		}
@@ -166,13 +177,40 @@ func (ck *checker) logArea() error {
 			}
 			continue
 		}
-		if got, _, err := openEnvelope(v); err == nil && !bytes.Equal(got, area) {
-			if !ck.fail("log area index names %s at %d, the entry is in %s", area, binary.BigEndian.Uint64(pk), got) {
+		// A key under another area than the entry's is the old end of a
+		// move: its value names the entry's area, whose key names this one.
+		got, _, err := openEnvelope(v)
+		if err != nil || bytes.Equal(got, area) {
+			continue
+		}
+		own := t.logArea.Get(areaPosKey(got, syncengine.Position(binary.BigEndian.Uint64(pk))))
+		if !bytes.Equal(val, got) || !slices.Contains(splitAreas(own), string(area)) {
+			if !ck.fail("log area index names %s at %d, the entry is in %s and was not moved from there", area, binary.BigEndian.Uint64(pk), got) {
 				return nil
 			}
 		}
 	}
 	return nil
+}
+
+// checkMovedFrom returns what is wrong with from, the value of the key of
+// the entry at pos under its own area: a sorted list of distinct area codes
+// other than area, each indexed at pos with the value area. It returns "" if
+// nothing is.
+func checkMovedFrom(t *tx, from []byte, area string, pos syncengine.Position) string {
+	if len(from)%syncengine.AreaLen != 0 {
+		return fmt.Sprintf("moved from %q", from)
+	}
+	areas := splitAreas(from)
+	for i, a := range areas {
+		switch {
+		case !validPrefix(a) || a == area || (i > 0 && a <= areas[i-1]):
+			return fmt.Sprintf("moved from %q", from)
+		case !bytes.Equal(t.logArea.Get(areaPosKey([]byte(a), pos)), []byte(area)):
+			return fmt.Sprintf("moved from %s, not indexed there", a)
+		}
+	}
+	return ""
 }
 
 func (ck *checker) dots() error {

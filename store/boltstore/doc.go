@@ -19,12 +19,13 @@
 // Integers in keys and values are big-endian uint64 (8 bytes); ids are their
 // 16 raw bytes; area codes are their 12 ASCII digits.
 //
-//	meta        "schema"    → schema version (8 bytes, currently 2)
+//	meta        "schema"    → schema version (8 bytes, currently 3)
 //	            "replica"   → the store's own replica id (16 bytes)
 //	            "compacted" → log position through which entries were dropped
 //	log         position → area envelope + syncengine.Change binary
 //	            (the bucket's sequence is the last position ever assigned)
-//	logarea     area code + position → empty
+//	logarea     area code + position → empty, or the other end of a move
+//	            (see below)
 //	dots        origin + dot counter → position
 //	records     record id → area envelope + syncengine.Record binary
 //	recarea     area code + record id → empty
@@ -40,6 +41,18 @@
 // that moves village, a log entry dropped by compaction) without decoding the
 // change or the record.
 //
+// A change that moves its record to another area (the record's area before
+// the change, as the store's PutRecord found it, is not the change's area) is
+// filed in logarea under both areas: under its own area with the old area as
+// the value, and under the old area with its own area as the value. A change
+// that sets no field and deletes nothing (a server settling a move) is also
+// filed under the areas of the existence upserts it overwrites; the value of
+// its own area's key then lists them all, sorted, 12 bytes each. So a pull of
+// the village a household left sees the move, and ReadLogAreaMoves tells a
+// reader whether an entry brought its record into the areas read or took it
+// out. Compact and ReplaceChange keep the keys together; Check verifies that
+// they name each other.
+//
 // Positions come from the log bucket's sequence (NextSequence): strictly
 // increasing and never reused, also after compaction. The dots index keeps an
 // entry for every change ever appended, compacted or not, so that Seen still
@@ -50,13 +63,14 @@
 //
 // Snapshot reads one page of the records under an area prefix (a township's 9
 // digits, a village's 12) through recarea, in (area code, record id) order.
-// ReadLogArea reads the log entries of the areas under some prefixes through
-// logarea, merging the areas' runs in position order. Compact drops log
+// ReadLogArea and ReadLogAreaMoves read the log entries of the areas under
+// some prefixes through logarea, merging the areas' runs in position order. Compact drops log
 // entries (and their logarea keys) through a position in bounded transactions
 // and records the compaction point; reading the log from before it returns an
 // error wrapping syncengine.ErrCompacted, and the reader falls back to a
 // snapshot. CompactAcknowledged compacts through what every registered,
-// non-revoked device has acknowledged.
+// non-revoked device has acknowledged. ForgetOutside deletes the states of
+// the records that left a township's areas, keeping the log.
 //
 // # Damaged files
 //

@@ -41,10 +41,71 @@ func (s *Store) Compacted(ctx context.Context) (syncengine.Position, error) {
 	return cp, err
 }
 
-// ReadLogArea returns, in log order, up to limit entries after position after
-// whose change's area code starts with one of prefixes (each up to 12 digits;
-// "" matches every area), reading only the log area index of those areas,
-// all in one read transaction. limit <= 0 means syncengine.DefaultBatchLimit.
+// Move says how a log entry moved its record with respect to the area
+// prefixes of a read.
+type Move uint8
+
+// Moves of ReadLogAreaMoves.
+const (
+	// Stays: the change did not move its record, or moved it within the
+	// prefixes.
+	Stays Move = iota
+	// MovesIn: the record came into the prefixes from outside them (no area
+	// of AreaEntry.From is under them).
+	MovesIn
+	// MovesOut: the record left the prefixes (an area of AreaEntry.From is
+	// under them, Change.Area is not).
+	MovesOut
+)
+
+// String returns "stays", "moves in" or "moves out".
+func (m Move) String() string {
+	switch m {
+	case MovesIn:
+		return "moves in"
+	case MovesOut:
+		return "moves out"
+	}
+	return "stays"
+}
+
+// AreaEntry is a log entry as ReadLogAreaMoves reads it.
+type AreaEntry struct {
+	syncengine.Entry
+	// From lists, sorted, the areas the change took its record out of, when
+	// it moved it to Change.Area: the area the record was in at this store
+	// before the change and, for a change that sets no field and deletes
+	// nothing (a server settling a move), the areas other replicas show the
+	// record in by the writes it overwrote. It is nil for every other
+	// change.
+	From []string
+	// Move is how the change moved its record with respect to the prefixes
+	// read.
+	Move Move
+}
+
+// ReadLogArea is ReadLogAreaMoves without the moves: the entries alone.
+func (s *Store) ReadLogArea(ctx context.Context, prefixes []string, after syncengine.Position, limit int) ([]syncengine.Entry, syncengine.Position, error) {
+	entries, through, err := s.ReadLogAreaMoves(ctx, prefixes, after, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]syncengine.Entry, len(entries))
+	for i := range entries {
+		out[i] = entries[i].Entry
+	}
+	return out, through, nil
+}
+
+// ReadLogAreaMoves returns, in log order, up to limit entries after position
+// after whose change's area code starts with one of prefixes (each up to 12
+// digits; "" matches every area), or whose change moved its record out of
+// such an area, reading only the log area index of those areas, all in one
+// read transaction. An entry is returned once, even when both ends of its
+// move are under the prefixes. limit <= 0 means syncengine.DefaultBatchLimit.
+// Each entry says where its record came from and whether it moved into the
+// prefixes or out of them, so that a pull can send a record that enters a
+// scope whole and tell a scope that a record left it.
 //
 // It also returns the position through which the log has been scanned: every
 // matching entry at or before it has been returned. It is the last returned
@@ -54,7 +115,7 @@ func (s *Store) Compacted(ctx context.Context) (syncengine.Position, error) {
 //
 // It returns an error wrapping syncengine.ErrCompacted if after is before the
 // compaction point, and one wrapping ErrInvalidPrefix for a bad prefix.
-func (s *Store) ReadLogArea(ctx context.Context, prefixes []string, after syncengine.Position, limit int) ([]syncengine.Entry, syncengine.Position, error) {
+func (s *Store) ReadLogAreaMoves(ctx context.Context, prefixes []string, after syncengine.Position, limit int) ([]AreaEntry, syncengine.Position, error) {
 	if limit <= 0 {
 		limit = syncengine.DefaultBatchLimit
 	}
@@ -62,7 +123,7 @@ func (s *Store) ReadLogArea(ctx context.Context, prefixes []string, after syncen
 	if err != nil {
 		return nil, 0, err
 	}
-	var out []syncengine.Entry
+	var out []AreaEntry
 	var through syncengine.Position
 	err = s.view(ctx, func(t *tx) error {
 		if cp := t.compacted(); after < cp {
@@ -75,20 +136,41 @@ func (s *Store) ReadLogArea(ctx context.Context, prefixes []string, after syncen
 				return err
 			}
 			r := runs.runs[0]
-			v := t.log.Get(posKey(r.pos))
-			if v == nil {
-				return fmt.Errorf("boltstore: log area index names position %d, which is not in the log: %w", r.pos, ErrCorrupt)
-			}
-			c, err := decodeChange(r.pos, v)
-			if err != nil {
-				return err
-			}
-			out = append(out, syncengine.Entry{Pos: r.pos, Change: c})
+			pos, area, other := r.pos, string(r.area), string(r.other)
 			if r.next() {
 				heap.Fix(runs, 0)
 			} else {
 				heap.Pop(runs)
 			}
+			if n := len(out); n > 0 && out[n-1].Pos == pos {
+				continue // the other end of a move, under another prefix
+			}
+			v := t.log.Get(posKey(pos))
+			if v == nil {
+				return fmt.Errorf("boltstore: log area index names position %d, which is not in the log: %w", pos, ErrCorrupt)
+			}
+			c, err := decodeChange(pos, v)
+			if err != nil {
+				return err
+			}
+			e := AreaEntry{Entry: syncengine.Entry{Pos: pos, Change: c}}
+			if area == c.Area {
+				e.From = splitAreas([]byte(other))
+			} else {
+				// The key of an area the record left: the change's own names
+				// them all.
+				e.From = splitAreas(t.logArea.Get(areaPosKey([]byte(c.Area), pos)))
+			}
+			if len(e.From) > 0 {
+				wasIn := slices.ContainsFunc(e.From, func(a string) bool { return underAny(a, prefixes) })
+				switch in := underAny(c.Area, prefixes); {
+				case in && !wasIn:
+					e.Move = MovesIn
+				case wasIn && !in:
+					e.Move = MovesOut
+				}
+			}
+			out = append(out, e)
 		}
 		if len(out) == limit {
 			through = out[len(out)-1].Pos
@@ -99,6 +181,16 @@ func (s *Store) ReadLogArea(ctx context.Context, prefixes []string, after syncen
 		return nil, 0, err
 	}
 	return out, through, nil
+}
+
+// underAny reports whether area starts with one of prefixes.
+func underAny(area string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(area, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // normalizePrefixes validates prefixes, sorts them and drops every prefix
@@ -123,22 +215,23 @@ func normalizePrefixes(prefixes []string) ([]string, error) {
 // areaRun is the part after some position of one area's run of keys in the
 // log area index (area code + position), read with its own cursor.
 type areaRun struct {
-	c    *bbolt.Cursor
-	area []byte
-	pos  syncengine.Position
+	c     *bbolt.Cursor
+	area  []byte
+	pos   syncengine.Position
+	other []byte // the key's value: the other end of a move, if any
 }
 
 // next moves to the run's next key and reports whether there is one.
 func (r *areaRun) next() bool {
-	k, _ := r.c.Next()
-	return r.set(k)
+	return r.set(r.c.Next())
 }
 
-func (r *areaRun) set(k []byte) bool {
+func (r *areaRun) set(k, v []byte) bool {
 	if len(k) != len(r.area)+posLen || !bytes.HasPrefix(k, r.area) {
 		return false
 	}
 	r.pos = syncengine.Position(binary.BigEndian.Uint64(k[len(r.area):]))
+	r.other = v
 	return true
 }
 
@@ -168,7 +261,7 @@ func (t *tx) areaRuns(prefixes []string, after syncengine.Position) *runHeap {
 			}
 			area := bytes.Clone(k[:len(k)-posLen])
 			r := &areaRun{c: t.logArea.Cursor(), area: area}
-			if first, _ := r.c.Seek(areaPosKey(area, after+1)); r.set(first) {
+			if r.set(r.c.Seek(areaPosKey(area, after+1))) {
 				h.runs = append(h.runs, r)
 			}
 			// The next area starts after this one's largest possible key.
@@ -183,11 +276,12 @@ func (t *tx) areaRuns(prefixes []string, after syncengine.Position) *runHeap {
 }
 
 // Compact drops the log entries at or before through (clamped to the end of
-// the log), with their log area index keys, in transactions of at most
-// compactChunk entries, and records through as the compaction point. The dots
-// index is kept, so Seen and MaxCounter are unchanged. It returns how many
-// entries it dropped; after an error (ctx done, say) the entries dropped so
-// far stay dropped and a later call finishes the work.
+// the log), with their log area index keys (every end of a move), in
+// transactions of at most compactChunk entries, and records through as the
+// compaction point. The dots index is kept, so Seen and MaxCounter are
+// unchanged. It returns how many entries it dropped; after an error (ctx
+// done, say) the entries dropped so far stay dropped and a later call
+// finishes the work.
 func (s *Store) Compact(ctx context.Context, through syncengine.Position) (int, error) {
 	dropped := 0
 	for {
@@ -217,7 +311,10 @@ func (t *tx) compactChunk(through syncengine.Position) (int, error) {
 		}
 		cp = through
 	}
-	type entry struct{ k, areaKey []byte }
+	type entry struct {
+		k, area []byte
+		pos     syncengine.Position
+	}
 	var drop []entry
 	c := t.log.Cursor()
 	for k, v := c.First(); k != nil && len(drop) < compactChunk; k, v = c.Next() {
@@ -229,13 +326,13 @@ func (t *tx) compactChunk(through syncengine.Position) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("log entry %d: %w", pos, err)
 		}
-		drop = append(drop, entry{bytes.Clone(k), areaPosKey(area, pos)})
+		drop = append(drop, entry{bytes.Clone(k), bytes.Clone(area), pos})
 	}
 	for _, e := range drop {
 		if err := t.log.Delete(e.k); err != nil {
 			return 0, err
 		}
-		if err := t.logArea.Delete(e.areaKey); err != nil {
+		if _, err := t.unindexArea(e.area, e.pos); err != nil {
 			return 0, err
 		}
 	}

@@ -23,7 +23,13 @@ import (
 // bumps it and adds the step from the previous version to upgrades.
 //
 //   - 2: the enrolcodes bucket (enrolment codes survive a restart).
-const schemaVersion = 2
+//   - 3: a log entry whose change moved its record to another area is also
+//     filed under the area it left, and the values of the log area index
+//     name the other end of such a move. A version 2 file is a valid version
+//     3 file (its entries predate the moves index and are read as no moves),
+//     so the upgrade only records the version; the bump keeps older builds,
+//     whose Check and Compact do not know the second key, from opening it.
+const schemaVersion = 3
 
 // upgrades migrate a store from the version of the key to the next one, in
 // the transaction given.
@@ -32,6 +38,7 @@ var upgrades = map[uint64]func(*bbolt.Tx) error{
 		_, err := btx.CreateBucketIfNotExists(bucketEnrolCodes)
 		return err
 	},
+	2: func(*bbolt.Tx) error { return nil },
 }
 
 // damaged returns the error for a damaged store file.

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"go.etcd.io/bbolt"
 
@@ -39,9 +41,23 @@ type tx struct {
 		area   string
 		exists bool
 		valid  bool
+		rec    syncengine.Record // its state, when Record decoded it
+		hasRec bool
 	}
 	unseen  syncengine.Dot // the last dot Seen reported absent, or zero
 	scratch []byte         // encoding buffer, reused within the tx
+
+	// putFrom is the state record id had before the last PutRecord of it
+	// (zero if it was not stored), with its area. The engine puts a record's
+	// new state and then appends the change that made it (ReceiveBatch,
+	// WriteLocal): Append files that change under the areas it took the
+	// record out of too (movedFrom), so that pulls of those areas see it.
+	putFrom struct {
+		id    syncengine.RecordID
+		area  string
+		rec   syncengine.Record
+		valid bool
+	}
 }
 
 func begin(btx *bbolt.Tx) (*tx, error) {
@@ -101,11 +117,18 @@ func (t *tx) Record(ctx context.Context, id syncengine.RecordID) (syncengine.Rec
 	if v == nil {
 		return syncengine.Record{}, nil
 	}
-	return decodeRecord(v)
+	r, err := decodeRecord(v)
+	if err == nil {
+		t.lastRecord.rec, t.lastRecord.hasRec = r, true
+	}
+	return r, err
 }
 
+// remember notes that record id is stored in area, or not stored; its state
+// is noted apart (lastRecord.rec), known for a record not stored.
 func (t *tx) remember(id syncengine.RecordID, area string, exists bool) {
 	t.lastRecord.id, t.lastRecord.area, t.lastRecord.exists, t.lastRecord.valid = id, area, exists, true
+	t.lastRecord.rec, t.lastRecord.hasRec = syncengine.Record{}, !exists
 }
 
 // seal encodes a change or record with enc and returns it in a new value of
@@ -233,16 +256,20 @@ func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
 	if err != nil {
 		return err
 	}
-	if !t.lastRecord.valid || t.lastRecord.id != id {
-		old := t.records.Get(id[:])
-		oldArea, _, err := openEnvelope(old)
-		if old != nil && err != nil {
+	if !t.lastRecord.valid || t.lastRecord.id != id || !t.lastRecord.hasRec {
+		// Not read in this transaction (the engine reads a record before it
+		// puts it, so this is rare): read it now, for putFrom.
+		if _, err := t.Record(ctx, id); err != nil {
 			return fmt.Errorf("boltstore: record %v: %w", id, err)
 		}
-		t.remember(id, string(oldArea), old != nil)
 	}
 	prev := t.lastRecord
+	t.putFrom.id, t.putFrom.area, t.putFrom.rec, t.putFrom.valid = id, "", prev.rec, true
+	if prev.exists {
+		t.putFrom.area = prev.area
+	}
 	t.remember(id, area, true)
+	t.lastRecord.rec, t.lastRecord.hasRec = r, true
 	if prev.exists && prev.area != area {
 		if err := t.recArea.Delete(areaIDKey([]byte(prev.area), id)); err != nil {
 			return err
@@ -257,9 +284,13 @@ func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
 	return nil
 }
 
-// Append adds c at the end of the log and indexes its dot and area. It
-// returns an error wrapping syncengine.ErrDotExists if the dot was ever
-// appended before, even if compaction has dropped that entry since.
+// Append adds c at the end of the log and indexes its dot and area. When the
+// last PutRecord of this transaction was of c's record and found it in
+// another area than c.Area, c moves the record: it is filed in the log area
+// index under that area too, and a change that only says where the record is
+// under the areas of the writes it overwrites (see movedFrom). It returns an
+// error wrapping syncengine.ErrDotExists if the dot was ever appended before,
+// even if compaction has dropped that entry since.
 func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Position, error) {
 	if err := t.check(ctx); err != nil {
 		return 0, err
@@ -269,6 +300,7 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 		return 0, fmt.Errorf("boltstore: append %v: %w", c.Dot, syncengine.ErrDotExists)
 	}
 	t.unseen = syncengine.Dot{}
+	from := t.movedFrom(&c)
 	v, err := t.seal(c.Area, c.AppendBinary)
 	if err != nil {
 		return 0, fmt.Errorf("boltstore: append: %w", err)
@@ -285,10 +317,89 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 	if err := t.dots.Put(dk, pk); err != nil {
 		return 0, fmt.Errorf("boltstore: append: %w", err)
 	}
-	if err := t.logArea.Put(areaPosKey([]byte(c.Area), pos), nil); err != nil {
+	if err := t.indexArea(c.Area, from, pos); err != nil {
 		return 0, fmt.Errorf("boltstore: append: %w", err)
 	}
 	return pos, nil
+}
+
+// movedFrom returns the areas c took its record out of, other than c.Area,
+// sorted: the area the record had before the PutRecord that preceded c's
+// Append in this transaction, and, if c sets no field and deletes nothing (a
+// change that only says where the record is, as a server's settling of a
+// move), the areas of the upserts of the record's existence field that c
+// overwrites, where replicas holding them show the record. It returns nil
+// for a change that moves nothing (a new record, the same area, no PutRecord
+// of the record). It consumes what PutRecord remembered.
+func (t *tx) movedFrom(c *syncengine.Change) []string {
+	pf := t.putFrom
+	t.putFrom.valid, t.putFrom.rec = false, syncengine.Record{}
+	if !pf.valid || pf.id != c.RecordID {
+		return nil
+	}
+	var out []string
+	add := func(a string) {
+		if a != "" && a != c.Area && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	add(pf.area)
+	if !c.Delete && len(c.Fields) == 0 {
+		for _, w := range pf.rec.Writes(syncengine.ExistenceField) {
+			if !w.Delete && c.Context.Contains(w.Dot) && len(w.Value) == syncengine.AreaLen {
+				add(string(w.Value))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// indexArea files the log entry at pos in the log area index: under area,
+// the change's own, with the value from (the areas the change took its
+// record out of, each of syncengine.AreaLen bytes, empty for most changes),
+// and under each of from with the value area. A key's value thus names the
+// other end of a move: where the record came from on the key of its new
+// area, where it went on the key of an old one.
+func (t *tx) indexArea(area string, from []string, pos syncengine.Position) error {
+	if err := t.logArea.Put(areaPosKey([]byte(area), pos), []byte(strings.Join(from, ""))); err != nil {
+		return err
+	}
+	for _, f := range from {
+		if err := t.logArea.Put(areaPosKey([]byte(f), pos), []byte(area)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unindexArea removes the log area index keys of the entry at pos, whose
+// change is in area, and returns the areas it took its record out of.
+func (t *tx) unindexArea(area []byte, pos syncengine.Position) ([]string, error) {
+	k := areaPosKey(area, pos)
+	from := splitAreas(t.logArea.Get(k))
+	if err := t.logArea.Delete(k); err != nil {
+		return nil, err
+	}
+	for _, f := range from {
+		if err := t.logArea.Delete(areaPosKey([]byte(f), pos)); err != nil {
+			return nil, err
+		}
+	}
+	return from, nil
+}
+
+// splitAreas splits the value of a log area index key of a change's own area
+// into the areas it names (nil for an empty or malformed value).
+func splitAreas(v []byte) []string {
+	if len(v)%syncengine.AreaLen != 0 {
+		return nil
+	}
+	out := make([]string, 0, len(v)/syncengine.AreaLen)
+	for ; len(v) > 0; v = v[syncengine.AreaLen:] {
+		out = append(out, string(v[:syncengine.AreaLen]))
+	}
+	return out
 }
 
 // ReplaceChange overwrites the change at pos with c, which must have the same
@@ -320,10 +431,13 @@ func (t *tx) ReplaceChange(ctx context.Context, pos syncengine.Position, c synce
 	if prev.Area == c.Area {
 		return nil
 	}
-	if err := t.logArea.Delete(areaPosKey([]byte(prev.Area), pos)); err != nil {
+	// The entry keeps the areas it took its record out of, but c's own.
+	from, err := t.unindexArea([]byte(prev.Area), pos)
+	if err != nil {
 		return err
 	}
-	return t.logArea.Put(areaPosKey([]byte(c.Area), pos), nil)
+	from = slices.DeleteFunc(from, func(a string) bool { return a == c.Area })
+	return t.indexArea(c.Area, from, pos)
 }
 
 // SetCursor stores what the store remembers about peer.

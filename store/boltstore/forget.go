@@ -1,0 +1,145 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+// ForgetOutside deletes, in one transaction, the state of every record whose
+// area code is under none of prefixes (with its record area index key): a
+// township server's copy of a household that moved to another township, once
+// its pull from the county has brought the move. It returns how many records
+// it deleted.
+//
+// It keeps:
+//   - every record with a change of this store's own replica that upstream
+//     (the county) has not acknowledged (after its Cursor.Acked): the change
+//     is still to be pushed, and re-stamping it (syncengine.CorrectClock)
+//     rewrites the record's state; a later call forgets the record;
+//   - the log, whole: the township's own devices of the old village still
+//     have to pull the move from it, and Compact drops it in time;
+//   - the dots index, so a change sent again is still recognised.
+//
+// A record that comes back later arrives whole, as a pull sends a record
+// that enters its scope. Until the old village's devices have pulled the
+// move, a change one of them made concurrently finds no record to apply to,
+// so call it once those devices have synced past the move (after
+// CompactAcknowledged, say).
+//
+// No prefixes, or the prefix "", forget nothing. It returns an error wrapping
+// ErrInvalidPrefix for a bad prefix.
+func (s *Store) ForgetOutside(ctx context.Context, prefixes []string, upstream syncengine.ReplicaID) (int, error) {
+	prefixes, err := normalizePrefixes(prefixes)
+	if err != nil {
+		return 0, err
+	}
+	if len(prefixes) == 0 || prefixes[0] == "" {
+		return 0, nil
+	}
+	n := 0
+	err = s.update(ctx, func(t *tx) error {
+		n = 0
+		pending, err := t.unackedRecords(ctx, s.replica, upstream)
+		if err != nil {
+			return err
+		}
+		var drop [][]byte // record area index keys
+		c := t.recArea.Cursor()
+		k, _ := c.First()
+		for k != nil {
+			if len(drop)%1024 == 0 {
+				if err := t.check(ctx); err != nil {
+					return err
+				}
+			}
+			if p, ok := coveringPrefix(k, prefixes); ok {
+				k, _ = c.Seek(prefixEnd(p))
+				continue
+			}
+			if len(k) < idLen {
+				return fmt.Errorf("record area key of %d bytes: %w", len(k), ErrCorrupt)
+			}
+			if !pending[syncengine.RecordID(k[len(k)-idLen:])] {
+				drop = append(drop, bytes.Clone(k))
+			}
+			k, _ = c.Next()
+		}
+		for _, k := range drop {
+			if err := t.records.Delete(k[len(k)-idLen:]); err != nil {
+				return err
+			}
+			if err := t.recArea.Delete(k); err != nil {
+				return err
+			}
+		}
+		t.lastRecord.valid = false
+		n = len(drop)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("boltstore: forget records outside %v: %w", prefixes, err)
+	}
+	return n, nil
+}
+
+// unackedRecords returns the records that changes of self after peer's
+// acknowledged position are about. It walks the dots index back from self's
+// last change, so it costs the number of those changes.
+func (t *tx) unackedRecords(ctx context.Context, self, peer syncengine.ReplicaID) (map[syncengine.RecordID]bool, error) {
+	cur, err := t.Cursor(ctx, peer)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[syncengine.RecordID]bool)
+	end := dotKey(syncengine.Dot{Replica: self, Counter: ^uint64(0)})
+	c := t.dots.Cursor()
+	k, v := c.Seek(end)
+	switch {
+	case k == nil:
+		k, v = c.Last()
+	case !bytes.Equal(k, end):
+		k, v = c.Prev()
+	}
+	for ; len(k) == dotLen && bytes.Equal(k[:idLen], self[:]); k, v = c.Prev() {
+		if len(v) != posLen {
+			return nil, fmt.Errorf("dot index entry %x → %x: %w", k, v, ErrCorrupt)
+		}
+		pos := syncengine.Position(binary.BigEndian.Uint64(v))
+		if pos <= cur.Acked {
+			break
+		}
+		lv := t.log.Get(v)
+		if lv == nil {
+			continue // compacted: acknowledged by every device, not pending here
+		}
+		ch, err := decodeChange(pos, lv)
+		if err != nil {
+			return nil, err
+		}
+		out[ch.RecordID] = true
+	}
+	return out, nil
+}
+
+// coveringPrefix returns the prefix of prefixes that key (an area code and
+// more) starts with.
+func coveringPrefix(key []byte, prefixes []string) (string, bool) {
+	for _, p := range prefixes {
+		if bytes.HasPrefix(key, []byte(p)) {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// prefixEnd returns the smallest key after every key that starts with p, a
+// non-empty string of digits.
+func prefixEnd(p string) []byte {
+	b := []byte(p)
+	b[len(b)-1]++
+	return b
+}

@@ -1,0 +1,258 @@
+package sqlitestore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/syncengine"
+)
+
+// Forgotten is what ForgetOutside deleted.
+type Forgotten struct {
+	// Records is how many records' states were deleted.
+	Records int
+	// Changes is how many log entries of other replicas' changes went: those
+	// of the records deleted, and those of another area.
+	Changes int
+}
+
+// ForgetOutside deletes, in one transaction, what the replica holds of the
+// records whose area code is under none of prefixes (the device's areas, as
+// the server's handshake gives them): a household moved to another village,
+// or a village the device no longer serves. For each such record it deletes
+// the record's state, its open conflicts, its read-model row, and the log
+// entries of other replicas' changes to it (copies of the server's log, which
+// keeps them: they would only hold another area's data on the phone). It
+// also deletes the log entries of other replicas' changes of another area
+// whose records it keeps (an edit made in a household's old village, which
+// reaches the new village's devices): the records' states have them.
+//
+// A record whose state shows it in the areas only because the device's own
+// edit, concurrent with a move out of them and stamped after it, wrote the
+// old area is forgotten too: its area_code names the new area, where its
+// server keeps it (movedAway).
+//
+// Nothing of the device's own is lost:
+//   - the log entries of the replica's own changes are all kept: they are
+//     its outbox, and its dot counter counts them;
+//   - a record with an own change after server's acknowledged position
+//     (Cursor.Acked, not yet acknowledged by the server) is kept whole, so
+//     the change is pushed and its clock correction (syncengine.CorrectClock)
+//     finds the record; a later call, after the server acknowledged it,
+//     forgets it.
+//
+// The dots index is kept, so a change sent again is still recognised; a
+// record that comes back later arrives whole (the server sends the state of
+// a record entering a device's areas). No prefixes, or the prefix "", forget
+// nothing: a handshake without areas must not empty the phone. It returns an
+// error for a prefix that is not up to 12 digits.
+func (s *Store) ForgetOutside(ctx context.Context, prefixes []string, server syncengine.ReplicaID) (Forgotten, error) {
+	ps, err := scopeRanges(prefixes)
+	if err != nil || len(ps) == 0 {
+		return Forgotten{}, err
+	}
+	var out Forgotten
+	self := s.replica
+	err = s.Update(ctx, func(st syncengine.Tx) error {
+		t := st.(*tx)
+		out = Forgotten{}
+		cur, err := t.Cursor(ctx, server)
+		if err != nil {
+			return err
+		}
+		// The records outside, and those that changes of other replicas
+		// placed outside (a move the device's own later edit hides: see
+		// movedAway), less those with changes not yet acknowledged.
+		// Both tables name the area column area_code.
+		outside, outArgs := outsideFilter("area_code", ps)
+		pending := []any{int64(cur.Acked), self[:]}
+		rows, err := t.query(ctx, `SELECT record_id, kind, `+outside+`, state FROM records
+			WHERE (`+outside+` OR record_id IN (SELECT record_id FROM log WHERE origin <> ? AND `+outside+`))
+			AND record_id NOT IN (SELECT record_id FROM log WHERE position > ? AND origin = ?)`,
+			slices.Concat(outArgs, outArgs, []any{self[:]}, outArgs, pending)...)
+		if err != nil {
+			return err
+		}
+		type rec struct {
+			id   syncengine.RecordID
+			kind int64
+		}
+		var drop []rec
+		for rows.Next() {
+			var id, state []byte
+			var r rec
+			var away bool // its area is outside
+			if err := rows.Scan(&id, &r.kind, &away, &state); err != nil {
+				rows.Close()
+				return err
+			}
+			if len(id) != len(r.id) {
+				rows.Close()
+				return fmt.Errorf("record id of %d bytes", len(id))
+			}
+			copy(r.id[:], id)
+			if !away {
+				var st syncengine.Record
+				if err := st.UnmarshalBinary(state); err != nil {
+					rows.Close()
+					return fmt.Errorf("decode record %v: %w", r.id, err)
+				}
+				if !movedAway(st, ps) {
+					continue
+				}
+			}
+			drop = append(drop, r)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range drop {
+			n, err := t.forget(ctx, r.id, r.kind, self)
+			if err != nil {
+				return fmt.Errorf("forget record %v: %w", r.id, err)
+			}
+			out.Changes += n
+		}
+		out.Records = len(drop)
+		// Other replicas' changes of another area, of records kept (an edit
+		// made in the old village, received by the new one's device): the
+		// record's state has them, the dots index recognises them.
+		res, err := t.exec(ctx, `DELETE FROM log WHERE origin <> ? AND `+outside+`
+			AND record_id NOT IN (SELECT record_id FROM log WHERE position > ? AND origin = ?)`,
+			slices.Concat([]any{self[:]}, outArgs, pending)...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		out.Changes += int(n)
+		return err
+	})
+	if err != nil {
+		return Forgotten{}, fmt.Errorf("%s: forget records outside %v: %w", s.path, prefixes, err)
+	}
+	return out, nil
+}
+
+// forget deletes record id's state, conflicts, read-model row and the log
+// entries of its changes not made by self, and returns how many log entries
+// it deleted.
+func (t *tx) forget(ctx context.Context, id syncengine.RecordID, kind int64, self syncengine.ReplicaID) (int, error) {
+	if _, err := t.exec(ctx, "DELETE FROM records WHERE record_id = ?", id[:]); err != nil {
+		return 0, err
+	}
+	if _, err := t.exec(ctx, "DELETE FROM conflicts WHERE record_id = ?", id[:]); err != nil {
+		return 0, err
+	}
+	if table, ok := readModelTables[fieldsyncv1.RecordKind(kind)]; ok {
+		if _, err := t.exec(ctx, "DELETE FROM "+table+" WHERE id = ?", id.String()); err != nil {
+			return 0, err
+		}
+	}
+	res, err := t.exec(ctx, "DELETE FROM log WHERE record_id = ? AND origin <> ?", id[:], self[:])
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// movedAway reports whether r is a live record that a move took out of
+// prefixes and that only shows in them because an edit concurrent with the
+// move, stamped later, wrote the old area: its area_code (field 2 of every
+// record kind) names an area outside prefixes, and its existence field keeps
+// a surviving upsert of that area. Its server settles such a record in the
+// area the move named (server/moves.go, unsettledMove), so the device forgets
+// it now: typically the device's own edit, pushed in the same sync round as
+// the pull that brought the move.
+func movedAway(r syncengine.Record, prefixes []string) bool {
+	if !r.Exists() || !underAny(r.Area(), prefixes) {
+		return false
+	}
+	v, ok := r.Value(areaCodeField)
+	if !ok {
+		return false
+	}
+	var target string
+	for len(v) > 0 {
+		num, typ, n := protowire.ConsumeTag(v)
+		if n < 0 || num != areaCodeField || typ != protowire.BytesType {
+			return false
+		}
+		b, m := protowire.ConsumeBytes(v[n:])
+		if m < 0 {
+			return false
+		}
+		target, v = string(b), v[n+m:]
+	}
+	if len(target) != syncengine.AreaLen || target == r.Area() || underAny(target, prefixes) {
+		return false
+	}
+	for _, w := range r.Writes(syncengine.ExistenceField) {
+		if !w.Delete && string(w.Value) == target {
+			return true
+		}
+	}
+	return false
+}
+
+// areaCodeField is the field number of area_code in every record kind's body.
+const areaCodeField = 2
+
+func underAny(area string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(area, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// scopeRanges validates prefixes (up to 12 ASCII digits each), sorts them and
+// drops those another covers. It returns nil when they cover every area (a
+// prefix "") or there are none.
+func scopeRanges(prefixes []string) ([]string, error) {
+	ps := slices.Clone(prefixes)
+	for _, p := range ps {
+		if len(p) > syncengine.AreaLen || strings.Trim(p, "0123456789") != "" {
+			return nil, fmt.Errorf("sqlitestore: area prefix %q is not up to %d digits", p, syncengine.AreaLen)
+		}
+	}
+	slices.Sort(ps)
+	out := ps[:0]
+	for _, p := range ps {
+		if p == "" {
+			return nil, nil
+		}
+		if len(out) == 0 || !strings.HasPrefix(p, out[len(out)-1]) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// outsideFilter returns an SQL condition matching column when it is under
+// none of prefixes (sorted, none covering another), as ranges of the
+// records_area index between them, and its arguments.
+func outsideFilter(column string, prefixes []string) (string, []any) {
+	conds := []string{column + " < ?"}
+	args := []any{prefixes[0]}
+	for i, p := range prefixes {
+		end := p + "~" // after every digit: the end of the codes under p
+		if i+1 < len(prefixes) {
+			conds = append(conds, fmt.Sprintf("(%s >= ? AND %s < ?)", column, column))
+			args = append(args, end, prefixes[i+1])
+			continue
+		}
+		conds = append(conds, column+" >= ?")
+		args = append(args, end)
+	}
+	return "(" + strings.Join(conds, " OR ") + ")", args
+}
