@@ -22,6 +22,9 @@
 //	meta        "schema"    → schema version (8 bytes, currently 3)
 //	            "replica"   → the store's own replica id (16 bytes)
 //	            "compacted" → log position through which entries were dropped
+//	            "logmarks"  → arrival marks of CompactRetained: pairs of Unix
+//	                          ms and log position (16 bytes each), oldest first
+//	            "x/" + key  → Meta and SetMeta (the upstream relay's state)
 //	log         position → area envelope + syncengine.Change binary
 //	            (the bucket's sequence is the last position ever assigned)
 //	logarea     area code + position → empty, or the other end of a move
