@@ -252,46 +252,7 @@ func containsID(ids []syncengine.RecordID, id syncengine.RecordID) bool {
 // wrapping syncengine.ErrInvalidChange or a storage error, with nothing of it
 // stored.
 func (s *Server) writeInTx(ctx context.Context, tx syncengine.Tx, e syncengine.Edit, check func(prev, next syncengine.Record) error) (syncengine.Change, error) {
-	self := s.clock.Replica()
-	rec, err := tx.Record(ctx, e.Record)
-	if err != nil {
-		return syncengine.Change{}, err
-	}
-	n, err := tx.MaxCounter(ctx, self)
-	if err != nil {
-		return syncengine.Change{}, err
-	}
-	c := syncengine.Change{
-		ID: e.ID, RecordID: e.Record, Kind: e.Kind, Area: e.Area,
-		Origin: self, Dot: syncengine.Dot{Replica: self, Counter: n + 1},
-		Context: e.Base, Delete: e.Delete, Fields: e.Fields,
-	}
-	if c.Kind == 0 {
-		c.Kind = rec.Kind()
-	}
-	if c.Area == "" {
-		c.Area = rec.Area()
-	}
-	if c.Context.Len() == 0 {
-		c.Context = rec.Version()
-	}
-	c.Stamp = s.clock.Now(s.now().UnixMilli())
-	next, err := syncengine.Apply(rec, &c)
-	if err != nil {
-		return syncengine.Change{}, err
-	}
-	if check != nil {
-		if err := check(rec, next); err != nil {
-			return syncengine.Change{}, err
-		}
-	}
-	if err := tx.PutRecord(ctx, next); err != nil {
-		return syncengine.Change{}, err
-	}
-	if _, err := tx.Append(ctx, c); err != nil {
-		return syncengine.Change{}, err
-	}
-	return c, nil
+	return syncengine.WriteLocalTx(ctx, tx, s.clock, s.now().UnixMilli(), e, check)
 }
 
 // movedStates settles the records that entries (one page of a pull, for a

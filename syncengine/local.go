@@ -32,44 +32,62 @@ type Edit struct {
 // change, or an error wrapping ErrInvalidChange or a storage error, in which
 // case nothing is stored.
 func WriteLocal(ctx context.Context, s Store, clock *Clock, wallMS int64, e Edit) (Change, error) {
-	self := clock.Replica()
 	var c Change
 	err := s.Update(ctx, func(tx Tx) error {
-		rec, err := tx.Record(ctx, e.Record)
-		if err != nil {
-			return err
-		}
-		n, err := tx.MaxCounter(ctx, self)
-		if err != nil {
-			return err
-		}
-		c = Change{
-			ID: e.ID, RecordID: e.Record, Kind: e.Kind, Area: e.Area,
-			Origin: self, Dot: Dot{Replica: self, Counter: n + 1},
-			Context: e.Base, Delete: e.Delete, Fields: e.Fields,
-		}
-		if c.Kind == 0 {
-			c.Kind = rec.Kind()
-		}
-		if c.Area == "" {
-			c.Area = rec.Area()
-		}
-		if c.Context.Len() == 0 {
-			c.Context = rec.Version()
-		}
-		c.Stamp = clock.Now(wallMS)
-		next, err := Apply(rec, &c)
-		if err != nil {
-			return err
-		}
-		if err := tx.PutRecord(ctx, next); err != nil {
-			return err
-		}
-		_, err = tx.Append(ctx, c)
+		var err error
+		c, err = WriteLocalTx(ctx, tx, clock, wallMS, e, nil)
 		return err
 	})
 	if err != nil {
 		return Change{}, fmt.Errorf("syncengine: write: %w", err)
+	}
+	return c, nil
+}
+
+// WriteLocalTx is WriteLocal in a transaction the caller owns, so that
+// several writes commit together (a household moved with its people). check,
+// if not nil, gets the record's state before the change and the state it
+// would leave, and its error stops the write. The caller's transaction must
+// be undone on an error: nothing of a failed write may be committed.
+func WriteLocalTx(ctx context.Context, tx Tx, clock *Clock, wallMS int64, e Edit, check func(prev, next Record) error) (Change, error) {
+	self := clock.Replica()
+	rec, err := tx.Record(ctx, e.Record)
+	if err != nil {
+		return Change{}, err
+	}
+	n, err := tx.MaxCounter(ctx, self)
+	if err != nil {
+		return Change{}, err
+	}
+	c := Change{
+		ID: e.ID, RecordID: e.Record, Kind: e.Kind, Area: e.Area,
+		Origin: self, Dot: Dot{Replica: self, Counter: n + 1},
+		Context: e.Base, Delete: e.Delete, Fields: e.Fields,
+	}
+	if c.Kind == 0 {
+		c.Kind = rec.Kind()
+	}
+	if c.Area == "" {
+		c.Area = rec.Area()
+	}
+	if c.Context.Len() == 0 {
+		c.Context = rec.Version()
+	}
+	c.Stamp = clock.Now(wallMS)
+	next, err := Apply(rec, &c)
+	if err != nil {
+		return Change{}, err
+	}
+	if check != nil {
+		if err := check(rec, next); err != nil {
+			return Change{}, err
+		}
+	}
+	if err := tx.PutRecord(ctx, next); err != nil {
+		return Change{}, err
+	}
+	if _, err := tx.Append(ctx, c); err != nil {
+		return Change{}, err
 	}
 	return c, nil
 }
