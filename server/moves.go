@@ -110,6 +110,35 @@ func unsettledMove(r syncengine.Record) (string, bool) {
 	return "", false
 }
 
+// settleTarget returns the area r must be settled into: that of an unsettled
+// move, or the area its area_code names when a later edit, made by someone
+// who saw the unsettled move, left it shown elsewhere (keepsUnsettled).
+func settleTarget(r syncengine.Record) (string, bool) {
+	if target, ok := unsettledMove(r); ok {
+		return target, true
+	}
+	if !r.Exists() {
+		return "", false
+	}
+	if target, ok := bodyArea(r); ok && target != r.Area() {
+		return target, true
+	}
+	return "", false
+}
+
+// keepsUnsettled reports whether c, which does not set area_code, edits a
+// record that was already shown in another area than its area_code names
+// (prev: an unsettled move its author saw) and leaves it as it found it. The
+// edit is the author's to make; settling the move is the server's
+// (settleTarget).
+func keepsUnsettled(c syncengine.Change, prev syncengine.Record, area string) bool {
+	if _, sets := c.Fields[areaCodeField]; sets {
+		return false
+	}
+	before, ok := bodyArea(prev)
+	return ok && before == area && prev.Area() != area && c.Area == prev.Area()
+}
+
 // settlesTo reports whether next is an unsettled move into area that shows
 // in another area: its area_code, area, is not its area, which a concurrent
 // edit gave it.
@@ -195,7 +224,7 @@ func (s *Server) settleMoves(ctx context.Context, ids []syncengine.RecordID) (in
 			if err != nil {
 				return err
 			}
-			if target, ok := unsettledMove(r); ok && s.serves(target) && !containsID(todo, id) {
+			if target, ok := settleTarget(r); ok && s.serves(target) && !containsID(todo, id) {
 				todo = append(todo, id)
 			}
 		}
@@ -213,7 +242,7 @@ func (s *Server) settleMoves(ctx context.Context, ids []syncengine.RecordID) (in
 			if err != nil {
 				return err
 			}
-			target, ok := unsettledMove(r)
+			target, ok := settleTarget(r)
 			if !ok || !s.serves(target) {
 				continue // settled meanwhile
 			}

@@ -318,7 +318,7 @@ func (v *validator) validate(c syncengine.Change, prev, next syncengine.Record) 
 		if id != c.RecordID {
 			errs = append(errs, survey.FieldError{Path: "id", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_INCONSISTENT, Message: "id differs from the change's record id"})
 		}
-		if area != next.Area() && !moved && !settlesTo(next, area) {
+		if area != next.Area() && !moved && !settlesTo(next, area) && !keepsUnsettled(c, prev, area) {
 			errs = append(errs, survey.FieldError{Path: "area_code", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_INCONSISTENT, Message: "area_code differs from the change's area"})
 		}
 	}
