@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -450,7 +451,14 @@ func (w *tierWorld) phoneEdit(t *testing.T, p *tierPhone) {
 	rec = proto.Clone(rec).(*fieldsyncv1.Record)
 	p.edits++
 	rec.GetHousehold().Notes = fmt.Sprintf("%s: 第%d次复查", p.name, p.edits)
-	if err := p.Save(t.Context(), rec); err != nil {
+	err = p.Save(t.Context(), rec)
+	if errors.Is(err, fieldsync.ErrOutOfScope) {
+		// Moved away: its area_code names another village, and the phone
+		// still shows it until the move settles. Save refuses; nothing is
+		// stored, and the doctor is told.
+		return
+	}
+	if err != nil {
 		t.Errorf("%s: Save edited household: %v", p.name, err)
 	}
 }
@@ -463,7 +471,13 @@ func (w *tierWorld) serverEdit(t *testing.T, srv *tierServer) {
 	ids := w.allHouseholds()
 	id := ids[w.rng.IntN(len(ids))]
 	rec, ok := tierRecord(t, srv, id)
-	if !ok || !strings.HasPrefix(wireArea(t, rec), srv.area) {
+	if !ok {
+		return
+	}
+	if _, _, err := wire.Identity(rec); err != nil {
+		t.Fatalf("%s holds household %v without its identity: %v\n%v", srv.name, id, err, rec)
+	}
+	if !strings.HasPrefix(wireArea(t, rec), srv.area) {
 		return
 	}
 	rec.GetHousehold().Notes = fmt.Sprintf("%s 更正 %d", srv.name, w.rng.IntN(1000))
@@ -492,12 +506,15 @@ func tierRecord(t *testing.T, srv *tierServer, id syncengine.RecordID) (*fieldsy
 	if err != nil {
 		t.Fatalf("%s: %v", srv.name, err)
 	}
-	if !r.Exists() || len(r.Conflicts()) > 0 {
-		return nil, false // a record with open conflicts is left to the resolutions
+	if !r.Exists() || len(r.Conflicts()) > 0 || !strings.HasPrefix(r.Area(), srv.area) {
+		// A record with open conflicts is left to the resolutions. One
+		// outside the server's area may be a stub: the moves of a household
+		// that passed through (KNOWN GAP in the README).
+		return nil, false
 	}
 	rec, err := wire.FromState(r)
 	if err != nil {
-		t.Fatalf("%s: record %v: %v", srv.name, id, err)
+		t.Fatalf("%s: record %v: %v\n%v", srv.name, id, err, r)
 	}
 	return rec, true
 }
@@ -755,8 +772,13 @@ func diffRecords(t *testing.T, a, b replicaState, area string) {
 		}
 	}
 	for id, r := range b.records {
-		if _, ok := a.records[id]; !ok && strings.HasPrefix(r.Area(), area) {
+		if !strings.HasPrefix(r.Area(), area) {
+			continue
+		}
+		if o, ok := a.records[id]; !ok {
 			t.Logf("record %v only at %s: %v", id, b.name, r)
+		} else if !strings.HasPrefix(o.Area(), area) {
+			t.Logf("record %v in %s at %s, in %s at %s:\n %s: %v\n %s: %v", id, r.Area(), b.name, o.Area(), a.name, b.name, r, a.name, o)
 		}
 	}
 }

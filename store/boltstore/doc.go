@@ -48,8 +48,9 @@
 // the change, as the store's PutRecord found it, is not the change's area) is
 // filed in logarea under both areas: under its own area with the old area as
 // the value, and under the old area with its own area as the value. A change
-// that sets no field and deletes nothing (a server settling a move) is also
-// filed under the areas of the existence upserts it overwrites; the value of
+// that does not delete (a server settling a move, or an edit made after
+// seeing an unsettled one) is also filed under the areas of the existence
+// upserts it overwrites; the value of
 // its own area's key then lists them all, sorted, 12 bytes each. So a pull of
 // the village a household left sees the move, and ReadLogAreaMoves tells a
 // reader whether an entry brought its record into the areas read or took it

@@ -287,8 +287,8 @@ func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
 // Append adds c at the end of the log and indexes its dot and area. When the
 // last PutRecord of this transaction was of c's record and found it in
 // another area than c.Area, c moves the record: it is filed in the log area
-// index under that area too, and a change that only says where the record is
-// under the areas of the writes it overwrites (see movedFrom). It returns an
+// index under that area too, and under the areas of the existence writes it
+// overwrites (see movedFrom). It returns an
 // error wrapping syncengine.ErrDotExists if the dot was ever appended before,
 // even if compaction has dropped that entry since.
 func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Position, error) {
@@ -344,7 +344,7 @@ func (t *tx) movedFrom(c *syncengine.Change) []string {
 		}
 	}
 	add(pf.area)
-	if !c.Delete && len(c.Fields) == 0 {
+	if !c.Delete {
 		for _, w := range pf.rec.Writes(syncengine.ExistenceField) {
 			if !w.Delete && c.Context.Contains(w.Dot) && len(w.Value) == syncengine.AreaLen {
 				add(string(w.Value))
