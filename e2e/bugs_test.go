@@ -12,6 +12,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -83,6 +84,11 @@ func TestBugRestoredReplicaLosesNewChanges(t *testing.T) {
 // leaves out changes of records that are no longer in the puller's areas
 // (the move that took them out aside), or the phone drops fragments with the
 // records it forgets.
+//
+// The schedule's stamps depend on timing, so it fails in about half the
+// runs; the test runs it ten times.
 func TestBugPhoneKeepsFragmentOfMovedHousehold(t *testing.T) {
-	runTiers(t, 37255779, 150)
+	for i := range 10 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) { runTiers(t, 37255779, 150) })
+	}
 }
