@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,8 +189,7 @@ func (s *Server) runUpstream(ctx context.Context, r *relay) {
 		wait := r.cfg.Every
 		if err != nil {
 			failures++
-			wait = min(r.cfg.Every, time.Duration(float64(time.Second)*pow(1.6, failures-1)))
-			wait = time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
+			wait = syncclient.RetryPolicy{BaseDelay: time.Second, MaxDelay: r.cfg.Every}.Delay(failures)
 			s.log.WarnContext(ctx, "upstream sync failed", "err", err, "retry_in", wait)
 		} else {
 			failures = 0
@@ -214,14 +212,6 @@ func (s *Server) runUpstream(ctx context.Context, r *relay) {
 			}
 		}
 	}
-}
-
-func pow(b float64, n int) float64 {
-	out := 1.0
-	for range min(n, 64) {
-		out *= b
-	}
-	return out
 }
 
 // nudgeUpstream asks the relay, if there is one, for a round soon.
