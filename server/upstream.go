@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -86,27 +85,11 @@ func (s *Server) EnrollUpstream(ctx context.Context, addr, code string, tlsCfg *
 	if strings.TrimSpace(addr) == "" || strings.TrimSpace(code) == "" {
 		return "", nil, errors.New("enroll upstream: need the county's address and the enrolment code its operator issued")
 	}
-	dopts, err := syncclient.DialOptions(addr, "", tlsCfg, extra...)
-	if err != nil {
-		return "", nil, fmt.Errorf("enroll upstream: %w", err)
-	}
-	conn, err := grpc.NewClient(addr, dopts...)
-	if err != nil {
-		return "", nil, fmt.Errorf("enroll upstream: %w", err)
-	}
-	defer conn.Close()
-	id := s.store.Replica()
-	req := &fieldsyncv1.EnrollRequest{Code: code, ReplicaId: id[:], DeviceName: "township " + s.cfg.Area}
-	ectx, cancel := context.WithTimeout(ctx, syncclient.ConnectTimeout+syncclient.RPCDeadline(proto.Size(req)))
-	defer cancel()
-	resp, err := fieldsyncv1.NewEnrolmentServiceClient(conn).Enroll(ectx, req)
+	resp, err := syncclient.Enroll(ctx, addr, code, s.store.Replica(), "township "+s.cfg.Area, tlsCfg, extra...)
 	if err != nil {
 		return "", nil, fmt.Errorf("enroll upstream at %s: %w", addr, err)
 	}
 	up := syncengine.ReplicaID(resp.GetServerReplicaId())
-	if len(resp.GetServerReplicaId()) != len(up) || up.IsZero() {
-		return "", nil, fmt.Errorf("enroll upstream: server replica id of %d bytes", len(resp.GetServerReplicaId()))
-	}
 	if old, err := s.upstreamReplica(ctx); err != nil {
 		return "", nil, fmt.Errorf("enroll upstream: %w", err)
 	} else if !old.IsZero() && old != up {

@@ -650,3 +650,32 @@ func cursor(ctx context.Context, st syncengine.Store, srv syncengine.ReplicaID) 
 	})
 	return cur, err
 }
+
+// Enroll exchanges a one-time enrolment code for a token at the server at
+// addr, for the replica id, with the connection and RPC deadlines of a sync.
+// It makes one attempt: the caller retries (a person is typing the code). It
+// returns an error wrapping ErrTLSRequired, before dialing, for plaintext
+// beyond loopback, the server's gRPC status (PermissionDenied for an unknown
+// or expired code), or an error for an answer without a 16-byte server id.
+func Enroll(ctx context.Context, addr, code string, id syncengine.ReplicaID, name string, tlsCfg *tls.Config, extra ...grpc.DialOption) (*fieldsyncv1.EnrollResponse, error) {
+	dopts, err := DialOptions(addr, "", tlsCfg, extra...)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(addr, dopts...)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	req := &fieldsyncv1.EnrollRequest{Code: code, ReplicaId: id[:], DeviceName: name}
+	ectx, cancel := context.WithTimeout(ctx, ConnectTimeout+RPCDeadline(proto.Size(req)))
+	defer cancel()
+	resp, err := fieldsyncv1.NewEnrolmentServiceClient(conn).Enroll(ectx, req)
+	if err != nil {
+		return nil, err
+	}
+	if srv := resp.GetServerReplicaId(); len(srv) != len(id) || syncengine.ReplicaID(srv).IsZero() {
+		return nil, fmt.Errorf("server replica id of %d bytes", len(srv))
+	}
+	return resp, nil
+}

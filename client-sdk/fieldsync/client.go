@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/sqlitestore"
@@ -145,25 +144,9 @@ func (c *Client) Enroll(ctx context.Context, serverAddr, code string) error {
 	if strings.TrimSpace(code) == "" {
 		return errors.New("fieldsync: enroll: no enrolment code: give the code the server's operator issued")
 	}
-	dopts, err := syncclient.DialOptions(serverAddr, "", c.tls, c.dialOpts...)
+	resp, err := syncclient.Enroll(ctx, serverAddr, code, c.store.Replica(), "", c.tls, c.dialOpts...)
 	if err != nil {
 		return fmt.Errorf("fieldsync: enroll: %w", err)
-	}
-	conn, err := grpc.NewClient(serverAddr, dopts...)
-	if err != nil {
-		return fmt.Errorf("fieldsync: enroll: %w", err)
-	}
-	defer conn.Close()
-	id := c.store.Replica()
-	req := &fieldsyncv1.EnrollRequest{Code: code, ReplicaId: id[:]}
-	ectx, cancel := context.WithTimeout(ctx, syncclient.ConnectTimeout+syncclient.RPCDeadline(proto.Size(req)))
-	defer cancel()
-	resp, err := fieldsyncv1.NewEnrolmentServiceClient(conn).Enroll(ectx, req)
-	if err != nil {
-		return fmt.Errorf("fieldsync: enroll: %w", err)
-	}
-	if len(resp.GetServerReplicaId()) != 16 {
-		return fmt.Errorf("fieldsync: enroll: server replica id of %d bytes", len(resp.GetServerReplicaId()))
 	}
 	for _, kv := range []struct {
 		k string
