@@ -391,46 +391,12 @@ type Status struct {
 // Status returns the device's sync state.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
-	srv, err := c.serverReplica(ctx)
+	addr, err := c.store.Meta(ctx, metaServerAddr)
 	if err != nil {
 		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
 	}
-	if addr, err := c.store.Meta(ctx, metaServerAddr); err != nil {
-		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
-	} else {
-		st.Server = string(addr)
-	}
-	self := c.store.Replica()
-	err = c.store.View(ctx, func(tx syncengine.ReadTx) error {
-		cur, err := tx.Cursor(ctx, srv)
-		if err != nil {
-			return err
-		}
-		st.Pending = 0
-		for after := cur.Acked; ; {
-			page, err := tx.ReadLog(ctx, after, syncengine.DefaultBatchLimit)
-			if err != nil {
-				return err
-			}
-			for _, e := range page {
-				if e.Change.Origin == self {
-					st.Pending++
-					st.PendingChanges = append(st.PendingChanges, PendingChange{
-						ChangeID: e.Change.ID.String(),
-						RecordID: e.Change.RecordID.String(),
-						Kind:     kindName(fieldsyncv1.RecordKind(e.Change.Kind)),
-					})
-				}
-				after = e.Pos
-			}
-			if len(page) < syncengine.DefaultBatchLimit {
-				return nil
-			}
-		}
-	})
-	if err != nil {
-		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
-	}
+	st.Server = string(addr)
+	// One pass over the log gives the pending changes and the receipts.
 	if st.Rejected, err = c.rejections(ctx); err != nil {
 		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
 	}
@@ -439,6 +405,9 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	}
 	err = c.eachOwnChange(ctx, func(r Receipt) {
 		switch r.Stage {
+		case StageDevice:
+			st.Pending++
+			st.PendingChanges = append(st.PendingChanges, PendingChange{ChangeID: r.ChangeID, RecordID: r.RecordID, Kind: r.Kind})
 		case StageServer:
 			st.AtServer++
 		case StageUpstream:
