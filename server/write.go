@@ -32,11 +32,6 @@ func (s *Server) Save(ctx context.Context, rec *fieldsyncv1.Record) (syncengine.
 	if errs := survey.Validate(rec, s.now()); len(errs) > 0 {
 		return syncengine.ChangeID{}, fmt.Errorf("save record %v: %w", id, &InvalidRecordError{FieldErrors: errs})
 	}
-	kind := wire.KindOf(rec)
-	next, err := wire.Fields(wire.Body(rec))
-	if err != nil {
-		return syncengine.ChangeID{}, fmt.Errorf("save record %v: %w", id, err)
-	}
 	var cur syncengine.Record
 	err = s.store.View(ctx, func(tx syncengine.ReadTx) error {
 		var err error
@@ -46,22 +41,18 @@ func (s *Server) Save(ctx context.Context, rec *fieldsyncv1.Record) (syncengine.
 	if err != nil {
 		return syncengine.ChangeID{}, fmt.Errorf("save record %v: %w", id, err)
 	}
-	if !cur.IsEmpty() && cur.Kind() != kind {
-		return syncengine.ChangeID{}, fmt.Errorf("save record %v: %w: it is of kind %d, not %d", id, ErrBadRequest, cur.Kind(), kind)
+	e, ok, err := wire.EditOf(cur, rec)
+	if err != nil {
+		return syncengine.ChangeID{}, fmt.Errorf("save record %v: %w: %v", id, ErrBadRequest, err)
 	}
-	fields := wire.Diff(cur.Values(), next)
-	if len(fields) == 0 && cur.Exists() && cur.Area() == area {
+	if !ok {
 		return syncengine.ChangeID{}, nil
 	}
-	var cid syncengine.ChangeID
-	rand.Read(cid[:])
-	_, err = syncengine.WriteLocal(ctx, s.store, s.clock, s.now().UnixMilli(), syncengine.Edit{
-		ID: cid, Record: id, Kind: kind, Area: area, Base: cur.Version(), Fields: fields,
-	})
-	if err != nil {
+	rand.Read(e.ID[:])
+	if _, err := syncengine.WriteLocal(ctx, s.store, s.clock, s.now().UnixMilli(), e); err != nil {
 		return syncengine.ChangeID{}, fmt.Errorf("save record %v: %w", id, err)
 	}
 	s.log.InfoContext(ctx, "record saved by the server", "record", id.String())
 	s.nudgeUpstream()
-	return cid, nil
+	return e.ID, nil
 }

@@ -190,3 +190,30 @@ func Identity(rec *fieldsyncv1.Record) (syncengine.RecordID, string, error) {
 	}
 	return id, m.Get(fields.ByNumber(areaField)).String(), nil
 }
+
+// EditOf returns the edit that makes cur, the stored state of rec's record,
+// show rec: the fields that differ (Diff), rec's kind and area, and cur's
+// whole version as the base, so that a concurrent write the writer has not
+// seen stays concurrent instead of being overwritten. The edit has no change
+// id yet. It reports false when rec shows nothing new (same fields, same
+// area, the record alive), and returns an error for a record without a valid
+// identity or of another kind than cur.
+func EditOf(cur syncengine.Record, rec *fieldsyncv1.Record) (syncengine.Edit, bool, error) {
+	id, area, err := Identity(rec)
+	if err != nil {
+		return syncengine.Edit{}, false, err
+	}
+	kind := KindOf(rec)
+	if !cur.IsEmpty() && cur.Kind() != kind {
+		return syncengine.Edit{}, false, fmt.Errorf("record %v is of kind %d, not %d", id, cur.Kind(), kind)
+	}
+	next, err := Fields(Body(rec))
+	if err != nil {
+		return syncengine.Edit{}, false, err
+	}
+	fields := Diff(cur.Values(), next)
+	if len(fields) == 0 && cur.Exists() && cur.Area() == area {
+		return syncengine.Edit{}, false, nil
+	}
+	return syncengine.Edit{Record: id, Kind: kind, Area: area, Base: cur.Version(), Fields: fields}, true, nil
+}

@@ -77,3 +77,32 @@ func TestUnknownKind(t *testing.T) {
 		t.Error("SplitFields accepted a malformed message")
 	}
 }
+
+// EditOf writes only what changed, based on the whole stored version, and
+// nothing when nothing changed.
+func TestEditOf(t *testing.T) {
+	rec := &fieldsyncv1.Record{Body: &fieldsyncv1.Record_Household{Household: household()}}
+	e, ok, err := wire.EditOf(syncengine.Record{}, rec)
+	if err != nil || !ok || len(e.Fields) != 5 || e.Area != "532523101201" || e.Kind != wire.KindOf(rec) {
+		t.Fatalf("EditOf(new record) = %+v, %v, %v; want all 5 fields in its area", e, ok, err)
+	}
+	self := syncengine.ReplicaID{1}
+	c := syncengine.Change{ID: syncengine.ChangeID{1}, RecordID: e.Record, Kind: e.Kind, Area: e.Area, Origin: self,
+		Dot: syncengine.Dot{Replica: self, Counter: 1}, Stamp: syncengine.NewClock(self, 0).Now(1), Fields: e.Fields}
+	cur, err := syncengine.Apply(syncengine.Record{}, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := wire.EditOf(cur, rec); ok || err != nil {
+		t.Errorf("EditOf(unchanged) = %v, %v; want nothing to write", ok, err)
+	}
+	rec.GetHousehold().HeadName = "张德亮"
+	e, ok, err = wire.EditOf(cur, rec)
+	if err != nil || !ok || len(e.Fields) != 1 || !e.Base.Contains(c.Dot) {
+		t.Errorf("EditOf(new head) = %+v, %v, %v; want the one field, based on the stored version", e, ok, err)
+	}
+	visit := &fieldsyncv1.Record{Body: &fieldsyncv1.Record_HouseholdVisit{HouseholdVisit: &fieldsyncv1.HouseholdVisit{Id: household().GetId(), AreaCode: "532523101201"}}}
+	if _, _, err := wire.EditOf(cur, visit); err == nil {
+		t.Error("EditOf with another kind under the same id succeeded")
+	}
+}

@@ -218,12 +218,7 @@ func (c *Client) Save(ctx context.Context, rec *fieldsyncv1.Record) error {
 
 // write stores rec as a local change without validating it.
 func (c *Client) write(ctx context.Context, rec *fieldsyncv1.Record) error {
-	id, area, err := wire.Identity(rec)
-	if err != nil {
-		return fmt.Errorf("fieldsync: save: %w", err)
-	}
-	kind := wire.KindOf(rec)
-	next, err := wire.Fields(wire.Body(rec))
+	id, _, err := wire.Identity(rec)
 	if err != nil {
 		return fmt.Errorf("fieldsync: save: %w", err)
 	}
@@ -236,21 +231,17 @@ func (c *Client) write(ctx context.Context, rec *fieldsyncv1.Record) error {
 	if err != nil {
 		return fmt.Errorf("fieldsync: save: %w", err)
 	}
-	if !cur.IsEmpty() && cur.Kind() != kind {
-		return fmt.Errorf("fieldsync: save: record %v is of kind %d, not %d", id, cur.Kind(), kind)
+	e, ok, err := wire.EditOf(cur, rec)
+	if err != nil {
+		return fmt.Errorf("fieldsync: save: %w", err)
 	}
-	fields := wire.Diff(cur.Values(), next)
-	if len(fields) == 0 && cur.Exists() && cur.Area() == area {
-		return nil
+	if !ok {
+		return nil // nothing new
 	}
-	var cid syncengine.ChangeID
-	rand.Read(cid[:])
+	rand.Read(e.ID[:])
 	// Base is the state the diff was computed against, so a concurrent write
 	// between View and WriteLocal stays concurrent instead of being overwritten.
-	_, err = syncengine.WriteLocal(ctx, c.store, c.clock, c.now().UnixMilli(), syncengine.Edit{
-		ID: cid, Record: id, Kind: kind, Area: area, Base: cur.Version(), Fields: fields,
-	})
-	if err != nil {
+	if _, err := syncengine.WriteLocal(ctx, c.store, c.clock, c.now().UnixMilli(), e); err != nil {
 		return fmt.Errorf("fieldsync: save: %w", err)
 	}
 	return c.saveClock(ctx)
