@@ -3,6 +3,7 @@ package survey
 import (
 	"fmt"
 	"regexp"
+	"strings"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
@@ -131,6 +132,7 @@ func (c *checker) memberFinding(path string, f *fieldsyncv1.MemberFinding) {
 		c.add(path+".absence_reason", reasonConflict, "%s: absence_reason is set but the member is not absent", path)
 	}
 	c.attachment(path+".absence_certificate", f.GetAbsenceCertificate())
+	c.absenceCertificate(path, f)
 	c.enum(path+".satisfaction", f.GetSatisfaction(), false)
 	if f.GetSatisfaction() == fieldsyncv1.Satisfaction_SATISFACTION_DISSATISFIED && f.GetDissatisfactionReason() == "" {
 		c.add(path+".dissatisfaction_reason", reasonRequired, "%s: say why the member is not satisfied", path)
@@ -199,6 +201,7 @@ func (c *checker) followUp(f *fieldsyncv1.FollowUp) {
 	if okAt && okDue && !due.After(at) {
 		c.add("next_due_on", reasonConflict, "next_due_on (%s) is not after the follow-up", due.Format("2006-01-02"))
 	}
+	c.followUpRules(f)
 	c.intRange("mental_risk_level", f.MentalRiskLevel, 0, 5, "")
 	c.enum("tb_phase", f.GetTbPhase(), false)
 	for i, s := range f.GetSymptoms() {
@@ -229,7 +232,6 @@ func (c *checker) vitals(f *fieldsyncv1.FollowUp) {
 }
 
 func (c *checker) problem(p *fieldsyncv1.Problem) {
-	c.recordID(p.GetId())
 	c.area(p.GetAreaCode(), AreaVillage)
 	c.enum("source_kind", p.GetSourceKind(), false)
 	c.ref("source_record_id", p.GetSourceRecordId(), false)
@@ -242,18 +244,11 @@ func (c *checker) problem(p *fieldsyncv1.Problem) {
 	c.date("deadline", p.GetDeadline(), false, true)
 	c.enum("status", p.GetStatus(), true)
 	c.timestamp("raised_at", p.GetRaisedAt(), true)
-	switch p.GetStatus() {
-	case fieldsyncv1.ProblemStatus_PROBLEM_STATUS_RECTIFIED:
-		c.timestamp("rectified_at", p.GetRectifiedAt(), true)
-	case fieldsyncv1.ProblemStatus_PROBLEM_STATUS_VERIFIED:
-		c.timestamp("rectified_at", p.GetRectifiedAt(), false)
-		c.timestamp("verified_at", p.GetVerifiedAt(), true)
-		c.ref("verified_by_worker_id", p.GetVerifiedByWorkerId(), true)
-	}
+	c.problemState(p)
 }
 
 func (c *checker) riskFlag(r *fieldsyncv1.RiskFlag) {
-	c.recordID(r.GetId())
+	c.derivedID(r.GetId(), RiskFlagID(r.GetSourceRecordId(), r.GetPersonId(), r.GetReason().String()), "survey.RiskFlagID")
 	c.area(r.GetAreaCode(), AreaVillage)
 	c.ref("household_id", r.GetHouseholdId(), true)
 	c.ref("person_id", r.GetPersonId(), false)
@@ -270,4 +265,36 @@ func (c *checker) riskFlag(r *fieldsyncv1.RiskFlag) {
 	c.ref("source_record_id", r.GetSourceRecordId(), false)
 	c.timestamp("flagged_at", r.GetFlaggedAt(), true)
 	c.enum("status", r.GetStatus(), true)
+}
+
+// absenceCertificate requires the village committee certificate (村委会证明)
+// where the rule does: a member absent because unreachable (失联) or working away
+// (常年不在县域内) whose finding shows a service-111 measure missing (no
+// contract, no health record or no 一人一策) must have it photographed; the
+// certificate is what excuses the missing measure.
+func (c *checker) absenceCertificate(path string, f *fieldsyncv1.MemberFinding) {
+	if f.GetPresence() != fieldsyncv1.Presence_PRESENCE_ABSENT || f.GetAbsenceCertificate() != nil {
+		return
+	}
+	switch f.GetAbsenceReason() {
+	case fieldsyncv1.AbsenceReason_ABSENCE_REASON_UNREACHABLE, fieldsyncv1.AbsenceReason_ABSENCE_REASON_WORKING_AWAY:
+	default:
+		return
+	}
+	var missing []string
+	if f.ContractSigned != nil && !*f.ContractSigned {
+		missing = append(missing, "no contract (签约)")
+	}
+	if f.HealthRecordExists != nil && !*f.HealthRecordExists {
+		missing = append(missing, "no health record (健康档案)")
+	}
+	if f.OnePersonPlanPresent != nil && !*f.OnePersonPlanPresent {
+		missing = append(missing, "no 一人一策")
+	}
+	if len(missing) == 0 {
+		return
+	}
+	c.add(path+".absence_certificate", reasonRequired,
+		"%s: the member is absent (%s) with %s: photograph the village committee certificate (村委会证明) that explains it",
+		path, f.GetAbsenceReason(), strings.Join(missing, ", "))
 }

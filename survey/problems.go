@@ -11,8 +11,9 @@ import (
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
 
-// Problems are returned without an id: the caller that stores them gives each a
-// new UUIDv7. Every problem is open, raised at the survey's time, and due for
+// Problems are returned with their derived id (ProblemID of the source record,
+// item and person), so that raising them again anywhere names the same
+// problem. Every problem is open, raised at the survey's time, and due for
 // rectification Rules.RectifyDays later.
 
 // statedItem pairs one 一口清 number with its field name.
@@ -165,7 +166,7 @@ func memberName(f *fieldsyncv1.MemberFinding, people map[string]*fieldsyncv1.Per
 
 // service111 raises the service-111 problems of one member's finding.
 func (p *raiser) service111(f *fieldsyncv1.MemberFinding, person *fieldsyncv1.Person, who string) {
-	excused := person.GetVillageCertificate() != nil
+	excused := person.GetVillageCertificate() != nil || f.GetAbsenceCertificate() != nil
 	if f.ContractSigned != nil && !*f.ContractSigned && !excused {
 		p.raise("service111.contract", f.GetPersonId(), fieldsyncv1.Severity_SEVERITY_NORMAL,
 			who+": no family-doctor contract (签约) and no village committee certificate")
@@ -215,6 +216,7 @@ func (r Rules) raiser(area string, kind fieldsyncv1.RecordKind, source string, a
 
 func (p *raiser) raise(item, personID string, sev fieldsyncv1.Severity, what string) {
 	p.problems = append(p.problems, &fieldsyncv1.Problem{
+		Id:             ProblemID(p.source, item, personID),
 		AreaCode:       p.area,
 		SourceKind:     p.kind,
 		SourceRecordId: p.source,
@@ -232,7 +234,7 @@ func (p *raiser) raise(item, personID string, sev fieldsyncv1.Severity, what str
 // household whose self-pay share of medical cost (out_of_pocket_fen /
 // total_medical_cost_fen) exceeds SelfPayThresholdBP. A share exactly at the
 // threshold is not flagged; members without both amounts, or with no cost, are
-// not judged. Flags are returned without an id.
+// not judged. Flags are returned with their derived id (RiskFlagID).
 func (r Rules) RiskFlags(v *fieldsyncv1.HouseholdVisit) []*fieldsyncv1.RiskFlag {
 	var flags []*fieldsyncv1.RiskFlag
 	for _, f := range v.GetFindings() {
@@ -244,6 +246,7 @@ func (r Rules) RiskFlags(v *fieldsyncv1.HouseholdVisit) []*fieldsyncv1.RiskFlag 
 			continue
 		}
 		flags = append(flags, &fieldsyncv1.RiskFlag{
+			Id:                  RiskFlagID(v.GetId(), f.GetPersonId(), fieldsyncv1.RiskReason_RISK_REASON_SELF_PAY_SHARE.String()),
 			AreaCode:            v.GetAreaCode(),
 			HouseholdId:         v.GetHouseholdId(),
 			PersonId:            f.GetPersonId(),

@@ -95,22 +95,30 @@ func TestAssessKeepsDoctorsComplication(t *testing.T) {
 	}
 }
 
-func TestOverdue(t *testing.T) {
-	due := &fieldsyncv1.Date{Year: 2026, Month: 11, Day: 20}
+func TestProblemOverdue(t *testing.T) {
+	p := exampleProblem() // deadline 2026-12-20, open
 	for _, tc := range []struct {
-		at   time.Time
-		want bool
+		status fieldsyncv1.ProblemStatus
+		at     time.Time
+		days   int
+		want   bool
 	}{
-		{time.Date(2026, 11, 19, 23, 59, 0, 0, survey.ChinaTime), false},
-		{time.Date(2026, 11, 20, 0, 0, 0, 0, survey.ChinaTime), false},
-		{time.Date(2026, 11, 20, 23, 59, 0, 0, survey.ChinaTime), false},
-		{time.Date(2026, 11, 21, 0, 0, 0, 0, survey.ChinaTime), true},
-		// 2026-11-20 17:00 UTC is already the 21st in China.
-		{time.Date(2026, 11, 20, 17, 0, 0, 0, time.UTC), true},
+		{fieldsyncv1.ProblemStatus_PROBLEM_STATUS_OPEN, time.Date(2026, 12, 20, 23, 59, 0, 0, survey.ChinaTime), 0, false},
+		{fieldsyncv1.ProblemStatus_PROBLEM_STATUS_OPEN, time.Date(2026, 12, 21, 0, 0, 0, 0, survey.ChinaTime), 1, true},
+		// 2026-12-20 17:00 UTC is already the 21st in China.
+		{fieldsyncv1.ProblemStatus_PROBLEM_STATUS_OPEN, time.Date(2026, 12, 20, 17, 0, 0, 0, time.UTC), 1, true},
+		{fieldsyncv1.ProblemStatus_PROBLEM_STATUS_OPEN, time.Date(2027, 1, 20, 9, 0, 0, 0, survey.ChinaTime), 31, true},
+		{fieldsyncv1.ProblemStatus_PROBLEM_STATUS_RECTIFIED, time.Date(2027, 1, 20, 9, 0, 0, 0, survey.ChinaTime), 0, false},
+		{fieldsyncv1.ProblemStatus_PROBLEM_STATUS_VERIFIED, time.Date(2027, 1, 20, 9, 0, 0, 0, survey.ChinaTime), 0, false},
 	} {
-		if got := survey.Overdue(due, tc.at); got != tc.want {
-			t.Errorf("Overdue(2026-11-20, %v) = %v, want %v", tc.at, got, tc.want)
+		p.Status = tc.status
+		if days, got := survey.ProblemOverdue(p, survey.Today(tc.at)); got != tc.want || days != tc.days {
+			t.Errorf("%v on %v: overdue %v by %d days, want %v by %d", tc.status, tc.at, got, days, tc.want, tc.days)
 		}
+	}
+	p.Deadline = nil
+	if _, got := survey.ProblemOverdue(p, survey.Today(time.Now())); got {
+		t.Error("a problem without a deadline is overdue")
 	}
 }
 

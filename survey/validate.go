@@ -80,13 +80,15 @@ func (c *checker) add(path string, reason fieldsyncv1.FieldErrorReason, format s
 }
 
 const (
-	reasonRequired  = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_REQUIRED
-	reasonMalformed = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_MALFORMED
-	reasonRange     = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_OUT_OF_RANGE
-	reasonLevel     = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_WRONG_AREA_LEVEL
-	reasonFuture    = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_IN_FUTURE
-	reasonEnum      = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_UNKNOWN_ENUM
-	reasonConflict  = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_INCONSISTENT
+	reasonRequired   = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_REQUIRED
+	reasonMalformed  = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_MALFORMED
+	reasonRange      = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_OUT_OF_RANGE
+	reasonLevel      = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_WRONG_AREA_LEVEL
+	reasonFuture     = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_IN_FUTURE
+	reasonEnum       = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_UNKNOWN_ENUM
+	reasonConflict   = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_INCONSISTENT
+	reasonRule       = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_RULE
+	reasonNotAllowed = fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_NOT_ALLOWED
 )
 
 // recordID checks the record's own id: a canonical UUIDv7 made where the record

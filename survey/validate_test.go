@@ -238,6 +238,7 @@ func TestVitalsRanges(t *testing.T) {
 	} {
 		u := exampleFollowUp()
 		u.SystolicMmhg, u.DiastolicMmhg = proto.Int32(tc.sbp), proto.Int32(tc.dbp)
+		u = survey.DeriveFollowUp(u) // the schedule the values call for
 		errs := survey.Validate(&fieldsyncv1.Record{Body: &fieldsyncv1.Record_FollowUp{FollowUp: u}}, now)
 		switch {
 		case tc.path == "" && errs != nil:
@@ -255,6 +256,7 @@ func TestVitalsRanges(t *testing.T) {
 		u := exampleFollowUp()
 		u.Disease = fieldsyncv1.ChronicDisease_CHRONIC_DISEASE_TYPE2_DIABETES
 		u.FastingGlucoseMmolL = proto.Float64(tc.glucose)
+		u = survey.DeriveFollowUp(u)
 		errs := survey.Validate(&fieldsyncv1.Record{Body: &fieldsyncv1.Record_FollowUp{FollowUp: u}}, now)
 		if got := errs == nil; got != tc.valid || (!tc.valid && !hasError(errs, "fasting_glucose_mmol_l", outRange)) {
 			t.Errorf("glucose %.1f: Validate = %v, want valid=%v", tc.glucose, errs, tc.valid)
@@ -285,10 +287,28 @@ func TestFutureTolerance(t *testing.T) {
 }
 
 func ExampleValidate() {
-	u := exampleFollowUp()
-	u.SystolicMmhg, u.DiastolicMmhg = proto.Int32(135), proto.Int32(140)
+	u := exampleFollowUp() // classified CONTROLLED, next due in 3 months, no referral
+	u.SystolicMmhg, u.DiastolicMmhg = proto.Int32(185), proto.Int32(115)
 	for _, e := range survey.Validate(&fieldsyncv1.Record{Body: &fieldsyncv1.Record_FollowUp{FollowUp: u}}, now) {
 		fmt.Println(e.Path, e.Reason)
+		fmt.Println("  " + e.Message)
 	}
-	// Output: diastolic_mmhg FIELD_ERROR_REASON_INCONSISTENT
+	// Output:
+	// referral.urgent FIELD_ERROR_REASON_RULE
+	//   systolic 185 ≥ 180 requires an urgent referral (紧急转诊)
+	// classification FIELD_ERROR_REASON_RULE
+	//   systolic 185 ≥ 180: control is unsatisfactory (控制不满意), not CONTROLLED
+	// next_due_on FIELD_ERROR_REASON_RULE
+	//   next_due_on 2027-02-20 is later than 2026-12-04: the next follow-up is due within 2 weeks of an urgent referral (systolic 185 ≥ 180)
+}
+
+func ExampleDeriveFollowUp() {
+	u := exampleFollowUp()
+	u.SystolicMmhg, u.DiastolicMmhg = proto.Int32(185), proto.Int32(115)
+	d := survey.DeriveFollowUp(u)
+	fmt.Println(d.GetClassification(), survey.FormatDate(d.GetNextDueOn()), d.GetReferral().GetUrgent())
+	fmt.Println(d.GetReferral().GetReason())
+	// Output:
+	// CLASSIFICATION_UNCONTROLLED 2026-12-04 true
+	// systolic 185 ≥ 180: urgent referral (紧急转诊)
 }

@@ -55,7 +55,7 @@ func (g *Generator) buildAreas() {
 			t.Staff = append(t.Staff, g.staff(tx, t.Code, fieldsyncv1.WorkerRole_WORKER_ROLE_TOWNSHIP_STAFF))
 		}
 	}
-	g.county = c
+	g.County = c
 }
 
 // staff draws a township staff member or county inspector.

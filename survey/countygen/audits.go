@@ -64,7 +64,7 @@ func (s *villageSurveys) auditClinic() {
 	s.audit(st, pick(x, staff), second)
 	if x.chance(0.3) {
 		if lo, hi := dayOf(second).Add(days(1)), dayOf(s.asOf); lo.Before(hi) {
-			s.audit(st, pick(x, s.g.county.Inspectors), x.workTime(x.timeBetween(lo, hi)))
+			s.audit(st, pick(x, s.g.County.Inspectors), x.workTime(x.timeBetween(lo, hi)))
 		}
 	}
 }

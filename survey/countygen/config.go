@@ -46,8 +46,9 @@ var defaultIDHashKey = []byte("fieldsync countygen test key 32b")
 func DefaultAsOf() time.Time { return time.Date(2026, 11, 1, 0, 0, 0, 0, cst) }
 
 // Config sizes and seeds a generated county. The zero value of every field
-// means its default, so Config{} and DefaultConfig() generate the same county
-// (7 townships of 10 villages of 75 households, about 20,000 people).
+// means its default (the Default constants and DefaultAsOf), so Config{}
+// generates a county of 7 townships of 10 villages of 75 households, about
+// 20,000 people.
 //
 // Size the county either by structure (Townships, VillagesPerTownship,
 // HouseholdsPerVillage) or by People. With People set and Townships and
@@ -92,12 +93,6 @@ type Config struct {
 	// SelfPayThresholdBP is the self-pay share, in basis points, above which a
 	// visit finding raises a return-to-poverty risk flag. Default 1000 (10 %).
 	SelfPayThresholdBP int
-}
-
-// DefaultConfig returns the Config with every default filled in.
-func DefaultConfig() Config {
-	c, _ := Config{}.normalize()
-	return c
 }
 
 // normalize returns c with defaults filled in, or an error wrapping ErrConfig.

@@ -78,8 +78,8 @@ func TestDeterministic(t *testing.T) {
 		t.Errorf("second Each: got %d records %x, want %d records %x", n3, d3, n1, d1)
 	}
 	var ids1, ids2 []string
-	g1.County().EachPerson(func(p *Person) { ids1 = append(ids1, p.IDNumber) })
-	g2.County().EachPerson(func(p *Person) { ids2 = append(ids2, p.IDNumber) })
+	g1.County.EachPerson(func(p *Person) { ids1 = append(ids1, p.IDNumber) })
+	g2.County.EachPerson(func(p *Person) { ids2 = append(ids2, p.IDNumber) })
 	if got, want := strings.Join(ids2, ","), strings.Join(ids1, ","); got != want {
 		t.Errorf("clear ID numbers differ between two generators of the same config")
 	}
@@ -91,16 +91,17 @@ func TestDeterministic(t *testing.T) {
 }
 
 func TestZeroConfigIsDefault(t *testing.T) {
-	got, want := newGenerator(t, Config{}).Config(), DefaultConfig()
-	if got.Townships != want.Townships || got.VillagesPerTownship != want.VillagesPerTownship ||
-		got.HouseholdsPerVillage != want.HouseholdsPerVillage || got.CountyCode != want.CountyCode ||
-		!got.AsOf.Equal(want.AsOf) || got.Campaign != want.Campaign || !bytes.Equal(got.IDHashKey, want.IDHashKey) {
-		t.Errorf("Config{} normalizes to %+v, want DefaultConfig() %+v", got, want)
+	got := newGenerator(t, Config{}).Config()
+	if got.Seed != DefaultSeed || got.Townships != DefaultTownships || got.VillagesPerTownship != DefaultVillagesPerTownship ||
+		got.HouseholdsPerVillage != DefaultHouseholdsPerVillage || got.CountyCode != DefaultCountyCode ||
+		got.CountyName != DefaultCountyName || got.CampaignDays != DefaultCampaignDays ||
+		got.SelfPayThresholdBP != DefaultSelfPayThresholdBP || !bytes.Equal(got.IDHashKey, defaultIDHashKey) {
+		t.Errorf("Config{} normalizes to %+v, want the Default constants", got)
 	}
-	if got, want := want.AsOf, time.Date(2026, 11, 1, 0, 0, 0, 0, time.FixedZone("CST", 8*3600)); !got.Equal(want) {
+	if got, want := got.AsOf, time.Date(2026, 11, 1, 0, 0, 0, 0, time.FixedZone("CST", 8*3600)); !got.Equal(want) || !got.Equal(DefaultAsOf()) {
 		t.Errorf("default AsOf = %v, want %v", got, want)
 	}
-	if got, want := want.Campaign, "2026-回头看"; got != want {
+	if got, want := got.Campaign, "2026-回头看"; got != want {
 		t.Errorf("default campaign = %q, want %q", got, want)
 	}
 }
@@ -138,13 +139,13 @@ func TestSizing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGenerator(t, tc.cfg)
-			if got := g.County().People(); got < tc.min || got > tc.max {
+			if got := g.County.People(); got < tc.min || got > tc.max {
 				t.Errorf("people = %d, want %d to %d", got, tc.min, tc.max)
 			}
 		})
 	}
 	g := newGenerator(t, Config{People: 300})
-	if got, want := len(g.County().Villages()), 1; got != want {
+	if got, want := len(g.County.Villages()), 1; got != want {
 		t.Errorf("villages for 300 people = %d, want %d", got, want)
 	}
 }
@@ -178,7 +179,7 @@ func TestAreaCodes(t *testing.T) {
 	g := medium()
 	prefix := g.Config().CountyCode
 	seen := map[string]bool{}
-	for _, tw := range g.County().Townships {
+	for _, tw := range g.County.Townships {
 		for _, v := range tw.Villages {
 			if seen[v.Code] {
 				t.Errorf("village code %s used twice", v.Code)
@@ -226,8 +227,21 @@ func TestRecordIDs(t *testing.T) {
 	seen := map[string]bool{}
 	eachRecord(t, medium(), func(r *fieldsyncv1.Record) {
 		id := bodyOf(r).(interface{ GetId() string }).GetId()
-		if !checkUUIDv7(id) {
-			t.Errorf("%T id %q is not a canonical UUIDv7", r.Body, id)
+		switch b := r.Body.(type) {
+		case *fieldsyncv1.Record_Problem:
+			p := b.Problem
+			if want := survey.ProblemID(p.SourceRecordId, p.Item, p.PersonId); id != want {
+				t.Errorf("problem id %q, want its derived id %s", id, want)
+			}
+		case *fieldsyncv1.Record_RiskFlag:
+			f := b.RiskFlag
+			if want := survey.RiskFlagID(f.SourceRecordId, f.PersonId, f.Reason.String()); id != want {
+				t.Errorf("risk flag id %q, want its derived id %s", id, want)
+			}
+		default:
+			if !checkUUIDv7(id) {
+				t.Errorf("%T id %q is not a canonical UUIDv7", r.Body, id)
+			}
 		}
 		if seen[id] {
 			t.Errorf("id %s used twice", id)
@@ -240,7 +254,7 @@ func TestIDNumbers(t *testing.T) {
 	g := medium()
 	cfg := g.Config()
 	seen := map[string]bool{}
-	g.County().EachPerson(func(p *Person) {
+	g.County.EachPerson(func(p *Person) {
 		norm, birth, err := survey.ParseIDNumber(p.IDNumber)
 		if err != nil {
 			t.Fatalf("person %s: %v", p.ID, err)
@@ -263,7 +277,7 @@ func TestIDNumbers(t *testing.T) {
 		seen[p.IDNumber] = true
 	})
 	people := map[string]*Person{}
-	g.County().EachPerson(func(p *Person) { people[p.ID] = p })
+	g.County.EachPerson(func(p *Person) { people[p.ID] = p })
 	eachRecord(t, g, func(r *fieldsyncv1.Record) {
 		rec := r.GetPerson()
 		if rec == nil {
@@ -287,7 +301,7 @@ func TestIDNumbers(t *testing.T) {
 
 func TestRelationsPlausible(t *testing.T) {
 	asOf := medium().Config().AsOf
-	for _, v := range medium().County().Villages() {
+	for _, v := range medium().County.Villages() {
 		for _, h := range v.Households {
 			head := h.Members[0]
 			if head.Relation != RelationHead {
@@ -350,7 +364,7 @@ func TestEachStopsAtError(t *testing.T) {
 
 func TestEachInVillageMatchesEach(t *testing.T) {
 	g := newGenerator(t, Config{Townships: 2, VillagesPerTownship: 2, HouseholdsPerVillage: 20})
-	v := g.County().Villages()[3]
+	v := g.County.Villages()[3]
 	var inVillage, fromEach []string
 	err := g.EachInVillage(v, func(r *fieldsyncv1.Record) error {
 		inVillage = append(inVillage, prototext.Format(r))

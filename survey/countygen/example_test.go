@@ -14,9 +14,8 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	v := g.County().Villages()[0]
+	v := g.County.Villages()[0]
 	fmt.Println(v.Code, v.Township.Name, v.Name)
-	fmt.Println("people:", g.County().People())
 
 	var households, people, visits int
 	err = g.Each(func(r *fieldsyncv1.Record) error {
@@ -37,12 +36,11 @@ func Example() {
 
 	// The clear ID number stays on the generator side; records carry it masked.
 	head := v.Households[0].Members[0]
-	fmt.Println(head.Name, head.Relation, len(head.IDNumber))
+	fmt.Println(head.Name, head.Relation == countygen.RelationHead, len(head.IDNumber))
 	// Output:
 	// 532523100201 鸡坪镇 白沙湾村
-	// people: 304
 	// households: 78 person records: 304 visits: 84
-	// 郭波超 户主 18
+	// 郭波超 true 18
 }
 
 // A county sized by people, streamed: the surveys are made village by village
@@ -53,9 +51,12 @@ func ExampleGenerator_Each() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	followUps := 0
+	people, followUps := 0, 0
 	err = g.Each(func(r *fieldsyncv1.Record) error {
-		if r.GetFollowUp() != nil {
+		switch {
+		case r.GetPerson() != nil:
+			people++
+		case r.GetFollowUp() != nil:
 			followUps++
 		}
 		return nil
@@ -63,7 +64,7 @@ func ExampleGenerator_Each() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(g.Config().Townships, "townships,", len(g.County().Villages()), "villages,", g.County().People(), "people")
+	fmt.Println(g.Config().Townships, "townships,", len(g.County.Villages()), "villages,", people, "people")
 	fmt.Println(followUps > 10000)
 	// Output:
 	// 5 townships, 60 villages, 20111 people

@@ -13,9 +13,12 @@ import (
 // county of 200,000 people. A Generator is never modified after New and is safe
 // for concurrent use.
 type Generator struct {
-	cfg    Config
-	rules  survey.Rules // survey's defaults with cfg's self-pay threshold
-	county *County
+	// County is the generated registry, for tests that check records against
+	// it. It belongs to the Generator: read it, do not modify it.
+	County *County
+
+	cfg   Config
+	rules survey.Rules // survey's defaults with cfg's self-pay threshold
 }
 
 // New generates the registry of the county cfg describes. It returns an error
@@ -28,7 +31,7 @@ func New(cfg Config) (*Generator, error) {
 	g := &Generator{cfg: cfg, rules: survey.DefaultRules()}
 	g.rules.SelfPayThresholdBP = int32(cfg.SelfPayThresholdBP)
 	g.buildAreas()
-	villages := g.county.Villages()
+	villages := g.County.Villages()
 	people := cfg.People
 	if people == 0 {
 		people = len(villages) * cfg.HouseholdsPerVillage * 4
@@ -54,10 +57,6 @@ func New(cfg Config) (*Generator, error) {
 // Config returns the configuration with its defaults filled in.
 func (g *Generator) Config() Config { return g.cfg }
 
-// County returns the generated registry. It belongs to the Generator: read it,
-// do not modify it.
-func (g *Generator) County() *County { return g.county }
-
 // Each calls fn with every record of the county, in this order: the county
 // inspectors; then township by township its staff and, village by village,
 // what EachInVillage gives. Every record is freshly allocated and fn may keep
@@ -68,12 +67,12 @@ func (g *Generator) County() *County { return g.county }
 // Two calls give the same records in the same order, as do two Generators made
 // from equal Configs.
 func (g *Generator) Each(fn func(*fieldsyncv1.Record) error) error {
-	for _, w := range g.county.Inspectors {
+	for _, w := range g.County.Inspectors {
 		if err := fn(workerRecord(w)); err != nil {
 			return err
 		}
 	}
-	for _, t := range g.county.Townships {
+	for _, t := range g.County.Townships {
 		for _, w := range t.Staff {
 			if err := fn(workerRecord(w)); err != nil {
 				return err
@@ -117,15 +116,4 @@ func (g *Generator) EachInVillage(v *Village, fn func(*fieldsyncv1.Record) error
 		}
 	}
 	return g.surveys(v, fn)
-}
-
-// Records returns every record of the county in the order of Each. It holds
-// them all in memory: prefer Each beyond a few thousand people.
-func (g *Generator) Records() ([]*fieldsyncv1.Record, error) {
-	var recs []*fieldsyncv1.Record
-	err := g.Each(func(r *fieldsyncv1.Record) error {
-		recs = append(recs, r)
-		return nil
-	})
-	return recs, err
 }

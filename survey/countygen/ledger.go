@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -57,7 +58,7 @@ func (s *villageSurveys) track(p *fieldsyncv1.Problem) {
 	if p.Deadline != nil {
 		deadline = time.Date(int(p.Deadline.Year), time.Month(p.Deadline.Month), int(p.Deadline.Day), 0, 0, 0, 0, cst)
 	}
-	p.Id = x.uuid7(at)
+	x.uuid7(at) // the id is survey's derived one; the draw keeps the stream of earlier versions
 	p.Measure = measureFor(p.Item)
 	p.Responsible = s.v.Serving()[0].Name
 	weights := []float64{60, 30, 10} // open, rectified, verified
@@ -70,10 +71,18 @@ func (s *villageSurveys) track(p *fieldsyncv1.Problem) {
 	if status >= fieldsyncv1.ProblemStatus_PROBLEM_STATUS_RECTIFIED && at.Add(time.Hour).Before(rectifyBy) {
 		rectified := x.timeBetween(at.Add(time.Hour), rectifyBy)
 		p.Status, p.RectifiedAt = fieldsyncv1.ProblemStatus_PROBLEM_STATUS_RECTIFIED, timestamppb.New(rectified)
+		p.RectifiedByWorkerId = s.v.Serving()[0].ID
 		if status == fieldsyncv1.ProblemStatus_PROBLEM_STATUS_VERIFIED && rectified.Add(time.Hour).Before(last) {
 			verified := x.timeBetween(rectified.Add(time.Hour), earlier(rectified.Add(days(20)), last))
 			p.Status, p.VerifiedAt = status, timestamppb.New(verified)
 			p.VerifiedByWorkerId = pick(x, s.v.Township.Staff).ID
+			if p.VerifiedByWorkerId == p.RectifiedByWorkerId {
+				// The cover sent from the township rectified it: a colleague verifies.
+				p.RectifiedByWorkerId = s.v.Township.Staff[0].ID
+				if p.VerifiedByWorkerId == p.RectifiedByWorkerId {
+					p.RectifiedByWorkerId = s.v.Township.Staff[len(s.v.Township.Staff)-1].ID
+				}
+			}
 		}
 	}
 	s.problems = append(s.problems, p)
@@ -89,8 +98,30 @@ func (s *villageSurveys) flag(f *fieldsyncv1.RiskFlag, end time.Time) {
 	if at.Before(s.asOf.Add(-days(30))) {
 		weights = []float64{15, 60, 25}
 	}
-	f.Id = x.uuid7(at)
+	x.uuid7(at) // the id is survey's derived one
 	f.FlaggedAt = timestamppb.New(at)
 	f.Status = fieldsyncv1.RiskFlagStatus(1 + x.weighted(weights))
 	s.flags = append(s.flags, f)
+}
+
+// LedgerSteps returns the saves that take a generated problem to its
+// generated state the way the ledger's workflow allows (survey.ProblemTransition):
+// raised OPEN, then RECTIFIED, then VERIFIED, each a copy of p with what that
+// step knows. p is not modified.
+func LedgerSteps(p *fieldsyncv1.Problem) []*fieldsyncv1.Problem {
+	open := proto.Clone(p).(*fieldsyncv1.Problem)
+	open.Status = fieldsyncv1.ProblemStatus_PROBLEM_STATUS_OPEN
+	open.RectifiedAt, open.RectifiedByWorkerId, open.VerifiedAt, open.VerifiedByWorkerId = nil, "", nil, ""
+	steps := []*fieldsyncv1.Problem{open}
+	if p.Status == fieldsyncv1.ProblemStatus_PROBLEM_STATUS_OPEN {
+		return steps
+	}
+	rectified := proto.Clone(p).(*fieldsyncv1.Problem)
+	rectified.Status = fieldsyncv1.ProblemStatus_PROBLEM_STATUS_RECTIFIED
+	rectified.VerifiedAt, rectified.VerifiedByWorkerId = nil, ""
+	steps = append(steps, rectified)
+	if p.Status == fieldsyncv1.ProblemStatus_PROBLEM_STATUS_VERIFIED {
+		steps = append(steps, proto.Clone(p).(*fieldsyncv1.Problem))
+	}
+	return steps
 }

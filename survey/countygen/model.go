@@ -119,25 +119,6 @@ const (
 	RelationParent                     // 父母
 )
 
-// String returns the relation in the registry's words.
-func (r Relation) String() string {
-	switch r {
-	case RelationHead:
-		return "户主"
-	case RelationSpouse:
-		return "配偶"
-	case RelationChild:
-		return "子女"
-	case RelationChildInLaw:
-		return "儿媳/女婿"
-	case RelationGrandchild:
-		return "孙子女"
-	case RelationParent:
-		return "父母"
-	}
-	return "其他"
-}
-
 // Person is a person (人) of the registry.
 type Person struct {
 	ID          string
@@ -185,16 +166,6 @@ type Condition struct {
 
 // Age returns the person's age in whole years at t.
 func (p *Person) Age(t time.Time) int { return ageAt(p.BirthDate, t) }
-
-// Has reports whether the person has the disease.
-func (p *Person) Has(d fieldsyncv1.ChronicDisease) bool {
-	for _, c := range p.Conditions {
-		if c.Disease == d {
-			return true
-		}
-	}
-	return false
-}
 
 // Chronic reports whether the person is a chronic patient (any condition), who
 // is owed a per-person plan (一人一策).
@@ -274,26 +245,6 @@ func (v *Village) Serving() []*Worker {
 		return v.Doctors
 	}
 	return []*Worker{v.Cover}
-}
-
-// People returns the number of people in the county, the deceased included.
-func (c *County) People() int {
-	n := 0
-	c.EachPerson(func(*Person) { n++ })
-	return n
-}
-
-// EachPerson calls fn for every person in code, household and member order.
-func (c *County) EachPerson(fn func(*Person)) {
-	for _, t := range c.Townships {
-		for _, v := range t.Villages {
-			for _, h := range v.Households {
-				for _, p := range h.Members {
-					fn(p)
-				}
-			}
-		}
-	}
 }
 
 // Villages returns every village in code order.

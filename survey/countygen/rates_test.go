@@ -40,7 +40,7 @@ func TestPrevalence(t *testing.T) {
 	asOf := g.Config().AsOf
 	var htn, dm, smd, tb, major, away, school, dead, disabled ratio
 	var contract, record, plan, status ratio
-	g.County().EachPerson(func(p *Person) {
+	g.County.EachPerson(func(p *Person) {
 		age := p.Age(asOf)
 		htn.add(age >= 35, p.Has(hypertension))
 		dm.add(age >= 35, p.Has(diabetes))
@@ -53,7 +53,7 @@ func TestPrevalence(t *testing.T) {
 		disabled.add(true, p.Disabled)
 	})
 	households := 0
-	for _, v := range g.County().Villages() {
+	for _, v := range g.County.Villages() {
 		for _, h := range v.Households {
 			households++
 			status.add(h.Registered(), h.Status == fieldsyncv1.HouseholdStatus_HOUSEHOLD_STATUS_REGISTERED_OUT_OF_POVERTY)
@@ -80,7 +80,7 @@ func TestPrevalence(t *testing.T) {
 	checkPercent(t, "contract among registered people", contract, 96.5, 99.5)
 	checkPercent(t, "health record among registered people", record, 95, 99.5)
 	checkPercent(t, "一人一策 among registered chronic patients", plan, 93, 98.5)
-	if got := float64(g.County().People()) / float64(households); got < 3.2 || got > 4.5 {
+	if got := float64(g.County.People()) / float64(households); got < 3.2 || got > 4.5 {
 		t.Errorf("people per household = %.2f, want 3.2 to 4.5", got)
 	}
 }
@@ -90,7 +90,7 @@ func TestVisits(t *testing.T) {
 	cfg := g.Config()
 	campStart := dayOf(cfg.AsOf).Add(-days(cfg.CampaignDays))
 	households, people := map[string]*Household{}, map[string]*Person{}
-	for _, v := range g.County().Villages() {
+	for _, v := range g.County.Villages() {
 		for _, h := range v.Households {
 			households[h.ID] = h
 			for _, p := range h.Members {
@@ -168,7 +168,7 @@ func TestAudits(t *testing.T) {
 	audits := map[string]int{}
 	var smallArea, fewDrugs, exact ratio
 	numbers := map[string]Numbers{}
-	for _, v := range g.County().Villages() {
+	for _, v := range g.County.Villages() {
 		numbers[v.Clinic.ID] = v.Numbers()
 	}
 	eachRecord(t, g, func(r *fieldsyncv1.Record) {

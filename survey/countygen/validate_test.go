@@ -56,7 +56,7 @@ func TestNothingAfterAsOf(t *testing.T) {
 func TestVacantPostsAreCovered(t *testing.T) {
 	g := newGenerator(t, validationConfigs[1])
 	vacant := 0
-	for _, v := range g.County().Villages() {
+	for _, v := range g.County.Villages() {
 		switch {
 		case len(v.Doctors) == 0 && v.Cover == nil:
 			t.Errorf("village %s has neither doctors nor cover", v.Code)
@@ -67,6 +67,6 @@ func TestVacantPostsAreCovered(t *testing.T) {
 		}
 	}
 	if vacant == 0 {
-		t.Errorf("no vacant post among %d villages; the test config no longer reaches that branch", len(g.County().Villages()))
+		t.Errorf("no vacant post among %d villages; the test config no longer reaches that branch", len(g.County.Villages()))
 	}
 }

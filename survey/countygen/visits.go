@@ -91,7 +91,7 @@ func (s *villageSurveys) visitAll() {
 			s.recheck(h, pick(x, s.v.Township.Staff), at)
 		}
 		if x.chance(0.03) {
-			s.recheck(h, pick(x, s.g.county.Inspectors), at)
+			s.recheck(h, pick(x, s.g.County.Inspectors), at)
 		}
 	}
 }
@@ -186,6 +186,13 @@ func (s *villageSurveys) finding(p *Person, materials bool) *fieldsyncv1.MemberF
 	if p.Chronic() {
 		f.OnePersonPlanPresent = proto.Bool(p.OnePersonPlan)
 		f.ChronicHandbookIssued = proto.Bool(p.ChronicHandbook)
+	}
+	// A member away or unreachable who lacks a service-111 measure needs the
+	// village committee certificate (村委会证明): the visit photographs it.
+	missing111 := !p.Contract || !p.HealthRecord || (p.Chronic() && !p.OnePersonPlan)
+	if f.AbsenceCertificate == nil && missing111 && (f.AbsenceReason == fieldsyncv1.AbsenceReason_ABSENCE_REASON_WORKING_AWAY ||
+		f.AbsenceReason == fieldsyncv1.AbsenceReason_ABSENCE_REASON_UNREACHABLE) {
+		f.AbsenceCertificate = photo(p.ID+"/absence/"+s.g.cfg.Campaign, "村委会证明")
 	}
 	f.PolicyMaterialsComplete = proto.Bool(materials)
 	if f.Presence != fieldsyncv1.Presence_PRESENCE_PRESENT || p.Age(s.asOf) < 15 {

@@ -1029,6 +1029,336 @@ func (x *MoveRecordResponse) GetChangeIds() [][]byte {
 	return nil
 }
 
+// ListProblemsRequest filters the ledger.
+type ListProblemsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Area-code prefix to list; empty means the server's whole area.
+	AreaPrefix string `protobuf:"bytes,1,opt,name=area_prefix,json=areaPrefix,proto3" json:"area_prefix,omitempty"`
+	// Only problems past their deadline and not yet rectified or verified.
+	OverdueOnly bool `protobuf:"varint,2,opt,name=overdue_only,json=overdueOnly,proto3" json:"overdue_only,omitempty"`
+	// Only problems of this severity; unset means every severity.
+	Severity Severity `protobuf:"varint,3,opt,name=severity,proto3,enum=fieldsync.v1.Severity" json:"severity,omitempty"`
+	// Also list verified (closed) problems.
+	IncludeVerified bool `protobuf:"varint,4,opt,name=include_verified,json=includeVerified,proto3" json:"include_verified,omitempty"`
+	// The day against which deadlines are judged; unset means today in China
+	// Standard Time.
+	AsOf          *Date `protobuf:"bytes,5,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProblemsRequest) Reset() {
+	*x = ListProblemsRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProblemsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProblemsRequest) ProtoMessage() {}
+
+func (x *ListProblemsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProblemsRequest.ProtoReflect.Descriptor instead.
+func (*ListProblemsRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListProblemsRequest) GetAreaPrefix() string {
+	if x != nil {
+		return x.AreaPrefix
+	}
+	return ""
+}
+
+func (x *ListProblemsRequest) GetOverdueOnly() bool {
+	if x != nil {
+		return x.OverdueOnly
+	}
+	return false
+}
+
+func (x *ListProblemsRequest) GetSeverity() Severity {
+	if x != nil {
+		return x.Severity
+	}
+	return Severity_SEVERITY_UNSPECIFIED
+}
+
+func (x *ListProblemsRequest) GetIncludeVerified() bool {
+	if x != nil {
+		return x.IncludeVerified
+	}
+	return false
+}
+
+func (x *ListProblemsRequest) GetAsOf() *Date {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// ListProblemsResponse carries the problems.
+type ListProblemsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The problems, critical first, then by deadline.
+	Problems      []*ListedProblem `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProblemsResponse) Reset() {
+	*x = ListProblemsResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProblemsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProblemsResponse) ProtoMessage() {}
+
+func (x *ListProblemsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProblemsResponse.ProtoReflect.Descriptor instead.
+func (*ListProblemsResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListProblemsResponse) GetProblems() []*ListedProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+// ListedProblem is one problem with what a reader needs beside it.
+type ListedProblem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The problem as the server holds it.
+	Problem *Problem `protobuf:"bytes,1,opt,name=problem,proto3" json:"problem,omitempty"`
+	// Whether its deadline has passed while it is still open.
+	Overdue bool `protobuf:"varint,2,opt,name=overdue,proto3" json:"overdue,omitempty"`
+	// Days past the deadline (0 when not overdue).
+	DaysOverdue int32 `protobuf:"varint,3,opt,name=days_overdue,json=daysOverdue,proto3" json:"days_overdue,omitempty"`
+	// Name of the person concerned, if the server holds the person.
+	PersonName    string `protobuf:"bytes,4,opt,name=person_name,json=personName,proto3" json:"person_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListedProblem) Reset() {
+	*x = ListedProblem{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListedProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListedProblem) ProtoMessage() {}
+
+func (x *ListedProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListedProblem.ProtoReflect.Descriptor instead.
+func (*ListedProblem) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListedProblem) GetProblem() *Problem {
+	if x != nil {
+		return x.Problem
+	}
+	return nil
+}
+
+func (x *ListedProblem) GetOverdue() bool {
+	if x != nil {
+		return x.Overdue
+	}
+	return false
+}
+
+func (x *ListedProblem) GetDaysOverdue() int32 {
+	if x != nil {
+		return x.DaysOverdue
+	}
+	return 0
+}
+
+func (x *ListedProblem) GetPersonName() string {
+	if x != nil {
+		return x.PersonName
+	}
+	return ""
+}
+
+// UpdateProblemRequest names the problem and where it goes.
+type UpdateProblemRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The problem's id, canonical UUID text.
+	ProblemId string `protobuf:"bytes,1,opt,name=problem_id,json=problemId,proto3" json:"problem_id,omitempty"`
+	// VERIFIED to verify a rectified problem, OPEN to reopen one.
+	Status ProblemStatus `protobuf:"varint,2,opt,name=status,proto3,enum=fieldsync.v1.ProblemStatus" json:"status,omitempty"`
+	// Id of the Worker who verifies or reopens it.
+	WorkerId string `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// Why it is reopened; required to reopen.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateProblemRequest) Reset() {
+	*x = UpdateProblemRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateProblemRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateProblemRequest) ProtoMessage() {}
+
+func (x *UpdateProblemRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateProblemRequest.ProtoReflect.Descriptor instead.
+func (*UpdateProblemRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *UpdateProblemRequest) GetProblemId() string {
+	if x != nil {
+		return x.ProblemId
+	}
+	return ""
+}
+
+func (x *UpdateProblemRequest) GetStatus() ProblemStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ProblemStatus_PROBLEM_STATUS_UNSPECIFIED
+}
+
+func (x *UpdateProblemRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *UpdateProblemRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// UpdateProblemResponse is the problem after the change.
+type UpdateProblemResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The problem as stored.
+	Problem *Problem `protobuf:"bytes,1,opt,name=problem,proto3" json:"problem,omitempty"`
+	// 16-byte id of the change made.
+	ChangeId      []byte `protobuf:"bytes,2,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateProblemResponse) Reset() {
+	*x = UpdateProblemResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateProblemResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateProblemResponse) ProtoMessage() {}
+
+func (x *UpdateProblemResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateProblemResponse.ProtoReflect.Descriptor instead.
+func (*UpdateProblemResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *UpdateProblemResponse) GetProblem() *Problem {
+	if x != nil {
+		return x.Problem
+	}
+	return nil
+}
+
+func (x *UpdateProblemResponse) GetChangeId() []byte {
+	if x != nil {
+		return x.ChangeId
+	}
+	return nil
+}
+
 // DeviceSyncStatus is what the server saw of one device's syncs.
 type DeviceSyncStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1063,7 +1393,7 @@ type DeviceSyncStatus struct {
 
 func (x *DeviceSyncStatus) Reset() {
 	*x = DeviceSyncStatus{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[17]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1405,7 @@ func (x *DeviceSyncStatus) String() string {
 func (*DeviceSyncStatus) ProtoMessage() {}
 
 func (x *DeviceSyncStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[17]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1418,7 @@ func (x *DeviceSyncStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceSyncStatus.ProtoReflect.Descriptor instead.
 func (*DeviceSyncStatus) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeviceSyncStatus) GetReplicaId() []byte {
@@ -1172,7 +1502,7 @@ var File_fieldsync_v1_admin_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18fieldsync/v1/admin.proto\x12\ffieldsync.v1\x1a\x19fieldsync/v1/common.proto\x1a\x17fieldsync/v1/sync.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n" +
+	"\x18fieldsync/v1/admin.proto\x12\ffieldsync.v1\x1a\x19fieldsync/v1/common.proto\x1a\x19fieldsync/v1/ledger.proto\x1a\x17fieldsync/v1/sync.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n" +
 	"\x10AddDeviceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\rarea_prefixes\x18\x02 \x03(\tR\fareaPrefixes\x12$\n" +
@@ -1240,7 +1570,31 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"record_ids\x18\x01 \x03(\fR\trecordIds\x12\x1d\n" +
 	"\n" +
-	"change_ids\x18\x02 \x03(\fR\tchangeIds\"\x85\x03\n" +
+	"change_ids\x18\x02 \x03(\fR\tchangeIds\"\xe1\x01\n" +
+	"\x13ListProblemsRequest\x12\x1f\n" +
+	"\varea_prefix\x18\x01 \x01(\tR\n" +
+	"areaPrefix\x12!\n" +
+	"\foverdue_only\x18\x02 \x01(\bR\voverdueOnly\x122\n" +
+	"\bseverity\x18\x03 \x01(\x0e2\x16.fieldsync.v1.SeverityR\bseverity\x12)\n" +
+	"\x10include_verified\x18\x04 \x01(\bR\x0fincludeVerified\x12'\n" +
+	"\x05as_of\x18\x05 \x01(\v2\x12.fieldsync.v1.DateR\x04asOf\"O\n" +
+	"\x14ListProblemsResponse\x127\n" +
+	"\bproblems\x18\x01 \x03(\v2\x1b.fieldsync.v1.ListedProblemR\bproblems\"\x9e\x01\n" +
+	"\rListedProblem\x12/\n" +
+	"\aproblem\x18\x01 \x01(\v2\x15.fieldsync.v1.ProblemR\aproblem\x12\x18\n" +
+	"\aoverdue\x18\x02 \x01(\bR\aoverdue\x12!\n" +
+	"\fdays_overdue\x18\x03 \x01(\x05R\vdaysOverdue\x12\x1f\n" +
+	"\vperson_name\x18\x04 \x01(\tR\n" +
+	"personName\"\x9f\x01\n" +
+	"\x14UpdateProblemRequest\x12\x1d\n" +
+	"\n" +
+	"problem_id\x18\x01 \x01(\tR\tproblemId\x123\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1b.fieldsync.v1.ProblemStatusR\x06status\x12\x1b\n" +
+	"\tworker_id\x18\x03 \x01(\tR\bworkerId\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"e\n" +
+	"\x15UpdateProblemResponse\x12/\n" +
+	"\aproblem\x18\x01 \x01(\v2\x15.fieldsync.v1.ProblemR\aproblem\x12\x1b\n" +
+	"\tchange_id\x18\x02 \x01(\fR\bchangeId\"\x85\x03\n" +
 	"\x10DeviceSyncStatus\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\fR\treplicaId\x12\x12\n" +
@@ -1256,7 +1610,7 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x12\x14\n" +
-	"\x05relay\x18\v \x01(\bR\x05relay2\xf7\x04\n" +
+	"\x05relay\x18\v \x01(\bR\x05relay2\xad\x06\n" +
 	"\fAdminService\x12L\n" +
 	"\tAddDevice\x12\x1e.fieldsync.v1.AddDeviceRequest\x1a\x1f.fieldsync.v1.AddDeviceResponse\x12W\n" +
 	"\vListDevices\x12 .fieldsync.v1.ListDevicesRequest\x1a!.fieldsync.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12Z\n" +
@@ -1266,7 +1620,9 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"SyncStatus\x12\x1f.fieldsync.v1.SyncStatusRequest\x1a .fieldsync.v1.SyncStatusResponse\"\x03\x90\x02\x01\x12O\n" +
 	"\n" +
-	"MoveRecord\x12\x1f.fieldsync.v1.MoveRecordRequest\x1a .fieldsync.v1.MoveRecordResponseB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"MoveRecord\x12\x1f.fieldsync.v1.MoveRecordRequest\x1a .fieldsync.v1.MoveRecordResponse\x12Z\n" +
+	"\fListProblems\x12!.fieldsync.v1.ListProblemsRequest\x1a\".fieldsync.v1.ListProblemsResponse\"\x03\x90\x02\x01\x12X\n" +
+	"\rUpdateProblem\x12\".fieldsync.v1.UpdateProblemRequest\x1a#.fieldsync.v1.UpdateProblemResponseB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_admin_proto_rawDescOnce sync.Once
@@ -1280,7 +1636,7 @@ func file_fieldsync_v1_admin_proto_rawDescGZIP() []byte {
 	return file_fieldsync_v1_admin_proto_rawDescData
 }
 
-var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*AddDeviceRequest)(nil),        // 0: fieldsync.v1.AddDeviceRequest
 	(*AddDeviceResponse)(nil),       // 1: fieldsync.v1.AddDeviceResponse
@@ -1299,44 +1655,63 @@ var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*UpstreamStatus)(nil),          // 14: fieldsync.v1.UpstreamStatus
 	(*MoveRecordRequest)(nil),       // 15: fieldsync.v1.MoveRecordRequest
 	(*MoveRecordResponse)(nil),      // 16: fieldsync.v1.MoveRecordResponse
-	(*DeviceSyncStatus)(nil),        // 17: fieldsync.v1.DeviceSyncStatus
-	(*timestamppb.Timestamp)(nil),   // 18: google.protobuf.Timestamp
-	(RecordKind)(0),                 // 19: fieldsync.v1.RecordKind
-	(*FieldConflict)(nil),           // 20: fieldsync.v1.FieldConflict
+	(*ListProblemsRequest)(nil),     // 17: fieldsync.v1.ListProblemsRequest
+	(*ListProblemsResponse)(nil),    // 18: fieldsync.v1.ListProblemsResponse
+	(*ListedProblem)(nil),           // 19: fieldsync.v1.ListedProblem
+	(*UpdateProblemRequest)(nil),    // 20: fieldsync.v1.UpdateProblemRequest
+	(*UpdateProblemResponse)(nil),   // 21: fieldsync.v1.UpdateProblemResponse
+	(*DeviceSyncStatus)(nil),        // 22: fieldsync.v1.DeviceSyncStatus
+	(*timestamppb.Timestamp)(nil),   // 23: google.protobuf.Timestamp
+	(RecordKind)(0),                 // 24: fieldsync.v1.RecordKind
+	(*FieldConflict)(nil),           // 25: fieldsync.v1.FieldConflict
+	(Severity)(0),                   // 26: fieldsync.v1.Severity
+	(*Date)(nil),                    // 27: fieldsync.v1.Date
+	(*Problem)(nil),                 // 28: fieldsync.v1.Problem
+	(ProblemStatus)(0),              // 29: fieldsync.v1.ProblemStatus
 }
 var file_fieldsync_v1_admin_proto_depIdxs = []int32{
-	18, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	23, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.DeviceInfo
-	18, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	18, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
+	23, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	23, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
 	9,  // 4: fieldsync.v1.ListConflictsResponse.records:type_name -> fieldsync.v1.RecordConflicts
-	19, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
-	20, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
-	17, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
+	24, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
+	25, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
+	22, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
 	14, // 8: fieldsync.v1.SyncStatusResponse.upstream:type_name -> fieldsync.v1.UpstreamStatus
-	18, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
-	18, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
-	18, // 11: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
-	18, // 12: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
-	0,  // 13: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
-	2,  // 14: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	5,  // 15: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	7,  // 16: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
-	10, // 17: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
-	12, // 18: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
-	15, // 19: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
-	1,  // 20: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
-	3,  // 21: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	6,  // 22: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	8,  // 23: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
-	11, // 24: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
-	13, // 25: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
-	16, // 26: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	23, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
+	23, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
+	26, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
+	27, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
+	19, // 13: fieldsync.v1.ListProblemsResponse.problems:type_name -> fieldsync.v1.ListedProblem
+	28, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
+	29, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
+	28, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
+	23, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
+	23, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
+	0,  // 19: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
+	2,  // 20: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	5,  // 21: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	7,  // 22: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
+	10, // 23: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
+	12, // 24: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
+	15, // 25: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
+	17, // 26: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
+	20, // 27: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
+	1,  // 28: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
+	3,  // 29: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	6,  // 30: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	8,  // 31: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
+	11, // 32: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
+	13, // 33: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
+	16, // 34: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
+	18, // 35: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
+	21, // 36: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
+	28, // [28:37] is the sub-list for method output_type
+	19, // [19:28] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_admin_proto_init() }
@@ -1345,6 +1720,7 @@ func file_fieldsync_v1_admin_proto_init() {
 		return
 	}
 	file_fieldsync_v1_common_proto_init()
+	file_fieldsync_v1_ledger_proto_init()
 	file_fieldsync_v1_sync_proto_init()
 	file_fieldsync_v1_admin_proto_msgTypes[0].OneofWrappers = []any{}
 	file_fieldsync_v1_admin_proto_msgTypes[10].OneofWrappers = []any{
@@ -1357,7 +1733,7 @@ func file_fieldsync_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_admin_proto_rawDesc), len(file_fieldsync_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,8 @@ const (
 	AdminService_ResolveConflict_FullMethodName = "/fieldsync.v1.AdminService/ResolveConflict"
 	AdminService_SyncStatus_FullMethodName      = "/fieldsync.v1.AdminService/SyncStatus"
 	AdminService_MoveRecord_FullMethodName      = "/fieldsync.v1.AdminService/MoveRecord"
+	AdminService_ListProblems_FullMethodName    = "/fieldsync.v1.AdminService/ListProblems"
+	AdminService_UpdateProblem_FullMethodName   = "/fieldsync.v1.AdminService/UpdateProblem"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -57,6 +59,13 @@ type AdminServiceClient interface {
 	// audited change per record, made by this server. The records reach the new
 	// village's devices whole and leave the old village's at their next sync.
 	MoveRecord(ctx context.Context, in *MoveRecordRequest, opts ...grpc.CallOption) (*MoveRecordResponse, error)
+	// ListProblems lists the problems of the ledger in an area: by default those
+	// not yet verified, critical first, then by deadline; the daily overdue list
+	// (日通报) with overdue_only.
+	ListProblems(ctx context.Context, in *ListProblemsRequest, opts ...grpc.CallOption) (*ListProblemsResponse, error)
+	// UpdateProblem moves a problem of the ledger on (verifies or reopens it)
+	// with a change made by this server, checked by the ledger's workflow.
+	UpdateProblem(ctx context.Context, in *UpdateProblemRequest, opts ...grpc.CallOption) (*UpdateProblemResponse, error)
 }
 
 type adminServiceClient struct {
@@ -137,6 +146,26 @@ func (c *adminServiceClient) MoveRecord(ctx context.Context, in *MoveRecordReque
 	return out, nil
 }
 
+func (c *adminServiceClient) ListProblems(ctx context.Context, in *ListProblemsRequest, opts ...grpc.CallOption) (*ListProblemsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListProblemsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListProblems_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UpdateProblem(ctx context.Context, in *UpdateProblemRequest, opts ...grpc.CallOption) (*UpdateProblemResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateProblemResponse)
+	err := c.cc.Invoke(ctx, AdminService_UpdateProblem_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -166,6 +195,13 @@ type AdminServiceServer interface {
 	// audited change per record, made by this server. The records reach the new
 	// village's devices whole and leave the old village's at their next sync.
 	MoveRecord(context.Context, *MoveRecordRequest) (*MoveRecordResponse, error)
+	// ListProblems lists the problems of the ledger in an area: by default those
+	// not yet verified, critical first, then by deadline; the daily overdue list
+	// (日通报) with overdue_only.
+	ListProblems(context.Context, *ListProblemsRequest) (*ListProblemsResponse, error)
+	// UpdateProblem moves a problem of the ledger on (verifies or reopens it)
+	// with a change made by this server, checked by the ledger's workflow.
+	UpdateProblem(context.Context, *UpdateProblemRequest) (*UpdateProblemResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -196,6 +232,12 @@ func (UnimplementedAdminServiceServer) SyncStatus(context.Context, *SyncStatusRe
 }
 func (UnimplementedAdminServiceServer) MoveRecord(context.Context, *MoveRecordRequest) (*MoveRecordResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MoveRecord not implemented")
+}
+func (UnimplementedAdminServiceServer) ListProblems(context.Context, *ListProblemsRequest) (*ListProblemsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListProblems not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateProblem(context.Context, *UpdateProblemRequest) (*UpdateProblemResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateProblem not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -344,6 +386,42 @@ func _AdminService_MoveRecord_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListProblems_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListProblemsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListProblems(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListProblems_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListProblems(ctx, req.(*ListProblemsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UpdateProblem_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateProblemRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateProblem(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateProblem_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateProblem(ctx, req.(*UpdateProblemRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -378,6 +456,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MoveRecord",
 			Handler:    _AdminService_MoveRecord_Handler,
+		},
+		{
+			MethodName: "ListProblems",
+			Handler:    _AdminService_ListProblems_Handler,
+		},
+		{
+			MethodName: "UpdateProblem",
+			Handler:    _AdminService_UpdateProblem_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

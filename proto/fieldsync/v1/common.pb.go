@@ -432,6 +432,92 @@ func (x *Attachment) GetCaption() string {
 	return ""
 }
 
+// Rules are the thresholds a county sets by configuration (fieldsyncd serve
+// --rules FILE). They travel down in HelloResponse: a township applies its
+// county's, a phone its server's, when it raises problems and risk flags.
+type Rules struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Self-pay share of medical cost, in basis points, above which a person is
+	// flagged for return-to-poverty monitoring (1000 = 10 %).
+	SelfPayThresholdBp int32 `protobuf:"varint,1,opt,name=self_pay_threshold_bp,json=selfPayThresholdBp,proto3" json:"self_pay_threshold_bp,omitempty"`
+	// Fewest kinds of essential medicines a village clinic must stock.
+	MinEssentialDrugKinds int32 `protobuf:"varint,2,opt,name=min_essential_drug_kinds,json=minEssentialDrugKinds,proto3" json:"min_essential_drug_kinds,omitempty"`
+	// The province's minimum floor area of a village clinic, in m².
+	MinFloorAreaM2 float64 `protobuf:"fixed64,3,opt,name=min_floor_area_m2,json=minFloorAreaM2,proto3" json:"min_floor_area_m2,omitempty"`
+	// Days after it is raised that a problem is due for rectification.
+	RectifyDays int32 `protobuf:"varint,4,opt,name=rectify_days,json=rectifyDays,proto3" json:"rectify_days,omitempty"`
+	// Where the rules come from, for people: the county's area code and the
+	// file's name, or "defaults".
+	Source        string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rules) Reset() {
+	*x = Rules{}
+	mi := &file_fieldsync_v1_common_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rules) ProtoMessage() {}
+
+func (x *Rules) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_common_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rules.ProtoReflect.Descriptor instead.
+func (*Rules) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_common_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Rules) GetSelfPayThresholdBp() int32 {
+	if x != nil {
+		return x.SelfPayThresholdBp
+	}
+	return 0
+}
+
+func (x *Rules) GetMinEssentialDrugKinds() int32 {
+	if x != nil {
+		return x.MinEssentialDrugKinds
+	}
+	return 0
+}
+
+func (x *Rules) GetMinFloorAreaM2() float64 {
+	if x != nil {
+		return x.MinFloorAreaM2
+	}
+	return 0
+}
+
+func (x *Rules) GetRectifyDays() int32 {
+	if x != nil {
+		return x.RectifyDays
+	}
+	return 0
+}
+
+func (x *Rules) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
 var File_fieldsync_v1_common_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_common_proto_rawDesc = "" +
@@ -458,7 +544,13 @@ const file_fieldsync_v1_common_proto_rawDesc = "" +
 	"media_type\x18\x02 \x01(\tR\tmediaType\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x18\n" +
-	"\acaption\x18\x04 \x01(\tR\acaption*\xf1\x01\n" +
+	"\acaption\x18\x04 \x01(\tR\acaption\"\xd9\x01\n" +
+	"\x05Rules\x121\n" +
+	"\x15self_pay_threshold_bp\x18\x01 \x01(\x05R\x12selfPayThresholdBp\x127\n" +
+	"\x18min_essential_drug_kinds\x18\x02 \x01(\x05R\x15minEssentialDrugKinds\x12)\n" +
+	"\x11min_floor_area_m2\x18\x03 \x01(\x01R\x0eminFloorAreaM2\x12!\n" +
+	"\frectify_days\x18\x04 \x01(\x05R\vrectifyDays\x12\x16\n" +
+	"\x06source\x18\x05 \x01(\tR\x06source*\xf1\x01\n" +
 	"\x0eChronicDisease\x12\x1f\n" +
 	"\x1bCHRONIC_DISEASE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cCHRONIC_DISEASE_HYPERTENSION\x10\x01\x12\"\n" +
@@ -492,7 +584,7 @@ func file_fieldsync_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fieldsync_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_fieldsync_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_fieldsync_v1_common_proto_goTypes = []any{
 	(ChronicDisease)(0), // 0: fieldsync.v1.ChronicDisease
 	(RecordKind)(0),     // 1: fieldsync.v1.RecordKind
@@ -500,6 +592,7 @@ var file_fieldsync_v1_common_proto_goTypes = []any{
 	(*GeoPoint)(nil),    // 3: fieldsync.v1.GeoPoint
 	(*IdNumber)(nil),    // 4: fieldsync.v1.IdNumber
 	(*Attachment)(nil),  // 5: fieldsync.v1.Attachment
+	(*Rules)(nil),       // 6: fieldsync.v1.Rules
 }
 var file_fieldsync_v1_common_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -521,7 +614,7 @@ func file_fieldsync_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_common_proto_rawDesc), len(file_fieldsync_v1_common_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -240,9 +240,18 @@ func (RiskFlagStatus) EnumDescriptor() ([]byte, []int) {
 
 // Problem is an entry of the rectification ledger (问题台账): one failed item of a
 // survey, tracked from open through rectified to verified and closed (销号).
+//
+// The ledger is a workflow every tier enforces: a problem is raised OPEN; it
+// becomes RECTIFIED with the measure, when and by whom; it becomes VERIFIED only
+// from RECTIFIED, by a township or county server or a worker with that role who
+// did not rectify it; going back to OPEN (reopening) needs a reason, when and by
+// whom.
 type Problem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// UUIDv7 in canonical text form, made where the problem was raised.
+	// Canonical UUID text. A problem raised by a survey's rules has the name-based
+	// (version 5) id of its source record, item and person
+	// (survey.ProblemID), so the same finding raised anywhere is one problem; a
+	// problem entered by hand has a UUIDv7 made where it was entered.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// 12-digit area code of the village the problem belongs to.
 	AreaCode string `protobuf:"bytes,2,opt,name=area_code,json=areaCode,proto3" json:"area_code,omitempty"`
@@ -275,6 +284,14 @@ type Problem struct {
 	VerifiedAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=verified_at,json=verifiedAt,proto3" json:"verified_at,omitempty"`
 	// Id of the Worker who verified the rectification.
 	VerifiedByWorkerId string `protobuf:"bytes,16,opt,name=verified_by_worker_id,json=verifiedByWorkerId,proto3" json:"verified_by_worker_id,omitempty"`
+	// Id of the Worker who rectified the problem.
+	RectifiedByWorkerId string `protobuf:"bytes,17,opt,name=rectified_by_worker_id,json=rectifiedByWorkerId,proto3" json:"rectified_by_worker_id,omitempty"`
+	// Why the problem was last reopened (back to OPEN after rectification).
+	ReopenReason string `protobuf:"bytes,18,opt,name=reopen_reason,json=reopenReason,proto3" json:"reopen_reason,omitempty"`
+	// When it was last reopened.
+	ReopenedAt *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=reopened_at,json=reopenedAt,proto3" json:"reopened_at,omitempty"`
+	// Id of the Worker who last reopened it.
+	ReopenedByWorkerId string `protobuf:"bytes,20,opt,name=reopened_by_worker_id,json=reopenedByWorkerId,proto3" json:"reopened_by_worker_id,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -421,11 +438,41 @@ func (x *Problem) GetVerifiedByWorkerId() string {
 	return ""
 }
 
+func (x *Problem) GetRectifiedByWorkerId() string {
+	if x != nil {
+		return x.RectifiedByWorkerId
+	}
+	return ""
+}
+
+func (x *Problem) GetReopenReason() string {
+	if x != nil {
+		return x.ReopenReason
+	}
+	return ""
+}
+
+func (x *Problem) GetReopenedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReopenedAt
+	}
+	return nil
+}
+
+func (x *Problem) GetReopenedByWorkerId() string {
+	if x != nil {
+		return x.ReopenedByWorkerId
+	}
+	return ""
+}
+
 // RiskFlag flags a person or household for return-to-poverty monitoring
 // (防止返贫动态监测), for the county to forward to civil affairs and medical insurance.
 type RiskFlag struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// UUIDv7 in canonical text form, made where the flag was raised.
+	// Canonical UUID text: the name-based (version 5) id of the source record,
+	// person and reason (survey.RiskFlagID) for a flag raised by the rules, so the
+	// same flag raised anywhere is one flag; a UUIDv7 for a flag entered by hand.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// 12-digit area code of the household's village.
 	AreaCode string `protobuf:"bytes,2,opt,name=area_code,json=areaCode,proto3" json:"area_code,omitempty"`
@@ -562,7 +609,7 @@ var File_fieldsync_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_ledger_proto_rawDesc = "" +
 	"\n" +
-	"\x19fieldsync/v1/ledger.proto\x12\ffieldsync.v1\x1a\x19fieldsync/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x05\n" +
+	"\x19fieldsync/v1/ledger.proto\x12\ffieldsync.v1\x1a\x19fieldsync/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x06\n" +
 	"\aProblem\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tarea_code\x18\x02 \x01(\tR\bareaCode\x129\n" +
@@ -582,7 +629,12 @@ const file_fieldsync_v1_ledger_proto_rawDesc = "" +
 	"\frectified_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vrectifiedAt\x12;\n" +
 	"\vverified_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"verifiedAt\x121\n" +
-	"\x15verified_by_worker_id\x18\x10 \x01(\tR\x12verifiedByWorkerId\"\xc7\x03\n" +
+	"\x15verified_by_worker_id\x18\x10 \x01(\tR\x12verifiedByWorkerId\x123\n" +
+	"\x16rectified_by_worker_id\x18\x11 \x01(\tR\x13rectifiedByWorkerId\x12#\n" +
+	"\rreopen_reason\x18\x12 \x01(\tR\freopenReason\x12;\n" +
+	"\vreopened_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reopenedAt\x121\n" +
+	"\x15reopened_by_worker_id\x18\x14 \x01(\tR\x12reopenedByWorkerId\"\xc7\x03\n" +
 	"\bRiskFlag\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tarea_code\x18\x02 \x01(\tR\bareaCode\x12!\n" +
@@ -649,14 +701,15 @@ var file_fieldsync_v1_ledger_proto_depIdxs = []int32{
 	8,  // 4: fieldsync.v1.Problem.raised_at:type_name -> google.protobuf.Timestamp
 	8,  // 5: fieldsync.v1.Problem.rectified_at:type_name -> google.protobuf.Timestamp
 	8,  // 6: fieldsync.v1.Problem.verified_at:type_name -> google.protobuf.Timestamp
-	2,  // 7: fieldsync.v1.RiskFlag.reason:type_name -> fieldsync.v1.RiskReason
-	8,  // 8: fieldsync.v1.RiskFlag.flagged_at:type_name -> google.protobuf.Timestamp
-	3,  // 9: fieldsync.v1.RiskFlag.status:type_name -> fieldsync.v1.RiskFlagStatus
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 7: fieldsync.v1.Problem.reopened_at:type_name -> google.protobuf.Timestamp
+	2,  // 8: fieldsync.v1.RiskFlag.reason:type_name -> fieldsync.v1.RiskReason
+	8,  // 9: fieldsync.v1.RiskFlag.flagged_at:type_name -> google.protobuf.Timestamp
+	3,  // 10: fieldsync.v1.RiskFlag.status:type_name -> fieldsync.v1.RiskFlagStatus
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_ledger_proto_init() }

@@ -46,20 +46,32 @@ const (
 	FieldErrorReason_FIELD_ERROR_REASON_UNKNOWN_ENUM FieldErrorReason = 7
 	// The value contradicts another field (for example DBP not below SBP).
 	FieldErrorReason_FIELD_ERROR_REASON_INCONSISTENT FieldErrorReason = 8
+	// The value is laxer than a rule of the follow-up standard derives from the
+	// record's own measurements (for example no urgent referral at SBP 185).
+	FieldErrorReason_FIELD_ERROR_REASON_RULE FieldErrorReason = 9
+	// The change moves a problem of the ledger in a way the workflow forbids (for
+	// example from OPEN straight to VERIFIED).
+	FieldErrorReason_FIELD_ERROR_REASON_TRANSITION FieldErrorReason = 10
+	// The author may not make this change (for example a village doctor
+	// verifying a problem).
+	FieldErrorReason_FIELD_ERROR_REASON_NOT_ALLOWED FieldErrorReason = 11
 )
 
 // Enum value maps for FieldErrorReason.
 var (
 	FieldErrorReason_name = map[int32]string{
-		0: "FIELD_ERROR_REASON_UNSPECIFIED",
-		1: "FIELD_ERROR_REASON_REQUIRED",
-		2: "FIELD_ERROR_REASON_MALFORMED",
-		3: "FIELD_ERROR_REASON_OUT_OF_RANGE",
-		4: "FIELD_ERROR_REASON_CHECK_DIGIT",
-		5: "FIELD_ERROR_REASON_WRONG_AREA_LEVEL",
-		6: "FIELD_ERROR_REASON_IN_FUTURE",
-		7: "FIELD_ERROR_REASON_UNKNOWN_ENUM",
-		8: "FIELD_ERROR_REASON_INCONSISTENT",
+		0:  "FIELD_ERROR_REASON_UNSPECIFIED",
+		1:  "FIELD_ERROR_REASON_REQUIRED",
+		2:  "FIELD_ERROR_REASON_MALFORMED",
+		3:  "FIELD_ERROR_REASON_OUT_OF_RANGE",
+		4:  "FIELD_ERROR_REASON_CHECK_DIGIT",
+		5:  "FIELD_ERROR_REASON_WRONG_AREA_LEVEL",
+		6:  "FIELD_ERROR_REASON_IN_FUTURE",
+		7:  "FIELD_ERROR_REASON_UNKNOWN_ENUM",
+		8:  "FIELD_ERROR_REASON_INCONSISTENT",
+		9:  "FIELD_ERROR_REASON_RULE",
+		10: "FIELD_ERROR_REASON_TRANSITION",
+		11: "FIELD_ERROR_REASON_NOT_ALLOWED",
 	}
 	FieldErrorReason_value = map[string]int32{
 		"FIELD_ERROR_REASON_UNSPECIFIED":      0,
@@ -71,6 +83,9 @@ var (
 		"FIELD_ERROR_REASON_IN_FUTURE":        6,
 		"FIELD_ERROR_REASON_UNKNOWN_ENUM":     7,
 		"FIELD_ERROR_REASON_INCONSISTENT":     8,
+		"FIELD_ERROR_REASON_RULE":             9,
+		"FIELD_ERROR_REASON_TRANSITION":       10,
+		"FIELD_ERROR_REASON_NOT_ALLOWED":      11,
 	}
 )
 
@@ -1063,8 +1078,11 @@ type HelloResponse struct {
 	// changes through which the upstream tier has accepted every change the
 	// server relayed for the caller. 0 when none, or when has_upstream is unset.
 	UpstreamAcknowledgedCounter uint64 `protobuf:"varint,10,opt,name=upstream_acknowledged_counter,json=upstreamAcknowledgedCounter,proto3" json:"upstream_acknowledged_counter,omitempty"`
-	unknownFields               protoimpl.UnknownFields
-	sizeCache                   protoimpl.SizeCache
+	// The survey rules in force (the county's, passed down by its townships),
+	// which the caller applies when it raises problems and risk flags.
+	Rules         *Rules `protobuf:"bytes,11,opt,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HelloResponse) Reset() {
@@ -1165,6 +1183,13 @@ func (x *HelloResponse) GetUpstreamAcknowledgedCounter() uint64 {
 		return x.UpstreamAcknowledgedCounter
 	}
 	return 0
+}
+
+func (x *HelloResponse) GetRules() *Rules {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
 }
 
 // PushRequest carries a run of the caller's log: every position from
@@ -1815,7 +1840,7 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"appVersion\x12'\n" +
 	"\x0fpending_changes\x18\x05 \x01(\x05R\x0ependingChanges\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x06 \x01(\tR\tlastError\"\xee\x03\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\"\x99\x04\n" +
 	"\rHelloResponse\x12*\n" +
 	"\x11server_replica_id\x18\x01 \x01(\fR\x0fserverReplicaId\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1828,7 +1853,8 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x15acknowledged_position\x18\b \x01(\x04R\x14acknowledgedPosition\x12!\n" +
 	"\fhas_upstream\x18\t \x01(\bR\vhasUpstream\x12B\n" +
 	"\x1dupstream_acknowledged_counter\x18\n" +
-	" \x01(\x04R\x1bupstreamAcknowledgedCounter\"\xa7\x01\n" +
+	" \x01(\x04R\x1bupstreamAcknowledgedCounter\x12)\n" +
+	"\x05rules\x18\v \x01(\v2\x13.fieldsync.v1.RulesR\x05rules\"\xa7\x01\n" +
 	"\vPushRequest\x12.\n" +
 	"\achanges\x18\x01 \x03(\v2\x14.fieldsync.v1.ChangeR\achanges\x12%\n" +
 	"\x0efirst_position\x18\x02 \x01(\x04R\rfirstPosition\x12#\n" +
@@ -1869,7 +1895,7 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x06fields\x18\x05 \x03(\v2\x18.fieldsync.v1.FieldStateR\x06fields\x12\x18\n" +
 	"\adeleted\x18\x06 \x01(\bR\adeleted\x129\n" +
 	"\tconflicts\x18\a \x03(\v2\x1b.fieldsync.v1.FieldConflictR\tconflicts\x12!\n" +
-	"\fengine_state\x18\b \x01(\fR\vengineState*\xd7\x02\n" +
+	"\fengine_state\x18\b \x01(\fR\vengineState*\xbb\x03\n" +
 	"\x10FieldErrorReason\x12\"\n" +
 	"\x1eFIELD_ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bFIELD_ERROR_REASON_REQUIRED\x10\x01\x12 \n" +
@@ -1879,7 +1905,11 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"#FIELD_ERROR_REASON_WRONG_AREA_LEVEL\x10\x05\x12 \n" +
 	"\x1cFIELD_ERROR_REASON_IN_FUTURE\x10\x06\x12#\n" +
 	"\x1fFIELD_ERROR_REASON_UNKNOWN_ENUM\x10\a\x12#\n" +
-	"\x1fFIELD_ERROR_REASON_INCONSISTENT\x10\b*\x8d\x02\n" +
+	"\x1fFIELD_ERROR_REASON_INCONSISTENT\x10\b\x12\x1b\n" +
+	"\x17FIELD_ERROR_REASON_RULE\x10\t\x12!\n" +
+	"\x1dFIELD_ERROR_REASON_TRANSITION\x10\n" +
+	"\x12\"\n" +
+	"\x1eFIELD_ERROR_REASON_NOT_ALLOWED\x10\v*\x8d\x02\n" +
 	"\rChangeOutcome\x12\x1e\n" +
 	"\x1aCHANGE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CHANGE_OUTCOME_APPLIED\x10\x01\x12\"\n" +
@@ -1944,6 +1974,7 @@ var file_fieldsync_v1_sync_proto_goTypes = []any{
 	(RecordKind)(0),               // 24: fieldsync.v1.RecordKind
 	(*Record)(nil),                // 25: fieldsync.v1.Record
 	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*Rules)(nil),                 // 27: fieldsync.v1.Rules
 }
 var file_fieldsync_v1_sync_proto_depIdxs = []int32{
 	5,  // 0: fieldsync.v1.VersionVector.entries:type_name -> fieldsync.v1.Dot
@@ -1960,33 +1991,34 @@ var file_fieldsync_v1_sync_proto_depIdxs = []int32{
 	26, // 11: fieldsync.v1.HelloRequest.client_time:type_name -> google.protobuf.Timestamp
 	26, // 12: fieldsync.v1.HelloResponse.server_time:type_name -> google.protobuf.Timestamp
 	13, // 13: fieldsync.v1.HelloResponse.limits:type_name -> fieldsync.v1.BatchLimits
-	8,  // 14: fieldsync.v1.PushRequest.changes:type_name -> fieldsync.v1.Change
-	12, // 15: fieldsync.v1.PushResponse.results:type_name -> fieldsync.v1.ChangeResult
-	7,  // 16: fieldsync.v1.PullRequest.cursor:type_name -> fieldsync.v1.Cursor
-	8,  // 17: fieldsync.v1.PullResponse.changes:type_name -> fieldsync.v1.Change
-	23, // 18: fieldsync.v1.PullResponse.records:type_name -> fieldsync.v1.RecordState
-	20, // 19: fieldsync.v1.PullResponse.snapshot:type_name -> fieldsync.v1.SnapshotMarker
-	7,  // 20: fieldsync.v1.PullResponse.cursor:type_name -> fieldsync.v1.Cursor
-	2,  // 21: fieldsync.v1.SnapshotMarker.phase:type_name -> fieldsync.v1.SnapshotPhase
-	3,  // 22: fieldsync.v1.SnapshotMarker.cause:type_name -> fieldsync.v1.SnapshotCause
-	5,  // 23: fieldsync.v1.FieldState.dot:type_name -> fieldsync.v1.Dot
-	4,  // 24: fieldsync.v1.FieldState.hlc:type_name -> fieldsync.v1.HlcStamp
-	21, // 25: fieldsync.v1.FieldConflict.values:type_name -> fieldsync.v1.FieldState
-	24, // 26: fieldsync.v1.RecordState.kind:type_name -> fieldsync.v1.RecordKind
-	6,  // 27: fieldsync.v1.RecordState.version:type_name -> fieldsync.v1.VersionVector
-	21, // 28: fieldsync.v1.RecordState.fields:type_name -> fieldsync.v1.FieldState
-	22, // 29: fieldsync.v1.RecordState.conflicts:type_name -> fieldsync.v1.FieldConflict
-	14, // 30: fieldsync.v1.SyncService.Hello:input_type -> fieldsync.v1.HelloRequest
-	16, // 31: fieldsync.v1.SyncService.Push:input_type -> fieldsync.v1.PushRequest
-	18, // 32: fieldsync.v1.SyncService.Pull:input_type -> fieldsync.v1.PullRequest
-	15, // 33: fieldsync.v1.SyncService.Hello:output_type -> fieldsync.v1.HelloResponse
-	17, // 34: fieldsync.v1.SyncService.Push:output_type -> fieldsync.v1.PushResponse
-	19, // 35: fieldsync.v1.SyncService.Pull:output_type -> fieldsync.v1.PullResponse
-	33, // [33:36] is the sub-list for method output_type
-	30, // [30:33] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	27, // 14: fieldsync.v1.HelloResponse.rules:type_name -> fieldsync.v1.Rules
+	8,  // 15: fieldsync.v1.PushRequest.changes:type_name -> fieldsync.v1.Change
+	12, // 16: fieldsync.v1.PushResponse.results:type_name -> fieldsync.v1.ChangeResult
+	7,  // 17: fieldsync.v1.PullRequest.cursor:type_name -> fieldsync.v1.Cursor
+	8,  // 18: fieldsync.v1.PullResponse.changes:type_name -> fieldsync.v1.Change
+	23, // 19: fieldsync.v1.PullResponse.records:type_name -> fieldsync.v1.RecordState
+	20, // 20: fieldsync.v1.PullResponse.snapshot:type_name -> fieldsync.v1.SnapshotMarker
+	7,  // 21: fieldsync.v1.PullResponse.cursor:type_name -> fieldsync.v1.Cursor
+	2,  // 22: fieldsync.v1.SnapshotMarker.phase:type_name -> fieldsync.v1.SnapshotPhase
+	3,  // 23: fieldsync.v1.SnapshotMarker.cause:type_name -> fieldsync.v1.SnapshotCause
+	5,  // 24: fieldsync.v1.FieldState.dot:type_name -> fieldsync.v1.Dot
+	4,  // 25: fieldsync.v1.FieldState.hlc:type_name -> fieldsync.v1.HlcStamp
+	21, // 26: fieldsync.v1.FieldConflict.values:type_name -> fieldsync.v1.FieldState
+	24, // 27: fieldsync.v1.RecordState.kind:type_name -> fieldsync.v1.RecordKind
+	6,  // 28: fieldsync.v1.RecordState.version:type_name -> fieldsync.v1.VersionVector
+	21, // 29: fieldsync.v1.RecordState.fields:type_name -> fieldsync.v1.FieldState
+	22, // 30: fieldsync.v1.RecordState.conflicts:type_name -> fieldsync.v1.FieldConflict
+	14, // 31: fieldsync.v1.SyncService.Hello:input_type -> fieldsync.v1.HelloRequest
+	16, // 32: fieldsync.v1.SyncService.Push:input_type -> fieldsync.v1.PushRequest
+	18, // 33: fieldsync.v1.SyncService.Pull:input_type -> fieldsync.v1.PullRequest
+	15, // 34: fieldsync.v1.SyncService.Hello:output_type -> fieldsync.v1.HelloResponse
+	17, // 35: fieldsync.v1.SyncService.Push:output_type -> fieldsync.v1.PushResponse
+	19, // 36: fieldsync.v1.SyncService.Pull:output_type -> fieldsync.v1.PullResponse
+	34, // [34:37] is the sub-list for method output_type
+	31, // [31:34] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_sync_proto_init() }
