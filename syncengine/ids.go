@@ -43,12 +43,6 @@ func (id ChangeID) IsZero() bool { return id == ChangeID{} }
 // ParseReplicaID parses the 8-4-4-4-12 hexadecimal form that String returns.
 func ParseReplicaID(s string) (ReplicaID, error) { return parseUUID(s) }
 
-// ParseRecordID parses the 8-4-4-4-12 hexadecimal form that String returns.
-func ParseRecordID(s string) (RecordID, error) { return parseUUID(s) }
-
-// ParseChangeID parses the 8-4-4-4-12 hexadecimal form that String returns.
-func ParseChangeID(s string) (ChangeID, error) { return parseUUID(s) }
-
 func formatUUID(b [16]byte) string {
 	var out [36]byte
 	hex.Encode(out[0:8], b[0:4])

@@ -162,7 +162,9 @@ type ReceiveOptions struct {
 	// record rather than the fields one change carries, and a move between
 	// areas by both ends. A change it returns an error for is reported and not
 	// stored; wrap ErrOutOfScope to report OutcomeOutOfScope.
-	Validate func(c Change, prev, next Record) error
+	// It reads the batch's transaction tx (the registry a rule looks up) and
+	// must not keep it.
+	Validate func(ctx context.Context, tx ReadTx, c Change, prev, next Record) error
 	// Clock, if not nil, observes every new change's stamp, refusing stamps
 	// beyond its skew, so that later local stamps follow them.
 	Clock *Clock
@@ -263,7 +265,7 @@ func receiveOne(ctx context.Context, tx Tx, e Entry, opts ReceiveOptions) (Chang
 		return refuse(OutcomeMalformed, err)
 	}
 	if opts.Validate != nil {
-		if err := opts.Validate(*c, rec, next); err != nil {
+		if err := opts.Validate(ctx, tx, *c, rec, next); err != nil {
 			if errors.Is(err, ErrOutOfScope) {
 				return refuse(OutcomeOutOfScope, err)
 			}

@@ -133,7 +133,7 @@ func TestRejectedChangeIsMarkedAtTheSenderAndDoesNotBlockTheQueue(t *testing.T) 
 	writeN(t, phone, 3, 500)
 	ctx := t.Context()
 	bad := recordID(501)
-	validate := func(c syncengine.Change, _, _ syncengine.Record) error {
+	validate := func(_ context.Context, _ syncengine.ReadTx, c syncengine.Change, _, _ syncengine.Record) error {
 		if c.RecordID == bad {
 			return errors.New("systolic pressure missing")
 		}
@@ -178,7 +178,7 @@ func TestOutOfScopeValidatorErrorIsReportedAsSuch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	outside := func(syncengine.Change, syncengine.Record, syncengine.Record) error {
+	outside := func(context.Context, syncengine.ReadTx, syncengine.Change, syncengine.Record, syncengine.Record) error {
 		return fmt.Errorf("area 5301: %w", syncengine.ErrOutOfScope)
 	}
 	rc, err := syncengine.ReceiveBatch(t.Context(), server.store, b, syncengine.ReceiveOptions{Validate: outside})
@@ -414,7 +414,7 @@ func TestValidatorSeesTheMergedRecord(t *testing.T) {
 	phone.write(id, kindHousehold, areaVillageA, syncengine.VersionVector{}, map[int32]string{4: "张德明"})
 	phone.write(id, kindHousehold, areaVillageA, syncengine.VersionVector{}, map[int32]string{5: "三组"})
 	var seen []string
-	validate := func(c syncengine.Change, prev, next syncengine.Record) error {
+	validate := func(_ context.Context, _ syncengine.ReadTx, c syncengine.Change, prev, next syncengine.Record) error {
 		v4, _ := next.Value(4)
 		v5, _ := next.Value(5)
 		seen = append(seen, fmt.Sprintf("%v|%s|%s", prev.IsEmpty(), v4, v5))

@@ -75,6 +75,11 @@ type ReadTx interface {
 	ReadLog(ctx context.Context, after Position, limit int) ([]Entry, error)
 	// Cursor returns what this replica remembers about peer (zero if nothing).
 	Cursor(ctx context.Context, peer ReplicaID) (Cursor, error)
+	// RecordsInArea returns the states of the stored records of the given
+	// kinds whose area is exactly area (a village's registry, for the rules
+	// that compare a survey with it), deleted ones included, in record-id
+	// order.
+	RecordsInArea(ctx context.Context, area string, kinds ...Kind) ([]Record, error)
 }
 
 // Tx is a read-write transaction. Reads see the transaction's own writes.

@@ -120,8 +120,8 @@ func TestIDStringRoundTrip(t *testing.T) {
 		t.Errorf("ParseReplicaID = %v, %v; want %v", got, err, id)
 	}
 	for _, bad := range []string{"", "018f3a4b5c6d7e8f90a1b2c3d4e5f607", "018f3a4b-5c6d-7e8f-90a1-b2c3d4e5f6zz"} {
-		if _, err := syncengine.ParseRecordID(bad); err == nil {
-			t.Errorf("ParseRecordID(%q) succeeded", bad)
+		if _, err := syncengine.ParseReplicaID(bad); err == nil {
+			t.Errorf("ParseReplicaID(%q) succeeded", bad)
 		}
 	}
 }

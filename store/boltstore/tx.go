@@ -481,3 +481,32 @@ func decodeRejection(k, v []byte) (syncengine.Rejection, error) {
 	r.Detail = string(v[posLen+idLen+1:])
 	return r, nil
 }
+
+// RecordsInArea returns the stored states of the records of the given kinds
+// whose area code is exactly area (a village's 12 digits), deleted ones
+// included, in record-id order. It reads the transaction's own writes.
+func (t *tx) RecordsInArea(ctx context.Context, area string, kinds ...syncengine.Kind) ([]syncengine.Record, error) {
+	if err := t.check(ctx); err != nil {
+		return nil, err
+	}
+	var out []syncengine.Record
+	prefix := []byte(area)
+	c := t.recArea.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if len(k) != len(prefix)+idLen {
+			continue // a longer area code sharing the prefix
+		}
+		v := t.records.Get(k[len(prefix):])
+		if v == nil {
+			continue
+		}
+		r, err := decodeRecord(v)
+		if err != nil {
+			return nil, fmt.Errorf("boltstore: records of area %s: %w", area, err)
+		}
+		if slices.Contains(kinds, r.Kind()) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}

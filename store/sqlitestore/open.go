@@ -151,15 +151,6 @@ func loadMigrations() ([]migration, error) {
 	return ms, nil
 }
 
-// SchemaVersion is the schema version this build writes.
-func SchemaVersion() int {
-	ms, err := loadMigrations()
-	if err != nil {
-		return 0
-	}
-	return len(ms)
-}
-
 // migrate applies, each in its own transaction together with the version bump,
 // every migration newer than the file's PRAGMA user_version. A file from a
 // newer schema is refused.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -28,21 +27,6 @@ func areaFilter(column string, prefixes []string) (string, []any) {
 		args = append(args, p, p+"~")
 	}
 	return "(" + strings.Join(conds, " OR ") + ")", args
-}
-
-// DueFollowUps returns, for each person and disease in the areas, the latest
-// follow-up if its next follow-up is due on or before the given day: the list
-// of who to see. Overdue ones (due before the day) come first, earliest due
-// first.
-func (s *Store) DueFollowUps(ctx context.Context, prefixes []string, day time.Time) ([]*fieldsyncv1.FollowUp, error) {
-	cond, args := areaFilter("f.area_code", prefixes)
-	q := `SELECT f.record FROM follow_ups f
-		WHERE ` + cond + ` AND f.next_due_on <= ?
-		AND NOT EXISTS (SELECT 1 FROM follow_ups g
-			WHERE g.person_id = f.person_id AND g.disease = f.disease AND g.followed_up_at > f.followed_up_at)
-		ORDER BY f.next_due_on, f.person_id`
-	args = append(args, day.Format(time.DateOnly))
-	return queryRecords(ctx, s, q, args, func() *fieldsyncv1.FollowUp { return &fieldsyncv1.FollowUp{} })
 }
 
 // UnvisitedHouseholds returns the households in the areas that have no visit

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/fieldsync/fieldsync/syncengine"
 )
@@ -214,4 +215,32 @@ func (t *tx) PutRejection(ctx context.Context, r syncengine.Rejection) error {
 		outcome = excluded.outcome, detail = excluded.detail`,
 		r.Peer[:], r.Dot.Replica[:], int64(r.Dot.Counter), int64(r.Pos), r.ID[:], r.Outcome.String(), r.Detail)
 	return err
+}
+
+// RecordsInArea returns the stored states of the records of the given kinds
+// whose area code is exactly area (a village's 12 digits), deleted ones
+// included, in record-id order. It reads the transaction's own writes.
+func (t *readTx) RecordsInArea(ctx context.Context, area string, kinds ...syncengine.Kind) ([]syncengine.Record, error) {
+	rows, err := t.query(ctx, "SELECT kind, state FROM records WHERE area_code = ? ORDER BY record_id", area)
+	if err != nil {
+		return nil, fmt.Errorf("read records of area %s: %w", area, err)
+	}
+	defer rows.Close()
+	var out []syncengine.Record
+	for rows.Next() {
+		var kind syncengine.Kind
+		var b []byte
+		if err := rows.Scan(&kind, &b); err != nil {
+			return nil, fmt.Errorf("read records of area %s: %w", area, err)
+		}
+		if !slices.Contains(kinds, kind) {
+			continue
+		}
+		var r syncengine.Record
+		if err := r.UnmarshalBinary(b); err != nil {
+			return nil, fmt.Errorf("decode a record of area %s: %w", area, err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }

@@ -3,6 +3,8 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/fieldsync/fieldsync/syncengine"
 )
@@ -84,6 +86,28 @@ func (t *tx) Record(ctx context.Context, id syncengine.RecordID) (syncengine.Rec
 		return syncengine.Record{}, nil
 	}
 	return mustRecord(b), nil
+}
+
+// RecordsInArea scans every record: the reference store keeps no area index.
+func (t *tx) RecordsInArea(ctx context.Context, area string, kinds ...syncengine.Kind) ([]syncengine.Record, error) {
+	if err := t.check(ctx, false); err != nil {
+		return nil, err
+	}
+	ids := make(map[syncengine.RecordID]bool)
+	for id := range t.base.records {
+		ids[id] = true
+	}
+	for id := range t.records {
+		ids[id] = true
+	}
+	var out []syncengine.Record
+	for _, id := range slices.SortedFunc(maps.Keys(ids), syncengine.RecordID.Compare) {
+		r, _ := t.Record(ctx, id)
+		if r.Area() == area && slices.Contains(kinds, r.Kind()) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 func (t *tx) position(d syncengine.Dot) (syncengine.Position, bool) {

@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"CanceledContext", testCanceledContext},
 		{"ReadsOwnWrites", testReadsOwnWrites},
 		{"SerializableUpdates", testSerializableUpdates},
+		{"RecordsInArea", testRecordsInArea},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -385,6 +386,74 @@ func testSerializableUpdates(t *testing.T, s syncengine.Store) {
 		if c, _ := tx.Cursor(t.Context(), replicaB); c.Received != workers*each {
 			t.Errorf("after %d increments the cursor is %d", workers*each, c.Received)
 		}
+		return nil
+	})
+}
+
+// testRecordsInArea checks the exact-area read: only the village's records of
+// the asked kinds, in id order, a moved record under its new area only, a
+// prefix matching nothing, and the transaction's own writes seen before
+// commit.
+func testRecordsInArea(t *testing.T, s syncengine.Store) {
+	const kindPerson syncengine.Kind = 2
+	put := func(tx syncengine.Tx, c syncengine.Change, base syncengine.Record) (syncengine.Record, error) {
+		r, err := syncengine.Apply(base, &c)
+		if err != nil {
+			return r, err
+		}
+		return r, tx.PutRecord(t.Context(), r)
+	}
+	var moved syncengine.Record
+	update(t, s, func(tx syncengine.Tx) error {
+		for _, c := range []syncengine.Change{
+			change(replicaA, 1, 3, village, map[int32][]byte{4: field(4, "户3")}),
+			change(replicaA, 2, 1, village, map[int32][]byte{4: field(4, "户1")}),
+			change(replicaA, 3, 2, otherVillage, map[int32][]byte{4: field(4, "户2")}),
+		} {
+			if _, err := put(tx, c, syncengine.Record{}); err != nil {
+				return err
+			}
+		}
+		p := change(replicaA, 5, 4, village, map[int32][]byte{4: field(4, "人4")})
+		p.Kind = kindPerson
+		if _, err := put(tx, p, syncengine.Record{}); err != nil {
+			return err
+		}
+		m := change(replicaA, 6, 6, otherVillage, map[int32][]byte{4: field(4, "户6")})
+		var err error
+		moved, err = put(tx, m, syncengine.Record{})
+		return err
+	})
+	ids := func(rs []syncengine.Record) []int {
+		var out []int
+		for _, r := range rs {
+			out = append(out, int(r.ID()[15]))
+		}
+		return out
+	}
+	check := func(tx syncengine.ReadTx, area string, kinds []syncengine.Kind, want []int) {
+		t.Helper()
+		got, err := tx.RecordsInArea(t.Context(), area, kinds...)
+		if err != nil || fmt.Sprint(ids(got)) != fmt.Sprint(want) {
+			t.Errorf("RecordsInArea(%s, %v) = %v, %v; want records %v", area, kinds, ids(got), err, want)
+		}
+	}
+	view(t, s, func(tx syncengine.ReadTx) error {
+		check(tx, village, []syncengine.Kind{kindHousehold}, []int{1, 3})
+		check(tx, village, []syncengine.Kind{kindHousehold, kindPerson}, []int{1, 3, 4})
+		check(tx, otherVillage, []syncengine.Kind{kindHousehold}, []int{2, 6})
+		check(tx, village[:9], []syncengine.Kind{kindHousehold}, nil) // exact area, not a prefix
+		check(tx, village, nil, nil)
+		return nil
+	})
+	update(t, s, func(tx syncengine.Tx) error {
+		m := change(replicaA, 7, 6, village, map[int32][]byte{5: field(5, "搬迁")})
+		m.Context = moved.Version()
+		if _, err := put(tx, m, moved); err != nil {
+			return err
+		}
+		check(tx, village, []syncengine.Kind{kindHousehold}, []int{1, 3, 6})
+		check(tx, otherVillage, []syncengine.Kind{kindHousehold}, []int{2})
 		return nil
 	})
 }
