@@ -2,12 +2,17 @@
 
 BIN        := $(CURDIR)/bin
 BUF        := $(BIN)/buf
+DEADCODE   := $(BIN)/deadcode
 GO         ?= go
 
 # Pinned code-generation tools, installed from the Go module proxy into ./bin.
 BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+
+# Pinned lint tool, installed the same way: deadcode (golang.org/x/tools),
+# which make lint runs over the commands (scripts/deadcode.sh).
+DEADCODE_VERSION := v0.53.0
 
 # Against what `make breaking` compares the protocol.
 BREAKING_AGAINST ?= .git\#branch=main
@@ -47,10 +52,11 @@ test: ## run every test with the race detector, in random order
 	$(GO) test -race -shuffle=on ./...
 
 .PHONY: lint
-lint: $(BUF) ## gofmt, go vet, buf lint and buf format
+lint: $(BUF) $(DEADCODE) ## gofmt, go vet, deadcode over the commands (scripts/deadcode.sh, .deadcode-allow), buf lint and buf format
 	@out=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files --others --exclude-standard '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	DEADCODE=$(DEADCODE) DEADCODE_VERSION=$(DEADCODE_VERSION) scripts/deadcode.sh
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 
@@ -81,3 +87,5 @@ $(BIN)/protoc-gen-go:
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 $(BIN)/protoc-gen-go-grpc:
 	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+$(DEADCODE):
+	GOBIN=$(BIN) $(GO) install golang.org/x/tools/cmd/deadcode@$(DEADCODE_VERSION)
