@@ -26,7 +26,7 @@ func townshipRecords(tb testing.TB) (prefix string, recs []*fieldsyncv1.Record) 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	prefix = g.County().Townships[0].Code[:9]
+	prefix = g.County.Townships[0].Code[:9]
 	err = g.Each(func(r *fieldsyncv1.Record) error {
 		_, area, err := wire.Identity(r)
 		if err != nil {
@@ -55,10 +55,10 @@ func BenchmarkBootstrap20k(b *testing.B) {
 	prefix, recs := townshipRecords(b)
 	src := newDevice(b, town, latency.Local)
 	src.enroll(b, town, prefix)
-	src.saveAll(b, recs)
+	changes := src.saveAll(b, recs)
 	src.syncPlain(b)
-	if got := town.logEnd(b); got != syncengine.Position(bootstrapRecords) {
-		b.Fatalf("server log ends at %d after the source's push, want %d", got, bootstrapRecords)
+	if got := town.logEnd(b); got != syncengine.Position(changes) {
+		b.Fatalf("server log ends at %d after the source's push, want %d", got, changes)
 	}
 	src.close(b)
 

@@ -38,15 +38,16 @@ func TestDayEndPushBreakdown(t *testing.T) {
 	phone.saveAll(t, vil.registry)
 	phone.syncPlain(t)
 	visits := fresh(t, vil.visits, 0, visitsPerDay)
-	phone.saveAll(t, visits)
+	changes := phone.saveAll(t, visits)
 	tap.reset()
 	phone.syncPlain(t)
 	checkServerHas(t, town, visits)
 
 	reqs := tap.get()
-	if len(reqs) != 1 || len(reqs[0].GetChanges()) != visitsPerDay {
-		t.Fatalf("day-end push sent %d requests, want 1 of %d changes", len(reqs), visitsPerDay)
+	if len(reqs) != 1 || len(reqs[0].GetChanges()) != changes {
+		t.Fatalf("day-end push sent %d requests, want 1 of %d changes (%d visits and the problems and flags they raised)", len(reqs), changes, visitsPerDay)
 	}
+	t.Logf("the %d visits raised %d problems and risk flags, which travel with them", visitsPerDay, changes-visitsPerDay)
 	req := reqs[0]
 	n := float64(visitsPerDay)
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
@@ -415,7 +416,7 @@ func TestSnapshotBreakdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := g.County().Villages()[0]
+	v := g.County.Villages()[0]
 	var recs []*fieldsyncv1.Record
 	if err := g.EachInVillage(v, func(r *fieldsyncv1.Record) error { recs = append(recs, r); return nil }); err != nil {
 		t.Fatal(err)
@@ -439,8 +440,8 @@ func TestSnapshotBreakdown(t *testing.T) {
 			break
 		}
 	}
-	if len(states) != len(recs) {
-		t.Fatalf("snapshot holds %d records, want %d", len(states), len(recs))
+	if want := phone.records(t); len(states) != want {
+		t.Fatalf("snapshot holds %d records, want the phone's %d", len(states), want)
 	}
 	n := float64(len(states))
 	bodies := 0

@@ -46,7 +46,7 @@ func newVillage(tb testing.TB) village {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	v := g.County().Villages()[0]
+	v := g.County.Villages()[0]
 	out := village{
 		code:      v.Code,
 		registry:  kindsOf(tb, g, v, kindClinic, kindWorker, kindHousehold, kindPerson),
@@ -68,6 +68,9 @@ type dayEnd struct {
 	vil   village
 	phone *device
 	staff *device
+	// changes the phone wrote for the day: its visits and the problems and
+	// risk flags they raised.
+	changes int
 }
 
 func newDayEnd(tb testing.TB, up, down latency.Network, phoneOpts ...grpc.DialOption) *dayEnd {
@@ -95,7 +98,7 @@ func (d *dayEnd) day(tb testing.TB, i int) (visits, others []*fieldsyncv1.Record
 	d.phone.close(tb)
 	d.phone.open(tb)
 	visits = fresh(tb, d.vil.visits, i*visitsPerDay, visitsPerDay)
-	d.phone.saveAll(tb, visits)
+	d.changes = d.phone.saveAll(tb, visits)
 	d.phone.link.reset()
 	d.phone.rpcs.reset()
 	return visits, others
@@ -210,8 +213,8 @@ func (d *dayEnd) unaryDay(tb testing.TB, i int, token string) sample {
 	if err != nil {
 		tb.Fatalf("unary push: %v", err)
 	}
-	if n != visitsPerDay {
-		tb.Fatalf("unary push sent %d changes, want %d", n, visitsPerDay)
+	if n != d.changes {
+		tb.Fatalf("unary push sent %d changes, want %d (%d visits and what they raised)", n, d.changes, visitsPerDay)
 	}
 	d.session(tb, &s, start)
 	if s.conns != 1 {

@@ -367,13 +367,38 @@ func (d *device) enroll(tb testing.TB, t *township, area string) {
 }
 
 // saveAll saves recs on the device.
-func (d *device) saveAll(tb testing.TB, recs []*fieldsyncv1.Record) {
+//
+// It saves through the SDK's save path, as a phone does: visits and audits
+// raise their problems and risk flags; a generated problem is moved through
+// the ledger (raised, rectified) but not verified, which is the township's
+// job. It returns how many changes the saves wrote.
+func (d *device) saveAll(tb testing.TB, recs []*fieldsyncv1.Record) int {
 	tb.Helper()
-	for _, r := range recs {
-		if err := d.client.Save(tb.Context(), r); err != nil {
+	n := 0
+	save := func(r *fieldsyncv1.Record) {
+		res, err := d.client.SaveRecord(tb.Context(), r)
+		if err != nil {
 			tb.Fatalf("Save %s: %v", idOf(tb, r), err)
 		}
+		n += res.Problems + res.Flags
+		if res.Changed {
+			n++
+		}
 	}
+	for _, r := range recs {
+		p := r.GetProblem()
+		if p == nil {
+			save(r)
+			continue
+		}
+		for _, step := range countygen.LedgerSteps(p) {
+			if step.Status == fieldsyncv1.ProblemStatus_PROBLEM_STATUS_VERIFIED {
+				break
+			}
+			save(&fieldsyncv1.Record{Body: &fieldsyncv1.Record_Problem{Problem: step}})
+		}
+	}
+	return n
 }
 
 // syncPlain runs a Sync over the plain link and checks that nothing is left
@@ -541,4 +566,21 @@ func profileSection(tb testing.TB, first bool) (stop func()) {
 		}
 		tb.Logf("CPU profile of the measured section: %s", name)
 	}
+}
+
+// records returns how many live records the device holds, of every kind.
+func (d *device) records(tb testing.TB) int {
+	tb.Helper()
+	n := 0
+	for k := range fieldsyncv1.RecordKind_name {
+		if k == 0 {
+			continue
+		}
+		recs, err := d.client.List(tb.Context(), fieldsyncv1.RecordKind(k))
+		if err != nil {
+			tb.Fatalf("List(%v): %v", fieldsyncv1.RecordKind(k), err)
+		}
+		n += len(recs)
+	}
+	return n
 }

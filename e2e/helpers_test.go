@@ -70,7 +70,7 @@ func newCounty(t *testing.T, seed uint64, households int, keep func(*fieldsyncv1
 	if err != nil {
 		t.Fatal(err)
 	}
-	vs := g.County().Villages()
+	vs := g.County.Villages()
 	var c county
 	c.township = vs[0].Code[:9]
 	for i, v := range vs[:2] {

@@ -32,7 +32,11 @@ func TestServerKilledDuringPushes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	d := startDaemon(t, bin, dir)
 	// Every kind of record a village makes but people, who are many and small.
-	cty := newCounty(t, seed, 40, func(r *fieldsyncv1.Record) bool { return r.GetPerson() == nil })
+	// Problems and risk flags are not typed in: the visits and audits raise
+	// them as they are saved.
+	cty := newCounty(t, seed, 40, func(r *fieldsyncv1.Record) bool {
+		return r.GetPerson() == nil && r.GetProblem() == nil && r.GetRiskFlag() == nil
+	})
 
 	// Two phones in village 0, one in village 1, enrolled with codes from
 	// the AdminService. Each phone's records come in kills+1 portions, one
@@ -145,14 +149,19 @@ func TestServerKilledDuringPushes(t *testing.T) {
 	t.Logf("%d kills (%d with a sync carrying changes in flight) in %v; %d checks of acknowledged records in the stores the kills left; %d starts", d.kills, midPush, killing.Round(time.Millisecond), checkedAcked, d.starts)
 	checkConverged(t, srvState, states...)
 	checkSaved(t, srvState, saved)
-	if len(srvState.records) != len(saved) {
-		t.Errorf("server holds %d records, want the %d saved", len(srvState.records), len(saved))
+	raised := 0
+	for _, p := range phones {
+		raised += int(p.raised.Load())
+	}
+	if len(srvState.records) != len(saved)+raised {
+		t.Errorf("server holds %d records, want the %d saved and the %d problems and flags their saves raised", len(srvState.records), len(saved), raised)
 	}
 }
 
 // pusher is a phone that saves its records in chunks and syncs after each.
 type pusher struct {
 	*device
+	raised       atomic.Int64 // problems and risk flags its saves raised
 	rng          *rand.Rand
 	todo         []*fieldsyncv1.Record
 	saved        int          // records of todo saved, by run
@@ -183,7 +192,9 @@ func (p *pusher) run(t *testing.T, released []chan struct{}, phase *atomic.Int64
 			if p.saved == end {
 				break
 			}
-			if err := p.Save(t.Context(), p.todo[p.saved]); err != nil {
+			res, err := p.SaveRecord(t.Context(), p.todo[p.saved])
+			p.raised.Add(int64(res.Problems + res.Flags))
+			if err != nil {
 				t.Errorf("%s: Save: %v", p.name, err)
 				return
 			}

@@ -129,7 +129,7 @@ func TestScope(t *testing.T) {
 		t.Helper()
 		resp, err := rpc.Push(forger.ctx, req)
 		if err != nil {
-			t.Fatalf("%s push: %v (reason %q), want per-change outcomes", attempt, err, server.ReasonOf(err))
+			t.Fatalf("%s push: %v (reason %q), want per-change outcomes", attempt, err, servertest.ReasonOf(err))
 		}
 		if got := resp.GetAcknowledgedPosition(); got != uint64(len(batch)) {
 			t.Errorf("%s push: acknowledged position %d, want %d: a refused change is passed, not retried", attempt, got, len(batch))
@@ -238,11 +238,19 @@ func takeFirst(recs []*fieldsyncv1.Record, match func(*fieldsyncv1.Record) bool)
 	panic("no matching record")
 }
 
-func save(t *testing.T, d *device, r *fieldsyncv1.Record) {
+// save saves r on d and returns how many changes the save wrote (the
+// record's, and those of the problems and risk flags it raised).
+func save(t *testing.T, d *device, r *fieldsyncv1.Record) int {
 	t.Helper()
-	if err := d.Save(t.Context(), r); err != nil {
+	res, err := d.SaveRecord(t.Context(), r)
+	if err != nil {
 		t.Fatalf("%s: Save: %v", d.name, err)
 	}
+	n := res.Problems + res.Flags
+	if res.Changed {
+		n++
+	}
+	return n
 }
 
 // checkHas fails unless d shows each of recs as it is.

@@ -129,11 +129,19 @@ type tierServer struct {
 	proxy  *CuttingProxy
 	uplink string // "up", "flaky" or "down"
 	dead   string // an address where nothing listens
+	// rules are the survey rules the server sets (a county's --rules).
+	rules *fieldsyncv1.Rules
 }
 
 func startTier(t *testing.T, name, area string) *tierServer {
 	t.Helper()
-	s := &tierServer{name: name, area: area, dir: t.TempDir(), uplink: "up"}
+	return startTierWithRules(t, name, area, nil)
+}
+
+// startTierWithRules starts a server that sets rules (nil: the defaults).
+func startTierWithRules(t *testing.T, name, area string, rules *fieldsyncv1.Rules) *tierServer {
+	t.Helper()
+	s := &tierServer{name: name, area: area, dir: t.TempDir(), uplink: "up", rules: rules}
 	s.start(t)
 	t.Cleanup(func() { s.stop(t) })
 	return s
@@ -142,7 +150,7 @@ func startTier(t *testing.T, name, area string) *tierServer {
 func (s *tierServer) start(t *testing.T) {
 	t.Helper()
 	srv, err := server.New(server.Config{
-		DataDir: s.dir, Area: s.area, IDHashKey: testIDHashKey,
+		DataDir: s.dir, Area: s.area, IDHashKey: testIDHashKey, Rules: s.rules,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -270,7 +278,7 @@ func runTiers(t *testing.T, seed uint64, steps int) tierFigures {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vs := g.County().Villages()
+	vs := g.County.Villages()
 	countyArea := vs[0].Code[:6]
 	w.county = startTier(t, "county", countyArea)
 	for i := range 2 {

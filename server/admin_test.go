@@ -60,7 +60,7 @@ func TestAdminDeviceLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.sync.Hello(d.ctx(t), &fieldsyncv1.HelloRequest{})
-	if status.Code(err) != codes.Unauthenticated || server.ReasonOf(err) != server.ReasonDeviceRevoked {
+	if status.Code(err) != codes.Unauthenticated || servertest.ReasonOf(err) != server.ReasonDeviceRevoked {
 		t.Errorf("Hello of a revoked device = %v, want Unauthenticated %s", err, server.ReasonDeviceRevoked)
 	}
 	list, _ = e.admin.ListDevices(e.adminCtx(t), &fieldsyncv1.ListDevicesRequest{})

@@ -12,6 +12,7 @@ import (
 	"github.com/fieldsync/fieldsync/client-sdk/fieldsync"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/server/servertest"
 	"github.com/fieldsync/fieldsync/wire"
 )
 
@@ -86,7 +87,7 @@ func TestResolveConflict(t *testing.T) {
 	}
 	_, err = e.admin.ResolveConflict(e.adminCtx(t), &fieldsyncv1.ResolveConflictRequest{RecordId: rc.GetRecordId(), FieldNumber: 1,
 		Choice: &fieldsyncv1.ResolveConflictRequest_Keep{Keep: 0}})
-	if status.Code(err) != codes.FailedPrecondition || server.ReasonOf(err) != server.ReasonNoConflict {
+	if status.Code(err) != codes.FailedPrecondition || servertest.ReasonOf(err) != server.ReasonNoConflict {
 		t.Errorf("resolving a field without a conflict = %v, want FailedPrecondition %s", err, server.ReasonNoConflict)
 	}
 

@@ -128,18 +128,3 @@ func withReason(code codes.Code, reason, msg string) error {
 	}
 	return st.Err()
 }
-
-// ReasonOf returns the ErrorInfo reason of a status error made by this
-// package, or "" if it carries none. Clients and tests use it.
-func ReasonOf(err error) string {
-	st, ok := status.FromError(err)
-	if !ok {
-		return ""
-	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
-			return info.GetReason()
-		}
-	}
-	return ""
-}

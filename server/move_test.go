@@ -43,7 +43,7 @@ func newMoveWorld(t *testing.T) moveWorld {
 		t.Fatal(err)
 	}
 	var w moveWorld
-	vs := g.County().Villages()
+	vs := g.County.Villages()
 	for i := range w.villages {
 		w.villages[i] = vs[i].Code
 	}
@@ -208,8 +208,8 @@ func TestMoveRecordRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := tt.env.admin.MoveRecord(tt.env.adminCtx(t), &fieldsyncv1.MoveRecordRequest{RecordId: tt.id, AreaCode: tt.to})
-			if status.Code(err) != tt.code || server.ReasonOf(err) != tt.reason || status.Convert(err).Message() == "" {
-				t.Errorf("MoveRecord = %v (reason %q), want %v %s with a message", err, server.ReasonOf(err), tt.code, tt.reason)
+			if status.Code(err) != tt.code || servertest.ReasonOf(err) != tt.reason || status.Convert(err).Message() == "" {
+				t.Errorf("MoveRecord = %v (reason %q), want %v %s with a message", err, servertest.ReasonOf(err), tt.code, tt.reason)
 			}
 		})
 	}

@@ -82,6 +82,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the wall clock; nil means time.Now. Tests set it.
 	Now func() time.Time
+	// Rules are the survey rules this server sets (a county's, from
+	// fieldsyncd serve --rules), with their source; nil means
+	// survey.DefaultRules. A township with an upstream applies its county's
+	// instead, as the county's handshake sends them.
+	Rules *fieldsyncv1.Rules
 }
 
 // Server serves one replica's store. Its methods are safe for concurrent use.

@@ -119,9 +119,11 @@ func newID(t *testing.T) string {
 }
 
 // followUp is a valid hypertension follow-up in area, with the blood pressure given.
+// followUp is a hypertension follow-up with the schedule its values call for
+// (survey.DeriveFollowUp), as the SDK saves it.
 func followUp(t *testing.T, area string, sbp, dbp int32) *fieldsyncv1.Record {
 	now := time.Now()
-	return &fieldsyncv1.Record{Body: &fieldsyncv1.Record_FollowUp{FollowUp: &fieldsyncv1.FollowUp{
+	return &fieldsyncv1.Record{Body: &fieldsyncv1.Record_FollowUp{FollowUp: survey.DeriveFollowUp(&fieldsyncv1.FollowUp{
 		Id: newID(t), AreaCode: area, PersonId: newID(t), DoctorWorkerId: newID(t),
 		Disease:      fieldsyncv1.ChronicDisease_CHRONIC_DISEASE_HYPERTENSION,
 		FollowedUpAt: timestamppb.New(now.Add(-time.Hour)), Method: fieldsyncv1.FollowUpMethod_FOLLOW_UP_METHOD_HOME,
@@ -129,7 +131,7 @@ func followUp(t *testing.T, area string, sbp, dbp int32) *fieldsyncv1.Record {
 		Adherence:      fieldsyncv1.Adherence_ADHERENCE_REGULAR,
 		Classification: fieldsyncv1.Classification_CLASSIFICATION_CONTROLLED,
 		NextDueOn:      survey.Today(now.AddDate(0, 1, 0)),
-	}}}
+	})}}
 }
 
 // save writes rec as a local change of the device, as the SDK will.
@@ -223,7 +225,7 @@ func TestHello(t *testing.T) {
 	}
 	other := syncengine.ReplicaID{9}
 	_, err = e.sync.Hello(d.ctx(t), &fieldsyncv1.HelloRequest{ReplicaId: other[:]})
-	if status.Code(err) != codes.PermissionDenied || server.ReasonOf(err) != server.ReasonReplicaMismatch {
+	if status.Code(err) != codes.PermissionDenied || servertest.ReasonOf(err) != server.ReasonReplicaMismatch {
 		t.Errorf("hello as another replica = %v, want PermissionDenied %s", err, server.ReasonReplicaMismatch)
 	}
 }
@@ -286,12 +288,12 @@ func TestPushRefusesMismatchedPositions(t *testing.T) {
 	req := d.pushRequest(t, 0)
 	req.LastPosition = 3
 	_, err := e.sync.Push(d.ctx(t), req)
-	if status.Code(err) != codes.InvalidArgument || server.ReasonOf(err) != server.ReasonPositionMismatch {
+	if status.Code(err) != codes.InvalidArgument || servertest.ReasonOf(err) != server.ReasonPositionMismatch {
 		t.Errorf("push = %v, want InvalidArgument %s", err, server.ReasonPositionMismatch)
 	}
 	req.FirstPosition, req.LastPosition = 5, 5 // after a gap
 	_, err = e.sync.Push(d.ctx(t), req)
-	if status.Code(err) != codes.FailedPrecondition || server.ReasonOf(err) != server.ReasonCursorGap {
+	if status.Code(err) != codes.FailedPrecondition || servertest.ReasonOf(err) != server.ReasonCursorGap {
 		t.Errorf("push after a gap = %v, want FailedPrecondition %s", err, server.ReasonCursorGap)
 	}
 }
@@ -310,7 +312,7 @@ func TestAuthentication(t *testing.T) {
 	}
 	for _, tt := range tests {
 		_, err := e.sync.Hello(tt.ctx, &fieldsyncv1.HelloRequest{})
-		if status.Code(err) != codes.Unauthenticated || server.ReasonOf(err) != tt.reason {
+		if status.Code(err) != codes.Unauthenticated || servertest.ReasonOf(err) != tt.reason {
 			t.Errorf("%s: hello = %v, want Unauthenticated %s", tt.name, err, tt.reason)
 		}
 	}
@@ -321,7 +323,7 @@ func TestAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := e.sync.Hello(d.ctx(t), &fieldsyncv1.HelloRequest{})
-	if status.Code(err) != codes.Unauthenticated || server.ReasonOf(err) != server.ReasonDeviceRevoked {
+	if status.Code(err) != codes.Unauthenticated || servertest.ReasonOf(err) != server.ReasonDeviceRevoked {
 		t.Errorf("revoked: hello = %v, want Unauthenticated %s", err, server.ReasonDeviceRevoked)
 	}
 	stream, err := e.sync.Pull(d.ctx(t), &fieldsyncv1.PullRequest{})
@@ -354,7 +356,7 @@ func TestEnrolmentCodeIsBoundToOneReplica(t *testing.T) {
 		t.Errorf("hello with the replaced token = %v, want Unauthenticated", err)
 	}
 	_, err = e.enroll.Enroll(t.Context(), &fieldsyncv1.EnrollRequest{Code: code, ReplicaId: b[:]})
-	if status.Code(err) != codes.PermissionDenied || server.ReasonOf(err) != server.ReasonInvalidCode {
+	if status.Code(err) != codes.PermissionDenied || servertest.ReasonOf(err) != server.ReasonInvalidCode {
 		t.Errorf("code reused by another replica = %v, want PermissionDenied %s", err, server.ReasonInvalidCode)
 	}
 	_, err = e.enroll.Enroll(t.Context(), &fieldsyncv1.EnrollRequest{Code: "AAAAAAAAAAAAAAAA", ReplicaId: b[:]})
@@ -488,7 +490,7 @@ func TestPushWithLeftOutPositions(t *testing.T) {
 		"one missing":     {4},
 	} {
 		bad := &fieldsyncv1.PushRequest{Changes: sparse.Changes, FirstPosition: 4, LastPosition: 6, Positions: positions}
-		if _, err := e.sync.Push(d.ctx(t), bad); status.Code(err) != codes.InvalidArgument || server.ReasonOf(err) != server.ReasonPositionMismatch {
+		if _, err := e.sync.Push(d.ctx(t), bad); status.Code(err) != codes.InvalidArgument || servertest.ReasonOf(err) != server.ReasonPositionMismatch {
 			t.Errorf("%s: push = %v, want InvalidArgument %s", name, err, server.ReasonPositionMismatch)
 		}
 	}
@@ -512,7 +514,7 @@ func TestLogsCarryNoPersonalData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := g.County().Townships[0].Villages[0]
+	v := g.County.Townships[0].Villages[0]
 	village := v.Code
 	d := e.enrol(t, village)
 	var secrets []string

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/save"
 	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
@@ -65,7 +66,12 @@ func (v syncService) Hello(ctx context.Context, req *fieldsyncv1.HelloRequest) (
 		return nil, fmt.Errorf("hello: %w", err)
 	}
 	srv := s.store.Replica()
+	_, rules, err := s.rules(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("hello from device %v: %w", p.ID, err)
+	}
 	return &fieldsyncv1.HelloResponse{
+		Rules:                       rules,
 		HasUpstream:                 hasUp,
 		UpstreamAcknowledgedCounter: upCounter,
 		ServerReplicaId:             srv[:],
@@ -105,7 +111,7 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 	if b, err = s.refuseReusedDots(ctx, b, results, slot); err != nil {
 		return nil, fmt.Errorf("push from device %v: %w", p.ID, err)
 	}
-	val := &validator{areas: p.Areas, now: s.now(), fieldErrs: make(map[syncengine.Dot][]survey.FieldError)}
+	val := &validator{peer: p, areas: p.Areas, now: s.now(), fieldErrs: make(map[syncengine.Dot][]survey.FieldError)}
 	rc, err := syncengine.ReceiveBatch(ctx, s.store, b, syncengine.ReceiveOptions{
 		Validate: val.validate, Clock: s.clock, WallMS: s.now().UnixMilli(),
 	})
@@ -287,6 +293,7 @@ func (e *InvalidRecordError) Error() string {
 // sequentially; it keeps the field errors of each refused change by dot,
 // since the engine's result keeps only a message.
 type validator struct {
+	peer      Peer
 	areas     []string
 	now       time.Time
 	fieldErrs map[syncengine.Dot][]survey.FieldError
@@ -299,7 +306,7 @@ type validator struct {
 // area concurrently with a move of the record out of it is accepted, whatever
 // the area_code it leaves, which the move set; and an area_code that names
 // where a concurrent move took the record is consistent (moves.go).
-func (v *validator) validate(c syncengine.Change, prev, next syncengine.Record) error {
+func (v *validator) validate(ctx context.Context, tx syncengine.ReadTx, c syncengine.Change, prev, next syncengine.Record) error {
 	moved := concurrentWithMove(c, prev, v.areas)
 	for _, area := range []string{prev.Area(), c.Area, next.Area()} {
 		if area != "" && !inScope(area, v.areas) && !moved {
@@ -314,6 +321,13 @@ func (v *validator) validate(c syncengine.Change, prev, next syncengine.Record) 
 		return v.refuse(c, []survey.FieldError{{Path: "body", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_MALFORMED, Message: err.Error()}})
 	}
 	errs := survey.Validate(rec, v.now)
+	if p := rec.GetProblem(); p != nil && len(errs) == 0 {
+		more, err := v.problemMove(ctx, tx, c, prev, p)
+		if err != nil {
+			return err
+		}
+		errs = append(errs, more...)
+	}
 	if id, area, err := wire.Identity(rec); err == nil {
 		if id != c.RecordID {
 			errs = append(errs, survey.FieldError{Path: "id", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_INCONSISTENT, Message: "id differs from the change's record id"})
@@ -326,6 +340,57 @@ func (v *validator) validate(c syncengine.Change, prev, next syncengine.Record) 
 		return v.refuse(c, errs)
 	}
 	return nil
+}
+
+// Problem fields that record the ledger's workflow (ledger.proto): status,
+// rectified_at, verified_at, verified_by_worker_id, rectified_by_worker_id,
+// reopen_reason, reopened_at, reopened_by_worker_id.
+var problemWorkflowFields = []int32{12, 14, 15, 16, 17, 18, 19, 20}
+
+// problemMove checks a pushed change of a problem against the ledger's
+// workflow (survey.ProblemTransition) and who may verify, as the save path
+// does where the change was made. The move is judged from the state its
+// author saw: when the change's context does not cover the stored status (it
+// was made concurrently with another move), the receiver's state is not what
+// the author moved from, and only Validate's checks of the record apply, so
+// that every tier decides the same whatever order changes arrive in. A
+// verification is allowed from the relaying server itself, or when the
+// verifying worker is one who may verify (survey.MayVerify) in this store.
+func (v *validator) problemMove(ctx context.Context, tx syncengine.ReadTx, c syncengine.Change, prev syncengine.Record, next *fieldsyncv1.Problem) ([]survey.FieldError, error) {
+	touches := false
+	for _, f := range problemWorkflowFields {
+		if _, ok := c.Fields[f]; ok {
+			touches = true
+		}
+	}
+	if !touches {
+		return nil, nil
+	}
+	for _, w := range prev.Writes(12) {
+		if !c.Context.Contains(w.Dot) {
+			return nil, nil
+		}
+	}
+	var before *fieldsyncv1.Problem
+	if prev.Exists() {
+		r, err := wire.FromState(prev)
+		if err != nil {
+			return nil, nil // the stored state does not decode: judge the record alone
+		}
+		before = r.GetProblem()
+	}
+	errs := survey.ProblemTransition(before, next)
+	if len(errs) > 0 || !save.Verifies(before, next) || (v.peer.Relay && c.Origin == v.peer.ID) {
+		return errs, nil
+	}
+	w, err := save.Worker(ctx, tx, next.GetVerifiedByWorkerId())
+	if err != nil {
+		return nil, err
+	}
+	if !survey.MayVerify(w) {
+		errs = append(errs, survey.NotAllowedToVerify(next.GetVerifiedByWorkerId(), w))
+	}
+	return errs, nil
 }
 
 func (v *validator) refuse(c syncengine.Change, errs []survey.FieldError) error {

@@ -269,6 +269,9 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 			b, _ := s.store.Meta(ctx, metaUpstreamError)
 			return n, string(b)
 		},
+		OnHello: func(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
+			return s.keepUpstreamRules(ctx, hello.GetRules())
+		},
 		OnRejected: func(ctx context.Context, rs []syncclient.Rejection) error {
 			// Counts only: the messages may name fields of records.
 			s.log.WarnContext(ctx, "upstream refused relayed changes", "count", len(rs))

@@ -2,7 +2,6 @@ package fieldsync
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
@@ -13,8 +12,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/save"
 	"github.com/fieldsync/fieldsync/store/sqlitestore"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncclient"
@@ -34,6 +35,7 @@ const (
 	metaLastSuccess   = "sdk_last_success"
 	metaLastError     = "sdk_last_error"
 	metaClock         = "sdk_clock"
+	metaRules         = "sdk_rules"
 )
 
 // Client is one device replica. It is safe for concurrent use.
@@ -192,59 +194,114 @@ func (c *Client) serverReplica(ctx context.Context) (syncengine.ReplicaID, error
 	return id, nil
 }
 
-// Save validates rec with survey.Validate and stores it as a local change: the
-// fields that differ from the replica's current state of the record. It
-// returns a *ValidationError for an invalid record, an error wrapping
-// ErrOutOfScope for a record outside the enrolled areas, and storage errors;
-// then nothing is stored. Saving a record identical to the stored one stores
-// nothing. rec is not modified or retained.
+// Save stores rec as a local change through the one save path (package
+// save), in one transaction: a follow-up gets the schedule its measurements
+// call for (the classification floor, an urgent referral, the latest next due
+// date: the doctor may be stricter, never laxer); the record is validated and
+// its fields that differ from the replica's current state are written; a
+// household visit or clinic audit raises its problems and risk flags, with the
+// rules in force (Rules); a problem moves only as the ledger's workflow
+// allows. It returns a *ValidationError for a record the rules refuse, an
+// error wrapping ErrOutOfScope for a record outside the enrolled areas, and
+// storage errors; then nothing is stored. Saving a record identical to the
+// stored one stores nothing. rec is not modified or retained.
 func (c *Client) Save(ctx context.Context, rec *fieldsyncv1.Record) error {
-	if errs := survey.Validate(rec, c.now()); len(errs) > 0 {
-		return &ValidationError{Fields: errs}
-	}
-	_, area, err := wire.Identity(rec)
-	if err != nil {
-		return fmt.Errorf("fieldsync: save: %w", err)
-	}
-	areas, err := c.Areas(ctx)
-	if err != nil {
-		return fmt.Errorf("fieldsync: save: %w", err)
-	}
-	if len(areas) > 0 && !inAreas(area, areas) {
-		return fmt.Errorf("fieldsync: save: area %s: %w", area, ErrOutOfScope)
-	}
-	return c.write(ctx, rec)
+	_, err := c.SaveRecord(ctx, rec)
+	return err
 }
 
-// write stores rec as a local change without validating it.
-func (c *Client) write(ctx context.Context, rec *fieldsyncv1.Record) error {
-	id, _, err := wire.Identity(rec)
-	if err != nil {
-		return fmt.Errorf("fieldsync: save: %w", err)
+// Saved is what a save wrote.
+type Saved struct {
+	// Changed is set when the record itself changed.
+	Changed bool
+	// Problems and Flags count the problems and risk flags the save raised.
+	Problems, Flags int
+}
+
+// SaveRecord is Save, and reports what the save wrote.
+func (c *Client) SaveRecord(ctx context.Context, rec *fieldsyncv1.Record) (Saved, error) {
+	if _, area, err := wire.Identity(rec); err == nil {
+		areas, err := c.Areas(ctx)
+		if err != nil {
+			return Saved{}, fmt.Errorf("fieldsync: save: %w", err)
+		}
+		if len(areas) > 0 && !inAreas(area, areas) {
+			return Saved{}, fmt.Errorf("fieldsync: save: area %s: %w", area, ErrOutOfScope)
+		}
 	}
-	var cur syncengine.Record
-	err = c.store.View(ctx, func(tx syncengine.ReadTx) error {
+	rules, err := c.Rules(ctx)
+	if err != nil {
+		return Saved{}, fmt.Errorf("fieldsync: save: %w", err)
+	}
+	var res save.Result
+	err = c.store.Update(ctx, func(tx syncengine.Tx) error {
 		var err error
-		cur, err = tx.Record(ctx, id)
+		res, err = save.Record(ctx, tx, save.Author{Clock: c.clock, Now: c.now(), Rules: rules}, rec)
 		return err
 	})
+	var invalid *save.InvalidError
+	if errors.As(err, &invalid) {
+		return Saved{}, &ValidationError{Fields: invalid.Fields}
+	}
 	if err != nil {
-		return fmt.Errorf("fieldsync: save: %w", err)
+		return Saved{}, fmt.Errorf("fieldsync: save: %w", err)
 	}
-	e, ok, err := wire.EditOf(cur, rec)
+	if len(res.Changes) > 0 {
+		if err := c.saveClock(ctx); err != nil {
+			return Saved{}, fmt.Errorf("fieldsync: save: %w", err)
+		}
+	}
+	return Saved{Changed: res.Saved, Problems: res.Problems, Flags: res.Flags}, nil
+}
+
+// Rules returns the survey rules in force on the device: its server's (the
+// county's), as the last sync received them, or survey.DefaultRules before
+// the first sync.
+func (c *Client) Rules(ctx context.Context) (survey.Rules, error) {
+	m, err := c.rulesProto(ctx)
 	if err != nil {
-		return fmt.Errorf("fieldsync: save: %w", err)
+		return survey.Rules{}, err
 	}
-	if !ok {
-		return nil // nothing new
+	return survey.RulesFromProto(m)
+}
+
+// RulesSource says where the rules in force come from ("defaults" before the
+// first sync that carried them).
+func (c *Client) RulesSource(ctx context.Context) (string, error) {
+	m, err := c.rulesProto(ctx)
+	if err != nil || m == nil || m.GetSource() == "" {
+		return "defaults", err
 	}
-	rand.Read(e.ID[:])
-	// Base is the state the diff was computed against, so a concurrent write
-	// between View and WriteLocal stays concurrent instead of being overwritten.
-	if _, err := syncengine.WriteLocal(ctx, c.store, c.clock, c.now().UnixMilli(), e); err != nil {
-		return fmt.Errorf("fieldsync: save: %w", err)
+	return m.GetSource(), nil
+}
+
+// rulesProto returns the rules the last sync received, or nil.
+func (c *Client) rulesProto(ctx context.Context) (*fieldsyncv1.Rules, error) {
+	b, err := c.store.Meta(ctx, metaRules)
+	if err != nil || len(b) == 0 {
+		return nil, err
 	}
-	return c.saveClock(ctx)
+	var m fieldsyncv1.Rules
+	if err := proto.Unmarshal(b, &m); err != nil {
+		return nil, errors.New("stored survey rules are damaged: sync again to receive them")
+	}
+	return &m, nil
+}
+
+// saveRules keeps the rules a handshake carried. Rules out of range are not
+// kept: the device keeps what it had and the sync goes on.
+func (c *Client) saveRules(ctx context.Context, m *fieldsyncv1.Rules) error {
+	if m == nil {
+		return nil
+	}
+	if _, err := survey.RulesFromProto(m); err != nil {
+		return nil
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return c.store.SetMeta(ctx, metaRules, b)
 }
 
 // Get returns the record with id (its canonical UUID text) as the replica
@@ -306,14 +363,47 @@ func (c *Client) Conflicts(ctx context.Context, id string) ([]Conflict, error) {
 	return out, nil
 }
 
-// DueFollowUps returns the follow-ups due on or before day in the device's
-// areas, overdue first (sqlitestore.Store.DueFollowUps).
-func (c *Client) DueFollowUps(ctx context.Context, day time.Time) ([]*fieldsyncv1.FollowUp, error) {
+// DuePatient is a hypertension or type 2 diabetes patient due or overdue for
+// a follow-up of one disease (sqlitestore.DuePatient).
+type DuePatient = sqlitestore.DuePatient
+
+// DueReason is why a patient is due (sqlitestore.DueReason).
+type DueReason = sqlitestore.DueReason
+
+// Reasons a patient is due, from the most to the least pressing.
+const (
+	DueUrgentReferral  = sqlitestore.DueUrgentReferral
+	DueUncontrolled    = sqlitestore.DueUncontrolled
+	DueNeverFollowedUp = sqlitestore.DueNeverFollowedUp
+	DueRoutine         = sqlitestore.DueRoutine
+)
+
+// DuePatients returns, for every living hypertension and type 2 diabetes
+// patient of the device's areas, one row per disease whose next follow-up is
+// due on or before day (its calendar day in China Standard Time), including
+// patients never followed up; urgent referrals first, then most days overdue
+// (sqlitestore.Store.DuePatients).
+func (c *Client) DuePatients(ctx context.Context, day time.Time) ([]DuePatient, error) {
 	areas, err := c.Areas(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return c.store.DueFollowUps(ctx, areas, day)
+	return c.store.DuePatients(ctx, areas, day)
+}
+
+// Managed is how many patients of a disease the device's areas have, and how
+// many are under standard management (sqlitestore.Managed).
+type Managed = sqlitestore.Managed
+
+// StandardManagement returns, for hypertension and type 2 diabetes, the
+// patients of the device's areas and those under standard management (规范管理)
+// at at: at least 4 face-to-face follow-ups in the 12 months before it.
+func (c *Client) StandardManagement(ctx context.Context, at time.Time) ([]Managed, error) {
+	areas, err := c.Areas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.store.StandardManagement(ctx, areas, at)
 }
 
 // UnvisitedHouseholds returns the households in the device's areas not yet

@@ -9,10 +9,12 @@
 // by id). Typed wrappers cover the kinds a village doctor edits: Households,
 // Household and SaveHousehold, and the same for Person, HouseholdVisit,
 // ClinicAudit, FollowUp and Problem. ParseKind turns names such as
-// "household" or "visit" into record kinds. DueFollowUps,
-// UnvisitedHouseholds and OpenProblems are the daily queries; Conflicts shows
-// concurrent edits for a person to resolve. Records passed to the Client are
-// not modified or retained; records returned belong to the caller.
+// "household" or "visit" into record kinds. DuePatients (every hypertension
+// and diabetes patient due or overdue for a follow-up, never followed up
+// included), UnvisitedHouseholds and OpenProblems are the daily queries;
+// Conflicts shows concurrent edits for a person to resolve. Records passed to
+// the Client are not modified or retained; records returned belong to the
+// caller.
 //
 // # Sync
 //

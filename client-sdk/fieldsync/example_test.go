@@ -35,7 +35,7 @@ func Example() {
 		AsOf: time.Date(2025, 10, 1, 0, 0, 0, 0, survey.ChinaTime),
 	})
 	check(err)
-	village := g.County().Villages()[0]
+	village := g.County.Villages()[0]
 	var household *fieldsyncv1.Household
 	var visit *fieldsyncv1.HouseholdVisit
 	check(g.EachInVillage(village, func(r *fieldsyncv1.Record) error {
@@ -62,7 +62,17 @@ func Example() {
 	fmt.Println("visit is of the household:", visits[0].GetHouseholdId() == households[0].GetId())
 	st, err := phone.Status(ctx)
 	check(err)
-	fmt.Println("pending before sync:", st.Pending, st.PendingChanges[0].Kind, st.PendingChanges[1].Kind)
+	fmt.Print("pending before sync: ", st.Pending)
+	for _, p := range st.PendingChanges {
+		fmt.Print(" ", p.Kind)
+	}
+	fmt.Println()
+	// The visit raised its problems in the same transaction.
+	problems, err := phone.Problems(ctx)
+	check(err)
+	for _, p := range problems {
+		fmt.Printf("problem raised: %s %s (%s)\n", p.GetItem(), p.GetSeverity(), p.GetStatus())
+	}
 
 	// The township server, on a free port of this machine.
 	srv, err := server.New(server.Config{DataDir: filepath.Join(dir, "server"), IDHashKey: []byte("county key")})
@@ -94,8 +104,9 @@ func Example() {
 	// Output:
 	// 1 household, 1 visit, in village 532523100201
 	// visit is of the household: true
-	// pending before sync: 2 household household_visit
-	// sync done: attempt 1, 2 pushed, 0 rejected
+	// pending before sync: 3 household household_visit problem
+	// problem raised: contract.not_served SEVERITY_NORMAL (PROBLEM_STATUS_OPEN)
+	// sync done: attempt 1, 3 pushed, 0 rejected
 	// pending after sync: 0 last error: "" synced: true
 }
 

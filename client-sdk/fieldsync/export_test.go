@@ -39,7 +39,7 @@ func newExportVillage(t *testing.T) exportVillage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := g.County().Villages()[0]
+	v := g.County.Villages()[0]
 	out := exportVillage{code: v.Code}
 	err = g.EachInVillage(v, func(r *fieldsyncv1.Record) error {
 		switch {
@@ -55,7 +55,11 @@ func newExportVillage(t *testing.T) exportVillage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.County().EachPerson(func(p *countygen.Person) { out.clearIDs = append(out.clearIDs, p.IDNumber) })
+	for _, h := range v.Households {
+		for _, p := range h.Members {
+			out.clearIDs = append(out.clearIDs, p.IDNumber)
+		}
+	}
 	if len(out.households) < 4 || len(out.persons) < 6 || len(out.visits) < 2 || len(out.clearIDs) == 0 {
 		t.Fatalf("village too small: %d households, %d people, %d visits", len(out.households), len(out.persons), len(out.visits))
 	}

@@ -223,7 +223,7 @@ func (c *Client) SaveClinicAudit(ctx context.Context, a *fieldsyncv1.ClinicAudit
 	return saveOf(ctx, c, fieldsyncv1.RecordKind_RECORD_KIND_CLINIC_AUDIT, a)
 }
 
-// FollowUps returns every follow-up in the replica, by id. DueFollowUps
+// FollowUps returns every follow-up in the replica, by id. DuePatients
 // returns who is due.
 func (c *Client) FollowUps(ctx context.Context) ([]*fieldsyncv1.FollowUp, error) {
 	return listOf[*fieldsyncv1.FollowUp](ctx, c, fieldsyncv1.RecordKind_RECORD_KIND_FOLLOW_UP)

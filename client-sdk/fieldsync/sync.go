@@ -99,6 +99,9 @@ func (c *Client) syncConfig() *syncclient.Config {
 			if err := c.saveClock(ctx); err != nil {
 				return err
 			}
+			if err := c.saveRules(ctx, hello.GetRules()); err != nil {
+				return err
+			}
 			return c.saveReceipt(ctx, hello)
 		},
 		OnRejected: c.addRejections,

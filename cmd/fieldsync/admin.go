@@ -30,6 +30,8 @@ const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE..
        fieldsync admin conflicts list [--area PREFIX] [--json]
        fieldsync admin conflicts resolve [flags] ID (--keep N | --value JSON [--kind KIND])
        fieldsync admin move [flags] RECORD_ID --to VILLAGE [--json]
+       fieldsync admin problems [--area PREFIX] [--overdue] [--severity critical|normal] [--all] [--as-of DATE] [--json | --csv]
+       fieldsync admin problems verify|reopen [flags] ID --worker WORKER_ID [--reason TEXT]
 
 Every admin command takes --server ADDR (default 127.0.0.1:7443), --token-file FILE
 (default data/admin.token, written by fieldsyncd) and --ca FILE (the CA certificate
@@ -109,12 +111,15 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "move" {
 		return runAdminMove(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "problems" {
+		return runAdminProblems(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) < 2 || args[0] != "device" {
 		fmt.Fprint(stderr, adminUsage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errors.New("admin: want 'device add', 'device list', 'device revoke', 'status', 'conflicts list', 'conflicts resolve' or 'move'")
+		return errors.New("admin: want 'device add', 'device list', 'device revoke', 'status', 'conflicts list', 'conflicts resolve', 'move' or 'problems'")
 	}
 	var a adminFlags
 	fs := flag.NewFlagSet("admin device "+args[1], flag.ContinueOnError)

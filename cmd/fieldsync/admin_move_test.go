@@ -26,7 +26,7 @@ func TestAdminMove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vs := g.County().Villages()
+	vs := g.County.Villages()
 	var households []string
 	people := map[string]int{}
 	err = g.EachInVillage(vs[0], func(r *fieldsyncv1.Record) error {

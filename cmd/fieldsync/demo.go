@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,11 +10,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/fieldsync/fieldsync/client-sdk/fieldsync"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/sqlitestore"
-	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/survey/countygen"
-	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
 )
 
@@ -42,60 +40,79 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	s, err := sqlitestore.Open(ctx, *replica)
+	// Every record goes through the device SDK's save path, as a doctor's
+	// phone saves it: follow-ups get their derived schedule, visits and
+	// audits raise their problems and risk flags, and the generated ledger's
+	// problems are moved through its workflow step by step.
+	c, err := fieldsync.Open(ctx, *replica)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	clock := syncengine.NewClock(s.Replica(), 0)
-	asOf := g.Config().AsOf
 	var areas []string
 	seen := map[string]bool{}
-	n, start := 0, time.Now()
+	n, changes, problems, flags, start := 0, 0, 0, 0, time.Now()
+	save := func(rec *fieldsyncv1.Record) error {
+		res, err := c.SaveRecord(ctx, rec)
+		if err != nil {
+			id, _, _ := wire.Identity(rec)
+			return fmt.Errorf("generated record %v: %w", id, err)
+		}
+		problems += res.Problems
+		flags += res.Flags
+		changes += res.Problems + res.Flags
+		if res.Changed {
+			changes++
+		}
+		return nil
+	}
 	err = g.Each(func(rec *fieldsyncv1.Record) error {
-		id, area, err := wire.Identity(rec)
-		if err != nil {
+		if p := rec.GetProblem(); p != nil {
+			for _, step := range countygen.LedgerSteps(p) {
+				if err := save(&fieldsyncv1.Record{Body: &fieldsyncv1.Record_Problem{Problem: step}}); err != nil {
+					return err
+				}
+			}
+		} else if err := save(rec); err != nil {
 			return err
 		}
-		if errs := survey.Validate(rec, asOf); errs != nil {
-			return fmt.Errorf("generated record %v is invalid: %v", id, errs)
-		}
-		fields, err := wire.Fields(wire.Body(rec))
-		if err != nil {
-			return err
-		}
-		e := syncengine.Edit{Record: id, Kind: wire.KindOf(rec), Area: area, Fields: fields}
-		if _, err := rand.Read(e.ID[:]); err != nil {
-			return err
-		}
-		if _, err := syncengine.WriteLocal(ctx, s, clock, asOf.UnixMilli(), e); err != nil {
-			return err
-		}
-		if rec.GetHousehold() != nil && !seen[area] {
+		if _, area, err := wire.Identity(rec); err == nil && rec.GetHousehold() != nil && !seen[area] {
 			seen[area] = true
 			areas = append(areas, area)
 		}
 		n++
 		return nil
 	})
+	if cerr := c.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
 	fmt.Fprintf(stdout, "recorded %d records of %d villages on replica %s in %v (%.0f saves/s, each one transaction)\n",
 		n, len(areas), *replica, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
-	return printQuestions(ctx, s, areas, asOf, g.Config().Campaign, stdout)
-}
-
-func printQuestions(ctx context.Context, s *sqlitestore.Store, areas []string, asOf time.Time, campaign string, stdout io.Writer) error {
-	due, err := s.DueFollowUps(ctx, areas, asOf)
+	fmt.Fprintf(stdout, "%s in the log: the visits and audits raised %s and %s, the ledger's problems moved on step by step, and the follow-ups got the schedule their readings call for\n",
+		plural(changes, "change"), plural(problems, "problem"), plural(flags, "return-to-poverty risk flag"))
+	s, err := sqlitestore.Open(ctx, *replica)
 	if err != nil {
 		return err
 	}
-	overdue := 0
-	for _, f := range due {
-		if survey.Overdue(f.GetNextDueOn(), asOf) {
+	defer s.Close()
+	return printQuestions(ctx, s, areas, g.Config().AsOf, g.Config().Campaign, stdout)
+}
+
+func printQuestions(ctx context.Context, s *sqlitestore.Store, areas []string, asOf time.Time, campaign string, stdout io.Writer) error {
+	due, err := s.DuePatients(ctx, areas, asOf)
+	if err != nil {
+		return err
+	}
+	overdue, urgent := 0, 0
+	for _, d := range due {
+		if d.Overdue() {
 			overdue++
+		}
+		if d.Reason == sqlitestore.DueUrgentReferral {
+			urgent++
 		}
 	}
 	unvisited, err := s.UnvisitedHouseholds(ctx, areas, campaign)
@@ -113,7 +130,15 @@ func printQuestions(ctx context.Context, s *sqlitestore.Store, areas []string, a
 		}
 	}
 	fmt.Fprintf(stdout, "on %s:\n", asOf.Format(time.DateOnly))
-	fmt.Fprintf(stdout, "  follow-ups due: %d (%d overdue)\n", len(due), overdue)
+	fmt.Fprintf(stdout, "  follow-ups due: %d (%d overdue, %d urgent referrals)\n", len(due), overdue, urgent)
+	for i, d := range due {
+		if i == 5 {
+			fmt.Fprintf(stdout, "    ... and %d more\n", len(due)-5)
+			break
+		}
+		fmt.Fprintf(stdout, "    [%s] %s %s, %s, due %s\n", dueState(d), d.Name, enumWord(d.Disease),
+			dueReasonWord(d.Reason), d.DueOn.Format(time.DateOnly))
+	}
 	fmt.Fprintf(stdout, "  households not yet visited in campaign %s: %d\n", campaign, len(unvisited))
 	fmt.Fprintf(stdout, "  open problems: %d (%d critical)\n", len(problems), critical)
 	for i, p := range problems {
@@ -128,4 +153,12 @@ func printQuestions(ctx context.Context, s *sqlitestore.Store, areas []string, a
 		return errors.New("the generated village has no households")
 	}
 	return nil
+}
+
+// dueState is "OVERDUE 3 days" or "due today".
+func dueState(d sqlitestore.DuePatient) string {
+	if d.Overdue() {
+		return "OVERDUE " + plural(d.DaysOverdue, "day")
+	}
+	return "due today"
 }

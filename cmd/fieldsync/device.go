@@ -78,7 +78,7 @@ var deviceCommands = map[string]deviceCommand{
 	"export": deviceExport,
 	"due": {
 		"fieldsync device due --replica FILE [--day DATE] [--json]",
-		"List the chronic-disease follow-ups due on or before DATE (default today),\noverdue first.",
+		"List every hypertension and type 2 diabetes patient of the device's villages\nwhose follow-up is due on or before DATE (default today), patients never\nfollowed up included: one line per patient and disease with the due date,\ndays overdue, village, name, disease, why and the last follow-up's date;\nurgent referrals first, then the most overdue. --json prints an array of\nobjects (person_id, name, area_code, household_id, disease, due_on,\ndays_overdue, reason, urgent_referral, last_follow_up_id,\nlast_followed_up_on).",
 		runDeviceDue,
 	},
 	"unvisited": {
@@ -87,8 +87,8 @@ var deviceCommands = map[string]deviceCommand{
 		runDeviceUnvisited,
 	},
 	"problems": {
-		"fieldsync device problems --replica FILE [--json]",
-		"List the open problems of the rectification ledger.",
+		"fieldsync device problems --replica FILE [--day DATE] [--json]",
+		"List the problems of the rectification ledger not yet verified, critical\nfirst, then by deadline. An OPEN problem whose deadline is before DATE\n(default today, China time) is marked OVERDUE with the days past its deadline;\na RECTIFIED one awaits verification and is not overdue. --json prints the\nproblem records, as 'device put' reads them.",
 		runDeviceProblems,
 	},
 }

@@ -71,13 +71,15 @@ type inputRecord struct {
 // counts on stdout. Each record is saved or refused on its own: a refused
 // record does not stop the others. Only the end of ctx stops it early.
 func saveRecords(ctx context.Context, c *fieldsync.Client, name string, kind fieldsyncv1.RecordKind, items []inputRecord, stdout, stderr io.Writer) error {
-	saved, refused := 0, 0
+	saved, refused, problems, flags := 0, 0, 0, 0
 	for _, it := range items {
-		err := c.Save(ctx, it.rec)
+		res, err := c.SaveRecord(ctx, it.rec)
 		var verr *fieldsync.ValidationError
 		switch {
 		case err == nil:
 			saved++
+			problems += res.Problems
+			flags += res.Flags
 			continue
 		case ctx.Err() != nil:
 			fmt.Fprintf(stdout, "saved %d of %d %s records from %s before being stopped\n", saved, len(items), kindName(kind), name)
@@ -96,6 +98,9 @@ func saveRecords(ctx context.Context, c *fieldsync.Client, name string, kind fie
 		refused++
 	}
 	fmt.Fprintf(stdout, "saved %d of %d %s records from %s", saved, len(items), kindName(kind), name)
+	if problems+flags > 0 {
+		fmt.Fprintf(stdout, "; raised %s and %s", plural(problems, "problem"), plural(flags, "risk flag"))
+	}
 	if refused > 0 {
 		fmt.Fprintf(stdout, "; refused %d\n", refused)
 		fmt.Fprintf(stderr, "fix what is named above and run 'fieldsync device put' again with the same file: saving a record again stores only what changed\n")

@@ -219,6 +219,17 @@ type statusJSON struct {
 	Upstream   bool `json:"server_has_upstream"`
 	AtServer   int  `json:"accepted_by_server"`
 	AtUpstream int  `json:"accepted_by_upstream"`
+	// The survey rules in force on the device, and where they come from.
+	Rules rulesJSON `json:"rules"`
+}
+
+type rulesJSON struct {
+	Source                string  `json:"source"`
+	SelfPayThresholdBP    int32   `json:"self_pay_threshold_bp"`
+	MinEssentialDrugKinds int32   `json:"min_essential_drug_kinds"`
+	MinFloorAreaM2        float64 `json:"min_floor_area_m2"`
+	RectifyDays           int     `json:"rectify_days"`
+	text                  string
 }
 
 type pendingJSON struct {
@@ -260,10 +271,20 @@ func runDeviceStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdou
 		if err != nil {
 			return fmt.Errorf("device status: %w", err)
 		}
+		rules, err := c.Rules(ctx)
+		if err != nil {
+			return fmt.Errorf("device status: %w", err)
+		}
+		source, err := c.RulesSource(ctx)
+		if err != nil {
+			return fmt.Errorf("device status: %w", err)
+		}
 		out := statusJSON{
 			Replica: *replica, ReplicaID: c.Replica().String(), Enrolled: len(areas) > 0, Server: st.Server, Areas: areas,
 			Pending: st.Pending, PendingList: []pendingJSON{}, Rejected: []rejectionJSON{}, LastError: st.LastError,
 			Upstream: st.Upstream, AtServer: st.AtServer, AtUpstream: st.AtUpstream,
+			Rules: rulesJSON{Source: source, SelfPayThresholdBP: rules.SelfPayThresholdBP, MinEssentialDrugKinds: rules.MinEssentialDrugKinds,
+				MinFloorAreaM2: rules.MinFloorAreaM2, RectifyDays: rules.RectifyDays, text: rules.String()},
 		}
 		if out.Areas == nil {
 			out.Areas = []string{}
@@ -295,6 +316,7 @@ func runDeviceStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdou
 // printStatus prints the status for a person.
 func printStatus(w io.Writer, s statusJSON, st fieldsync.Status) {
 	fmt.Fprintf(w, "replica:    %s (%s)\n", s.Replica, s.ReplicaID)
+	defer fmt.Fprintf(w, "rules:      %s (%s)\n", s.Rules.text, s.Rules.Source)
 	if s.Enrolled {
 		fmt.Fprintf(w, "server:     %s\n", s.Server)
 		fmt.Fprintf(w, "areas:      %s\n", strings.Join(s.Areas, ", "))

@@ -2,6 +2,7 @@
 //
 //	fieldsync demo [--replica FILE] [--people N] [--seed N]
 //	fieldsync admin device add|list|revoke [flags]
+//	fieldsync admin problems [verify|reopen] [flags]
 //	fieldsync device enroll|put|get|list|sync|status|due|unvisited|problems [flags]
 //
 // demo generates a realistic village (survey/countygen), records it on a
@@ -15,7 +16,8 @@
 // server relaying to this county), device list and revoke; status shows each
 // device's and township's syncs and the township's uplink; conflicts list
 // and resolve settle concurrent edits; move moves a household to another
-// village.
+// village; problems lists the problem ledger (with --overdue, the daily
+// overdue list) and verifies or reopens a problem.
 //
 // device does on a computer what a village doctor's phone does, through the
 // device SDK (client-sdk/fieldsync), on a replica in one SQLite file:
@@ -76,7 +78,7 @@ const usage = `usage: fieldsync COMMAND [flags]
 
 commands:
   demo    generate a village, record it on a device replica and print the day's questions
-  admin   manage a server: admin device add|list|revoke, admin status, admin conflicts list|resolve, admin move
+  admin   manage a server: admin device add|list|revoke, admin status, admin conflicts list|resolve, admin move, admin problems
   device  a device replica: device enroll|put|get|list|sync|status|export|due|unvisited|problems
 
 Run 'fieldsync COMMAND --help' for a command's flags.

@@ -18,9 +18,13 @@ func TestDemoRecordsAVillage(t *testing.T) {
 	if err := run(t.Context(), []string{"demo", "--replica", path, "--seed", "3"}, &out, &errOut); err != nil {
 		t.Fatalf("demo: %v; stderr: %s", err, errOut.String())
 	}
-	m := regexp.MustCompile(`recorded (\d+) records of 1 villages`).FindStringSubmatch(out.String())
-	if m == nil || !strings.Contains(out.String(), "follow-ups due:") || !strings.Contains(out.String(), "open problems:") {
+	m := regexp.MustCompile(`(\d+) changes in the log: the visits and audits raised (\d+) problems and (\d+) return-to-poverty risk flags`).FindStringSubmatch(out.String())
+	due := regexp.MustCompile(`follow-ups due: (\d+)`).FindStringSubmatch(out.String())
+	if m == nil || due == nil || !strings.Contains(out.String(), "open problems:") {
 		t.Fatalf("demo printed:\n%s", out.String())
+	}
+	if m[2] == "0" || m[3] == "0" || due[1] == "0" {
+		t.Errorf("the demo village raised %s problems and %s flags, and %s patients are due: want some of each\n%s", m[2], m[3], due[1], out.String())
 	}
 	s, err := sqlitestore.Open(t.Context(), path)
 	if err != nil {

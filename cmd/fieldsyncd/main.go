@@ -45,7 +45,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/survey"
 )
 
 func main() {
@@ -61,7 +63,7 @@ func main() {
 
 const usage = `usage:
   fieldsyncd serve --data DIR [--listen ADDR] [--area PREFIX] [--tls-cert FILE --tls-key FILE]
-                   [--upstream ADDR --upstream-token-file FILE [--upstream-ca FILE]]
+                   [--upstream ADDR --upstream-token-file FILE [--upstream-ca FILE]] [--rules FILE]
   fieldsyncd enroll-upstream --data DIR --area PREFIX --upstream ADDR --code CODE --token-file FILE [--upstream-ca FILE]
 
 Run 'fieldsyncd serve --help' or 'fieldsyncd enroll-upstream --help' for the flags.
@@ -94,6 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	fs.DurationVar(&o.upstreamEvery, "upstream-every", server.DefaultUpstreamEvery, "time between syncs with the county while the uplink is up")
 	fs.DurationVar(&o.compactEvery, "compact-every", server.DefaultCompactionInterval, "time between log compactions (0: never compact)")
 	fs.DurationVar(&o.logRetention, "log-retention", server.DefaultLogRetention, "how long the log keeps changes some device has not pulled (0: never dropped by age); a device away longer pushes its work, then starts again from a snapshot")
+	fs.StringVar(&o.rulesFile, "rules", "", "JSON `file` of the survey rules this county sets (self_pay_threshold_bp, min_essential_drug_kinds, min_floor_area_m2, rectify_days); townships and phones receive them when they sync (default: the national defaults)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -103,6 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 type serveOptions struct {
 	data, listen, area, certFile, keyFile string
 	upstream, upstreamToken, upstreamCA   string
+	rulesFile                             string
 	upstreamEvery                         time.Duration
 	logRetention, compactEvery            time.Duration
 }
@@ -114,6 +118,10 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 	}
 	if (o.upstream == "") != (o.upstreamToken == "") {
 		return errors.New("--upstream and --upstream-token-file go together: give both to relay to a county, or neither")
+	}
+	rules, err := loadRules(o.rulesFile, o.upstream != "", o.area)
+	if err != nil {
+		return err
 	}
 	var creds credentials.TransportCredentials
 	if certFile != "" || keyFile != "" {
@@ -133,7 +141,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	srv, err := server.New(server.Config{DataDir: data, Area: o.area, IDHashKey: key, Logger: log})
+	srv, err := server.New(server.Config{DataDir: data, Area: o.area, IDHashKey: key, Logger: log, Rules: rules})
 	if err != nil {
 		return err
 	}
@@ -217,4 +225,28 @@ func idHashKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s holds %d bytes, want a 32-byte key: restore it from backup (devices hash ID numbers with it)", path, len(key))
 	}
 	return key, err
+}
+
+// loadRules reads the survey rules file of --rules. A township relaying to a
+// county applies the county's rules, so it may not set its own.
+func loadRules(file string, relaying bool, area string) (*fieldsyncv1.Rules, error) {
+	if file == "" {
+		return nil, nil
+	}
+	if relaying {
+		return nil, errors.New("--rules is set at the county: a township with --upstream applies the rules its county sends")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--rules: %w", err)
+	}
+	r, err := survey.ParseRules(b)
+	if err != nil {
+		return nil, fmt.Errorf("--rules %s: %w", file, err)
+	}
+	source := filepath.Base(file)
+	if area != "" {
+		source = area + " " + source
+	}
+	return r.Proto(source), nil
 }

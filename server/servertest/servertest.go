@@ -6,7 +6,9 @@ import (
 	"net"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	"github.com/fieldsync/fieldsync/server"
 )
@@ -43,4 +45,20 @@ func Start(t testing.TB, cfg server.Config) (*server.Server, string) {
 		}
 	})
 	return srv, lis.Addr().String()
+}
+
+// ReasonOf returns the reason of the ErrorInfo detail (domain
+// server.ErrorDomain) that the server puts in its status errors, or "" if err
+// carries none.
+func ReasonOf(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == server.ErrorDomain {
+			return info.GetReason()
+		}
+	}
+	return ""
 }
