@@ -628,3 +628,88 @@ func (w *rulesWorld) problem(t *testing.T, d *device, id string) *fieldsyncv1.Pr
 	}
 	return p
 }
+
+// TestClinicAndFlagThresholdsAcrossTiers: the clinic audit's floor area
+// (60 m²) and essential medicines (80 kinds), and the county's self-pay
+// threshold (9.5 %), each at, just below and just above the value: the phone
+// raises the problem or flag exactly below the standard (above it, for the
+// self-pay share), and the township and the county hold exactly what the
+// phone raised.
+func TestClinicAndFlagThresholdsAcrossTiers(t *testing.T) {
+	w := newRulesWorld(t)
+	ctx := t.Context()
+	yes, no := proto.Bool(true), proto.Bool(false)
+	type raised struct {
+		id   string
+		want bool
+		name string
+	}
+	var checks []raised
+	for _, tc := range []struct {
+		floor float64
+		kinds int32
+		want  string // the item raised, "" for none
+	}{
+		{59.9, 90, "clinic.floor_area"}, {60, 90, ""}, {60.1, 90, ""},
+		{70, 79, "clinic.drugs.essential_kinds"}, {70, 80, ""}, {70, 81, ""},
+	} {
+		a := &fieldsyncv1.ClinicAudit{
+			Id: uuid.Must(uuid.NewV7()).String(), AreaCode: rulesVillage, ClinicId: w.clinic, AuditorWorkerId: w.doctor,
+			AuditedAt:                timestamppb.New(w.now.Add(-time.Hour)),
+			ConsultationRoomSeparate: yes, TreatmentRoomSeparate: yes, PublicHealthRoomSeparate: yes, PharmacySeparate: yes,
+			FloorAreaM2: proto.Float64(tc.floor), LicensedDoctorPresent: yes,
+			HasStethoscope: yes, HasThermometer: yes, HasSphygmomanometer: yes, HasExaminationBed: yes,
+			EssentialDrugKinds: proto.Int32(tc.kinds), ExpiredDrugsFound: no, HealthSupplementsFound: no, OffListDrugsFound: no,
+			HasWater: yes, HasElectricity: yes, HasHeating: yes, HasOperatingFunds: yes,
+			// The registry's numbers, stated right: no 一口清 problem.
+			StatedNumbers: &fieldsyncv1.StatedNumbers{RegisteredPoorPeople: proto.Int32(3), SickPeople: proto.Int32(3),
+				ChronicHandbooksIssued: proto.Int32(3), OnePersonPlansHeld: proto.Int32(3), MajorIllnessTreated: proto.Int32(0)},
+		}
+		res, err := w.phoneA.SaveRecord(ctx, &fieldsyncv1.Record{Body: &fieldsyncv1.Record_ClinicAudit{ClinicAudit: a}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 1, false: 0}[tc.want != ""]; res.Problems != want {
+			t.Errorf("audit of %g m², %d kinds raised %d problems, want %d", tc.floor, tc.kinds, res.Problems, want)
+		}
+		for _, item := range []string{"clinic.floor_area", "clinic.drugs.essential_kinds"} {
+			checks = append(checks, raised{survey.ProblemID(a.GetId(), item, ""), item == tc.want, fmt.Sprintf("%s at %g m², %d kinds", item, tc.floor, tc.kinds)})
+		}
+	}
+	// 9.49 %, exactly 9.5 % (not above it) and 9.51 % of 10,000 yuan.
+	for _, tc := range []struct {
+		fen  int64
+		want bool
+	}{{94900, false}, {95000, false}, {95100, true}} {
+		v := &fieldsyncv1.HouseholdVisit{
+			Id: uuid.Must(uuid.NewV7()).String(), AreaCode: rulesVillage, HouseholdId: w.household, VisitorWorkerId: w.doctor,
+			StartedAt: timestamppb.New(w.now.Add(-time.Hour)),
+			Findings: []*fieldsyncv1.MemberFinding{{
+				PersonId: w.dm, Presence: fieldsyncv1.Presence_PRESENCE_PRESENT, ContractSigned: yes, ContractServedOnTime: yes,
+				HealthRecordExists: yes, OnePersonPlanPresent: yes, OutOfPocketFen: proto.Int64(tc.fen), TotalMedicalCostFen: proto.Int64(1000000),
+			}},
+		}
+		if _, err := w.phoneA.SaveRecord(ctx, &fieldsyncv1.Record{Body: &fieldsyncv1.Record_HouseholdVisit{HouseholdVisit: v}}); err != nil {
+			t.Fatal(err)
+		}
+		checks = append(checks, raised{survey.RiskFlagID(v.GetId(), w.dm, fieldsyncv1.RiskReason_RISK_REASON_SELF_PAY_SHARE.String()), tc.want,
+			fmt.Sprintf("risk flag at %d fen of 1,000,000", tc.fen)})
+	}
+	w.syncAll(t)
+	for _, c := range checks {
+		rid, err := wire.RecordID(c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, onPhone := w.phoneA.Get(ctx, c.id)
+		got := map[string]bool{w.phoneA.name: onPhone == nil}
+		for _, srv := range []*tierServer{w.town, w.county} {
+			_, got[srv.name] = tierRecord(t, srv, rid)
+		}
+		for tier, has := range got {
+			if has != c.want {
+				t.Errorf("%s: %s raised %v, want %v", tier, c.name, has, c.want)
+			}
+		}
+	}
+}

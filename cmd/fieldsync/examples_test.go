@@ -19,13 +19,21 @@ func TestREADMEExamples(t *testing.T) {
 		if !strings.Contains(out, "saved 1 of 1") {
 			t.Errorf("put %s printed:\n%s", ex.file, out)
 		}
+		// The visit's dissatisfied member, who paid 18.75 % of the cost
+		// herself, raises a problem and a return-to-poverty flag.
+		if ex.kind == "visit" && !strings.Contains(out, "raised 1 problem and 1 risk flag") {
+			t.Errorf("put %s printed:\n%s\nwant a problem and a flag raised", ex.file, out)
+		}
 	}
-	if out := mustCLI(t, "device", "sync", "--replica", phone); !strings.Contains(out, "pushed 2 changes, 0 refused") {
+	if out := mustCLI(t, "device", "problems", "--replica", phone); !strings.Contains(out, "随访不及时") {
+		t.Errorf("device problems printed:\n%s\nwant the example's dissatisfied member", out)
+	}
+	if out := mustCLI(t, "device", "sync", "--replica", phone); !strings.Contains(out, "pushed 4 changes, 0 refused") {
 		t.Errorf("sync printed:\n%s", out)
 	}
 	other := s.enroll(t, "532523100201")
 	adm := []string{"admin", "status", "--server", s.addr, "--token-file", s.tokenFile}
-	if out := mustCLI(t, adm...); !strings.Contains(out, "last sync never, 0 pending, 2 behind") || !strings.Contains(out, "2 devices") {
+	if out := mustCLI(t, adm...); !strings.Contains(out, "last sync never, 0 pending, 4 behind") || !strings.Contains(out, "2 devices") {
 		t.Errorf("admin status before the second phone synced:\n%s", out)
 	}
 	mustCLI(t, "device", "sync", "--replica", other)
