@@ -15,7 +15,7 @@ import (
 
 	"github.com/fieldsync/fieldsync/client-sdk/fieldsync"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
-	savepath "github.com/fieldsync/fieldsync/save"
+	"github.com/fieldsync/fieldsync/save/savetest"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/store/sqlitestore"
 	"github.com/fieldsync/fieldsync/survey"
@@ -199,24 +199,8 @@ func rawWrite(t *testing.T, d *device, recs ...*fieldsyncv1.Record) {
 	}
 	clock := syncengine.NewClock(st.Replica(), 0)
 	for _, rec := range recs {
-		id, _, err := wire.Identity(rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cur syncengine.Record
-		if err := st.View(t.Context(), func(tx syncengine.ReadTx) error {
-			cur, err = tx.Record(t.Context(), id)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		e, ok, err := wire.EditOf(cur, rec)
-		if err != nil || !ok {
-			t.Fatalf("raw write of %v: %v (changed: %v)", id, err, ok)
-		}
-		e.ID = savepath.NewChangeID()
-		if _, err := syncengine.WriteLocal(t.Context(), st, clock, time.Now().UnixMilli(), e); err != nil {
-			t.Fatal(err)
+		if changed, err := savetest.Raw(t.Context(), st, clock, time.Now().UnixMilli(), rec); err != nil || !changed {
+			t.Fatalf("raw write: %v (changed: %v)", err, changed)
 		}
 	}
 	if err := st.Close(); err != nil {

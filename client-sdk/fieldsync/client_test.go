@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
-	"github.com/fieldsync/fieldsync/save"
+	"github.com/fieldsync/fieldsync/save/savetest"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/server/servertest"
 	"github.com/fieldsync/fieldsync/survey"
@@ -441,24 +441,7 @@ func TestPullAfterLostCursorStoresNothingTwice(t *testing.T) {
 // as an older or buggy app would: the tests' way of making a change the
 // server must refuse.
 func (c *Client) write(ctx context.Context, rec *fieldsyncv1.Record) error {
-	id, _, err := wire.Identity(rec)
-	if err != nil {
-		return err
-	}
-	var cur syncengine.Record
-	if err := c.store.View(ctx, func(tx syncengine.ReadTx) error {
-		var err error
-		cur, err = tx.Record(ctx, id)
-		return err
-	}); err != nil {
-		return err
-	}
-	e, ok, err := wire.EditOf(cur, rec)
-	if err != nil || !ok {
-		return err
-	}
-	e.ID = save.NewChangeID()
-	if _, err := syncengine.WriteLocal(ctx, c.store, c.clock, c.now().UnixMilli(), e); err != nil {
+	if _, err := savetest.Raw(ctx, c.store, c.clock, c.now().UnixMilli(), rec); err != nil {
 		return err
 	}
 	return c.saveClock(ctx)

@@ -2,7 +2,6 @@ package sqlitestore_test
 
 import (
 	"cmp"
-	"crypto/rand"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,10 +13,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/save/savetest"
 	"github.com/fieldsync/fieldsync/store/sqlitestore"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
-	"github.com/fieldsync/fieldsync/wire"
 )
 
 const (
@@ -55,24 +54,8 @@ func newID(t testing.TB) string {
 // writes only the fields that differ (wire.EditOf), as the device SDK does.
 func saveAt(t testing.TB, s *sqlitestore.Store, rec *fieldsyncv1.Record, at time.Time) {
 	t.Helper()
-	id, _, err := wire.Identity(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cur syncengine.Record
-	if err := s.View(t.Context(), func(tx syncengine.ReadTx) error {
-		cur, err = tx.Record(t.Context(), id)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	e, changed, err := wire.EditOf(cur, rec)
-	if err != nil || !changed {
-		t.Fatalf("edit of %v: changed %v, %v", id, changed, err)
-	}
-	rand.Read(e.ID[:])
-	if _, err := syncengine.WriteLocal(t.Context(), s, syncengine.NewClock(s.Replica(), 0), at.UnixMilli(), e); err != nil {
-		t.Fatal(err)
+	if changed, err := savetest.Raw(t.Context(), s, syncengine.NewClock(s.Replica(), 0), at.UnixMilli(), rec); err != nil || !changed {
+		t.Fatalf("save: changed %v, %v", changed, err)
 	}
 }
 
