@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -321,6 +324,16 @@ func (v *validator) validate(ctx context.Context, tx syncengine.ReadTx, c syncen
 		return v.refuse(c, []survey.FieldError{{Path: "body", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_MALFORMED, Message: err.Error()}})
 	}
 	errs := survey.Validate(rec, v.now)
+	if !c.Context.Covers(prev.Version()) {
+		// The change was made without seeing all the receiver holds of the
+		// record: the merged state is not what its author saved, and tiers
+		// holding different concurrent writes would judge it differently.
+		// The rules that relate a record's fields to each other (a follow-up's
+		// schedule and its readings) were applied where it was saved.
+		errs = slices.DeleteFunc(errs, func(e survey.FieldError) bool {
+			return e.Reason == fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_RULE
+		})
+	}
 	if p := rec.GetProblem(); p != nil && len(errs) == 0 {
 		more, err := v.problemMove(ctx, tx, c, prev, p)
 		if err != nil {
@@ -342,20 +355,37 @@ func (v *validator) validate(ctx context.Context, tx syncengine.ReadTx, c syncen
 	return nil
 }
 
-// Problem fields that record the ledger's workflow (ledger.proto): status,
-// rectified_at, verified_at, verified_by_worker_id, rectified_by_worker_id,
-// reopen_reason, reopened_at, reopened_by_worker_id.
-var problemWorkflowFields = []int32{12, 14, 15, 16, 17, 18, 19, 20}
+// Problem fields that record the ledger's workflow (ledger.proto), from its
+// descriptor: status, measure, rectified_at, verified_at,
+// verified_by_worker_id, rectified_by_worker_id, reopen_reason, reopened_at,
+// reopened_by_worker_id.
+var problemStatusField, problemWorkflowFields = func() (int32, []int32) {
+	fs := (&fieldsyncv1.Problem{}).ProtoReflect().Descriptor().Fields()
+	var nums []int32
+	for _, name := range []string{"status", "measure", "rectified_at", "verified_at", "verified_by_worker_id",
+		"rectified_by_worker_id", "reopen_reason", "reopened_at", "reopened_by_worker_id"} {
+		nums = append(nums, int32(fs.ByName(protoreflect.Name(name)).Number()))
+	}
+	return nums[0], nums
+}()
 
 // problemMove checks a pushed change of a problem against the ledger's
 // workflow (survey.ProblemTransition) and who may verify, as the save path
-// does where the change was made. The move is judged from the state its
-// author saw: when the change's context does not cover the stored status (it
-// was made concurrently with another move), the receiver's state is not what
-// the author moved from, and only Validate's checks of the record apply, so
-// that every tier decides the same whatever order changes arrive in. A
-// verification is allowed from the relaying server itself, or when the
-// verifying worker is one who may verify (survey.MayVerify) in this store.
+// does where the change was made.
+//
+// The move is judged from the state its author saw. When the change's context
+// does not cover the stored status (it was made concurrently with another
+// move), the receiver's state is not what the author moved from: a
+// verification is then refused at the first server it reaches (the phone
+// syncs and verifies again), and any other move is left to Validate's checks
+// of the record alone, so that every tier decides the same whatever order
+// changes arrive in.
+//
+// Who may verify is judged once, at the first server: there, a verification
+// needs a worker who may verify (survey.MayVerify) in this store. A relayed
+// change was judged by the township that took it from its device, whose
+// registry may be ahead of or behind the county's; judging it again could make
+// the tiers disagree.
 func (v *validator) problemMove(ctx context.Context, tx syncengine.ReadTx, c syncengine.Change, prev syncengine.Record, next *fieldsyncv1.Problem) ([]survey.FieldError, error) {
 	touches := false
 	for _, f := range problemWorkflowFields {
@@ -366,11 +396,6 @@ func (v *validator) problemMove(ctx context.Context, tx syncengine.ReadTx, c syn
 	if !touches {
 		return nil, nil
 	}
-	for _, w := range prev.Writes(12) {
-		if !c.Context.Contains(w.Dot) {
-			return nil, nil
-		}
-	}
 	var before *fieldsyncv1.Problem
 	if prev.Exists() {
 		r, err := wire.FromState(prev)
@@ -379,8 +404,25 @@ func (v *validator) problemMove(ctx context.Context, tx syncengine.ReadTx, c syn
 		}
 		before = r.GetProblem()
 	}
+	// Whether this change verifies is read from its own write of the status,
+	// not the merged state, where a concurrent write may have won.
+	var own fieldsyncv1.Problem
+	if b, ok := c.Fields[problemStatusField]; ok {
+		_ = proto.Unmarshal(b, &own) // a malformed value leaves the status unset
+	}
+	verifies := save.Verifies(before, &own)
+	for _, w := range prev.Writes(problemStatusField) {
+		if c.Context.Contains(w.Dot) {
+			continue
+		}
+		if verifies && !v.peer.Relay {
+			return []survey.FieldError{{Path: "status", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_TRANSITION,
+				Message: "the problem moved on since this device saw it: sync, check it and verify it again"}}, nil
+		}
+		return nil, nil
+	}
 	errs := survey.ProblemTransition(before, next)
-	if len(errs) > 0 || !save.Verifies(before, next) || (v.peer.Relay && c.Origin == v.peer.ID) {
+	if len(errs) > 0 || !verifies || v.peer.Relay {
 		return errs, nil
 	}
 	w, err := save.Worker(ctx, tx, next.GetVerifiedByWorkerId())

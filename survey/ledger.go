@@ -75,8 +75,9 @@ func (c *checker) problemState(p *fieldsyncv1.Problem) {
 // allows it: a problem is raised OPEN; OPEN may become RECTIFIED; RECTIFIED may
 // become VERIFIED; RECTIFIED or VERIFIED may go back to OPEN with a new reopen
 // reason and time; VERIFIED never becomes RECTIFIED without being reopened.
-// Within a status, the record of how the problem got there (who and when it
-// was rectified, verified or reopened) does not change. What each status
+// Within a status, and from RECTIFIED to VERIFIED, the record of how the
+// problem got there (the measure, who and when it was rectified, verified)
+// does not change. What each status
 // requires of the record alone is Validate's.
 func ProblemTransition(prev, next *fieldsyncv1.Problem) []FieldError {
 	c := &checker{}
@@ -98,9 +99,12 @@ func ProblemTransition(prev, next *fieldsyncv1.Problem) []FieldError {
 		} else if prev.GetReopenedAt() != nil && !next.GetReopenedAt().AsTime().After(prev.GetReopenedAt().AsTime()) {
 			c.add("reopened_at", reasonTransition, "reopening again needs a new reopened_at after the last one")
 		}
-	case to == problemRectified, to == problemVerified:
-		// OPEN → RECTIFIED and RECTIFIED → VERIFIED; Validate checks the who,
-		// when and measure each requires.
+	case to == problemVerified:
+		// RECTIFIED → VERIFIED: the rectification verified is the one
+		// recorded; rewriting who rectified it would let the rectifier verify.
+		c.unchanged(prev, next, problemRectified)
+	case to == problemRectified:
+		// OPEN → RECTIFIED; Validate checks the who, when and measure.
 	default:
 		c.add("status", reasonTransition, "a problem cannot go from %s to %s", from, to)
 	}
@@ -124,7 +128,8 @@ func (c *checker) unchanged(prev, next *fieldsyncv1.Problem, status fieldsyncv1.
 	if status == problemRectified || status == problemVerified {
 		facts = append(facts,
 			fact{"rectified_by_worker_id", prev.GetRectifiedByWorkerId(), next.GetRectifiedByWorkerId()},
-			fact{"rectified_at", ts(prev.GetRectifiedAt()), ts(next.GetRectifiedAt())})
+			fact{"rectified_at", ts(prev.GetRectifiedAt()), ts(next.GetRectifiedAt())},
+			fact{"measure", prev.GetMeasure(), next.GetMeasure()})
 	}
 	if status == problemVerified {
 		facts = append(facts,
@@ -133,7 +138,7 @@ func (c *checker) unchanged(prev, next *fieldsyncv1.Problem, status fieldsyncv1.
 	}
 	for _, f := range facts {
 		if f.prev != "" && f.prev != f.next {
-			c.add(f.path, reasonTransition, "%s of a %s problem cannot change: reopen it and move it on again", f.path, status)
+			c.add(f.path, reasonTransition, "%s of a %s problem cannot change: reopen it and move it on again", f.path, prev.GetStatus())
 		}
 	}
 }

@@ -258,6 +258,11 @@ func TestProblemTransitions(t *testing.T) {
 		{"edit an open problem", state(open), state(open, func(p *fieldsyncv1.Problem) { p.Measure = "另定措施" }), ""},
 		{"change who rectified", state(rectified), state(rectified, func(p *fieldsyncv1.Problem) { p.RectifiedByWorkerId = staff }), "rectified_by_worker_id"},
 		{"change when verified", state(verified), state(verified, func(p *fieldsyncv1.Problem) { p.VerifiedAt = at(5) }), "verified_at"},
+		// The rectifier verifying while rewriting who rectified it.
+		{"verify and rewrite the rectifier", state(rectified), state(verified, func(p *fieldsyncv1.Problem) {
+			p.RectifiedByWorkerId, p.VerifiedByWorkerId = staff, doctor
+		}), "rectified_by_worker_id"},
+		{"verify and rewrite the measure", state(rectified), state(verified, func(p *fieldsyncv1.Problem) { p.Measure = "另报" }), "measure"},
 	} {
 		errs := survey.ProblemTransition(tc.prev, tc.next)
 		switch {

@@ -124,10 +124,13 @@ func (c *Client) restoreClock(ctx context.Context) error {
 }
 
 func (c *Client) saveClock(ctx context.Context) error {
-	s := c.clock.Last()
+	return c.store.SetMeta(ctx, metaClock, clockBytes(c.clock.Last()))
+}
+
+// clockBytes is a stamp as the replica keeps it (metaClock).
+func clockBytes(s syncengine.Stamp) []byte {
 	b := binary.BigEndian.AppendUint64(nil, uint64(s.WallMS))
-	b = binary.BigEndian.AppendUint32(b, s.Counter)
-	return c.store.SetMeta(ctx, metaClock, b)
+	return binary.BigEndian.AppendUint32(b, s.Counter)
 }
 
 // Enroll exchanges a one-time enrolment code for a device token at the server
@@ -237,7 +240,11 @@ func (c *Client) SaveRecord(ctx context.Context, rec *fieldsyncv1.Record) (Saved
 	err = c.store.Update(ctx, func(tx syncengine.Tx) error {
 		var err error
 		res, err = save.Record(ctx, tx, save.Author{Clock: c.clock, Now: c.now(), Rules: rules}, rec)
-		return err
+		if err != nil || len(res.Changes) == 0 {
+			return err
+		}
+		// The clock's stamp commits with the changes it stamped.
+		return sqlitestore.SetMetaTx(ctx, tx, metaClock, clockBytes(c.clock.Last()))
 	})
 	var invalid *save.InvalidError
 	if errors.As(err, &invalid) {
@@ -245,11 +252,6 @@ func (c *Client) SaveRecord(ctx context.Context, rec *fieldsyncv1.Record) (Saved
 	}
 	if err != nil {
 		return Saved{}, fmt.Errorf("fieldsync: save: %w", err)
-	}
-	if len(res.Changes) > 0 {
-		if err := c.saveClock(ctx); err != nil {
-			return Saved{}, fmt.Errorf("fieldsync: save: %w", err)
-		}
 	}
 	return Saved{Changed: res.Saved, Problems: res.Problems, Flags: res.Flags}, nil
 }
