@@ -90,7 +90,7 @@ func BenchmarkBootstrap20k(b *testing.B) {
 			pullMsg += p.in.length
 			pullGz += p.in.compressed
 		}
-		checkDeviceHas(b, dev, recs)
+		checkDeviceHas(b, dev, asSaved(recs))
 		dev.checkClean(b)
 		dev.close(b)
 		b.StartTimer()

@@ -391,14 +391,32 @@ func (d *device) saveAll(tb testing.TB, recs []*fieldsyncv1.Record) int {
 			save(r)
 			continue
 		}
-		for _, step := range countygen.LedgerSteps(p) {
-			if step.Status == fieldsyncv1.ProblemStatus_PROBLEM_STATUS_VERIFIED {
-				break
-			}
+		for _, step := range phoneSteps(p) {
 			save(&fieldsyncv1.Record{Body: &fieldsyncv1.Record_Problem{Problem: step}})
 		}
 	}
 	return n
+}
+
+// phoneSteps are the ledger steps of a generated problem a phone saves: up to
+// RECTIFIED.
+func phoneSteps(p *fieldsyncv1.Problem) []*fieldsyncv1.Problem {
+	steps := countygen.LedgerSteps(p)
+	return steps[:min(len(steps), 2)]
+}
+
+// asSaved returns recs as saveAll leaves them on the device: a generated
+// problem at its last phone step.
+func asSaved(recs []*fieldsyncv1.Record) []*fieldsyncv1.Record {
+	out := make([]*fieldsyncv1.Record, len(recs))
+	for i, r := range recs {
+		out[i] = r
+		if p := r.GetProblem(); p != nil {
+			steps := phoneSteps(p)
+			out[i] = &fieldsyncv1.Record{Body: &fieldsyncv1.Record_Problem{Problem: steps[len(steps)-1]}}
+		}
+	}
+	return out
 }
 
 // syncPlain runs a Sync over the plain link and checks that nothing is left

@@ -30,7 +30,7 @@ func BenchmarkSaveVisitWithRules(b *testing.B) {
 	lat := make([]time.Duration, 0, b.N)
 	raised := 0
 	for i := 0; b.Loop(); i++ {
-		v := proto.Clone(visits[i%len(visits)]).(*fieldsyncv1.HouseholdVisit)
+		v := proto.Clone(visits[i%len(visits)].GetHouseholdVisit()).(*fieldsyncv1.HouseholdVisit)
 		v.Id = uuid.Must(uuid.NewV7()).String()
 		start := time.Now()
 		res, err := c.SaveRecord(b.Context(), &fieldsyncv1.Record{Body: &fieldsyncv1.Record_HouseholdVisit{HouseholdVisit: v}})
