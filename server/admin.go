@@ -99,7 +99,20 @@ func (a admin) AddDevice(ctx context.Context, req *fieldsyncv1.AddDeviceRequest)
 	if req.GetRelay() {
 		issue = a.s.IssueRelayCode
 	}
-	code, expiry, err := issue(req.GetAreaPrefixes(), req.GetName(), ttl)
+	var code string
+	var expiry time.Time
+	var err error
+	if old := req.GetReplacesReplicaId(); len(old) > 0 {
+		if len(old) != len(syncengine.ReplicaID{}) {
+			return nil, fmt.Errorf("add device: %w: replaces_replica_id must be 16 bytes", ErrBadRequest)
+		}
+		code, expiry, err = a.s.IssueReplaceCode(ctx, syncengine.ReplicaID(old), req.GetAreaPrefixes(), ttl)
+		if errors.Is(err, boltstore.ErrNoDevice) {
+			return nil, fmt.Errorf("add device: %w: no device %v to replace: 'fieldsync admin device list' shows the enrolled ones", ErrBadRequest, syncengine.ReplicaID(old))
+		}
+	} else {
+		code, expiry, err = issue(req.GetAreaPrefixes(), req.GetName(), ttl)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -163,6 +163,13 @@ func (s *Server) IssueRelayCode(areas []string, name string, ttl time.Duration) 
 }
 
 func (s *Server) issueCode(areas []string, name string, ttl time.Duration, relay bool) (code string, expiry time.Time, err error) {
+	return s.issue(boltstore.EnrolCode{Areas: slices.Clone(areas), Name: name, Relay: relay}, ttl)
+}
+
+// issue stores c (its areas, name, relay flag and the device it replaces)
+// under a new code valid for ttl and returns the code.
+func (s *Server) issue(c boltstore.EnrolCode, ttl time.Duration) (code string, expiry time.Time, err error) {
+	areas := c.Areas
 	if len(areas) == 0 || ttl <= 0 {
 		return "", time.Time{}, fmt.Errorf("issue enrolment code: %w: need areas and a positive ttl", ErrBadRequest)
 	}
@@ -179,7 +186,7 @@ func (s *Server) issueCode(areas []string, name string, ttl time.Duration, relay
 	code = base32.StdEncoding.EncodeToString(raw[:])
 	now := s.now()
 	expiry = now.Add(ttl)
-	c := boltstore.EnrolCode{Hash: codeHash(code), Areas: slices.Clone(areas), Name: name, Relay: relay, Expiry: expiry}
+	c.Hash, c.Expiry = codeHash(code), expiry
 	if err := s.store.PutEnrolCode(context.Background(), c, now); err != nil {
 		return "", time.Time{}, fmt.Errorf("issue enrolment code: %w", err)
 	}
@@ -192,10 +199,13 @@ type enrolment struct {
 	s *Server
 }
 
-// Enroll exchanges a code for a device token: it registers (or re-registers)
-// the device under the request's replica id with the code's areas and the
-// hash of a new random token, which it returns once. A retry with the same
-// code and replica replaces the token. A revoked replica cannot enrol again.
+// Enroll exchanges a code for a device token: it registers the device under
+// the request's replica id with the code's areas and the hash of a new random
+// token, which it returns once. A retry with the same code and replica
+// replaces the token. A replica id that is enrolled already, active or
+// revoked, is refused (ErrReplicaEnrolled) unless the code replaces it
+// (IssueReplaceCode): replica ids are not secret, and taking over one would
+// let a stranger sync as that device.
 func (e enrolment) Enroll(ctx context.Context, req *fieldsyncv1.EnrollRequest) (*fieldsyncv1.EnrollResponse, error) {
 	s := e.s
 	if len(req.GetReplicaId()) != len(syncengine.ReplicaID{}) || syncengine.ReplicaID(req.GetReplicaId()).IsZero() {
@@ -205,36 +215,46 @@ func (e enrolment) Enroll(ctx context.Context, req *fieldsyncv1.EnrollRequest) (
 	if id == s.store.Replica() {
 		return nil, fmt.Errorf("enroll: %w: replica_id is the server's", ErrBadRequest)
 	}
-	old, err := s.store.Device(ctx, id)
-	switch {
-	case err == nil && old.Revoked:
-		return nil, fmt.Errorf("enroll device %v: %w", id, ErrRevoked)
-	case err != nil && !errors.Is(err, boltstore.ErrNoDevice):
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	grant, err := s.store.ClaimEnrolCode(ctx, codeHash(req.GetCode()), id, s.now())
-	if err != nil {
-		return nil, fmt.Errorf("enroll device %v: %w", id, err)
-	}
 	var raw [32]byte
 	rand.Read(raw[:])
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
-	name := grant.Name
-	if name == "" {
-		name = req.GetDeviceName()
+	d, grant, err := s.store.EnrolDevice(ctx, codeHash(req.GetCode()), id, sha256.Sum256([]byte(token)), req.GetDeviceName(), s.now())
+	if errors.Is(err, ErrReplicaEnrolled) {
+		s.log.WarnContext(ctx, "enrolment refused: replica enrolled already", "device", id.String())
+		return nil, fmt.Errorf("enroll device %v: %w: this replica is enrolled here already; to enrol it again, or to put a new phone in its place, the operator issues a replace code with 'fieldsync admin device replace %v'", id, ErrReplicaEnrolled, id)
 	}
-	d := boltstore.Device{ID: id, Name: name, Areas: grant.Areas, TokenHash: sha256.Sum256([]byte(token)), Created: old.Created, Relay: grant.Relay}
-	if err := s.store.PutDevice(ctx, d); err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
+	if err != nil {
+		return nil, fmt.Errorf("enroll device %v: %w", id, err)
 	}
-	s.log.InfoContext(ctx, "device enrolled", "device", id.String(), "areas", len(grant.Areas), "relay", grant.Relay)
+	if !grant.Replaces.IsZero() {
+		s.log.InfoContext(ctx, "device enrolled in place of another", "device", id.String(), "replaces", grant.Replaces.String())
+	}
+	s.log.InfoContext(ctx, "device enrolled", "device", id.String(), "areas", len(d.Areas), "relay", d.Relay)
 	srv := s.store.Replica()
 	return &fieldsyncv1.EnrollResponse{
 		DeviceToken:     token,
-		AreaPrefixes:    slices.Clone(grant.Areas),
+		AreaPrefixes:    slices.Clone(d.Areas),
 		IdHashKey:       slices.Clone(s.cfg.IDHashKey),
 		ServerReplicaId: srv[:],
 	}, nil
+}
+
+// IssueReplaceCode issues a one-time code that enrols a phone in the place of
+// the enrolled device old, with its name and areas: the same replica again (a
+// phone restored from a backup, or re-enrolled after a revocation, keeps its
+// history and pushes its unsent work), or a new replica, which revokes old.
+// areas, when not empty, replace the device's (the phone moves to other
+// villages). It returns an error wrapping boltstore.ErrNoDevice for an
+// unknown old.
+func (s *Server) IssueReplaceCode(ctx context.Context, old syncengine.ReplicaID, areas []string, ttl time.Duration) (code string, expiry time.Time, err error) {
+	d, err := s.store.Device(ctx, old)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("issue replace code: %w", err)
+	}
+	if len(areas) == 0 {
+		areas = d.Areas
+	}
+	return s.issue(boltstore.EnrolCode{Areas: slices.Clone(areas), Name: d.Name, Relay: d.Relay, Replaces: old}, ttl)
 }
 
 // validPrefix reports whether p is the prefix of a county (6 digits), a

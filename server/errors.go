@@ -31,6 +31,9 @@ var (
 	// than the authenticated device.
 	ErrReplicaMismatch = errors.New("replica id is not the authenticated device's")
 
+	// ErrReplicaEnrolled is returned by Enroll when the replica id is
+	// enrolled already (active or revoked) and the code does not replace it.
+	ErrReplicaEnrolled = boltstore.ErrReplicaEnrolled
 	// ErrInvalidCode is returned by Enroll when the enrolment code is
 	// unknown, expired, or already used by another replica.
 	ErrInvalidCode = boltstore.ErrInvalidCode
@@ -71,6 +74,7 @@ const (
 	ReasonCanceled         = "CANCELED"
 	ReasonInternal         = "INTERNAL"
 	ReasonNoConflict       = "NO_OPEN_CONFLICT"
+	ReasonReplicaEnrolled  = "REPLICA_ALREADY_ENROLLED"
 )
 
 // ErrorDomain is the ErrorInfo domain of fieldsync's reasons.
@@ -87,6 +91,7 @@ var errorKinds = []struct {
 	{ErrRevoked, codes.Unauthenticated, ReasonDeviceRevoked},
 	{ErrReplicaMismatch, codes.PermissionDenied, ReasonReplicaMismatch},
 	{ErrInvalidCode, codes.PermissionDenied, ReasonInvalidCode},
+	{ErrReplicaEnrolled, codes.AlreadyExists, ReasonReplicaEnrolled},
 	{ErrBadRequest, codes.InvalidArgument, ReasonBadRequest},
 	{ErrNoConflict, codes.FailedPrecondition, ReasonNoConflict},
 	{ErrPositionMismatch, codes.InvalidArgument, ReasonPositionMismatch},

@@ -56,6 +56,10 @@ const (
 	// link that is some 5-7 s of transfer, so a cut link loses little, and a
 	// snapshot of 20,000 records takes some 500 responses, not 2,000.
 	DefaultMaxPullBytes = 48 << 10
+	// DefaultMaxDotGap bounds a pushed dot counter beyond the highest the
+	// server holds of its replica: a million changes between two syncs is
+	// more than any phone or township makes, and far from 2^64.
+	DefaultMaxDotGap = 1 << 20
 )
 
 // Config configures New. The zero value of every field but DataDir is a
@@ -77,6 +81,9 @@ type Config struct {
 	// MaxPushChanges, MaxPushBytes and MaxPullBytes are the batch limits;
 	// 0 means the defaults.
 	MaxPushChanges, MaxPushBytes, MaxPullBytes int
+	// MaxDotGap is how far beyond the highest dot counter the server holds of
+	// a replica a pushed change's counter may be; 0 means DefaultMaxDotGap.
+	MaxDotGap int
 	// Logger receives structured logs (device ids and counts, never record
 	// contents); nil discards them.
 	Logger *slog.Logger
@@ -121,6 +128,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxPullBytes <= 0 {
 		cfg.MaxPullBytes = DefaultMaxPullBytes
+	}
+	if cfg.MaxDotGap <= 0 {
+		cfg.MaxDotGap = DefaultMaxDotGap
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

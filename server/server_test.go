@@ -190,6 +190,7 @@ const (
 	duplicate  = fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_ALREADY_APPLIED
 	invalid    = fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_INVALID
 	outOfScope = fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_OUT_OF_SCOPE
+	malformed  = fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_MALFORMED
 )
 
 func equal[T comparable](a, b []T) bool {

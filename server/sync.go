@@ -114,6 +114,9 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 	if b, err = s.refuseReusedDots(ctx, b, results, slot); err != nil {
 		return nil, fmt.Errorf("push from device %v: %w", p.ID, err)
 	}
+	if b, err = s.refuseForgedOrigins(ctx, p, b, results, slot); err != nil {
+		return nil, fmt.Errorf("push from device %v: %w", p.ID, err)
+	}
 	val := &validator{peer: p, areas: p.Areas, now: s.now(), fieldErrs: make(map[syncengine.Dot][]survey.FieldError)}
 	rc, err := syncengine.ReceiveBatch(ctx, s.store, b, syncengine.ReceiveOptions{
 		Validate: val.validate, Clock: s.clock, WallMS: s.now().UnixMilli(),
@@ -214,6 +217,108 @@ func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, resul
 			Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_MALFORMED,
 			Message: fmt.Sprintf("the server holds another change under dot %d of this device: the replica was restored from an older copy of itself, "+
 				"so its new changes cannot sync under its identity; keep the phone's data and ask the operator to export it and enrol the phone as a new device", e.Change.Dot.Counter),
+		}
+	}
+	b.Changes = kept
+	return b, nil
+}
+
+// refuseForgedOrigins refuses, in results, the new changes of b (those whose
+// dot the server does not hold) that claim an origin the sender may not speak
+// for or a dot counter the origin could not have reached, and returns b
+// without them:
+//
+//   - a change in the name of this server: only this server numbers its own
+//     changes, and taking one would make its next own change reuse a dot;
+//   - from a relay, a change of a replica enrolled at this server directly, or
+//     of a replica another relay's changes came from first (BindOrigins): a
+//     township speaks for itself and the devices below it, never for another
+//     township's;
+//   - a dot counter more than Config.MaxDotGap beyond the highest the server
+//     holds of its origin (or beyond the change before it in the batch): no
+//     replica makes that many changes between two syncs, and a counter near
+//     2^64 would leave it nothing to number its next changes with.
+func (s *Server) refuseForgedOrigins(ctx context.Context, p Peer, b syncengine.Batch, results []*fieldsyncv1.ChangeResult, slot map[syncengine.Position]int) (syncengine.Batch, error) {
+	if len(b.Changes) == 0 {
+		return b, nil
+	}
+	dots := make([]syncengine.Dot, len(b.Changes))
+	for i, e := range b.Changes {
+		dots[i] = e.Change.Dot
+	}
+	held, err := s.store.ChangesAtDots(ctx, dots)
+	if err != nil {
+		return b, err
+	}
+	self := s.store.Replica()
+	// The highest counter of each origin, as the store holds it.
+	high := make(map[syncengine.ReplicaID]uint64)
+	var foreign []syncengine.ReplicaID
+	err = s.store.View(ctx, func(tx syncengine.ReadTx) error {
+		for _, e := range b.Changes {
+			o := e.Change.Origin
+			if _, ok := high[o]; ok {
+				continue
+			}
+			n, err := tx.MaxCounter(ctx, o)
+			if err != nil {
+				return err
+			}
+			high[o] = n
+			if p.Relay && o != p.ID && o != self {
+				foreign = append(foreign, o)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return b, err
+	}
+	enrolledHere := make(map[syncengine.ReplicaID]bool)
+	for _, o := range foreign {
+		if _, err := s.store.Device(ctx, o); err == nil {
+			enrolledHere[o] = true
+		} else if !errors.Is(err, boltstore.ErrNoDevice) {
+			return b, err
+		}
+	}
+	var unbound []syncengine.ReplicaID
+	for _, o := range foreign {
+		if !enrolledHere[o] {
+			unbound = append(unbound, o)
+		}
+	}
+	taken, err := s.store.BindOrigins(ctx, p.ID, unbound)
+	if err != nil {
+		return b, err
+	}
+	kept := b.Changes[:0:0]
+	for _, e := range b.Changes {
+		c := e.Change
+		if _, dup := held[c.Dot]; dup {
+			kept = append(kept, e) // a retry, answered ALREADY_APPLIED
+			continue
+		}
+		var why string
+		outcome := fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_OUT_OF_SCOPE
+		switch n := high[c.Origin]; {
+		case c.Origin == self:
+			why = fmt.Sprintf("change in the name of this server (%v): only the server makes its own changes", self)
+		case enrolledHere[c.Origin]:
+			why = fmt.Sprintf("change made by replica %v, which is enrolled here itself: a relay pushes only its own changes and those of the devices below it", c.Origin)
+		case taken[c.Origin] != syncengine.ReplicaID{}:
+			why = fmt.Sprintf("change made by replica %v, whose changes come from relay %v: a relay pushes only its own changes and those of the devices below it", c.Origin, taken[c.Origin])
+		case c.Dot.Counter > n && c.Dot.Counter-n > uint64(s.cfg.MaxDotGap):
+			outcome = fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_MALFORMED
+			why = fmt.Sprintf("dot counter %d of replica %v is more than %d beyond the last of its changes here (%d): no replica makes that many changes between syncs", c.Dot.Counter, c.Origin, s.cfg.MaxDotGap, n)
+		default:
+			high[c.Origin] = max(n, c.Dot.Counter)
+			kept = append(kept, e)
+			continue
+		}
+		s.log.WarnContext(ctx, "pushed change refused", "device", p.ID.String(), "origin", c.Origin.String(), "outcome", outcome.String())
+		results[slot[e.Pos]] = &fieldsyncv1.ChangeResult{
+			ChangeId: append([]byte(nil), c.ID[:]...), Outcome: outcome, Message: why,
 		}
 	}
 	b.Changes = kept

@@ -135,13 +135,15 @@ func clockBytes(s syncengine.Stamp) []byte {
 
 // Enroll exchanges a one-time enrolment code for a device token at the server
 // at serverAddr and stores the token, the device's areas, the server's
-// replica id and the ID-hash key in the replica. Enrolling again (with a new
-// code) replaces them. Enroll makes one attempt, with the connection and RPC
-// deadlines of Sync; the caller retries (a person is typing the code). It
-// returns an error wrapping
-// ErrTLSRequired, before dialing, for a server address that is not loopback
-// when the client has no TLS configuration (WithTLS), and the server's gRPC
-// status (PermissionDenied for an unknown or expired code) otherwise.
+// replica id and the ID-hash key in the replica. A replica enrolled already
+// (even revoked) enrols again only with the operator's replace code (fieldsync
+// admin device replace), which replaces them; any other code is refused
+// (AlreadyExists, reason REPLICA_ALREADY_ENROLLED). Enroll makes one attempt,
+// with the connection and RPC deadlines of Sync; the caller retries (a person
+// is typing the code). It returns an error wrapping ErrTLSRequired, before
+// dialing, for a server address that is not loopback when the client has no
+// TLS configuration (WithTLS), and the server's gRPC status (PermissionDenied
+// for an unknown or expired code) otherwise.
 func (c *Client) Enroll(ctx context.Context, serverAddr, code string) error {
 	if strings.TrimSpace(serverAddr) == "" {
 		return errors.New("fieldsync: enroll: no server address: give the server's host:port")

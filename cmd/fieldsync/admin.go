@@ -25,6 +25,7 @@ import (
 
 const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE...] --name NAME [--relay]
        fieldsync admin device list [--json]
+       fieldsync admin device replace [--area CODE...] [--ttl D] REPLICA_ID
        fieldsync admin device revoke [flags] REPLICA_ID
        fieldsync admin status [--json]
        fieldsync admin conflicts list [--area PREFIX] [--json]
@@ -40,6 +41,12 @@ and any other with the system's roots).
 
 At a county, 'device add --relay --area TOWNSHIP' issues the code a township server
 enrols with ('fieldsyncd enroll-upstream'), so that it relays its phones' changes.
+
+A replica that is enrolled (or revoked) cannot be enrolled again with a new code:
+'device replace REPLICA_ID' issues the code that does it, with the device's name and
+areas. The same phone (restored from a backup, or after a revocation) keeps its
+history and pushes its unsent work; a new phone takes the device's place and the old
+one is revoked.
 `
 
 // adminFlags are the connection flags of every admin command.
@@ -119,7 +126,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errors.New("admin: want 'device add', 'device list', 'device revoke', 'status', 'conflicts list', 'conflicts resolve', 'move' or 'problems'")
+		return errors.New("admin: want 'device add', 'device list', 'device replace', 'device revoke', 'status', 'conflicts list', 'conflicts resolve', 'move' or 'problems'")
 	}
 	var a adminFlags
 	fs := flag.NewFlagSet("admin device "+args[1], flag.ContinueOnError)
@@ -159,6 +166,30 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return err
 			}
 			return printDevices(stdout, resp.GetDevices(), *asJSON)
+		})
+	case "replace":
+		var areas stringList
+		fs.Var(&areas, "area", "area `code` prefix the phone syncs from now on (repeatable; default the replaced device's)")
+		ttl := fs.Duration("ttl", 24*time.Hour, "how long the enrolment code stays valid")
+		if err := fs.Parse(args[2:]); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return errors.New("admin device replace: give the replica id of the device to replace (from 'admin device list')")
+		}
+		id, err := parseReplicaID(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
+			secs := int64(ttl.Seconds())
+			resp, err := c.AddDevice(ctx, &fieldsyncv1.AddDeviceRequest{ReplacesReplicaId: id, AreaPrefixes: areas, TtlSeconds: &secs})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "enrolment code: %s\nvalid until:    %s\nreplaces:       %s (the same phone enrolling again keeps its history; a new one revokes it)\n",
+				resp.GetCode(), resp.GetExpiresAt().AsTime().Local().Format("2006-01-02 15:04 MST"), fs.Arg(0))
+			return nil
 		})
 	case "revoke":
 		if err := fs.Parse(args[2:]); err != nil {

@@ -12,17 +12,27 @@ import (
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
 
-// TestDeviceStatusShowsRejections re-enrols a phone for another village while
-// a record of the first is waiting to be sent: the server refuses it, and
-// status says which record and why.
+// TestDeviceStatusShowsRejections re-enrols a phone for another village (the
+// operator's replace code: a fresh code cannot take an enrolled replica)
+// while a record of the first is waiting to be sent: the server refuses it,
+// and status says which record and why.
 func TestDeviceStatusShowsRejections(t *testing.T) {
 	srv := startDeviceServer(t)
 	v := newVillage(t)
 	phone := srv.enroll(t, v.code)
 	h := v.records[kindHousehold][0]
 	mustCLI(t, "device", "put", "--replica", phone, "--kind", "household", "--json", writeRecords(t, h))
-	mustCLI(t, "device", "enroll", "--replica", phone, "--server", srv.addr, "--code", srv.code(t, v.other))
-	out := mustCLI(t, "device", "sync", "--replica", phone, "--quiet")
+	if _, _, err := cli(t, "device", "enroll", "--replica", phone, "--server", srv.addr, "--code", srv.code(t, v.other)); err == nil ||
+		!strings.Contains(err.Error(), "admin device replace") {
+		t.Fatalf("enrolling an enrolled phone with a fresh code: %v, want a refusal naming 'admin device replace'", err)
+	}
+	out := mustCLI(t, "admin", "device", "replace", "--server", srv.addr, "--token-file", srv.tokenFile, "--area", v.other, readStatus(t, phone).ReplicaID)
+	code := codeLine.FindStringSubmatch(out)
+	if code == nil {
+		t.Fatalf("admin device replace printed:\n%s", out)
+	}
+	mustCLI(t, "device", "enroll", "--replica", phone, "--server", srv.addr, "--code", code[1])
+	out = mustCLI(t, "device", "sync", "--replica", phone, "--quiet")
 	if !strings.Contains(out, "1 refused") || !strings.Contains(out, "device status") {
 		t.Errorf("sync printed:\n%s", out)
 	}

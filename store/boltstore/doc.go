@@ -38,6 +38,7 @@
 //	devices     device id → Device as JSON (see deviceJSON)
 //	devtokens   token hash (32 bytes) → device id
 //	enrolcodes  code hash (32 bytes) → EnrolCode as JSON (see enrolCodeJSON)
+//	origins     replica id → id of the relay that pushes its changes (BindOrigins)
 //
 // An area envelope is one length byte followed by the area code of the change
 // or of the record. It lets the store keep its area indexes right (a record

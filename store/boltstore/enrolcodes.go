@@ -1,8 +1,10 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -27,20 +29,28 @@ type EnrolCode struct {
 	// code stays valid for that device until it expires, so a device whose
 	// enrolment answer was lost can retry; no other device can use it.
 	Replica syncengine.ReplicaID
+	// Replaces, when not zero, is the enrolled device the code replaces
+	// (fieldsync admin device replace): the same replica enrolling again, or a
+	// new one taking its place.
+	Replaces syncengine.ReplicaID
 }
 
 type enrolCodeJSON struct {
-	Areas   []string  `json:"areas"`
-	Name    string    `json:"name,omitempty"`
-	Relay   bool      `json:"relay,omitempty"`
-	Expiry  time.Time `json:"expiry"`
-	Replica string    `json:"replica,omitempty"`
+	Areas    []string  `json:"areas"`
+	Name     string    `json:"name,omitempty"`
+	Relay    bool      `json:"relay,omitempty"`
+	Expiry   time.Time `json:"expiry"`
+	Replica  string    `json:"replica,omitempty"`
+	Replaces string    `json:"replaces,omitempty"`
 }
 
 func encodeEnrolCode(c *EnrolCode) ([]byte, error) {
 	j := enrolCodeJSON{Areas: c.Areas, Name: c.Name, Relay: c.Relay, Expiry: c.Expiry.UTC()}
 	if !c.Replica.IsZero() {
 		j.Replica = c.Replica.String()
+	}
+	if !c.Replaces.IsZero() {
+		j.Replaces = c.Replaces.String()
 	}
 	return json.Marshal(j)
 }
@@ -61,6 +71,13 @@ func decodeEnrolCode(k, v []byte) (EnrolCode, error) {
 			return c, fmt.Errorf("boltstore: enrolment code %x: %w: %v", k[:4], ErrCorrupt, err)
 		}
 		c.Replica = id
+	}
+	if j.Replaces != "" {
+		id, err := syncengine.ParseReplicaID(j.Replaces)
+		if err != nil {
+			return c, fmt.Errorf("boltstore: enrolment code %x: %w: %v", k[:4], ErrCorrupt, err)
+		}
+		c.Replaces = id
 	}
 	c.Areas, c.Name, c.Relay, c.Expiry = j.Areas, j.Name, j.Relay, j.Expiry
 	return c, nil
@@ -104,12 +121,30 @@ func (s *Store) PutEnrolCode(ctx context.Context, c EnrolCode, now time.Time) er
 	})
 }
 
-// ClaimEnrolCode returns the code with hash for replica, binding it to
-// replica on first use. It returns an error wrapping ErrInvalidCode for an
-// unknown or expired code or one bound to another replica.
-func (s *Store) ClaimEnrolCode(ctx context.Context, hash [32]byte, replica syncengine.ReplicaID, now time.Time) (EnrolCode, error) {
+// EnrolDevice claims the enrolment code with hash for replica and registers
+// replica under it with tokenHash, in one transaction, and returns the device
+// and the code. Identities are bound, never claimed:
+//
+//   - a replica that is not enrolled is registered with the code's areas,
+//     name and relay flag (name, when the code has none);
+//   - the same code and replica again (a device whose answer was lost) only
+//     replace the token;
+//   - a replica enrolled already, active or revoked, is refused with
+//     ErrReplicaEnrolled, unless the code replaces it: then its token is
+//     replaced and a revocation lifted, and its history (cursors, activity,
+//     its changes in the log) is kept;
+//   - a code that replaces another device registers replica in its place and
+//     revokes that device at now.
+//
+// It returns an error wrapping ErrInvalidCode for an unknown or expired code
+// or one another replica used.
+func (s *Store) EnrolDevice(ctx context.Context, hash [32]byte, replica syncengine.ReplicaID, tokenHash [32]byte, name string, now time.Time) (Device, EnrolCode, error) {
+	var d Device
 	var c EnrolCode
 	err := s.update(ctx, func(t *tx) error {
+		if err := t.check(ctx); err != nil {
+			return err
+		}
 		v := t.enrolCodes.Get(hash[:])
 		if v == nil {
 			return ErrInvalidCode
@@ -118,20 +153,74 @@ func (s *Store) ClaimEnrolCode(ctx context.Context, hash [32]byte, replica synce
 		if c, err = decodeEnrolCode(hash[:], v); err != nil {
 			return err
 		}
+		retry := c.Replica == replica
 		switch {
 		case now.After(c.Expiry):
 			return fmt.Errorf("%w: expired at %s", ErrInvalidCode, c.Expiry.UTC().Format(time.RFC3339))
-		case !c.Replica.IsZero() && c.Replica != replica:
+		case !c.Replica.IsZero() && !retry:
 			return fmt.Errorf("%w: used by another device", ErrInvalidCode)
-		case c.Replica == replica:
-			return nil
 		}
-		c.Replica = replica
-		b, err := encodeEnrolCode(&c)
-		if err != nil {
+		old, err := t.device(replica)
+		enrolled := err == nil
+		if err != nil && !errors.Is(err, ErrNoDevice) {
 			return err
 		}
-		return t.enrolCodes.Put(hash[:], b)
+		if enrolled && !retry && c.Replaces != replica {
+			return fmt.Errorf("%w: %v (%q)", ErrReplicaEnrolled, replica, old.Name)
+		}
+		if !c.Replaces.IsZero() && c.Replaces != replica {
+			gone, err := t.device(c.Replaces)
+			if err != nil {
+				return err
+			}
+			if !gone.Revoked {
+				gone.Revoked, gone.RevokedAt = true, now.UTC()
+				if err := t.putDevice(gone); err != nil {
+					return err
+				}
+			}
+		}
+		if !retry {
+			c.Replica = replica
+			b, err := encodeEnrolCode(&c)
+			if err != nil {
+				return err
+			}
+			if err := t.enrolCodes.Put(hash[:], b); err != nil {
+				return err
+			}
+		}
+		d = old
+		d.ID, d.Areas, d.Relay, d.TokenHash, d.Revoked, d.RevokedAt = replica, slices.Clone(c.Areas), c.Relay, tokenHash, false, time.Time{}
+		if d.Name = c.Name; d.Name == "" {
+			d.Name = name
+		}
+		return t.putDevice(d)
 	})
-	return c, err
+	return d, c, err
+}
+
+// BindOrigins binds each of origins to relay, unless it is bound to another
+// relay already, in one transaction: a relaying township may push only the
+// changes of the replicas below it. It returns the origins bound to another
+// relay, with that relay.
+func (s *Store) BindOrigins(ctx context.Context, relay syncengine.ReplicaID, origins []syncengine.ReplicaID) (map[syncengine.ReplicaID]syncengine.ReplicaID, error) {
+	taken := make(map[syncengine.ReplicaID]syncengine.ReplicaID)
+	err := s.update(ctx, func(t *tx) error {
+		clear(taken)
+		for _, o := range origins {
+			switch v := t.origins.Get(o[:]); {
+			case v == nil:
+				if err := t.origins.Put(bytes.Clone(o[:]), bytes.Clone(relay[:])); err != nil {
+					return err
+				}
+			case len(v) != idLen:
+				return fmt.Errorf("boltstore: origin %v: %w: relay of %d bytes", o, ErrCorrupt, len(v))
+			case syncengine.ReplicaID(v) != relay:
+				taken[o] = syncengine.ReplicaID(v)
+			}
+		}
+		return nil
+	})
+	return taken, err
 }

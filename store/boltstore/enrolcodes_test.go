@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/syncengine"
 )
 
 func TestEnrolCodes(t *testing.T) {
@@ -44,26 +45,102 @@ func TestEnrolCodes(t *testing.T) {
 	}
 	s = openAt(t, path)
 	phone, other := replicaID("phone"), replicaID("other")
-	got, err := s.ClaimEnrolCode(ctx, code.Hash, phone, now.Add(time.Minute))
-	if err != nil || got.Name != "Dr Li" || !slices.Equal(got.Areas, code.Areas) || got.Replica != phone {
-		t.Fatalf("claim after restart: %+v, %v", got, err)
+	tok := func(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+	d, got, err := s.EnrolDevice(ctx, code.Hash, phone, tok("t1"), "", now.Add(time.Minute))
+	if err != nil || got.Name != "Dr Li" || !slices.Equal(got.Areas, code.Areas) || got.Replica != phone || d.Name != "Dr Li" || d.TokenHash != tok("t1") {
+		t.Fatalf("enrol after restart: %+v, %+v, %v", d, got, err)
 	}
 	// The same device may retry (its answer was lost); no other device may use it.
-	if _, err := s.ClaimEnrolCode(ctx, code.Hash, phone, now.Add(2*time.Minute)); err != nil {
-		t.Errorf("retry by the same device: %v", err)
+	if d, _, err := s.EnrolDevice(ctx, code.Hash, phone, tok("t2"), "", now.Add(2*time.Minute)); err != nil || d.TokenHash != tok("t2") {
+		t.Errorf("retry by the same device: %+v, %v", d, err)
 	}
-	if _, err := s.ClaimEnrolCode(ctx, code.Hash, other, now.Add(2*time.Minute)); !errors.Is(err, boltstore.ErrInvalidCode) {
-		t.Errorf("claim by another device: %v, want ErrInvalidCode", err)
+	if _, _, err := s.EnrolDevice(ctx, code.Hash, other, tok("t3"), "", now.Add(2*time.Minute)); !errors.Is(err, boltstore.ErrInvalidCode) {
+		t.Errorf("enrol by another device: %v, want ErrInvalidCode", err)
 	}
-	if _, err := s.ClaimEnrolCode(ctx, code.Hash, phone, now.Add(2*time.Hour)); !errors.Is(err, boltstore.ErrInvalidCode) {
-		t.Errorf("claim after expiry: %v, want ErrInvalidCode", err)
+	if _, _, err := s.EnrolDevice(ctx, code.Hash, phone, tok("t4"), "", now.Add(2*time.Hour)); !errors.Is(err, boltstore.ErrInvalidCode) {
+		t.Errorf("enrol after expiry: %v, want ErrInvalidCode", err)
 	}
 	// The code that had expired when the second was issued was dropped then.
-	if _, err := s.ClaimEnrolCode(ctx, old.Hash, phone, now.Add(-2*time.Minute)); !errors.Is(err, boltstore.ErrInvalidCode) {
-		t.Errorf("claim of a purged code: %v, want ErrInvalidCode", err)
+	if _, _, err := s.EnrolDevice(ctx, old.Hash, other, tok("t5"), "", now.Add(-2*time.Minute)); !errors.Is(err, boltstore.ErrInvalidCode) {
+		t.Errorf("enrol with a purged code: %v, want ErrInvalidCode", err)
 	}
-	if _, err := s.ClaimEnrolCode(ctx, sha256.Sum256([]byte("NEVER")), phone, now); !errors.Is(err, boltstore.ErrInvalidCode) {
+	if _, _, err := s.EnrolDevice(ctx, sha256.Sum256([]byte("NEVER")), other, tok("t6"), "", now); !errors.Is(err, boltstore.ErrInvalidCode) {
 		t.Errorf("unknown code: %v, want ErrInvalidCode", err)
+	}
+}
+
+// TestEnrolDeviceBindsIdentities: a fresh code cannot take over an enrolled
+// replica, active or revoked; a replace code re-enrols it (history kept, the
+// revocation lifted) or puts a new replica in its place (the old one revoked).
+func TestEnrolDeviceBindsIdentities(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "server.db"))
+	ctx := t.Context()
+	now := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+	put := func(name string, c boltstore.EnrolCode) [32]byte {
+		c.Hash, c.Expiry = sha256.Sum256([]byte(name)), now.Add(time.Hour)
+		if len(c.Areas) == 0 {
+			c.Areas = []string{villageA}
+		}
+		if err := s.PutEnrolCode(ctx, c, now); err != nil {
+			t.Fatal(err)
+		}
+		return c.Hash
+	}
+	victim, attacker, newPhone := replicaID("victim"), replicaID("attacker"), replicaID("new phone")
+	tok := func(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+	if _, _, err := s.EnrolDevice(ctx, put("A", boltstore.EnrolCode{Name: "Dr Li"}), victim, tok("victim"), "", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateActivity(ctx, victim, func(a *boltstore.Activity) { a.Pending = 3 }); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh code with the victim's id is refused, and the victim keeps its token.
+	if _, _, err := s.EnrolDevice(ctx, put("B", boltstore.EnrolCode{}), victim, tok("attacker"), "", now); !errors.Is(err, boltstore.ErrReplicaEnrolled) {
+		t.Fatalf("fresh code for an enrolled replica: %v, want ErrReplicaEnrolled", err)
+	}
+	if d, err := s.Device(ctx, victim); err != nil || d.TokenHash != tok("victim") {
+		t.Errorf("victim after the attempt: %+v, %v", d, err)
+	}
+	// Revoked, it cannot be enrolled again by a fresh code either.
+	if err := s.RevokeDevice(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.EnrolDevice(ctx, put("C", boltstore.EnrolCode{}), victim, tok("again"), "", now); !errors.Is(err, boltstore.ErrReplicaEnrolled) {
+		t.Errorf("fresh code for a revoked replica: %v, want ErrReplicaEnrolled", err)
+	}
+	// A replace code re-enrols it: new token, not revoked, history kept.
+	d, _, err := s.EnrolDevice(ctx, put("D", boltstore.EnrolCode{Name: "Dr Li", Replaces: victim}), victim, tok("restored"), "", now)
+	if err != nil || d.Revoked || d.TokenHash != tok("restored") || d.Activity.Pending != 3 {
+		t.Fatalf("replace code for the same replica: %+v, %v", d, err)
+	}
+	// A replace code used by another replica puts it in the old one's place.
+	if _, _, err := s.EnrolDevice(ctx, put("E", boltstore.EnrolCode{Name: "Dr Li", Replaces: victim}), newPhone, tok("new"), "", now); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Device(ctx, victim); err != nil || !d.Revoked {
+		t.Errorf("the replaced device: %+v, %v; want revoked", d, err)
+	}
+	if _, _, err := s.EnrolDevice(ctx, put("F", boltstore.EnrolCode{Replaces: victim}), attacker, tok("x"), "", now); err != nil {
+		t.Errorf("a replace code is the operator's decision: %v", err)
+	}
+}
+
+func TestBindOrigins(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "server.db"))
+	ctx := t.Context()
+	town1, town2, p1, p2 := replicaID("town1"), replicaID("town2"), replicaID("p1"), replicaID("p2")
+	if taken, err := s.BindOrigins(ctx, town1, []syncengine.ReplicaID{p1, town1}); err != nil || len(taken) != 0 {
+		t.Fatalf("first binding: %v, %v", taken, err)
+	}
+	taken, err := s.BindOrigins(ctx, town2, []syncengine.ReplicaID{p1, p2, town1})
+	if err != nil || len(taken) != 2 || taken[p1] != town1 || taken[town1] != town1 {
+		t.Errorf("another relay claiming town1's origins: %v, %v", taken, err)
+	}
+	if taken, err := s.BindOrigins(ctx, town2, []syncengine.ReplicaID{p2}); err != nil || len(taken) != 0 {
+		t.Errorf("town2's own origin again: %v, %v", taken, err)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -20,11 +20,12 @@ var (
 	bucketDevices    = []byte("devices")
 	bucketDevTokens  = []byte("devtokens")
 	bucketEnrolCodes = []byte("enrolcodes")
+	bucketOrigins    = []byte("origins")
 
 	allBuckets = [][]byte{
 		bucketMeta, bucketLog, bucketLogArea, bucketDots, bucketRecords,
 		bucketRecArea, bucketCursors, bucketRejections, bucketDevices, bucketDevTokens,
-		bucketEnrolCodes,
+		bucketEnrolCodes, bucketOrigins,
 	}
 
 	keySchema    = []byte("schema")

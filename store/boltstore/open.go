@@ -29,7 +29,8 @@ import (
 //     3 file (its entries predate the moves index and are read as no moves),
 //     so the upgrade only records the version; the bump keeps older builds,
 //     whose Check and Compact do not know the second key, from opening it.
-const schemaVersion = 3
+//   - 4: the origins bucket (which relay may push a replica's changes).
+const schemaVersion = 4
 
 // upgrades migrate a store from the version of the key to the next one, in
 // the transaction given.
@@ -39,6 +40,10 @@ var upgrades = map[uint64]func(*bbolt.Tx) error{
 		return err
 	},
 	2: func(*bbolt.Tx) error { return nil },
+	3: func(btx *bbolt.Tx) error {
+		_, err := btx.CreateBucketIfNotExists(bucketOrigins)
+		return err
+	},
 }
 
 // damaged returns the error for a damaged store file.

@@ -60,6 +60,9 @@ var (
 	// ErrInvalidCode is returned by ClaimEnrolCode for a code that is
 	// unknown, expired or bound to another device.
 	ErrInvalidCode = errors.New("invalid or expired enrolment code")
+	// ErrReplicaEnrolled is returned by EnrolDevice when the replica is
+	// enrolled already (active or revoked) and the code does not replace it.
+	ErrReplicaEnrolled = errors.New("replica already enrolled")
 )
 
 // restoreAdvice ends every message about a damaged or foreign file.

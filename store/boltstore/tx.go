@@ -31,7 +31,7 @@ type tx struct {
 
 	meta, log, logArea, dots, records, recArea *bbolt.Bucket
 	cursors, rejections, devices, devTokens    *bbolt.Bucket
-	enrolCodes                                 *bbolt.Bucket
+	enrolCodes, origins                        *bbolt.Bucket
 
 	// The engine reads a record and then writes it, and asks whether a dot
 	// was seen and then appends it; these remember the answers so that the
@@ -70,7 +70,7 @@ func begin(btx *bbolt.Tx) (*tx, error) {
 		{bucketDots, &t.dots}, {bucketRecords, &t.records}, {bucketRecArea, &t.recArea},
 		{bucketCursors, &t.cursors}, {bucketRejections, &t.rejections},
 		{bucketDevices, &t.devices}, {bucketDevTokens, &t.devTokens},
-		{bucketEnrolCodes, &t.enrolCodes},
+		{bucketEnrolCodes, &t.enrolCodes}, {bucketOrigins, &t.origins},
 	} {
 		if *b.dst = btx.Bucket(b.name); *b.dst == nil {
 			return nil, fmt.Errorf("boltstore: bucket %q missing: %w", b.name, ErrCorrupt)

@@ -34,9 +34,17 @@ type AddDeviceRequest struct {
 	// The enrolling replica is a township server relaying its devices' changes
 	// (fieldsyncd serve --upstream), not a device: it may push changes made by
 	// other replicas, within its areas.
-	Relay         bool `protobuf:"varint,4,opt,name=relay,proto3" json:"relay,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Relay bool `protobuf:"varint,4,opt,name=relay,proto3" json:"relay,omitempty"`
+	// 16-byte replica id of an enrolled device this code replaces (fieldsync
+	// admin device replace): the phone enrolling with the code, the same replica
+	// restored or a new one, takes the device's name and areas; a new replica
+	// revokes the old one. Identities are otherwise never taken over: a code
+	// without it refuses an enrolled replica id (REPLICA_ALREADY_ENROLLED).
+	// name and relay are then the replaced device's; area_prefixes, when given,
+	// replace its areas (the phone moves to other villages).
+	ReplacesReplicaId []byte `protobuf:"bytes,5,opt,name=replaces_replica_id,json=replacesReplicaId,proto3" json:"replaces_replica_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *AddDeviceRequest) Reset() {
@@ -95,6 +103,13 @@ func (x *AddDeviceRequest) GetRelay() bool {
 		return x.Relay
 	}
 	return false
+}
+
+func (x *AddDeviceRequest) GetReplacesReplicaId() []byte {
+	if x != nil {
+		return x.ReplacesReplicaId
+	}
+	return nil
 }
 
 // AddDeviceResponse carries the enrolment code.
@@ -1502,13 +1517,14 @@ var File_fieldsync_v1_admin_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18fieldsync/v1/admin.proto\x12\ffieldsync.v1\x1a\x19fieldsync/v1/common.proto\x1a\x19fieldsync/v1/ledger.proto\x1a\x17fieldsync/v1/sync.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n" +
+	"\x18fieldsync/v1/admin.proto\x12\ffieldsync.v1\x1a\x19fieldsync/v1/common.proto\x1a\x19fieldsync/v1/ledger.proto\x1a\x17fieldsync/v1/sync.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x01\n" +
 	"\x10AddDeviceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\rarea_prefixes\x18\x02 \x03(\tR\fareaPrefixes\x12$\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03H\x00R\n" +
 	"ttlSeconds\x88\x01\x01\x12\x14\n" +
-	"\x05relay\x18\x04 \x01(\bR\x05relayB\x0e\n" +
+	"\x05relay\x18\x04 \x01(\bR\x05relay\x12.\n" +
+	"\x13replaces_replica_id\x18\x05 \x01(\fR\x11replacesReplicaIdB\x0e\n" +
 	"\f_ttl_seconds\"b\n" +
 	"\x11AddDeviceResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x129\n" +
