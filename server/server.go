@@ -242,6 +242,7 @@ func (s *Server) GRPCOptions() []grpc.ServerOption {
 		grpc.KeepaliveEnforcementPolicy(serverEnforcement),
 		grpc.MaxRecvMsgSize(maxRecvMsg),
 		grpc.MaxConcurrentStreams(16),
+		grpc.ForceServerCodecV2(newPushCodec()),
 	}
 }
 

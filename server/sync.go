@@ -159,6 +159,14 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 	slot := make(map[syncengine.Position]int, n)
 	for i, pc := range req.GetChanges() {
 		slot[positions[i]] = i
+		if why, bad := undecodableReason(pc); bad {
+			results[i] = &fieldsyncv1.ChangeResult{
+				ChangeId: pc.GetChangeId(),
+				Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_MALFORMED,
+				Message:  why,
+			}
+			continue
+		}
 		c, err := wire.ChangeFromProto(pc)
 		if err != nil {
 			results[i] = &fieldsyncv1.ChangeResult{

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncengine"
@@ -132,6 +133,11 @@ func upsertFields(kind syncengine.Kind, u *fieldsyncv1.Upsert) (map[int32][]byte
 		}
 	}
 	fields := make(map[int32][]byte, len(u.GetFieldNumbers()))
+	var desc protoreflect.MessageDescriptor
+	if m, err := NewBody(kind); err == nil {
+		desc = m.ProtoReflect().Descriptor()
+	}
+	unknown := 0
 	for _, n := range u.GetFieldNumbers() {
 		if n < 1 || n > syncengine.MaxFieldNumber {
 			return nil, fmt.Errorf("field number %d out of range", n)
@@ -140,10 +146,24 @@ func upsertFields(kind syncengine.Kind, u *fieldsyncv1.Upsert) (map[int32][]byte
 		if v == nil {
 			v = []byte{}
 		}
+		if desc != nil && desc.Fields().ByNumber(protoreflect.FieldNumber(n)) == nil {
+			if desc.ReservedRanges().Has(protoreflect.FieldNumber(n)) {
+				return nil, fmt.Errorf("field number %d is reserved in %s: no version of fieldsync writes it", n, desc.Name())
+			}
+			if unknown += len(v); unknown > MaxUnknownBytes {
+				return nil, fmt.Errorf("fields unknown to this version carry more than %d bytes: update fieldsync, or the sending app wrote fields it should not", MaxUnknownBytes)
+			}
+		}
 		fields[n] = v
 	}
 	return fields, nil
 }
+
+// MaxUnknownBytes bounds the encoded size of the fields of one change that
+// this build's record kind does not know (written by a newer app): they are
+// kept and forwarded byte for byte, so an older server never erases what a
+// newer app wrote, but no more than this per change.
+const MaxUnknownBytes = 4 << 10
 
 // DotToProto returns the wire form of d.
 func DotToProto(d syncengine.Dot) *fieldsyncv1.Dot {

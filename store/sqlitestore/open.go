@@ -58,18 +58,39 @@ func dsn(path string, readOnly bool) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
-// checkFile refuses a file that exists but is not an SQLite database, so that
-// Open never mistakes a damaged or foreign file for an empty replica and
-// overwrites it. A missing or empty file is fine: Open creates the replica.
+// checkFile creates a new replica's file, private (0600), makes an existing
+// one private if it is not, and refuses a file that exists but is not an
+// SQLite database, so that Open never mistakes a damaged or foreign file for
+// an empty replica and overwrites it. A missing or empty file is fine: Open
+// creates the replica.
 func checkFile(name string) error {
 	f, err := os.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
+		// A new replica: the file is made private (0600) before SQLite
+		// opens it, and SQLite gives its WAL and shared-memory files the
+		// database file's mode. It holds people's health records.
+		nf, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create replica %s: %w", name, err)
+		}
+		if nf != nil {
+			return nf.Close()
+		}
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("open replica %s: %w", name, err)
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().Perm()&0o077 != 0 {
+		// A replica made by an older version, readable by others: made
+		// private, with its WAL and shared-memory files if they are there.
+		for _, p := range []string{name, name + "-wal", name + "-shm"} {
+			if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("make replica %s private: %w", p, err)
+			}
+		}
+	}
 	head := make([]byte, len(sqliteHeader))
 	n, err := io.ReadFull(f, head)
 	switch {

@@ -119,3 +119,37 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Errorf("Open of a schema-999 file: %v, want ErrNewerSchema saying to update the app", err)
 	}
 }
+
+// TestReplicaFilesArePrivate: a new replica, its WAL and its shared-memory
+// file are readable by their owner only, and a replica an older version left
+// readable by others is made private when it is opened.
+func TestReplicaFilesArePrivate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "replica.db")
+	s, err := sqlitestore.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetMeta(t.Context(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want mode 0600", filepath.Base(p), st.Mode().Perm(), err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err = sqlitestore.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("a 0644 replica after Open: %v, %v; want 0600", st.Mode().Perm(), err)
+	}
+}
