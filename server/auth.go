@@ -88,19 +88,41 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 	if s.closed.Load() {
 		return nil, grpcError(ctx, s.log, ErrClosed)
 	}
+	if err := s.guard(ctx, info.FullMethod); err != nil {
+		return nil, grpcError(ctx, s.log, err)
+	}
 	switch {
 	case strings.HasPrefix(info.FullMethod, adminPrefix):
 		if err := s.authenticateAdmin(ctx); err != nil {
+			s.noteRefused(ctx, s.authFailures, "admin authentication", err)
 			return nil, grpcError(ctx, s.log, err)
 		}
 	case !open(info.FullMethod):
-		var err error
-		if ctx, err = s.authenticate(ctx); err != nil {
+		actx, err := s.authenticate(ctx)
+		if err != nil {
+			s.noteRefused(ctx, s.authFailures, "authentication", err)
 			return nil, grpcError(ctx, s.log, err)
 		}
+		ctx = actx
 	}
 	resp, err := h(ctx, req)
+	if info.FullMethod == fieldsyncv1.EnrolmentService_Enroll_FullMethodName && (errors.Is(err, ErrInvalidCode) || errors.Is(err, ErrReplicaEnrolled)) {
+		s.noteRefused(ctx, s.enrolFailures, "enrolment", err)
+	}
 	return resp, grpcError(ctx, s.log, err)
+}
+
+// guard refuses a call from a peer address that made too many refused
+// attempts lately: enrolments for Enroll, tokens for everything else but the
+// health service.
+func (s *Server) guard(ctx context.Context, method string) error {
+	switch {
+	case method == fieldsyncv1.EnrolmentService_Enroll_FullMethodName:
+		return s.checkLimit(ctx, s.enrolFailures, "enroll")
+	case open(method):
+		return nil
+	}
+	return s.checkLimit(ctx, s.authFailures, "authenticate")
 }
 
 // streamAuth is unaryAuth for streaming calls.
@@ -109,14 +131,19 @@ func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	if s.closed.Load() {
 		return grpcError(ctx, s.log, ErrClosed)
 	}
+	if err := s.guard(ctx, info.FullMethod); err != nil {
+		return grpcError(ctx, s.log, err)
+	}
 	switch {
 	case strings.HasPrefix(info.FullMethod, adminPrefix):
 		if err := s.authenticateAdmin(ctx); err != nil {
+			s.noteRefused(ctx, s.authFailures, "admin authentication", err)
 			return grpcError(ctx, s.log, err)
 		}
 	case !open(info.FullMethod):
 		var err error
 		if ctx, err = s.authenticate(ctx); err != nil {
+			s.noteRefused(ss.Context(), s.authFailures, "authentication", err)
 			return grpcError(ss.Context(), s.log, err)
 		}
 	}

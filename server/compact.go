@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -91,6 +92,45 @@ func (s *Server) StartCompaction(ctx context.Context, retention, every time.Dura
 				return
 			case err != nil && ctx.Err() == nil:
 				s.log.WarnContext(ctx, "log compaction failed; trying again later", "err", err, "every", every.String())
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+}
+
+// BackupFile is the name of the store's backup in the backup directory
+// (StartBackups).
+const BackupFile = "server-backup.db"
+
+// StartBackups writes a consistent copy of the store into dir/BackupFile
+// every every, while the server runs (boltstore.Store.BackupTo): each copy
+// replaces the last only once it is whole. It returns the function that stops
+// it and waits; a failed backup is logged and tried again at the next tick.
+func (s *Server) StartBackups(ctx context.Context, dir string, every time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			n, err := s.store.BackupTo(ctx, filepath.Join(dir, BackupFile))
+			switch {
+			case err == nil:
+				s.log.InfoContext(ctx, "store backed up", "bytes", n)
+			case ctx.Err() == nil && !s.closed.Load():
+				s.log.WarnContext(ctx, "store backup failed; trying again later", "err", err, "every", every.String())
 			}
 			select {
 			case <-ctx.Done():

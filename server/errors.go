@@ -75,6 +75,7 @@ const (
 	ReasonInternal         = "INTERNAL"
 	ReasonNoConflict       = "NO_OPEN_CONFLICT"
 	ReasonReplicaEnrolled  = "REPLICA_ALREADY_ENROLLED"
+	ReasonRateLimited      = "RATE_LIMITED"
 )
 
 // ErrorDomain is the ErrorInfo domain of fieldsync's reasons.
@@ -92,6 +93,7 @@ var errorKinds = []struct {
 	{ErrReplicaMismatch, codes.PermissionDenied, ReasonReplicaMismatch},
 	{ErrInvalidCode, codes.PermissionDenied, ReasonInvalidCode},
 	{ErrReplicaEnrolled, codes.AlreadyExists, ReasonReplicaEnrolled},
+	{ErrRateLimited, codes.ResourceExhausted, ReasonRateLimited},
 	{ErrBadRequest, codes.InvalidArgument, ReasonBadRequest},
 	{ErrNoConflict, codes.FailedPrecondition, ReasonNoConflict},
 	{ErrPositionMismatch, codes.InvalidArgument, ReasonPositionMismatch},

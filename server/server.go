@@ -16,6 +16,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -108,6 +109,9 @@ type Server struct {
 	closed    atomic.Bool
 	// relay is the upstream relay, once StartUpstream ran.
 	relay atomic.Pointer[relay]
+	// enrolFailures and authFailures count refused attempts per peer
+	// address (ratelimit.go).
+	enrolFailures, authFailures *failures
 }
 
 // New opens (creating on first start, with a new replica identity) the store
@@ -154,12 +158,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{
-		adminHash: adminHash,
-		cfg:       cfg,
-		store:     st,
-		clock:     syncengine.NewClock(st.Replica(), cfg.MaxClockSkew.Milliseconds()),
-		health:    health.NewServer(),
-		log:       cfg.Logger,
+		enrolFailures: newFailures(MaxEnrolFailures, EnrolFailureWindow),
+		authFailures:  newFailures(MaxAuthFailures, AuthFailureWindow),
+		adminHash:     adminHash,
+		cfg:           cfg,
+		store:         st,
+		clock:         syncengine.NewClock(st.Replica(), cfg.MaxClockSkew.Milliseconds()),
+		health:        health.NewServer(),
+		log:           cfg.Logger,
 	}
 	s.log.Info("store opened", "replica", st.Replica().String())
 	return s, nil
@@ -270,4 +276,31 @@ func (s *Server) Close() error {
 		return fmt.Errorf("server: %w", err)
 	}
 	return nil
+}
+
+// Recover opens the store in dataDir accepting that it may have lost its last
+// commits (boltstore.ErrRolledBack: a damaged meta page, or a file older than
+// the last commit recorded beside it, as after a restore from a backup),
+// records its present state as the last commit, and closes it; the server then
+// starts on it. It returns what was accepted ("" for a sound store), which the
+// caller logs. Phones and a county that synced after the lost commits push
+// them again at their next sync.
+func Recover(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, StoreFile)
+	st, err := boltstore.Open(path, &boltstore.Options{AcceptRollback: true})
+	if err != nil {
+		return "", fmt.Errorf("recover %s: %w", path, err)
+	}
+	accepted := st.AcceptedRollback()
+	if accepted != "" {
+		// A commit rewrites the damaged meta page, and records the state.
+		err = st.SetMeta(context.Background(), "recovered_at", []byte(time.Now().UTC().Format(time.RFC3339)))
+	}
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("recover %s: %w", path, err)
+	}
+	return accepted, nil
 }

@@ -2,6 +2,7 @@ package fieldsync
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
@@ -51,6 +52,10 @@ type Client struct {
 	tls      *tls.Config // WithTLS; nil means plaintext to loopback only
 	// idleTimeout, when set, replaces the pull stream's idle time (tests).
 	idleTimeout time.Duration
+	// The key of the replica's secrets (secrets.go), and its cipher.
+	secretKey  []byte
+	passphrase string
+	aead       cipher.AEAD
 }
 
 // Option configures Open.
@@ -73,6 +78,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*Client, error) {
 	c := &Client{store: st, clock: syncengine.NewClock(st.Replica(), 0), now: time.Now}
 	for _, o := range opts {
 		o(c)
+	}
+	if err := c.unlock(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("fieldsync: open: %w", err)
 	}
 	if err := c.restoreClock(ctx); err != nil {
 		st.Close()
@@ -160,14 +169,18 @@ func (c *Client) Enroll(ctx context.Context, serverAddr, code string) error {
 		v []byte
 	}{
 		{metaServerAddr, []byte(serverAddr)},
-		{metaToken, []byte(resp.GetDeviceToken())},
 		{metaAreas, []byte(strings.Join(resp.GetAreaPrefixes(), ","))},
 		{metaServerReplica, resp.GetServerReplicaId()},
-		{metaIDHashKey, append([]byte{}, resp.GetIdHashKey()...)},
 	} {
 		if err := c.store.SetMeta(ctx, kv.k, kv.v); err != nil {
 			return fmt.Errorf("fieldsync: enroll: %w", err)
 		}
+	}
+	if err := c.setSecret(ctx, metaToken, []byte(resp.GetDeviceToken())); err != nil {
+		return fmt.Errorf("fieldsync: enroll: %w", err)
+	}
+	if err := c.setSecret(ctx, metaIDHashKey, resp.GetIdHashKey()); err != nil {
+		return fmt.Errorf("fieldsync: enroll: %w", err)
 	}
 	return nil
 }
@@ -185,7 +198,7 @@ func (c *Client) Areas(ctx context.Context) ([]string, error) {
 // IDHashKey returns the county's key for hashing ID numbers, received at
 // enrolment (survey.HashIDNumber).
 func (c *Client) IDHashKey(ctx context.Context) ([]byte, error) {
-	return c.store.Meta(ctx, metaIDHashKey)
+	return c.secret(ctx, metaIDHashKey)
 }
 
 // serverReplica returns the enrolled server's replica id, or the zero id.

@@ -60,7 +60,7 @@ func (c *Client) sync(ctx context.Context, run *syncRun) error {
 	if err != nil {
 		return fmt.Errorf("fieldsync: sync: %w", err)
 	}
-	token, err := c.store.Meta(ctx, metaToken)
+	token, err := c.secret(ctx, metaToken)
 	if err != nil {
 		return fmt.Errorf("fieldsync: sync: %w", err)
 	}

@@ -144,11 +144,40 @@ func openReplica(ctx context.Context, path string, opts ...fieldsync.Option) (*f
 	} else if err != nil {
 		return nil, err
 	}
-	c, err := fieldsync.Open(ctx, path, opts...)
+	secret, err := passphraseOptions()
+	if err != nil {
+		return nil, err
+	}
+	c, err := fieldsync.Open(ctx, path, append(secret, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("open replica %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// Environment variables that give the passphrase of the replica's secrets
+// (the device token and the ID-hash key): the file holding it (preferred: a
+// file only its owner reads), or the passphrase itself.
+const (
+	envPassphraseFile = "FIELDSYNC_PASSPHRASE_FILE"
+	envPassphrase     = "FIELDSYNC_PASSPHRASE"
+)
+
+// passphraseOptions returns the SDK option that encrypts the replica's
+// secrets with the passphrase the environment gives, or none.
+func passphraseOptions() ([]fieldsync.Option, error) {
+	p := os.Getenv(envPassphrase)
+	if f := os.Getenv(envPassphraseFile); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", envPassphraseFile, err)
+		}
+		p = strings.TrimRight(string(b), "\r\n")
+	}
+	if p == "" {
+		return nil, nil
+	}
+	return []fieldsync.Option{fieldsync.WithPassphrase(p)}, nil
 }
 
 // withReplica opens the replica at path, calls fn and closes the replica.

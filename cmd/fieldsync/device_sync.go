@@ -80,7 +80,11 @@ func runDeviceEnroll(ctx context.Context, fs *flag.FlagSet, args []string, stdou
 	if err := os.MkdirAll(filepath.Dir(*replica), 0o700); err != nil {
 		return fmt.Errorf("device enroll: %w", err)
 	}
-	c, err := fieldsync.Open(ctx, *replica, opts...)
+	secret, err := passphraseOptions()
+	if err != nil {
+		return err
+	}
+	c, err := fieldsync.Open(ctx, *replica, append(secret, opts...)...)
 	if err != nil {
 		return fmt.Errorf("device enroll: open replica %s: %w", *replica, err)
 	}

@@ -64,7 +64,9 @@ func main() {
 const usage = `usage:
   fieldsyncd serve --data DIR [--listen ADDR] [--area PREFIX] [--tls-cert FILE --tls-key FILE]
                    [--upstream ADDR --upstream-token-file FILE [--upstream-ca FILE]] [--rules FILE]
+                   [--backup-dir DIR [--backup-every 24h]]
   fieldsyncd enroll-upstream --data DIR --area PREFIX --upstream ADDR --code CODE --token-file FILE [--upstream-ca FILE]
+  fieldsyncd recover --data DIR
 
 Run 'fieldsyncd serve --help' or 'fieldsyncd enroll-upstream --help' for the flags.
 `
@@ -72,15 +74,18 @@ Run 'fieldsyncd serve --help' or 'fieldsyncd enroll-upstream --help' for the fla
 // run runs the command in args. ready, if not nil, receives the address the
 // server listens on once it serves.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- net.Addr) error {
-	if len(args) == 0 || (args[0] != "serve" && args[0] != "enroll-upstream") {
+	if len(args) == 0 || (args[0] != "serve" && args[0] != "enroll-upstream" && args[0] != "recover") {
 		fmt.Fprint(stderr, usage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 			return nil
 		}
-		return errors.New("the commands are serve and enroll-upstream")
+		return errors.New("the commands are serve, enroll-upstream and recover")
 	}
 	if args[0] == "enroll-upstream" {
 		return enrollUpstream(ctx, args[1:], stdout, stderr)
+	}
+	if args[0] == "recover" {
+		return recoverStore(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -96,6 +101,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	fs.DurationVar(&o.upstreamEvery, "upstream-every", server.DefaultUpstreamEvery, "time between syncs with the county while the uplink is up")
 	fs.DurationVar(&o.compactEvery, "compact-every", server.DefaultCompactionInterval, "time between log compactions (0: never compact)")
 	fs.DurationVar(&o.logRetention, "log-retention", server.DefaultLogRetention, "how long the log keeps changes some device has not pulled (0: never dropped by age); a device away longer pushes its work, then starts again from a snapshot")
+	fs.StringVar(&o.backupDir, "backup-dir", "", "`directory` for an online backup of the store ("+server.BackupFile+"), written at start and every --backup-every; empty: none")
+	fs.DurationVar(&o.backupEvery, "backup-every", 24*time.Hour, "time between backups")
 	fs.StringVar(&o.rulesFile, "rules", "", "JSON `file` of the survey rules this county sets (self_pay_threshold_bp, min_essential_drug_kinds, min_floor_area_m2, rectify_days); townships and phones receive them when they sync (default: the national defaults)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -106,7 +113,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 type serveOptions struct {
 	data, listen, area, certFile, keyFile string
 	upstream, upstreamToken, upstreamCA   string
-	rulesFile                             string
+	rulesFile, backupDir                  string
+	backupEvery                           time.Duration
 	upstreamEvery                         time.Duration
 	logRetention, compactEvery            time.Duration
 }
@@ -150,6 +158,16 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 	if o.compactEvery > 0 {
 		stopCompaction := srv.StartCompaction(ctx, o.logRetention, o.compactEvery)
 		defer stopCompaction()
+	}
+	if o.backupDir != "" {
+		if o.backupEvery <= 0 {
+			return errors.New("--backup-every must be positive")
+		}
+		if err := os.MkdirAll(o.backupDir, 0o700); err != nil {
+			return err
+		}
+		stopBackups := srv.StartBackups(ctx, o.backupDir, o.backupEvery)
+		defer stopBackups()
 	}
 	var relayDone <-chan struct{}
 	if o.upstream != "" {
@@ -249,4 +267,28 @@ func loadRules(file string, relaying bool, area string) (*fieldsyncv1.Rules, err
 		source = area + " " + source
 	}
 	return r.Proto(source), nil
+}
+
+// recoverStore is 'fieldsyncd recover': with the server stopped, it accepts a
+// store that may have lost its last commits (a damaged meta page, or a data
+// directory restored from an older backup), which serve refuses, and logs
+// what was accepted.
+func recoverStore(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("recover", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "data", "data `directory` of the stopped server")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	accepted, err := server.Recover(*data)
+	if err != nil {
+		return err
+	}
+	if accepted == "" {
+		fmt.Fprintf(stdout, "%s: the store is sound; nothing to accept\n", *data)
+		return nil
+	}
+	slog.New(slog.NewJSONHandler(stderr, nil)).Warn("store rollback accepted by the operator", "data", *data, "what", accepted)
+	fmt.Fprintf(stdout, "%s: accepted: %s\nthe server may start; phones push again at their next sync what the store lost\n", *data, accepted)
+	return nil
 }

@@ -188,22 +188,23 @@ func parseMeta(b []byte) boltMeta {
 // precheck reads the meta pages of the bbolt file at path and refuses, before
 // bbolt maps it, a file that is not a bbolt file, whose meta pages are both
 // damaged, or that is shorter than its meta says (a truncated copy, which
-// bbolt would map and fault on).
-func precheck(path string) error {
+// bbolt would map and fault on). It returns the meta bbolt will open the file
+// at, and a *RollbackError when one of the two meta pages is damaged.
+func precheck(path string) (boltMeta, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("boltstore: open %s: %w", path, err)
+		return boltMeta{}, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("boltstore: open %s: %w", path, err)
+		return boltMeta{}, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	size := fi.Size()
 	buf := make([]byte, 4096)
 	n, err := f.ReadAt(buf, 0)
 	if err != nil && err != io.EOF {
-		return fmt.Errorf("boltstore: open %s: %w", path, err)
+		return boltMeta{}, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	metas := []boltMeta{parseMeta(buf[:n])}
 	// The second meta page is one page in; try every page size bbolt allows.
@@ -220,7 +221,19 @@ func precheck(path string) error {
 			best = m
 		}
 	}
-	return checkMeta(path, best, metas[0].magic == boltMagic, size)
+	if err := checkMeta(path, best, metas[0].magic == boltMagic, size); err != nil {
+		return boltMeta{}, err
+	}
+	// Both meta pages must be sound. bbolt opens a file whose newer meta
+	// page is damaged at the older one without a word, and the last commit
+	// is gone: a revoked phone syncs again, an acknowledged push vanishes.
+	for page := range 2 {
+		n, err := f.ReadAt(buf[:boltMetaOffset+boltMetaSize], int64(page)*int64(best.pageSize))
+		if m := parseMeta(buf[:n]); (err != nil && n < boltMetaOffset+boltMetaSize) || !m.valid {
+			return best, &RollbackError{Path: path, Reason: fmt.Sprintf("bbolt meta page %d is damaged, so the store would open as of transaction %d, and any commit after it would be lost without a word", page, best.txid)}
+		}
+	}
+	return best, nil
 }
 
 func checkMeta(path string, m boltMeta, magic bool, size int64) error {

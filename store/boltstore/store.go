@@ -90,6 +90,12 @@ type Options struct {
 	// mapping, so it should exceed the expected file size; the file itself
 	// does not grow with it. Zero means DefaultInitialMmapSize.
 	InitialMmapSize int
+
+	// AcceptRollback opens a store that may have lost its last commits (see
+	// ErrRolledBack) instead of refusing it: for an operator who decided to
+	// (fieldsyncd recover). The store then records its current transaction as
+	// the last one.
+	AcceptRollback bool
 }
 
 func (o *Options) withDefaults() Options {
@@ -128,7 +134,16 @@ type Store struct {
 	db      *bbolt.DB
 	path    string
 	replica syncengine.ReplicaID
+	txids   *txidLog // the record of the last commit (TxidFile)
+	// rollback is why the store may have lost commits, when it was opened
+	// with Options.AcceptRollback.
+	rollback string
 }
+
+// AcceptedRollback returns why the store may have lost commits when it was
+// opened with Options.AcceptRollback, or "" when it was sound: for the
+// caller to log what the operator accepted.
+func (s *Store) AcceptedRollback() string { return s.rollback }
 
 // Open opens the store in the file at path, creating it if it is missing or
 // empty. Before it opens the file for writing, it reads every page of it, so
@@ -141,8 +156,21 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err := createIfEmpty(path, &o); err != nil {
 		return nil, err
 	}
-	if err := precheck(path); err != nil {
+	meta, err := precheck(path)
+	var rolled *RollbackError
+	switch {
+	case errors.As(err, &rolled) && o.AcceptRollback:
+	case err != nil:
 		return nil, err
+	}
+	if recorded, ok, err := readTxid(path); errors.As(err, &rolled) && o.AcceptRollback {
+	} else if err != nil {
+		return nil, err
+	} else if ok && recorded > meta.txid && rolled == nil {
+		rolled = &RollbackError{Path: path, Reason: fmt.Sprintf("its last transaction is %d, but transaction %d was committed before: the file was rolled back or replaced by an older copy", meta.txid, recorded)}
+		if !o.AcceptRollback {
+			return nil, rolled
+		}
 	}
 	have, replica, err := inspect(path, &o)
 	if err != nil {
@@ -164,7 +192,18 @@ func Open(path string, opts *Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	return &Store{db: db, path: path, replica: replica}, nil
+	var txid uint64
+	_ = db.View(func(btx *bbolt.Tx) error { txid = uint64(btx.ID()); return nil })
+	txids, err := openTxidLog(path, txid)
+	if err != nil {
+		_ = protect(path, db.Close)
+		return nil, err
+	}
+	st := &Store{db: db, path: path, replica: replica, txids: txids}
+	if rolled != nil {
+		st.rollback = rolled.Reason
+	}
+	return st, nil
 }
 
 // Close closes the file after the transactions in progress end. Using the
@@ -173,7 +212,7 @@ func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("boltstore: close %s: %w", s.path, err)
 	}
-	return nil
+	return s.txids.close()
 }
 
 // Path returns the file the store was opened from.
@@ -204,8 +243,12 @@ func (s *Store) Update(ctx context.Context, fn func(syncengine.Tx) error) error 
 	if err != nil {
 		return err
 	}
+	txid := uint64(btx.ID())
 	if err := btx.Commit(); err != nil {
 		return fmt.Errorf("boltstore: commit: %w", err)
+	}
+	if err := s.txids.record(txid); err != nil {
+		return err
 	}
 	return nil
 }
