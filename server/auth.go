@@ -88,41 +88,23 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 	if s.closed.Load() {
 		return nil, grpcError(ctx, s.log, ErrClosed)
 	}
-	if err := s.guard(ctx, info.FullMethod); err != nil {
-		return nil, grpcError(ctx, s.log, err)
-	}
 	switch {
 	case strings.HasPrefix(info.FullMethod, adminPrefix):
 		if err := s.authenticateAdmin(ctx); err != nil {
-			s.noteRefused(ctx, s.authFailures, "admin authentication", err)
-			return nil, grpcError(ctx, s.log, err)
+			return nil, grpcError(ctx, s.log, s.refused(ctx, s.authFailures, "admin authentication", err))
 		}
 	case !open(info.FullMethod):
 		actx, err := s.authenticate(ctx)
 		if err != nil {
-			s.noteRefused(ctx, s.authFailures, "authentication", err)
-			return nil, grpcError(ctx, s.log, err)
+			return nil, grpcError(ctx, s.log, s.refused(ctx, s.authFailures, "authentication", err))
 		}
 		ctx = actx
 	}
 	resp, err := h(ctx, req)
 	if info.FullMethod == fieldsyncv1.EnrolmentService_Enroll_FullMethodName && (errors.Is(err, ErrInvalidCode) || errors.Is(err, ErrReplicaEnrolled)) {
-		s.noteRefused(ctx, s.enrolFailures, "enrolment", err)
+		err = s.refused(ctx, s.enrolFailures, "enrolment", err)
 	}
 	return resp, grpcError(ctx, s.log, err)
-}
-
-// guard refuses a call from a peer address that made too many refused
-// attempts lately: enrolments for Enroll, tokens for everything else but the
-// health service.
-func (s *Server) guard(ctx context.Context, method string) error {
-	switch {
-	case method == fieldsyncv1.EnrolmentService_Enroll_FullMethodName:
-		return s.checkLimit(ctx, s.enrolFailures, "enroll")
-	case open(method):
-		return nil
-	}
-	return s.checkLimit(ctx, s.authFailures, "authenticate")
 }
 
 // streamAuth is unaryAuth for streaming calls.
@@ -131,20 +113,15 @@ func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	if s.closed.Load() {
 		return grpcError(ctx, s.log, ErrClosed)
 	}
-	if err := s.guard(ctx, info.FullMethod); err != nil {
-		return grpcError(ctx, s.log, err)
-	}
 	switch {
 	case strings.HasPrefix(info.FullMethod, adminPrefix):
 		if err := s.authenticateAdmin(ctx); err != nil {
-			s.noteRefused(ctx, s.authFailures, "admin authentication", err)
-			return grpcError(ctx, s.log, err)
+			return grpcError(ctx, s.log, s.refused(ctx, s.authFailures, "admin authentication", err))
 		}
 	case !open(info.FullMethod):
 		var err error
 		if ctx, err = s.authenticate(ctx); err != nil {
-			s.noteRefused(ss.Context(), s.authFailures, "authentication", err)
-			return grpcError(ss.Context(), s.log, err)
+			return grpcError(ss.Context(), s.log, s.refused(ss.Context(), s.authFailures, "authentication", err))
 		}
 	}
 	return grpcError(ctx, s.log, h(srv, &authedStream{ServerStream: ss, ctx: ctx}))
@@ -280,6 +257,11 @@ func (s *Server) IssueReplaceCode(ctx context.Context, old syncengine.ReplicaID,
 	}
 	if len(areas) == 0 {
 		areas = d.Areas
+	}
+	for _, a := range areas {
+		if d.Relay && len(a) != 9 {
+			return "", time.Time{}, fmt.Errorf("issue replace code: %w: area %q is not a township (9 digits): device %v relays a township", ErrBadRequest, a, old)
+		}
 	}
 	return s.issue(boltstore.EnrolCode{Areas: slices.Clone(areas), Name: d.Name, Relay: d.Relay, Replaces: old}, ttl)
 }

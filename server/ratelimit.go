@@ -15,9 +15,10 @@ import (
 // attempts (enrolment codes, tokens) in a short time.
 var ErrRateLimited = errors.New("too many refused attempts from this address")
 
-// Limits on refused attempts per peer address: someone guessing enrolment
-// codes or tokens gets a few tries, then waits. A phone that is merely
-// revoked retries with backoff and stays far below them.
+// Limits on refused attempts per peer address: someone trying enrolment
+// codes or tokens gets a few refusals, then RATE_LIMITED ones, which say how
+// long to wait. A phone that is merely revoked retries with backoff and stays
+// far below them. Good codes and tokens always pass.
 const (
 	// MaxEnrolFailures refused enrolments per address in EnrolFailureWindow.
 	MaxEnrolFailures   = 10
@@ -45,7 +46,7 @@ func newFailures(limit int, window time.Duration) *failures {
 	return &failures{limit: limit, window: window, seen: make(map[string]failureWindow)}
 }
 
-// blocked reports whether key has reached the limit at now, and for how long
+// blocked reports whether key went over the limit at now, and for how long
 // it stays blocked.
 func (f *failures) blocked(key string, now time.Time) (bool, time.Duration) {
 	f.mu.Lock()
@@ -54,7 +55,7 @@ func (f *failures) blocked(key string, now time.Time) (bool, time.Duration) {
 	if !ok || now.Sub(w.start) >= f.window {
 		return false, 0
 	}
-	return w.n >= f.limit, w.start.Add(f.window).Sub(now)
+	return w.n > f.limit, w.start.Add(f.window).Sub(now)
 }
 
 // fail counts a refused attempt of key at now.
@@ -76,7 +77,8 @@ func (f *failures) fail(key string, now time.Time) {
 	f.seen[key] = w
 }
 
-// peerHost is the host of the call's peer address, or "" if unknown.
+// peerHost is the host of the call's peer address, or "" if unknown; an
+// IPv6 address counts by its /64 network, which one subscriber holds whole.
 func peerHost(ctx context.Context) string {
 	p, ok := grpcpeer.FromContext(ctx)
 	if !ok || p.Addr == nil {
@@ -86,24 +88,26 @@ func peerHost(ctx context.Context) string {
 	if err != nil {
 		return p.Addr.String()
 	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return (&net.IPNet{IP: ip.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}).String()
+	}
 	return host
 }
 
-// checkLimit returns ErrRateLimited, with how long to wait, when the call's
-// peer is blocked by f.
-func (s *Server) checkLimit(ctx context.Context, f *failures, what string) error {
-	if blocked, wait := f.blocked(peerHost(ctx), s.now()); blocked {
+// refused counts a refused attempt of the call's peer in f, logs it with the
+// peer's address and the reason (never the token or code), and returns err,
+// or ErrRateLimited, with how long to wait, once the peer is over the limit.
+// Only refused attempts are ever limited: a good token or code passes from
+// any address, so phones behind one NAT (a township's Wi-Fi, a carrier) are
+// never locked out by one of them guessing.
+func (s *Server) refused(ctx context.Context, f *failures, what string, err error) error {
+	host, now := peerHost(ctx), s.now()
+	f.fail(host, now)
+	s.log.WarnContext(ctx, what+" refused", "peer", host, "reason", reasonOf(err))
+	if blocked, wait := f.blocked(host, now); blocked {
 		return fmt.Errorf("%s: %w: try again in %v", what, ErrRateLimited, wait.Round(time.Second))
 	}
-	return nil
-}
-
-// noteRefused counts a refused attempt of the call's peer in f and logs it,
-// with the peer's address and the reason, never the token or code.
-func (s *Server) noteRefused(ctx context.Context, f *failures, what string, err error) {
-	host := peerHost(ctx)
-	f.fail(host, s.now())
-	s.log.WarnContext(ctx, what+" refused", "peer", host, "reason", reasonOf(err))
+	return err
 }
 
 // reasonOf is err's stable reason code, as grpcError would send it.

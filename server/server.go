@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -283,8 +284,9 @@ func (s *Server) Close() error {
 // the last commit recorded beside it, as after a restore from a backup),
 // records its present state as the last commit, and closes it; the server then
 // starts on it. It returns what was accepted ("" for a sound store), which the
-// caller logs. Phones and a county that synced after the lost commits push
-// them again at their next sync.
+// caller logs. Every device takes a snapshot at its next sync, and pushes
+// again what the store lost of its own changes (Hello tells it how far the
+// store holds them).
 func Recover(dataDir string) (string, error) {
 	path := filepath.Join(dataDir, StoreFile)
 	st, err := boltstore.Open(path, &boltstore.Options{AcceptRollback: true})
@@ -293,8 +295,22 @@ func Recover(dataDir string) (string, error) {
 	}
 	accepted := st.AcceptedRollback()
 	if accepted != "" {
-		// A commit rewrites the damaged meta page, and records the state.
-		err = st.SetMeta(context.Background(), "recovered_at", []byte(time.Now().UTC().Format(time.RFC3339)))
+		// A commit rewrites the damaged meta page and records the state. A
+		// new snapshot epoch makes every device's pull cursor, which may
+		// point past the log's new end, take a snapshot again.
+		ctx := context.Background()
+		epoch, err := st.Meta(ctx, metaSnapshotEpoch)
+		if err == nil {
+			n, _ := strconv.ParseUint(string(epoch), 10, 64)
+			err = st.SetMeta(ctx, metaSnapshotEpoch, []byte(strconv.FormatUint(n+1, 10)))
+		}
+		if err == nil {
+			err = st.SetMeta(ctx, "recovered_at", []byte(time.Now().UTC().Format(time.RFC3339)))
+		}
+		if err != nil {
+			st.Close()
+			return "", fmt.Errorf("recover %s: %w", path, err)
+		}
 	}
 	if cerr := st.Close(); err == nil {
 		err = cerr

@@ -168,6 +168,9 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 			continue
 		}
 		c, err := wire.ChangeFromProto(pc)
+		if err == nil {
+			err = wire.CheckUnknown(c)
+		}
 		if err != nil {
 			results[i] = &fieldsyncv1.ChangeResult{
 				ChangeId: pc.GetChangeId(),
@@ -239,9 +242,9 @@ func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, resul
 //   - a change in the name of this server: only this server numbers its own
 //     changes, and taking one would make its next own change reuse a dot;
 //   - from a relay, a change of a replica enrolled at this server directly, or
-//     of a replica another relay's changes came from first (BindOrigins): a
-//     township speaks for itself and the devices below it, never for another
-//     township's;
+//     of a replica another relay's new changes came from first (BindOrigins,
+//     for changes the server does not hold yet): a township speaks for itself
+//     and the devices below it, never for another township's;
 //   - a dot counter more than Config.MaxDotGap beyond the highest the server
 //     holds of its origin (or beyond the change before it in the batch): no
 //     replica makes that many changes between two syncs, and a counter near
@@ -265,6 +268,12 @@ func (s *Server) refuseForgedOrigins(ctx context.Context, p Peer, b syncengine.B
 	err = s.store.View(ctx, func(tx syncengine.ReadTx) error {
 		for _, e := range b.Changes {
 			o := e.Change.Origin
+			if _, dup := held[e.Change.Dot]; dup {
+				// A change the server holds: a retry, or a change the relay
+				// pulled from here and sends back. It proves nothing about
+				// which relay speaks for its origin, and binds nothing.
+				continue
+			}
 			if _, ok := high[o]; ok {
 				continue
 			}

@@ -133,11 +133,6 @@ func upsertFields(kind syncengine.Kind, u *fieldsyncv1.Upsert) (map[int32][]byte
 		}
 	}
 	fields := make(map[int32][]byte, len(u.GetFieldNumbers()))
-	var desc protoreflect.MessageDescriptor
-	if m, err := NewBody(kind); err == nil {
-		desc = m.ProtoReflect().Descriptor()
-	}
-	unknown := 0
 	for _, n := range u.GetFieldNumbers() {
 		if n < 1 || n > syncengine.MaxFieldNumber {
 			return nil, fmt.Errorf("field number %d out of range", n)
@@ -146,24 +141,42 @@ func upsertFields(kind syncengine.Kind, u *fieldsyncv1.Upsert) (map[int32][]byte
 		if v == nil {
 			v = []byte{}
 		}
-		if desc != nil && desc.Fields().ByNumber(protoreflect.FieldNumber(n)) == nil {
-			if desc.ReservedRanges().Has(protoreflect.FieldNumber(n)) {
-				return nil, fmt.Errorf("field number %d is reserved in %s: no version of fieldsync writes it", n, desc.Name())
-			}
-			if unknown += len(v); unknown > MaxUnknownBytes {
-				return nil, fmt.Errorf("fields unknown to this version carry more than %d bytes: update fieldsync, or the sending app wrote fields it should not", MaxUnknownBytes)
-			}
-		}
 		fields[n] = v
 	}
 	return fields, nil
 }
 
-// MaxUnknownBytes bounds the encoded size of the fields of one change that
-// this build's record kind does not know (written by a newer app): they are
-// kept and forwarded byte for byte, so an older server never erases what a
-// newer app wrote, but no more than this per change.
+// MaxUnknownBytes bounds the encoded size of the fields of one pushed change
+// that this build's record kind does not know (written by a newer app): they
+// are kept and forwarded byte for byte, so an older server never erases what
+// a newer app wrote, but a server takes no more than this per change
+// (CheckUnknown). What a server sends down was taken under its own bound, and
+// is not bounded again: an older phone must never stop pulling.
 const MaxUnknownBytes = 4 << 10
+
+// CheckUnknown returns an error wrapping ErrMalformedChange for a change that
+// writes more than MaxUnknownBytes of fields its kind does not know, or a
+// field number its kind reserves.
+func CheckUnknown(c syncengine.Change) error {
+	m, err := NewBody(c.Kind)
+	if err != nil {
+		return nil // a kind this build does not know passes whole
+	}
+	desc := m.ProtoReflect().Descriptor()
+	unknown := 0
+	for _, n := range slices.Sorted(maps.Keys(c.Fields)) {
+		if desc.Fields().ByNumber(protoreflect.FieldNumber(n)) != nil || n == syncengine.ExistenceField {
+			continue
+		}
+		if desc.ReservedRanges().Has(protoreflect.FieldNumber(n)) {
+			return fmt.Errorf("%w: field number %d is reserved in %s: no version of fieldsync writes it", ErrMalformedChange, n, desc.Name())
+		}
+		if unknown += len(c.Fields[n]); unknown > MaxUnknownBytes {
+			return fmt.Errorf("%w: fields unknown to this version carry more than %d bytes: update fieldsync, or the sending app wrote fields it should not", ErrMalformedChange, MaxUnknownBytes)
+		}
+	}
+	return nil
+}
 
 // DotToProto returns the wire form of d.
 func DotToProto(d syncengine.Dot) *fieldsyncv1.Dot {

@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -11,8 +12,9 @@ import (
 	"github.com/fieldsync/fieldsync/wire"
 )
 
-// TestUnknownFieldsBounded: fields a newer app wrote pass through up to
-// wire.MaxUnknownBytes per change; beyond it the change is malformed.
+// TestUnknownFieldsBounded: fields a newer app wrote pass a server's check
+// up to wire.MaxUnknownBytes per change, and beyond it the change is
+// malformed; converting a change (as a pull does) never refuses them.
 func TestUnknownFieldsBounded(t *testing.T) {
 	for _, tc := range []struct {
 		size int
@@ -38,9 +40,13 @@ func TestUnknownFieldsBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = wire.ChangeFromProto(pc)
-		if got := err == nil; got != tc.ok {
-			t.Errorf("%d bytes of unknown fields: %v, want accepted %v", tc.size, err, tc.ok)
+		back, err := wire.ChangeFromProto(pc)
+		if err != nil {
+			t.Fatalf("%d bytes of unknown fields: ChangeFromProto = %v, want them passed through", tc.size, err)
+		}
+		err = wire.CheckUnknown(back)
+		if got := err == nil; got != tc.ok || (err != nil && !errors.Is(err, wire.ErrMalformedChange)) {
+			t.Errorf("%d bytes of unknown fields: CheckUnknown = %v, want accepted %v", tc.size, err, tc.ok)
 		}
 	}
 }

@@ -128,7 +128,7 @@ func (s *Store) PutEnrolCode(ctx context.Context, c EnrolCode, now time.Time) er
 //   - a replica that is not enrolled is registered with the code's areas,
 //     name and relay flag (name, when the code has none);
 //   - the same code and replica again (a device whose answer was lost) only
-//     replace the token;
+//     replace the token, unless the device was revoked since;
 //   - a replica enrolled already, active or revoked, is refused with
 //     ErrReplicaEnrolled, unless the code replaces it: then its token is
 //     replaced and a revocation lifted, and its history (cursors, activity,
@@ -165,7 +165,9 @@ func (s *Store) EnrolDevice(ctx context.Context, hash [32]byte, replica syncengi
 		if err != nil && !errors.Is(err, ErrNoDevice) {
 			return err
 		}
-		if enrolled && !retry && c.Replaces != replica {
+		// Only a replace code lifts a revocation: a retry of the code a
+		// revoked device enrolled with must not undo it.
+		if enrolled && (!retry || old.Revoked) && c.Replaces != replica {
 			return fmt.Errorf("%w: %v (%q)", ErrReplicaEnrolled, replica, old.Name)
 		}
 		if !c.Replaces.IsZero() && c.Replaces != replica {
@@ -201,9 +203,10 @@ func (s *Store) EnrolDevice(ctx context.Context, hash [32]byte, replica syncengi
 }
 
 // BindOrigins binds each of origins to relay, unless it is bound to another
-// relay already, in one transaction: a relaying township may push only the
-// changes of the replicas below it. It returns the origins bound to another
-// relay, with that relay.
+// relay already that is not revoked, in one transaction: a relaying township
+// may push only the changes of the replicas below it, and a township server
+// replaced (admin device replace) takes over its predecessor's. It returns
+// the origins bound to another relay, with that relay.
 func (s *Store) BindOrigins(ctx context.Context, relay syncengine.ReplicaID, origins []syncengine.ReplicaID) (map[syncengine.ReplicaID]syncengine.ReplicaID, error) {
 	taken := make(map[syncengine.ReplicaID]syncengine.ReplicaID)
 	err := s.update(ctx, func(t *tx) error {
@@ -217,6 +220,14 @@ func (s *Store) BindOrigins(ctx context.Context, relay syncengine.ReplicaID, ori
 			case len(v) != idLen:
 				return fmt.Errorf("boltstore: origin %v: %w: relay of %d bytes", o, ErrCorrupt, len(v))
 			case syncengine.ReplicaID(v) != relay:
+				// A relay that was revoked (or replaced) speaks for no one:
+				// its origins go to the relay that pushes them now.
+				if d, err := t.device(syncengine.ReplicaID(v)); err == nil && d.Revoked {
+					if err := t.origins.Put(bytes.Clone(o[:]), bytes.Clone(relay[:])); err != nil {
+						return err
+					}
+					continue
+				}
 				taken[o] = syncengine.ReplicaID(v)
 			}
 		}

@@ -101,9 +101,16 @@ func TestEnrolDeviceBindsIdentities(t *testing.T) {
 	if d, err := s.Device(ctx, victim); err != nil || d.TokenHash != tok("victim") {
 		t.Errorf("victim after the attempt: %+v, %v", d, err)
 	}
-	// Revoked, it cannot be enrolled again by a fresh code either.
+	// Revoked, it cannot be enrolled again by a fresh code either, nor by a
+	// retry of the code it enrolled with.
 	if err := s.RevokeDevice(ctx, victim); err != nil {
 		t.Fatal(err)
+	}
+	if _, _, err := s.EnrolDevice(ctx, sha256.Sum256([]byte("A")), victim, tok("retry"), "", now); !errors.Is(err, boltstore.ErrReplicaEnrolled) {
+		t.Errorf("a retry of its own code after a revocation: %v, want ErrReplicaEnrolled", err)
+	}
+	if d, err := s.Device(ctx, victim); err != nil || !d.Revoked {
+		t.Errorf("after the retry: %+v, %v; want still revoked", d, err)
 	}
 	if _, _, err := s.EnrolDevice(ctx, put("C", boltstore.EnrolCode{}), victim, tok("again"), "", now); !errors.Is(err, boltstore.ErrReplicaEnrolled) {
 		t.Errorf("fresh code for a revoked replica: %v, want ErrReplicaEnrolled", err)
@@ -138,6 +145,16 @@ func TestBindOrigins(t *testing.T) {
 	}
 	if taken, err := s.BindOrigins(ctx, town2, []syncengine.ReplicaID{p2}); err != nil || len(taken) != 0 {
 		t.Errorf("town2's own origin again: %v, %v", taken, err)
+	}
+	// town1 revoked (its server replaced): its origins go to who pushes them.
+	if err := s.PutDevice(ctx, boltstore.Device{ID: town1, Areas: []string{townA}, Relay: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeDevice(ctx, town1); err != nil {
+		t.Fatal(err)
+	}
+	if taken, err := s.BindOrigins(ctx, town2, []syncengine.ReplicaID{p1}); err != nil || len(taken) != 0 {
+		t.Errorf("an origin of a revoked relay: %v, %v; want it free", taken, err)
 	}
 	if err := s.Check(ctx); err != nil {
 		t.Fatal(err)

@@ -167,6 +167,9 @@ type boltMeta struct {
 	magic, version, pageSize   uint32
 	root, freelist, pgid, txid uint64
 	valid                      bool
+	// damagedPage, in the meta precheck returns, is the meta page (0 or 1)
+	// that does not validate, or -1.
+	damagedPage int
 }
 
 func parseMeta(b []byte) boltMeta {
@@ -189,7 +192,7 @@ func parseMeta(b []byte) boltMeta {
 // bbolt maps it, a file that is not a bbolt file, whose meta pages are both
 // damaged, or that is shorter than its meta says (a truncated copy, which
 // bbolt would map and fault on). It returns the meta bbolt will open the file
-// at, and a *RollbackError when one of the two meta pages is damaged.
+// at, with the meta page that is damaged, if one is.
 func precheck(path string) (boltMeta, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -224,13 +227,16 @@ func precheck(path string) (boltMeta, error) {
 	if err := checkMeta(path, best, metas[0].magic == boltMagic, size); err != nil {
 		return boltMeta{}, err
 	}
-	// Both meta pages must be sound. bbolt opens a file whose newer meta
-	// page is damaged at the older one without a word, and the last commit
-	// is gone: a revoked phone syncs again, an acknowledged push vanishes.
+	// bbolt opens a file whose newer meta page is damaged at the older one
+	// without a word. That is right after a commit torn by a power cut (it
+	// was never acknowledged), and wrong after damage to a page that held a
+	// commit: the caller tells them apart by the last commit recorded beside
+	// the store.
+	best.damagedPage = -1
 	for page := range 2 {
 		n, err := f.ReadAt(buf[:boltMetaOffset+boltMetaSize], int64(page)*int64(best.pageSize))
 		if m := parseMeta(buf[:n]); (err != nil && n < boltMetaOffset+boltMetaSize) || !m.valid {
-			return best, &RollbackError{Path: path, Reason: fmt.Sprintf("bbolt meta page %d is damaged, so the store would open as of transaction %d, and any commit after it would be lost without a word", page, best.txid)}
+			best.damagedPage = page
 		}
 	}
 	return best, nil

@@ -15,11 +15,15 @@ import (
 )
 
 // A store is refused at open when it may have lost commits without a word:
-// when one of bbolt's two meta pages is damaged (bbolt would open the file at
-// the other, older one), or when its last transaction is older than the one
-// the store recorded durably beside it, in TxidFile, after its last commit (a
-// file rolled back, or replaced by an older copy). Options.AcceptRollback
-// opens it anyway, for an operator who decided so (fieldsyncd recover).
+// when its last transaction is older than the one the store recorded durably
+// beside it, in TxidFile, after its last commit (a meta page damaged over a
+// commit, bbolt then opening the file at the page before; a file rolled back,
+// or replaced by an older copy), or when a meta page is damaged and there is
+// no record to tell a commit torn by a crash (never acknowledged, so nothing
+// is lost) from lost ones. Options.AcceptRollback opens it anyway, for an
+// operator who decided so (fieldsyncd recover). The record is only as safe as
+// the directory: restoring the whole data directory, record included, from
+// an older copy is not detected.
 
 // ErrRolledBack is wrapped by the *RollbackError Open returns for a store that
 // may have lost commits.
@@ -81,6 +85,10 @@ func openTxidLog(path string, txid uint64) (*txidLog, error) {
 		f.Close()
 		return nil, err
 	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("boltstore: open %s%s: %w", path, TxidFile, err)
+	}
 	return l, nil
 }
 
@@ -93,7 +101,6 @@ func (l *txidLog) record(txid uint64) error {
 	if txid <= l.last {
 		return nil
 	}
-	l.last = txid
 	b := binary.BigEndian.AppendUint64(bytes.Clone(txidMagic), txid)
 	if _, err := l.f.WriteAt(b, 0); err != nil {
 		return fmt.Errorf("boltstore: record transaction %d: %w", txid, err)
@@ -101,6 +108,7 @@ func (l *txidLog) record(txid uint64) error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("boltstore: record transaction %d: %w", txid, err)
 	}
+	l.last = txid
 	return nil
 }
 

@@ -157,20 +157,27 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	meta, err := precheck(path)
-	var rolled *RollbackError
-	switch {
-	case errors.As(err, &rolled) && o.AcceptRollback:
-	case err != nil:
+	if err != nil {
 		return nil, err
 	}
-	if recorded, ok, err := readTxid(path); errors.As(err, &rolled) && o.AcceptRollback {
-	} else if err != nil {
+	var rolled *RollbackError
+	recorded, ok, err := readTxid(path)
+	switch {
+	case errors.As(err, &rolled):
+	case err != nil:
 		return nil, err
-	} else if ok && recorded > meta.txid && rolled == nil {
+	case ok && recorded > meta.txid && meta.damagedPage >= 0:
+		rolled = &RollbackError{Path: path, Reason: fmt.Sprintf("bbolt meta page %d is damaged, so the store would open as of transaction %d, but transaction %d was committed: it would be lost without a word", meta.damagedPage, meta.txid, recorded)}
+	case ok && recorded > meta.txid:
 		rolled = &RollbackError{Path: path, Reason: fmt.Sprintf("its last transaction is %d, but transaction %d was committed before: the file was rolled back or replaced by an older copy", meta.txid, recorded)}
-		if !o.AcceptRollback {
-			return nil, rolled
-		}
+	case !ok && meta.damagedPage >= 0:
+		// No record to tell a torn commit from lost ones: loud.
+		rolled = &RollbackError{Path: path, Reason: fmt.Sprintf("bbolt meta page %d is damaged, so the store would open as of transaction %d, and any commit after it would be lost without a word", meta.damagedPage, meta.txid)}
+	}
+	// A damaged meta page with the recorded commit intact is a commit torn
+	// by a crash, never acknowledged: bbolt's fallback is right.
+	if rolled != nil && !o.AcceptRollback {
+		return nil, rolled
 	}
 	have, replica, err := inspect(path, &o)
 	if err != nil {
@@ -247,9 +254,10 @@ func (s *Store) Update(ctx context.Context, fn func(syncengine.Tx) error) error 
 	if err := btx.Commit(); err != nil {
 		return fmt.Errorf("boltstore: commit: %w", err)
 	}
-	if err := s.txids.record(txid); err != nil {
-		return err
-	}
+	// The commit stands even when its record fails (the next commit writes
+	// the record again): reporting failure would make the caller believe
+	// that nothing was stored.
+	_ = s.txids.record(txid)
 	return nil
 }
 

@@ -49,6 +49,7 @@ func dsn(path string, readOnly bool) string {
 	q.Set("_foreign_keys", "1")
 	q.Set("_txlock", "immediate")
 	q.Add("_pragma", "temp_store(MEMORY)")
+	q.Add("_pragma", "secure_delete(FAST)") // a secret overwritten (encrypted at last) leaves no copy in the page
 	q.Add("_pragma", "journal_size_limit(67108864)")
 	q.Add("_pragma", "cache_size(-16384)") // 16 MiB: a bootstrap batch stays in memory until its commit
 	if readOnly {
