@@ -79,59 +79,54 @@ func (s *Server) StartCompaction(ctx context.Context, retention, every time.Dura
 	if every <= 0 {
 		every = DefaultCompactionInterval
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			_, err := s.CompactLog(ctx, retention)
-			switch {
-			case errors.Is(err, ErrClosed):
-				return
-			case err != nil && ctx.Err() == nil:
-				s.log.WarnContext(ctx, "log compaction failed; trying again later", "err", err, "every", every.String())
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
+	return repeat(ctx, every, func(ctx context.Context) bool {
+		_, err := s.CompactLog(ctx, retention)
+		switch {
+		case errors.Is(err, ErrClosed):
+			return false
+		case err != nil && ctx.Err() == nil:
+			s.log.WarnContext(ctx, "log compaction failed; trying again later", "err", err, "every", every.String())
 		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			<-done
-		})
-	}
+		return true
+	})
 }
 
 // BackupFile is the name of the store's backup in the backup directory
 // (StartBackups).
 const BackupFile = "server-backup.db"
 
-// StartBackups writes a consistent copy of the store into dir/BackupFile
-// every every, while the server runs (boltstore.Store.BackupTo): each copy
-// replaces the last only once it is whole. It returns the function that stops
-// it and waits; a failed backup is logged and tried again at the next tick.
+// StartBackups writes a consistent copy of the store into dir/BackupFile at
+// once and then every every, while the server runs (boltstore.Store.BackupTo):
+// each copy replaces the last only once it is whole. It returns the function
+// that stops it and waits, as StartCompaction's; a failed backup is logged
+// and tried again at the next tick.
 func (s *Server) StartBackups(ctx context.Context, dir string, every time.Duration) (stop func()) {
+	return repeat(ctx, every, func(ctx context.Context) bool {
+		n, err := s.store.BackupTo(ctx, filepath.Join(dir, BackupFile))
+		switch {
+		case err == nil:
+			s.log.InfoContext(ctx, "store backed up", "bytes", n)
+		case s.closed.Load():
+			return false
+		case ctx.Err() == nil:
+			s.log.WarnContext(ctx, "store backup failed; trying again later", "err", err, "every", every.String())
+		}
+		return true
+	})
+}
+
+// repeat runs fn at once and then every every on a goroutine of its own, until
+// ctx is done, fn returns false or the returned stop function is called. stop
+// cancels the goroutine and waits for it to end; it may be called more than
+// once.
+func repeat(ctx context.Context, every time.Duration, fn func(context.Context) bool) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		tick := time.NewTicker(every)
 		defer tick.Stop()
-		for {
-			n, err := s.store.BackupTo(ctx, filepath.Join(dir, BackupFile))
-			switch {
-			case err == nil:
-				s.log.InfoContext(ctx, "store backed up", "bytes", n)
-			case ctx.Err() == nil && !s.closed.Load():
-				s.log.WarnContext(ctx, "store backup failed; trying again later", "err", err, "every", every.String())
-			}
+		for fn(ctx) {
 			select {
 			case <-ctx.Done():
 				return
