@@ -57,6 +57,20 @@ func TestServeRefusesARolledBackStore(t *testing.T) {
 	_, stop := serveIn(t, dir)
 	stop()
 	path := filepath.Join(dir, server.StoreFile)
+	// Two more commits, so that both meta pages hold a whole store (the older
+	// one otherwise may still be the empty file from before initialisation).
+	st, err := boltstore.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1", "2"} {
+		if err := st.SetMeta(t.Context(), "test", []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
