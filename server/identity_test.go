@@ -181,6 +181,17 @@ func TestRelayCannotForgeOrigins(t *testing.T) {
 	if got := push(ctx2, as(again, phoneOfTown1.Origin, 2)); !equal(got, []fieldsyncv1.ChangeOutcome{outOfScope}) {
 		t.Errorf("township 2 pushing township 1's phone's change = %v, want out of scope", got)
 	}
+	// A change township 2 may not push (a record of township 1's village)
+	// is refused and speaks for nothing: the phone of township 1 it names
+	// still pushes through township 1.
+	doomed := localChange(t, followUp(t, villageA, 128, 80))
+	if got := push(ctx2, doomed); !equal(got, []fieldsyncv1.ChangeOutcome{outOfScope}) {
+		t.Fatalf("township 2 pushing a record of township 1 = %v, want out of scope", got)
+	}
+	later := as(localChange(t, followUp(t, villageA, 129, 80)), doomed.Origin, 1)
+	if got := push(ctx1, later); !equal(got, []fieldsyncv1.ChangeOutcome{applied}) {
+		t.Errorf("township 1 pushing its phone's change after township 2's refused one = %v, want applied", got)
+	}
 	// The county numbers its own next change as before.
 	if _, err := tr.county.Save(t.Context(), followUp(t, villageA, 127, 80)); err != nil {
 		t.Fatalf("the county's own change after the forged pushes: %v", err)

@@ -127,6 +127,7 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 	for _, r := range rc.Results {
 		results[slot[r.Pos]] = changeResult(r, val.fieldErrs[r.Dot])
 	}
+	s.bindOrigins(ctx, p, rc)
 	if n := len(rc.Results); n > 0 && rc.Results[n-1].Outcome == syncengine.OutcomeClockSkew {
 		results = results[:slot[rc.Results[n-1].Pos]+1]
 	}
@@ -242,9 +243,8 @@ func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, resul
 //   - a change in the name of this server: only this server numbers its own
 //     changes, and taking one would make its next own change reuse a dot;
 //   - from a relay, a change of a replica enrolled at this server directly, or
-//     of a replica another relay's new changes came from first (BindOrigins,
-//     for changes the server does not hold yet): a township speaks for itself
-//     and the devices below it, never for another township's;
+//     of a replica another relay speaks for (bindOrigins): a township speaks
+//     for itself and the devices below it, never for another township's;
 //   - a dot counter more than Config.MaxDotGap beyond the highest the server
 //     holds of its origin (or beyond the change before it in the batch): no
 //     replica makes that many changes between two syncs, and a counter near
@@ -305,7 +305,7 @@ func (s *Server) refuseForgedOrigins(ctx context.Context, p Peer, b syncengine.B
 			unbound = append(unbound, o)
 		}
 	}
-	taken, err := s.store.BindOrigins(ctx, p.ID, unbound)
+	taken, err := s.store.OriginsTaken(ctx, p.ID, unbound)
 	if err != nil {
 		return b, err
 	}
@@ -340,6 +340,28 @@ func (s *Server) refuseForgedOrigins(ctx context.Context, p Peer, b syncengine.B
 	}
 	b.Changes = kept
 	return b, nil
+}
+
+// bindOrigins binds to relay p the origins of the changes of others it got
+// applied (boltstore.BindOrigins): only a change the server took, never a
+// refused one, makes a relay the one that speaks for its origin. A failure
+// only delays the binding to a later push.
+func (s *Server) bindOrigins(ctx context.Context, p Peer, rc syncengine.Receipt) {
+	if !p.Relay {
+		return
+	}
+	var origins []syncengine.ReplicaID
+	for _, r := range rc.Results {
+		if o := r.Dot.Replica; r.Outcome == syncengine.OutcomeApplied && o != p.ID && !slices.Contains(origins, o) {
+			origins = append(origins, o)
+		}
+	}
+	if len(origins) == 0 {
+		return
+	}
+	if _, err := s.store.BindOrigins(context.WithoutCancel(ctx), p.ID, origins); err != nil {
+		s.log.WarnContext(ctx, "binding the origins of a relayed push", "relay", p.ID.String(), "err", err)
+	}
 }
 
 // pushPositions returns the log position of each change of req: its

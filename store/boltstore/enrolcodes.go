@@ -202,36 +202,68 @@ func (s *Store) EnrolDevice(ctx context.Context, hash [32]byte, replica syncengi
 	return d, c, err
 }
 
-// BindOrigins binds each of origins to relay, unless it is bound to another
-// relay already that is not revoked, in one transaction: a relaying township
-// may push only the changes of the replicas below it, and a township server
-// replaced (admin device replace) takes over its predecessor's. It returns
-// the origins bound to another relay, with that relay.
-func (s *Store) BindOrigins(ctx context.Context, relay syncengine.ReplicaID, origins []syncengine.ReplicaID) (map[syncengine.ReplicaID]syncengine.ReplicaID, error) {
+// OriginsTaken returns, of origins, those another relay speaks for: bound to
+// it by BindOrigins, and it not revoked. It binds nothing.
+func (s *Store) OriginsTaken(ctx context.Context, relay syncengine.ReplicaID, origins []syncengine.ReplicaID) (map[syncengine.ReplicaID]syncengine.ReplicaID, error) {
 	taken := make(map[syncengine.ReplicaID]syncengine.ReplicaID)
-	err := s.update(ctx, func(t *tx) error {
-		clear(taken)
+	err := s.view(ctx, func(t *tx) error {
 		for _, o := range origins {
-			switch v := t.origins.Get(o[:]); {
-			case v == nil:
-				if err := t.origins.Put(bytes.Clone(o[:]), bytes.Clone(relay[:])); err != nil {
-					return err
-				}
-			case len(v) != idLen:
-				return fmt.Errorf("boltstore: origin %v: %w: relay of %d bytes", o, ErrCorrupt, len(v))
-			case syncengine.ReplicaID(v) != relay:
-				// A relay that was revoked (or replaced) speaks for no one:
-				// its origins go to the relay that pushes them now.
-				if d, err := t.device(syncengine.ReplicaID(v)); err == nil && d.Revoked {
-					if err := t.origins.Put(bytes.Clone(o[:]), bytes.Clone(relay[:])); err != nil {
-						return err
-					}
-					continue
-				}
-				taken[o] = syncengine.ReplicaID(v)
+			other, ok, err := t.originTaken(o, relay)
+			if err != nil {
+				return err
+			}
+			if ok {
+				taken[o] = other
 			}
 		}
 		return nil
 	})
 	return taken, err
+}
+
+// BindOrigins binds each of origins to relay, unless another relay speaks for
+// it (OriginsTaken), in one transaction: a relaying township may push only the
+// changes of the replicas below it, and a township server replaced (admin
+// device replace, which revokes it) hands its origins on to the relay that
+// pushes them next. The server binds the origins of the changes it applied.
+// It returns the origins another relay speaks for, with that relay.
+func (s *Store) BindOrigins(ctx context.Context, relay syncengine.ReplicaID, origins []syncengine.ReplicaID) (map[syncengine.ReplicaID]syncengine.ReplicaID, error) {
+	taken := make(map[syncengine.ReplicaID]syncengine.ReplicaID)
+	err := s.update(ctx, func(t *tx) error {
+		clear(taken)
+		for _, o := range origins {
+			other, ok, err := t.originTaken(o, relay)
+			switch {
+			case err != nil:
+				return err
+			case ok:
+				taken[o] = other
+			default:
+				if err := t.origins.Put(bytes.Clone(o[:]), bytes.Clone(relay[:])); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return taken, err
+}
+
+// originTaken returns the relay other than relay that origin is bound to,
+// and true, unless that relay was revoked (it speaks for no one).
+func (t *tx) originTaken(origin, relay syncengine.ReplicaID) (syncengine.ReplicaID, bool, error) {
+	v := t.origins.Get(origin[:])
+	switch {
+	case v == nil:
+		return syncengine.ReplicaID{}, false, nil
+	case len(v) != idLen:
+		return syncengine.ReplicaID{}, false, fmt.Errorf("boltstore: origin %v: %w: relay of %d bytes", origin, ErrCorrupt, len(v))
+	case syncengine.ReplicaID(v) == relay:
+		return syncengine.ReplicaID{}, false, nil
+	}
+	other := syncengine.ReplicaID(v)
+	if d, err := t.device(other); err == nil && d.Revoked {
+		return syncengine.ReplicaID{}, false, nil
+	}
+	return other, true, nil
 }
