@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -606,7 +605,7 @@ func TestProblemsAndFlagsAcrossTiers(t *testing.T) {
 // problem returns d's problem id.
 func (w *rulesWorld) problem(t *testing.T, d *device, id string) *fieldsyncv1.Problem {
 	t.Helper()
-	p, err := d.Problem(context.WithoutCancel(t.Context()), id)
+	p, err := d.Problem(t.Context(), id)
 	if err != nil {
 		t.Fatalf("%s: Problem(%s): %v", d.name, id, err)
 	}

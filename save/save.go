@@ -81,7 +81,7 @@ type Result struct {
 // and storage errors; on any error the caller must roll tx back. rec is not
 // modified.
 func Record(ctx context.Context, tx syncengine.Tx, a Author, rec *fieldsyncv1.Record) (Result, error) {
-	rec = Derive(rec)
+	rec = derive(rec)
 	if errs := a.Rules.Validate(rec, a.Now); len(errs) > 0 {
 		return Result{}, &InvalidError{Fields: errs}
 	}
@@ -114,10 +114,10 @@ func Record(ctx context.Context, tx syncengine.Tx, a Author, rec *fieldsyncv1.Re
 	return res, nil
 }
 
-// Derive returns rec with what the rules derive applied: a follow-up's
+// derive returns rec with what the rules derive applied: a follow-up's
 // schedule (survey.DeriveFollowUp). Other kinds are returned as they are. rec
 // is not modified.
-func Derive(rec *fieldsyncv1.Record) *fieldsyncv1.Record {
+func derive(rec *fieldsyncv1.Record) *fieldsyncv1.Record {
 	if f := rec.GetFollowUp(); f != nil {
 		return &fieldsyncv1.Record{Body: &fieldsyncv1.Record_FollowUp{FollowUp: survey.DeriveFollowUp(f)}}
 	}

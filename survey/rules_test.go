@@ -388,6 +388,9 @@ func TestParseRules(t *testing.T) {
 			t.Errorf("ParseRules(%s) accepted", bad)
 		}
 	}
+	if _, err := survey.RulesFromProto(want.Proto(strings.Repeat("县", 201))); err == nil {
+		t.Error("rules from a handshake with a 201-character source accepted")
+	}
 	got, err := survey.RulesFromProto(want.Proto("532523 rules.json"))
 	if err != nil || got != want {
 		t.Errorf("rules through the handshake: %+v, %v; want %+v", got, err, want)

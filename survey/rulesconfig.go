@@ -3,6 +3,7 @@ package survey
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -41,6 +42,9 @@ func ParseRules(b []byte) (Rules, error) {
 // gives DefaultRules.
 func RulesFromProto(m *fieldsyncv1.Rules) (Rules, error) {
 	r := DefaultRules()
+	if n := utf8.RuneCountInString(m.GetSource()); n > 200 {
+		return Rules{}, fmt.Errorf("source has %d characters, at most 200", n)
+	}
 	if v := m.GetSelfPayThresholdBp(); v != 0 {
 		if v < 0 || v > 10000 {
 			return Rules{}, fmt.Errorf("self_pay_threshold_bp is %d, want 1 to 10000 basis points (1000 = 10 %%)", v)

@@ -20,8 +20,8 @@ import (
 	"github.com/fieldsync/fieldsync/store/boltstore"
 )
 
-// serveIn runs 'fieldsyncd serve' on dir until stop; it fails the test if the
-// server does not start.
+// serveIn runs 'fieldsyncd serve --data dir --listen 127.0.0.1:0' with the
+// flags extra until stop; it fails the test if the server does not start.
 func serveIn(t *testing.T, dir string, extra ...string) (addr net.Addr, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
@@ -29,7 +29,7 @@ func serveIn(t *testing.T, dir string, extra ...string) (addr net.Addr, stop fun
 	done := make(chan error, 1)
 	var out, logs bytes.Buffer
 	go func() {
-		done <- run(ctx, append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--area", "532523101"}, extra...), &out, &logs, ready)
+		done <- run(ctx, append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, extra...), &out, &logs, ready)
 	}()
 	select {
 	case addr = <-ready:
@@ -54,7 +54,7 @@ func serveIn(t *testing.T, dir string, extra ...string) (addr net.Addr, stop fun
 // 'fieldsyncd recover' accepts it explicitly and logs it; serve then starts.
 func TestServeRefusesARolledBackStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	_, stop := serveIn(t, dir)
+	_, stop := serveIn(t, dir, "--area", "532523101")
 	stop()
 	path := filepath.Join(dir, server.StoreFile)
 	// Two more commits, so that both meta pages hold a whole store (the older
@@ -100,7 +100,7 @@ func TestServeRefusesARolledBackStore(t *testing.T) {
 	if !strings.Contains(out.String(), "accepted") || !strings.Contains(logs.String(), "store rollback accepted") {
 		t.Errorf("recover printed %q and logged %q", out.String(), logs.String())
 	}
-	_, stop = serveIn(t, dir)
+	_, stop = serveIn(t, dir, "--area", "532523101")
 	stop()
 	out.Reset()
 	if err := run(t.Context(), []string{"recover", "--data", dir}, &out, &logs, nil); err != nil || !strings.Contains(out.String(), "sound") {
@@ -116,7 +116,7 @@ func TestServeRefusesARolledBackStore(t *testing.T) {
 // rollback, which serve refuses until 'fieldsyncd recover' accepts it.
 func TestBackupAndRestore(t *testing.T) {
 	dir, backups := filepath.Join(t.TempDir(), "data"), t.TempDir()
-	addr, stop := serveIn(t, dir, "--backup-dir", backups, "--backup-every", "1h")
+	addr, stop := serveIn(t, dir, "--area", "532523101", "--backup-dir", backups, "--backup-every", "1h")
 	backup := filepath.Join(backups, server.BackupFile)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -158,6 +158,6 @@ func TestBackupAndRestore(t *testing.T) {
 	if err := run(t.Context(), []string{"recover", "--data", dir}, &out, &logs, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, stop = serveIn(t, dir)
+	_, stop = serveIn(t, dir, "--area", "532523101")
 	stop()
 }

@@ -2,13 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -28,27 +25,8 @@ func TestServeWithRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "data")
-	ctx, cancel := context.WithCancel(t.Context())
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	var out, logs bytes.Buffer
-	go func() {
-		done <- run(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--area", "532523", "--rules", rules}, &out, &logs, ready)
-	}()
-	var addr net.Addr
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve ended: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start")
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve after cancel: %v", err)
-		}
-	}()
+	addr, stop := serveIn(t, dir, "--area", "532523", "--rules", rules)
+	defer stop()
 	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
