@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -50,7 +51,13 @@ func townshipRecords(tb testing.TB) (prefix string, recs []*fieldsyncv1.Record) 
 // loopback: a snapshot of the 20,000 records of its township, which another
 // device pushed to the server beforehand. Each iteration enrols a new
 // replica (outside the timer) and times its Sync.
-func BenchmarkBootstrap20k(b *testing.B) {
+func BenchmarkBootstrap20k(b *testing.B) { benchBootstrap(b, false) }
+
+// BenchmarkBootstrap20kSealed is BenchmarkBootstrap20k on a replica opened
+// with a secret key: every record state and read-model row sealed.
+func BenchmarkBootstrap20kSealed(b *testing.B) { benchBootstrap(b, true) }
+
+func benchBootstrap(b *testing.B, sealed bool) {
 	town := startTownship(b, latency.Local)
 	prefix, recs := townshipRecords(b)
 	src := newDevice(b, town, latency.Local)
@@ -69,6 +76,11 @@ func BenchmarkBootstrap20k(b *testing.B) {
 	for i := range b.N {
 		b.StopTimer()
 		dev := newDevice(b, town, latency.Local)
+		if sealed {
+			dev.close(b)
+			dev.key = bytes.Repeat([]byte{byte(i + 1)}, 32)
+			dev.open(b)
+		}
 		dev.enroll(b, town, prefix)
 		dev.link.reset()
 		dev.rpcs.reset()

@@ -319,6 +319,7 @@ type device struct {
 	link   *link
 	rpcs   *rpcLog
 	extra  []grpc.DialOption
+	key    []byte // the replica's secret key; nil: kept in clear
 	client *fieldsync.Client
 }
 
@@ -334,7 +335,11 @@ func newDevice(tb testing.TB, t *township, up latency.Network, extra ...grpc.Dia
 func (d *device) open(tb testing.TB) {
 	tb.Helper()
 	opts := append([]grpc.DialOption{d.link.dialOption(), grpc.WithStatsHandler(d.rpcs)}, d.extra...)
-	c, err := fieldsync.Open(tb.Context(), d.path, fieldsync.WithDialOptions(opts...))
+	copts := []fieldsync.Option{fieldsync.WithDialOptions(opts...)}
+	if d.key != nil {
+		copts = append(copts, fieldsync.WithSecretKey(d.key))
+	}
+	c, err := fieldsync.Open(tb.Context(), d.path, copts...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package fieldsync
 
 import (
+	"bytes"
 	"slices"
 	"testing"
 	"time"
@@ -16,9 +17,17 @@ import (
 // the write, the read model, and the problems and risk flags the visit
 // raises (looked up against the household and its people), in one
 // transaction with synchronous=FULL. It reports the p50 and p99 latency.
-func BenchmarkSaveVisitWithRules(b *testing.B) {
+func BenchmarkSaveVisitWithRules(b *testing.B) { benchSaveVisit(b) }
+
+// BenchmarkSaveVisitWithRulesSealed is BenchmarkSaveVisitWithRules on a
+// replica opened with a secret key (its records sealed).
+func BenchmarkSaveVisitWithRulesSealed(b *testing.B) {
+	benchSaveVisit(b, WithSecretKey(bytes.Repeat([]byte{7}, 32)))
+}
+
+func benchSaveVisit(b *testing.B, opts ...Option) {
 	byKind := villageRecords(b)
-	c := openReplica(b)
+	c := openReplica(b, opts...)
 	for _, k := range []fieldsyncv1.RecordKind{fieldsyncv1.RecordKind_RECORD_KIND_HOUSEHOLD, fieldsyncv1.RecordKind_RECORD_KIND_PERSON} {
 		for _, r := range byKind[k] {
 			if _, err := c.SaveRecord(b.Context(), r); err != nil {

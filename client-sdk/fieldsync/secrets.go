@@ -5,18 +5,24 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+
+	"github.com/fieldsync/fieldsync/store/sqlitestore"
 )
 
 // The replica's secrets (the device token, which syncs as the device, and the
-// county's ID-hash key) are kept encrypted with AES-256-GCM when the app gives
-// a key: WithSecretKey (on Android, a key kept in the Keystore) or
-// WithPassphrase (the CLI, from a file or an environment variable). Without
-// either they are kept in clear, in a file readable by its owner only.
+// county's ID-hash key) and its people (every record state, log entry and
+// read-model record, with the read model's names, addresses, masked ID numbers
+// and birth dates left empty: sqlitestore.Store.Unlock) are kept encrypted
+// with AES-256-GCM when the app gives a key: WithSecretKey (on Android, a key
+// kept in the Keystore) or WithPassphrase (the CLI, from a file or an
+// environment variable). The records' key is derived from it (HKDF-SHA256).
+// Without either they are kept in clear, in a file readable by its owner only.
 
 // ErrSecretsLocked is returned when the replica's secrets are encrypted and
 // the client was opened without their key, or with another key.
@@ -37,8 +43,9 @@ var secretPrefix = []byte("fsenc1:")
 var secretMetas = []string{metaToken, metaIDHashKey}
 
 // WithSecretKey encrypts the replica's secrets (device token, ID-hash key)
-// with key, 32 bytes the app keeps outside the replica (on Android, in the
-// Keystore). Secrets kept in clear by an earlier open are encrypted at Open.
+// and records with key, 32 bytes the app keeps outside the replica (on
+// Android, in the Keystore). Secrets and records kept in clear by an earlier
+// open are encrypted at Open. A replica encrypted so opens only with its key.
 func WithSecretKey(key []byte) Option {
 	return func(c *Client) { c.secretKey = bytes.Clone(key) }
 }
@@ -69,6 +76,9 @@ func (c *Client) unlock(ctx context.Context) error {
 		}
 	}
 	if c.secretKey == nil {
+		if c.store.Sealed() {
+			return ErrSecretsLocked
+		}
 		return nil
 	}
 	if len(c.secretKey) != 32 {
@@ -95,6 +105,16 @@ func (c *Client) unlock(ctx context.Context) error {
 		if err := c.setSecret(ctx, k, v); err != nil {
 			return err
 		}
+	}
+	// The records' key is derived from the secrets' key, for its own use.
+	recordsKey, err := hkdf.Key(sha256.New, c.secretKey, nil, "fieldsync replica records v1", 32)
+	if err != nil {
+		return err
+	}
+	if err := c.store.Unlock(ctx, recordsKey); errors.Is(err, sqlitestore.ErrWrongKey) {
+		return ErrSecretsLocked
+	} else if err != nil {
+		return err
 	}
 	return nil
 }

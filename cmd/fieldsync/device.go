@@ -47,7 +47,7 @@ type deviceCommand struct {
 var deviceCommands = map[string]deviceCommand{
 	"enroll": {
 		"fieldsync device enroll --replica FILE --server ADDR --code CODE [--ca FILE]",
-		"Create the replica file (and its directory) if needed and enrol it with the\nserver, using the one-time code from 'fieldsync admin device add'. Enrolling\nagain with a new code replaces the device's areas and credentials.",
+		"Create the replica file (and its directory) if needed and enrol it with the\nserver, using the one-time code from 'fieldsync admin device add'. Enrolling\nagain with a new code replaces the device's areas and credentials. With\n"+envPassphraseFile+" (or "+envPassphrase+") set, the replica's token, keys and\npeople's records are encrypted with that passphrase, and every device command\nneeds it.",
 		runDeviceEnroll,
 	},
 	"put": {
@@ -149,22 +149,25 @@ func openReplica(ctx context.Context, path string, opts ...fieldsync.Option) (*f
 		return nil, err
 	}
 	c, err := fieldsync.Open(ctx, path, append(secret, opts...)...)
+	if errors.Is(err, fieldsync.ErrSecretsLocked) {
+		return nil, fmt.Errorf("open replica %s: %w: set %s to the file holding its passphrase (or %s to the passphrase)", path, err, envPassphraseFile, envPassphrase)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open replica %s: %w", path, err)
 	}
 	return c, nil
 }
 
-// Environment variables that give the passphrase of the replica's secrets
-// (the device token and the ID-hash key): the file holding it (preferred: a
+// Environment variables that give the passphrase of the replica (its device
+// token, ID-hash key and people's records): the file holding it (preferred: a
 // file only its owner reads), or the passphrase itself.
 const (
 	envPassphraseFile = "FIELDSYNC_PASSPHRASE_FILE"
 	envPassphrase     = "FIELDSYNC_PASSPHRASE"
 )
 
-// passphraseOptions returns the SDK option that encrypts the replica's
-// secrets with the passphrase the environment gives, or none.
+// passphraseOptions returns the SDK option that encrypts the replica with the
+// passphrase the environment gives, or none.
 func passphraseOptions() ([]fieldsync.Option, error) {
 	p := os.Getenv(envPassphrase)
 	if f := os.Getenv(envPassphraseFile); f != "" {

@@ -84,6 +84,9 @@ func runDeviceEnroll(ctx context.Context, fs *flag.FlagSet, args []string, stdou
 	if err != nil {
 		return err
 	}
+	if len(secret) == 0 {
+		fmt.Fprintf(stderr, "fieldsync: warning: %s keeps its token and people's records in clear (a file only you can read); set %s to encrypt them\n", *replica, envPassphraseFile)
+	}
 	c, err := fieldsync.Open(ctx, *replica, append(secret, opts...)...)
 	if err != nil {
 		return fmt.Errorf("device enroll: open replica %s: %w", *replica, err)

@@ -29,7 +29,23 @@ func openTemp(t *testing.T) *sqlitestore.Store {
 	return s
 }
 
+// openTempSealed is openTemp with the replica sealed by a random key.
+func openTempSealed(t *testing.T) *sqlitestore.Store {
+	t.Helper()
+	s := openTemp(t)
+	if err := s.Unlock(t.Context(), testKey(t)); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestConformance(t *testing.T) {
 	syncenginetest.Run(t, func(t *testing.T) syncengine.Store { return openTemp(t) })
 	syncenginetest.RunRetention(t, func(t *testing.T) syncenginetest.RetentionStore { return openTemp(t) })
+}
+
+// TestConformanceSealed runs the engine's suite on sealed replicas.
+func TestConformanceSealed(t *testing.T) {
+	syncenginetest.Run(t, func(t *testing.T) syncengine.Store { return openTempSealed(t) })
+	syncenginetest.RunRetention(t, func(t *testing.T) syncenginetest.RetentionStore { return openTempSealed(t) })
 }

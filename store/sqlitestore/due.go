@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
@@ -168,8 +166,7 @@ func patientsWhere(prefixes []string) (string, []any) {
 // households' head and address.
 func (t *readTx) chronicPatients(ctx context.Context, prefixes []string) ([]chronicPatient, error) {
 	where, args := patientsWhere(prefixes)
-	rows, err := t.query(ctx, `SELECT p.id, p.area_code, p.household_id, p.name,
-		coalesce(h.head_name, ''), coalesce(h.address, ''), p.record
+	rows, err := t.query(ctx, `SELECT p.id, p.area_code, p.household_id, p.record, h.id, h.record
 		FROM persons p LEFT JOIN households h ON h.id = p.household_id
 		WHERE `+where, args...)
 	if err != nil {
@@ -179,14 +176,23 @@ func (t *readTx) chronicPatients(ctx context.Context, prefixes []string) ([]chro
 	var out []chronicPatient
 	for rows.Next() {
 		var p chronicPatient
-		var raw []byte
+		var raw, hraw []byte
+		var hid *string
 		r := &p.row
-		if err := rows.Scan(&r.PersonID, &r.AreaCode, &r.HouseholdID, &r.Name, &r.HeadName, &r.Address, &raw); err != nil {
+		if err := rows.Scan(&r.PersonID, &r.AreaCode, &r.HouseholdID, &raw, &hid, &hraw); err != nil {
 			return nil, fmt.Errorf("read chronic patient: %w", err)
 		}
 		p.person = &fieldsyncv1.Person{}
-		if err := proto.Unmarshal(raw, p.person); err != nil {
-			return nil, fmt.Errorf("decode person %s: %w", r.PersonID, err)
+		if err := t.rowRecord("persons", r.PersonID, raw, p.person); err != nil {
+			return nil, err
+		}
+		r.Name = p.person.GetName()
+		if hid != nil {
+			h := &fieldsyncv1.Household{}
+			if err := t.rowRecord("households", *hid, hraw, h); err != nil {
+				return nil, err
+			}
+			r.HeadName, r.Address = h.GetHeadName(), h.GetAddress()
 		}
 		out = append(out, p)
 	}
@@ -208,8 +214,8 @@ type followUpKey struct {
 func (t *readTx) latestFollowUps(ctx context.Context, prefixes []string) (map[followUpKey]*fieldsyncv1.FollowUp, error) {
 	where, args := patientsWhere(prefixes)
 	args = append(args, dueDiseases[0].String(), dueDiseases[1].String())
-	rows, err := t.query(ctx, `SELECT person_id, disease, record FROM (
-		SELECT f.person_id, f.disease, f.record, row_number() OVER (
+	rows, err := t.query(ctx, `SELECT id, person_id, disease, record FROM (
+		SELECT f.id, f.person_id, f.disease, f.record, row_number() OVER (
 			PARTITION BY f.person_id, f.disease ORDER BY f.followed_up_at DESC, f.id DESC) AS n
 		FROM follow_ups f JOIN persons p ON p.id = f.person_id
 		WHERE `+where+` AND f.disease IN (?, ?))
@@ -221,13 +227,14 @@ func (t *readTx) latestFollowUps(ctx context.Context, prefixes []string) (map[fo
 	out := make(map[followUpKey]*fieldsyncv1.FollowUp)
 	for rows.Next() {
 		var k followUpKey
+		var id string
 		var raw []byte
-		if err := rows.Scan(&k.person, &k.disease, &raw); err != nil {
+		if err := rows.Scan(&id, &k.person, &k.disease, &raw); err != nil {
 			return nil, fmt.Errorf("read latest follow-up: %w", err)
 		}
 		f := &fieldsyncv1.FollowUp{}
-		if err := proto.Unmarshal(raw, f); err != nil {
-			return nil, fmt.Errorf("decode follow-up of person %s: %w", k.person, err)
+		if err := t.rowRecord("follow_ups", id, raw, f); err != nil {
+			return nil, err
 		}
 		out[k] = f
 	}
@@ -391,21 +398,21 @@ func (s *Store) StandardManagement(ctx context.Context, prefixes []string, at ti
 // areas, by person.
 func (t *readTx) followUpsOf(ctx context.Context, prefixes []string) (map[string][]*fieldsyncv1.FollowUp, error) {
 	where, args := patientsWhere(prefixes)
-	rows, err := t.query(ctx, `SELECT f.person_id, f.record FROM follow_ups f JOIN persons p ON p.id = f.person_id WHERE `+where, args...)
+	rows, err := t.query(ctx, `SELECT f.id, f.person_id, f.record FROM follow_ups f JOIN persons p ON p.id = f.person_id WHERE `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query follow-ups: %w", err)
 	}
 	defer rows.Close()
 	out := make(map[string][]*fieldsyncv1.FollowUp)
 	for rows.Next() {
-		var person string
+		var id, person string
 		var raw []byte
-		if err := rows.Scan(&person, &raw); err != nil {
+		if err := rows.Scan(&id, &person, &raw); err != nil {
 			return nil, fmt.Errorf("read follow-up: %w", err)
 		}
 		f := &fieldsyncv1.FollowUp{}
-		if err := proto.Unmarshal(raw, f); err != nil {
-			return nil, fmt.Errorf("decode follow-up of person %s: %w", person, err)
+		if err := t.rowRecord("follow_ups", id, raw, f); err != nil {
+			return nil, err
 		}
 		out[person] = append(out[person], f)
 	}

@@ -97,10 +97,10 @@ func (s *Store) ForgetOutside(ctx context.Context, prefixes []string, server syn
 			}
 			copy(r.id[:], id)
 			if !away {
-				var st syncengine.Record
-				if err := st.UnmarshalBinary(state); err != nil {
+				st, err := t.decodeRecord(id, state)
+				if err != nil {
 					rows.Close()
-					return fmt.Errorf("decode record %v: %w", r.id, err)
+					return err
 				}
 				if !movedAway(st, ps) {
 					continue

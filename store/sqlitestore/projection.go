@@ -53,9 +53,12 @@ func project(ctx context.Context, t *tx, r syncengine.Record) error {
 	if err != nil {
 		return nil
 	}
-	q, args := row(id, r.Area(), rec)
+	q, args := row(id, r.Area(), rec, t.seal)
 	if q == "" {
 		return nil
+	}
+	if raw, err = t.seal.seal(raw, []byte(table+".record:"+id)); err != nil {
+		return fmt.Errorf("project %v: %w", id, err)
 	}
 	if _, err := t.exec(ctx, q, append(args, raw)...); err != nil {
 		return fmt.Errorf("project %v: %w", id, err)
@@ -64,25 +67,26 @@ func project(ctx context.Context, t *tx, r syncengine.Record) error {
 }
 
 // row returns the INSERT for rec's read-model row and its arguments but the
-// last (the encoded record), or "" for a body without a table.
-func row(id, area string, rec *fieldsyncv1.Record) (string, []any) {
+// last (the encoded record), or "" for a body without a table. On a sealed
+// replica (sl not nil) the columns that identify a person are left empty.
+func row(id, area string, rec *fieldsyncv1.Record, sl *sealer) (string, []any) {
 	switch b := rec.GetBody().(type) {
 	case *fieldsyncv1.Record_Household:
 		h := b.Household
 		return `INSERT INTO households (id, area_code, head_name, address, status, record) VALUES (?, ?, ?, ?, ?, ?)`,
-			[]any{id, area, h.GetHeadName(), h.GetAddress(), h.GetStatus().String()}
+			[]any{id, area, sl.personal(h.GetHeadName()), sl.personal(h.GetAddress()), h.GetStatus().String()}
 	case *fieldsyncv1.Record_Person:
 		p := b.Person
 		return `INSERT INTO persons (id, area_code, household_id, name, id_masked, sex, birth_date, residency, chronic, record)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			[]any{id, area, p.GetHouseholdId(), p.GetName(), p.GetIdNumber().GetMasked(), p.GetSex().String(),
-				dateText(p.GetBirthDate()), p.GetResidency().String(), survey.ChronicPatient(p)}
+			[]any{id, area, p.GetHouseholdId(), sl.personal(p.GetName()), sl.personal(p.GetIdNumber().GetMasked()), p.GetSex().String(),
+				sl.personalDate(dateText(p.GetBirthDate())), p.GetResidency().String(), survey.ChronicPatient(p)}
 	case *fieldsyncv1.Record_Clinic:
 		return `INSERT INTO clinics (id, area_code, name, record) VALUES (?, ?, ?, ?)`, []any{id, area, b.Clinic.GetName()}
 	case *fieldsyncv1.Record_Worker:
 		w := b.Worker
 		return `INSERT INTO workers (id, area_code, name, role, licence_number, record) VALUES (?, ?, ?, ?, ?, ?)`,
-			[]any{id, area, w.GetName(), w.GetRole().String(), w.GetLicenceNumber()}
+			[]any{id, area, sl.personal(w.GetName()), w.GetRole().String(), sl.personal(w.GetLicenceNumber())}
 	case *fieldsyncv1.Record_HouseholdVisit:
 		v := b.HouseholdVisit
 		return `INSERT INTO household_visits (id, area_code, household_id, visitor_worker_id, campaign, started_at, record)
@@ -103,7 +107,7 @@ func row(id, area string, rec *fieldsyncv1.Record) (string, []any) {
 		return `INSERT INTO problems (id, area_code, item, person_id, source_record_id, severity, status, responsible, deadline, record)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			[]any{id, area, p.GetItem(), p.GetPersonId(), p.GetSourceRecordId(), p.GetSeverity().String(),
-				p.GetStatus().String(), p.GetResponsible(), dateText(p.GetDeadline())}
+				p.GetStatus().String(), sl.personal(p.GetResponsible()), dateText(p.GetDeadline())}
 	case *fieldsyncv1.Record_RiskFlag:
 		f := b.RiskFlag
 		return `INSERT INTO risk_flags (id, area_code, household_id, person_id, status, flagged_at, record) VALUES (?, ?, ?, ?, ?, ?, ?)`,

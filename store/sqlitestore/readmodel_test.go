@@ -68,7 +68,11 @@ func openTempFill(t testing.TB, s *sqlitestore.Store) []*fieldsyncv1.Record {
 }
 
 func TestReadModel(t *testing.T) {
-	s := openTemp(t)
+	t.Run("clear", func(t *testing.T) { testReadModel(t, openTemp(t)) })
+	t.Run("sealed", func(t *testing.T) { testReadModel(t, openTempSealed(t)) })
+}
+
+func testReadModel(t *testing.T, s *sqlitestore.Store) {
 	recs := openTempFill(t, s)
 	ctx := t.Context()
 	asOf := time.Date(2026, 11, 1, 0, 0, 0, 0, survey.ChinaTime)
@@ -133,6 +137,12 @@ func TestReadModel(t *testing.T) {
 	}
 	if err != nil || len(all) != households {
 		t.Errorf("UnvisitedHouseholds(new campaign) = %d, %v; want all %d", len(all), err, households)
+	}
+	for i := 1; i < len(all); i++ {
+		a, b := all[i-1], all[i]
+		if a.GetAreaCode() > b.GetAreaCode() || a.GetAreaCode() == b.GetAreaCode() && a.GetHeadName() > b.GetHeadName() {
+			t.Fatalf("UnvisitedHouseholds not by area and head: %s %s before %s %s", a.GetAreaCode(), a.GetHeadName(), b.GetAreaCode(), b.GetHeadName())
+		}
 	}
 
 	// Open problems: those not verified, critical first.

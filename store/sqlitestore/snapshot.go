@@ -73,9 +73,9 @@ func (s *Store) Snapshot(ctx context.Context, prefix string, token []byte, limit
 			if err := rows.Scan(&lastArea, &lastID, &b); err != nil {
 				return err
 			}
-			var r syncengine.Record
-			if err := r.UnmarshalBinary(b); err != nil {
-				return fmt.Errorf("decode record %x: %w", lastID, err)
+			r, err := t.decodeRecord(lastID, b)
+			if err != nil {
+				return err
 			}
 			page.Records = append(page.Records, r)
 		}
@@ -118,7 +118,8 @@ func (s *Store) Records(ctx context.Context, kind syncengine.Kind, after synceng
 	var out []syncengine.Record
 	err := s.View(ctx, func(rt syncengine.ReadTx) error {
 		out = out[:0]
-		rows, err := rt.(*readTx).query(ctx, `SELECT record_id, state FROM records
+		t := rt.(*readTx)
+		rows, err := t.query(ctx, `SELECT record_id, state FROM records
 			WHERE kind = ? AND deleted = 0 AND record_id > ? ORDER BY record_id LIMIT ?`,
 			int64(kind), after[:], limit)
 		if err != nil {
@@ -130,9 +131,9 @@ func (s *Store) Records(ctx context.Context, kind syncengine.Kind, after synceng
 			if err := rows.Scan(&id, &b); err != nil {
 				return err
 			}
-			var r syncengine.Record
-			if err := r.UnmarshalBinary(b); err != nil {
-				return fmt.Errorf("decode record %x: %w", id, err)
+			r, err := t.decodeRecord(id, b)
+			if err != nil {
+				return err
 			}
 			out = append(out, r)
 		}

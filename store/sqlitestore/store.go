@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 
 	"github.com/fieldsync/fieldsync/syncengine"
 )
@@ -22,6 +23,8 @@ type Store struct {
 	wstmts  *stmtCache // statements prepared on write
 	rstmts  *stmtCache // statements prepared on read
 	replica syncengine.ReplicaID
+	// seal is nil for a clear replica; see seal.go.
+	seal atomic.Pointer[sealer]
 }
 
 var _ syncengine.Store = (*Store)(nil)
@@ -82,6 +85,14 @@ func (s *Store) init(ctx context.Context) error {
 	default:
 		copy(s.replica[:], id)
 	}
+	var check []byte
+	err = s.write.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = ?", metaSealed).Scan(&check)
+	switch {
+	case err == nil:
+		s.seal.Store(&sealer{}) // locked until Unlock
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%s: read meta: %w", s.path, err)
+	}
 	return nil
 }
 
@@ -115,7 +126,7 @@ func (s *Store) Update(ctx context.Context, fn func(syncengine.Tx) error) error 
 		return fmt.Errorf("%s: begin: %w", s.path, err)
 	}
 	defer s.wstmts.flush(ctx)
-	if err := fn(&tx{readTx: readTx{tx: sqlTx, stmts: s.wstmts}}); err != nil {
+	if err := fn(&tx{readTx: readTx{tx: sqlTx, stmts: s.wstmts, seal: s.seal.Load()}}); err != nil {
 		sqlTx.Rollback()
 		return err
 	}
@@ -136,7 +147,7 @@ func (s *Store) View(ctx context.Context, fn func(syncengine.ReadTx) error) erro
 	}
 	defer s.rstmts.flush(ctx)
 	defer sqlTx.Rollback()
-	return fn(&readTx{tx: sqlTx, stmts: s.rstmts})
+	return fn(&readTx{tx: sqlTx, stmts: s.rstmts, seal: s.seal.Load()})
 }
 
 // Meta returns the value stored under key by SetMeta, or nil.

@@ -14,6 +14,7 @@ import (
 type readTx struct {
 	tx    *sql.Tx
 	stmts *stmtCache
+	seal  *sealer // nil for a clear replica
 }
 
 // query, queryRow and exec run q through the pool's prepared-statement cache.
@@ -60,11 +61,7 @@ func (t *readTx) Record(ctx context.Context, id syncengine.RecordID) (syncengine
 	if err != nil {
 		return syncengine.Record{}, fmt.Errorf("read record %v: %w", id, err)
 	}
-	var r syncengine.Record
-	if err := r.UnmarshalBinary(b); err != nil {
-		return syncengine.Record{}, fmt.Errorf("decode record %v: %w", id, err)
-	}
-	return r, nil
+	return t.decodeRecord(id[:], b)
 }
 
 func (t *readTx) Seen(ctx context.Context, d syncengine.Dot) (bool, error) {
@@ -100,7 +97,7 @@ func (t *readTx) ReadLog(ctx context.Context, after syncengine.Position, limit i
 	if after < compacted {
 		return nil, fmt.Errorf("%w: read after %d, log kept from %d", syncengine.ErrCompacted, after, compacted+1)
 	}
-	rows, err := t.query(ctx, "SELECT position, change FROM log WHERE position > ? ORDER BY position LIMIT ?", int64(after), limit)
+	rows, err := t.query(ctx, "SELECT position, change_id, change FROM log WHERE position > ? ORDER BY position LIMIT ?", int64(after), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -108,12 +105,12 @@ func (t *readTx) ReadLog(ctx context.Context, after syncengine.Position, limit i
 	var out []syncengine.Entry
 	for rows.Next() {
 		var pos int64
-		var b []byte
-		if err := rows.Scan(&pos, &b); err != nil {
+		var id, b []byte
+		if err := rows.Scan(&pos, &id, &b); err != nil {
 			return nil, err
 		}
 		e := syncengine.Entry{Pos: syncengine.Position(pos)}
-		if err := e.Change.UnmarshalBinary(b); err != nil {
+		if e.Change, err = t.decodeChange(id, b); err != nil {
 			return nil, fmt.Errorf("decode log entry %d: %w", pos, err)
 		}
 		out = append(out, e)
@@ -131,7 +128,7 @@ func (t *readTx) Cursor(ctx context.Context, peer syncengine.ReplicaID) (synceng
 }
 
 func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
-	b, err := r.MarshalBinary()
+	b, err := t.encodeRecord(r)
 	if err != nil {
 		return err
 	}
@@ -164,7 +161,7 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 	if seen {
 		return 0, fmt.Errorf("append %v: %w", c.Dot, syncengine.ErrDotExists)
 	}
-	b, err := c.MarshalBinary()
+	b, err := t.encodeChange(c)
 	if err != nil {
 		return 0, err
 	}
@@ -186,12 +183,12 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 }
 
 func (t *tx) ReplaceChange(ctx context.Context, pos syncengine.Position, c syncengine.Change) error {
-	b, err := c.MarshalBinary()
+	b, err := t.encodeChange(c)
 	if err != nil {
 		return err
 	}
-	res, err := t.exec(ctx, "UPDATE log SET change = ?, hlc_wall_ms = ? WHERE position = ? AND origin = ? AND counter = ?",
-		b, c.Stamp.WallMS, int64(pos), c.Dot.Replica[:], int64(c.Dot.Counter))
+	res, err := t.exec(ctx, "UPDATE log SET change_id = ?, change = ?, hlc_wall_ms = ? WHERE position = ? AND origin = ? AND counter = ?",
+		c.ID[:], b, c.Stamp.WallMS, int64(pos), c.Dot.Replica[:], int64(c.Dot.Counter))
 	if err != nil {
 		return err
 	}
@@ -221,7 +218,7 @@ func (t *tx) PutRejection(ctx context.Context, r syncengine.Rejection) error {
 // whose area code is exactly area (a village's 12 digits), deleted ones
 // included, in record-id order. It reads the transaction's own writes.
 func (t *readTx) RecordsInArea(ctx context.Context, area string, kinds ...syncengine.Kind) ([]syncengine.Record, error) {
-	rows, err := t.query(ctx, "SELECT kind, state FROM records WHERE area_code = ? ORDER BY record_id", area)
+	rows, err := t.query(ctx, "SELECT record_id, kind, state FROM records WHERE area_code = ? ORDER BY record_id", area)
 	if err != nil {
 		return nil, fmt.Errorf("read records of area %s: %w", area, err)
 	}
@@ -229,16 +226,16 @@ func (t *readTx) RecordsInArea(ctx context.Context, area string, kinds ...syncen
 	var out []syncengine.Record
 	for rows.Next() {
 		var kind syncengine.Kind
-		var b []byte
-		if err := rows.Scan(&kind, &b); err != nil {
+		var id, b []byte
+		if err := rows.Scan(&id, &kind, &b); err != nil {
 			return nil, fmt.Errorf("read records of area %s: %w", area, err)
 		}
 		if !slices.Contains(kinds, kind) {
 			continue
 		}
-		var r syncengine.Record
-		if err := r.UnmarshalBinary(b); err != nil {
-			return nil, fmt.Errorf("decode a record of area %s: %w", area, err)
+		r, err := t.decodeRecord(id, b)
+		if err != nil {
+			return nil, fmt.Errorf("records of area %s: %w", area, err)
 		}
 		out = append(out, r)
 	}
