@@ -95,9 +95,19 @@ func (a admin) AddDevice(ctx context.Context, req *fieldsyncv1.AddDeviceRequest)
 	if req.TtlSeconds != nil {
 		ttl = time.Duration(req.GetTtlSeconds()) * time.Second
 	}
-	issue := a.s.IssueEnrolmentCode
-	if req.GetRelay() {
-		issue = a.s.IssueRelayCode
+	// The entry names the areas and the device replaced, never the code or
+	// the device's name.
+	note := func(ctx context.Context, tx syncengine.Tx, c boltstore.EnrolCode) error {
+		kind := "phone"
+		if c.Relay {
+			kind = "relaying township"
+		}
+		areas := strings.Join(c.Areas, ",")
+		if c.Replaces.IsZero() {
+			return a.s.audit(ctx, tx, fieldsyncv1.AuditAction_AUDIT_ACTION_DEVICE_ADD, areas, fmt.Sprintf("enrolment code for a %s, valid %v", kind, ttl))
+		}
+		return a.s.audit(ctx, tx, fieldsyncv1.AuditAction_AUDIT_ACTION_DEVICE_REPLACE, c.Replaces.String(),
+			fmt.Sprintf("enrolment code for a %s in its place, areas %s, valid %v", kind, areas, ttl))
 	}
 	var code string
 	var expiry time.Time
@@ -106,12 +116,12 @@ func (a admin) AddDevice(ctx context.Context, req *fieldsyncv1.AddDeviceRequest)
 		if len(old) != len(syncengine.ReplicaID{}) {
 			return nil, fmt.Errorf("add device: %w: replaces_replica_id must be 16 bytes", ErrBadRequest)
 		}
-		code, expiry, err = a.s.IssueReplaceCode(ctx, syncengine.ReplicaID(old), req.GetAreaPrefixes(), ttl)
+		code, expiry, err = a.s.issueReplace(ctx, syncengine.ReplicaID(old), req.GetAreaPrefixes(), ttl, note)
 		if errors.Is(err, boltstore.ErrNoDevice) {
 			return nil, fmt.Errorf("add device: %w: no device %v to replace: 'fieldsync admin device list' shows the enrolled ones", ErrBadRequest, syncengine.ReplicaID(old))
 		}
 	} else {
-		code, expiry, err = issue(req.GetAreaPrefixes(), req.GetName(), ttl)
+		code, expiry, err = a.s.issueCode(ctx, req.GetAreaPrefixes(), req.GetName(), ttl, req.GetRelay(), note)
 	}
 	if err != nil {
 		return nil, err
@@ -144,7 +154,21 @@ func (a admin) RevokeDevice(ctx context.Context, req *fieldsyncv1.RevokeDeviceRe
 		return nil, fmt.Errorf("revoke: %w: replica_id has %d bytes, want 16", ErrBadRequest, len(req.GetReplicaId()))
 	}
 	id := syncengine.ReplicaID(req.GetReplicaId())
-	if err := a.s.store.RevokeDevice(ctx, id); err != nil {
+	err := a.s.store.Update(ctx, func(tx syncengine.Tx) error {
+		d, now, err := boltstore.RevokeDeviceTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		detail := "areas " + strings.Join(d.Areas, ",")
+		if d.Relay {
+			detail = "relaying township, " + detail
+		}
+		if !now {
+			detail += "; revoked already since " + d.RevokedAt.UTC().Format(time.RFC3339)
+		}
+		return a.s.audit(ctx, tx, fieldsyncv1.AuditAction_AUDIT_ACTION_DEVICE_REVOKE, id.String(), detail)
+	})
+	if err != nil {
 		if errors.Is(err, boltstore.ErrNoDevice) {
 			return nil, fmt.Errorf("revoke %v: %w: no such device", id, ErrBadRequest)
 		}

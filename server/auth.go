@@ -93,6 +93,7 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 		if err := s.authenticateAdmin(ctx); err != nil {
 			return nil, grpcError(ctx, s.log, s.refused(ctx, s.authFailures, "admin authentication", err))
 		}
+		ctx = withAdminActor(ctx)
 	case !open(info.FullMethod):
 		actx, err := s.authenticate(ctx)
 		if err != nil {
@@ -118,6 +119,7 @@ func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 		if err := s.authenticateAdmin(ctx); err != nil {
 			return grpcError(ctx, s.log, s.refused(ctx, s.authFailures, "admin authentication", err))
 		}
+		ctx = withAdminActor(ctx)
 	case !open(info.FullMethod):
 		var err error
 		if ctx, err = s.authenticate(ctx); err != nil {
@@ -151,28 +153,33 @@ func codeHash(code string) [32]byte {
 // answer was lost can retry. It returns an error wrapping ErrBadRequest for
 // no areas, a bad prefix, a prefix outside the server's area or ttl <= 0.
 func (s *Server) IssueEnrolmentCode(areas []string, name string, ttl time.Duration) (code string, expiry time.Time, err error) {
-	return s.issueCode(areas, name, ttl, false)
+	return s.issueCode(context.Background(), areas, name, ttl, false, nil)
 }
 
 // IssueRelayCode is IssueEnrolmentCode for a township server that will relay
 // its devices' changes to this one (fieldsyncd serve --upstream): its areas
 // must be townships (9 digits) within this server's area.
 func (s *Server) IssueRelayCode(areas []string, name string, ttl time.Duration) (code string, expiry time.Time, err error) {
+	return s.issueCode(context.Background(), areas, name, ttl, true, nil)
+}
+
+// issued, when not nil, records the admin action that issues code c (its
+// audit entry) in the transaction that stores it.
+type issued func(ctx context.Context, tx syncengine.Tx, c boltstore.EnrolCode) error
+
+func (s *Server) issueCode(ctx context.Context, areas []string, name string, ttl time.Duration, relay bool, note issued) (code string, expiry time.Time, err error) {
 	for _, a := range areas {
-		if len(a) != 9 {
+		if relay && len(a) != 9 {
 			return "", time.Time{}, fmt.Errorf("issue relay enrolment code: %w: area %q is not a township (9 digits): a relaying server serves whole townships", ErrBadRequest, a)
 		}
 	}
-	return s.issueCode(areas, name, ttl, true)
-}
-
-func (s *Server) issueCode(areas []string, name string, ttl time.Duration, relay bool) (code string, expiry time.Time, err error) {
-	return s.issue(boltstore.EnrolCode{Areas: slices.Clone(areas), Name: name, Relay: relay}, ttl)
+	return s.issue(ctx, boltstore.EnrolCode{Areas: slices.Clone(areas), Name: name, Relay: relay}, ttl, note)
 }
 
 // issue stores c (its areas, name, relay flag and the device it replaces)
-// under a new code valid for ttl and returns the code.
-func (s *Server) issue(c boltstore.EnrolCode, ttl time.Duration) (code string, expiry time.Time, err error) {
+// under a new code valid for ttl, with note's audit entry, and returns the
+// code.
+func (s *Server) issue(ctx context.Context, c boltstore.EnrolCode, ttl time.Duration, note issued) (code string, expiry time.Time, err error) {
 	areas := c.Areas
 	if len(areas) == 0 || ttl <= 0 {
 		return "", time.Time{}, fmt.Errorf("issue enrolment code: %w: need areas and a positive ttl", ErrBadRequest)
@@ -191,7 +198,13 @@ func (s *Server) issue(c boltstore.EnrolCode, ttl time.Duration) (code string, e
 	now := s.now()
 	expiry = now.Add(ttl)
 	c.Hash, c.Expiry = codeHash(code), expiry
-	if err := s.store.PutEnrolCode(context.Background(), c, now); err != nil {
+	err = s.store.Update(ctx, func(tx syncengine.Tx) error {
+		if err := boltstore.PutEnrolCodeTx(ctx, tx, c, now); err != nil || note == nil {
+			return err
+		}
+		return note(ctx, tx, c)
+	})
+	if err != nil {
 		return "", time.Time{}, fmt.Errorf("issue enrolment code: %w", err)
 	}
 	return code, expiry, nil
@@ -251,6 +264,10 @@ func (e enrolment) Enroll(ctx context.Context, req *fieldsyncv1.EnrollRequest) (
 // villages). It returns an error wrapping boltstore.ErrNoDevice for an
 // unknown old.
 func (s *Server) IssueReplaceCode(ctx context.Context, old syncengine.ReplicaID, areas []string, ttl time.Duration) (code string, expiry time.Time, err error) {
+	return s.issueReplace(ctx, old, areas, ttl, nil)
+}
+
+func (s *Server) issueReplace(ctx context.Context, old syncengine.ReplicaID, areas []string, ttl time.Duration, note issued) (code string, expiry time.Time, err error) {
 	d, err := s.store.Device(ctx, old)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("issue replace code: %w", err)
@@ -263,7 +280,7 @@ func (s *Server) IssueReplaceCode(ctx context.Context, old syncengine.ReplicaID,
 			return "", time.Time{}, fmt.Errorf("issue replace code: %w: area %q is not a township (9 digits): device %v relays a township", ErrBadRequest, a, old)
 		}
 	}
-	return s.issue(boltstore.EnrolCode{Areas: slices.Clone(areas), Name: d.Name, Relay: d.Relay, Replaces: old}, ttl)
+	return s.issue(ctx, boltstore.EnrolCode{Areas: slices.Clone(areas), Name: d.Name, Relay: d.Relay, Replaces: old}, ttl, note)
 }
 
 // validPrefix reports whether p is the prefix of a county (6 digits), a

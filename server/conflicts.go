@@ -91,14 +91,17 @@ func (a admin) ResolveConflict(ctx context.Context, req *fieldsyncv1.ResolveConf
 		return nil, fmt.Errorf("resolve conflict %v/%d: %w: a conflict between a deletion and an update is resolved by deleting the record again or saving it, not here yet", id, field, ErrBadRequest)
 	}
 	var value []byte
+	var chosen string // for the audit trail: whose value, never the value
 	switch ch := req.GetChoice().(type) {
 	case *fieldsyncv1.ResolveConflictRequest_Keep:
 		if ch.Keep < 0 || int(ch.Keep) >= len(conflict.Writes) {
 			return nil, fmt.Errorf("resolve conflict %v/%d: %w: keep %d, the conflict has values 0 to %d", id, field, ErrBadRequest, ch.Keep, len(conflict.Writes)-1)
 		}
 		value = conflict.Writes[ch.Keep].Value
+		chosen = fmt.Sprintf("kept value %d of %d, written by replica %v", ch.Keep, len(conflict.Writes), conflict.Writes[ch.Keep].Dot.Replica)
 	case *fieldsyncv1.ResolveConflictRequest_Value:
 		value = ch.Value
+		chosen = fmt.Sprintf("a new value over the %d values", len(conflict.Writes))
 	default:
 		return nil, fmt.Errorf("resolve conflict %v/%d: %w: say which value to keep (keep) or give a new one (value)", id, field, ErrBadRequest)
 	}
@@ -112,6 +115,19 @@ func (a admin) ResolveConflict(ctx context.Context, req *fieldsyncv1.ResolveConf
 	})
 	if err != nil {
 		return nil, fmt.Errorf("resolve conflict: %w", err)
+	}
+	// The entry follows the change in a transaction of its own (WriteLocal
+	// runs one), even when the call is cancelled meanwhile; a failure
+	// between the two leaves the resolution without its entry, and is
+	// answered as an error naming the change.
+	kind := strings.ToLower(strings.TrimPrefix(fieldsyncv1.RecordKind(r.Kind()).String(), "RECORD_KIND_"))
+	actx := context.WithoutCancel(ctx)
+	err = s.store.Update(actx, func(tx syncengine.Tx) error {
+		return s.audit(actx, tx, fieldsyncv1.AuditAction_AUDIT_ACTION_CONFLICT_RESOLVE, fmt.Sprintf("%v/%d", id, field),
+			fmt.Sprintf("%s field %d: %s", kind, field, chosen))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resolve conflict %v/%d: resolved by change %v, but its audit entry was not recorded: %w", id, field, syncengine.ChangeID(cid), err)
 	}
 	s.log.InfoContext(ctx, "conflict resolved", "record", id.String(), "field", field)
 	s.nudgeUpstream()

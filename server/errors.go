@@ -38,6 +38,10 @@ var (
 	// unknown, expired, or already used by another replica.
 	ErrInvalidCode = boltstore.ErrInvalidCode
 
+	// ErrNotRelay is returned by PushAudit when the caller is a device, not
+	// a relaying township server.
+	ErrNotRelay = errors.New("only a relaying township server may push audit entries")
+
 	// ErrNoConflict is returned by ResolveConflict when the record has no
 	// open conflict on the field (resolved meanwhile, or never one).
 	ErrNoConflict = errors.New("no open conflict")
@@ -76,6 +80,7 @@ const (
 	ReasonNoConflict       = "NO_OPEN_CONFLICT"
 	ReasonReplicaEnrolled  = "REPLICA_ALREADY_ENROLLED"
 	ReasonRateLimited      = "RATE_LIMITED"
+	ReasonNotRelay         = "NOT_A_RELAY"
 )
 
 // ErrorDomain is the ErrorInfo domain of fieldsync's reasons.
@@ -92,6 +97,7 @@ var errorKinds = []struct {
 	{ErrRevoked, codes.Unauthenticated, ReasonDeviceRevoked},
 	{ErrReplicaMismatch, codes.PermissionDenied, ReasonReplicaMismatch},
 	{ErrInvalidCode, codes.PermissionDenied, ReasonInvalidCode},
+	{ErrNotRelay, codes.PermissionDenied, ReasonNotRelay},
 	{ErrReplicaEnrolled, codes.AlreadyExists, ReasonReplicaEnrolled},
 	{ErrRateLimited, codes.ResourceExhausted, ReasonRateLimited},
 	{ErrBadRequest, codes.InvalidArgument, ReasonBadRequest},

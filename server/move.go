@@ -98,7 +98,8 @@ func (a admin) MoveRecord(ctx context.Context, req *fieldsyncv1.MoveRecordReques
 			resp.RecordIds = append(resp.RecordIds, slices.Clone(rid[:]))
 			resp.ChangeIds = append(resp.ChangeIds, slices.Clone(c.ID[:]))
 		}
-		return nil
+		return s.audit(ctx, tx, fieldsyncv1.AuditAction_AUDIT_ACTION_RECORD_MOVE, id.String(),
+			fmt.Sprintf("household from village %s to %s, with %d people", from, to, len(resp.RecordIds)-1))
 	})
 	if _, isStatus := status.FromError(err); err != nil && isStatus {
 		return nil, err // NotFound: the household went away meanwhile

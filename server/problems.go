@@ -274,7 +274,15 @@ func (a admin) UpdateProblem(ctx context.Context, req *fieldsyncv1.UpdateProblem
 	if len(errs) > 0 {
 		return nil, refusedMove(id, errs)
 	}
-	cid, err := s.Save(ctx, &fieldsyncv1.Record{Body: &fieldsyncv1.Record_Problem{Problem: next}})
+	action := fieldsyncv1.AuditAction_AUDIT_ACTION_PROBLEM_VERIFY
+	if to == statusOpen {
+		action = fieldsyncv1.AuditAction_AUDIT_ACTION_PROBLEM_REOPEN
+	}
+	// The entry names the statuses and the worker, not the reason (free text).
+	cid, err := s.save(ctx, &fieldsyncv1.Record{Body: &fieldsyncv1.Record_Problem{Problem: next}}, func(tx syncengine.Tx) error {
+		return s.audit(ctx, tx, action, id.String(), fmt.Sprintf("%s → %s by worker %v, area %s",
+			statusWord(prev.GetStatus()), statusWord(to), wid, cur.Area()))
+	})
 	var invalid *InvalidRecordError
 	if errors.As(err, &invalid) {
 		return nil, refusedMove(id, invalid.FieldErrors)
@@ -295,6 +303,11 @@ func (a admin) UpdateProblem(ctx context.Context, req *fieldsyncv1.UpdateProblem
 	}
 	s.log.InfoContext(ctx, "problem updated", "record", id.String(), "from", prev.GetStatus().String(), "to", to.String())
 	return &fieldsyncv1.UpdateProblemResponse{Problem: rec.GetProblem(), ChangeId: cid[:]}, nil
+}
+
+// statusWord is a problem status as people read it: "rectified".
+func statusWord(st fieldsyncv1.ProblemStatus) string {
+	return strings.ToLower(strings.TrimPrefix(st.String(), "PROBLEM_STATUS_"))
 }
 
 // nextProblem returns the state that moves prev to status to, by worker at

@@ -1,8 +1,9 @@
-// Package server is fieldsync's gRPC server: SyncService (Hello, Push, Pull)
-// and EnrolmentService over a boltstore replica, with bearer-token
-// authentication, area scopes and survey validation of every incoming
-// change. Protobuf types stop here: convert.go is the one place where they
-// are translated to and from the sync engine's.
+// Package server is fieldsync's gRPC server: SyncService (Hello, Push, Pull,
+// and PushAudit for relaying townships), EnrolmentService and AdminService
+// over a boltstore replica, with bearer-token authentication, area scopes,
+// survey validation of every incoming change and an audit trail of every
+// admin action (audit.go). Protobuf types stop here: convert.go is the one
+// place where they are translated to and from the sync engine's.
 //
 // Use:
 //
@@ -94,8 +95,13 @@ type Config struct {
 	// Rules are the survey rules this server sets (a county's, from
 	// fieldsyncd serve --rules), with their source; nil means
 	// survey.DefaultRules. A township with an upstream applies its county's
-	// instead, as the county's handshake sends them.
+	// instead, as the county's handshake sends them. New records a change of
+	// them since the last start in the audit trail.
 	Rules *fieldsyncv1.Rules
+	// Operator is who starts the server (fieldsyncd passes the OS user): the
+	// audit trail records them as the author of a change of Rules. Empty
+	// means "unknown".
+	Operator string
 }
 
 // Server serves one replica's store. Its methods are safe for concurrent use.
@@ -169,6 +175,10 @@ func New(cfg Config) (*Server, error) {
 		log:           cfg.Logger,
 	}
 	s.log.Info("store opened", "replica", st.Replica().String())
+	if err := s.noteRules(context.Background()); err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	return s, nil
 }
 

@@ -38,7 +38,8 @@ const (
 // Upstream configures a township server's relay to its county: the same
 // sync rounds a device runs (syncclient), over the server's store, pushing
 // every change the county lacks and pulling the county's changes in the
-// township's areas.
+// township's areas, then pushing the audit entries the county lacks
+// (PushAudit).
 type Upstream struct {
 	// Addr is the county server's host:port, as enrolment recorded it.
 	Addr string
@@ -287,6 +288,9 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 			n, _ := strconv.ParseUint(string(epoch), 10, 64)
 			return boltstore.SetMetaTx(ctx, tx, metaSnapshotEpoch, []byte(strconv.FormatUint(n+1, 10)))
 		},
+		// After the push and the pull: the audit trail, on the same
+		// connection.
+		AfterRound: s.pushAudit,
 	}
 	var pushed, pulled int
 	err = syncclient.Sync(ctx, cfg, syncclient.Target{Addr: string(addr), Token: r.cfg.Token, Server: up}, func(p syncclient.Progress) {

@@ -33,6 +33,12 @@ const metaUpstreamRules = "upstream_rules"
 // record outside the server's area is refused with ErrBadRequest; one the
 // rules refuse with an *InvalidRecordError.
 func (s *Server) Save(ctx context.Context, rec *fieldsyncv1.Record) (syncengine.ChangeID, error) {
+	return s.save(ctx, rec, nil)
+}
+
+// save is Save, running also, when not nil, in the save's transaction after
+// the record is saved (the audit entry of an admin action).
+func (s *Server) save(ctx context.Context, rec *fieldsyncv1.Record, also func(syncengine.Tx) error) (syncengine.ChangeID, error) {
 	id, area, err := wire.Identity(rec)
 	if err != nil {
 		return syncengine.ChangeID{}, fmt.Errorf("save: %w: %v", ErrBadRequest, err)
@@ -48,7 +54,10 @@ func (s *Server) Save(ctx context.Context, rec *fieldsyncv1.Record) (syncengine.
 	err = s.store.Update(ctx, func(tx syncengine.Tx) error {
 		var err error
 		res, err = save.Record(ctx, tx, save.Author{Clock: s.clock, Now: s.now(), Rules: rules, Server: true}, rec)
-		return err
+		if err != nil || also == nil {
+			return err
+		}
+		return also(tx)
 	})
 	var invalid *save.InvalidError
 	if errors.As(err, &invalid) {

@@ -106,6 +106,11 @@ type Config struct {
 	// AfterPull, if set, runs after a pull caught up (the device forgets
 	// the records no longer in its areas).
 	AfterPull func(ctx context.Context, hello *fieldsyncv1.HelloResponse) error
+	// AfterRound, if set, runs last in a round, after AfterPull, with the
+	// round's connection (a relay pushes its audit trail to its county). Its
+	// error fails the round like any other: a retryable one is retried with
+	// the whole round.
+	AfterRound func(ctx context.Context, rpc fieldsyncv1.SyncServiceClient) error
 }
 
 func (cfg *Config) now() time.Time {
@@ -209,6 +214,11 @@ func round(ctx context.Context, cfg *Config, t Target, r *run) error {
 	}
 	if cfg.AfterPull != nil {
 		if err := cfg.AfterPull(ctx, hello); err != nil {
+			return fmt.Errorf("fieldsync: sync: %w", err)
+		}
+	}
+	if cfg.AfterRound != nil {
+		if err := cfg.AfterRound(ctx, s.rpc); err != nil {
 			return fmt.Errorf("fieldsync: sync: %w", err)
 		}
 	}

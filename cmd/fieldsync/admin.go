@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
+	"os/user"
 	"strings"
 	"time"
 
@@ -33,11 +35,13 @@ const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE..
        fieldsync admin move [flags] RECORD_ID --to VILLAGE [--json]
        fieldsync admin problems [--area PREFIX] [--overdue] [--severity critical|normal] [--all] [--as-of DATE] [--json | --csv]
        fieldsync admin problems verify|reopen [flags] ID --worker WORKER_ID [--reason TEXT]
+       fieldsync admin audit [--since DURATION|DATE] [--json]
 
 Every admin command takes --server ADDR (default 127.0.0.1:7443), --token-file FILE
 (default data/admin.token, written by fieldsyncd) and --ca FILE (the CA certificate
 of the server's TLS certificate; without it a loopback server is reached in plaintext
-and any other with the system's roots).
+and any other with the system's roots). Every call names its operator to the server,
+for the audit trail ('admin audit'): $FIELDSYNC_OPERATOR, or else the OS user.
 
 At a county, 'device add --relay --area TOWNSHIP' issues the code a township server
 enrols with ('fieldsyncd enroll-upstream'), so that it relays its phones' changes.
@@ -75,7 +79,21 @@ func (a *adminFlags) dial(ctx context.Context) (*grpc.ClientConn, context.Contex
 	if err != nil {
 		return nil, nil, err
 	}
-	return conn, metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(token))), nil
+	return conn, metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(token)),
+		"fieldsync-operator", url.PathEscape(operator())), nil
+}
+
+// operator is who the admin commands say takes the action, for the server's
+// audit trail: $FIELDSYNC_OPERATOR, or else the OS user, or "" if neither is
+// known. It travels percent-encoded, since metadata values are ASCII.
+func operator() string {
+	if name := strings.TrimSpace(os.Getenv("FIELDSYNC_OPERATOR")); name != "" {
+		return name
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return os.Getenv("USER")
 }
 
 // transport is TLS, except for a loopback address without a CA file, which
@@ -121,12 +139,15 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "problems" {
 		return runAdminProblems(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "audit" {
+		return runAdminAudit(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) < 2 || args[0] != "device" {
 		fmt.Fprint(stderr, adminUsage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errors.New("admin: want 'device add', 'device list', 'device replace', 'device revoke', 'status', 'conflicts list', 'conflicts resolve', 'move' or 'problems'")
+		return errors.New("admin: want 'device add', 'device list', 'device replace', 'device revoke', 'status', 'conflicts list', 'conflicts resolve', 'move', 'problems' or 'audit'")
 	}
 	var a adminFlags
 	fs := flag.NewFlagSet("admin device "+args[1], flag.ContinueOnError)

@@ -47,7 +47,7 @@ type deviceCommand struct {
 var deviceCommands = map[string]deviceCommand{
 	"enroll": {
 		"fieldsync device enroll --replica FILE --server ADDR --code CODE [--ca FILE]",
-		"Create the replica file (and its directory) if needed and enrol it with the\nserver, using the one-time code from 'fieldsync admin device add'. Enrolling\nagain with a new code replaces the device's areas and credentials. With\n"+envPassphraseFile+" (or "+envPassphrase+") set, the replica's token, keys and\npeople's records are encrypted with that passphrase, and every device command\nneeds it.",
+		"Create the replica file (and its directory) if needed and enrol it with the\nserver, using the one-time code from 'fieldsync admin device add'. Enrolling\nagain with a new code replaces the device's areas and credentials. With\n" + envPassphraseFile + " (or " + envPassphrase + ") set, the replica's token, keys and\npeople's records are encrypted with that passphrase, and every device command\nneeds it.",
 		runDeviceEnroll,
 	},
 	"put": {

@@ -17,7 +17,13 @@
 // township's token, written to --token-file (mode 0600), and takes the
 // county's ID-hash key; serve --upstream then syncs with the county at once,
 // every --upstream-every, soon after devices push, and with backoff while the
-// uplink is down.
+// uplink is down. Each sync also sends the county the township's audit trail
+// of admin actions (fieldsync admin audit) that it does not hold yet.
+//
+// --rules FILE sets a county's survey rules. A start with other rules than
+// the last start (the first start with a rules file, a changed file, a start
+// back on the defaults) is recorded in the audit trail as a rules_change by
+// the OS user running serve, from "local".
 //
 // Every --compact-every (an hour) the server compacts its log: it drops the changes every
 // device has pulled, and those that arrived more than --log-retention (30
@@ -38,6 +44,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -149,7 +156,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	srv, err := server.New(server.Config{DataDir: data, Area: o.area, IDHashKey: key, Logger: log, Rules: rules})
+	srv, err := server.New(server.Config{DataDir: data, Area: o.area, IDHashKey: key, Logger: log, Rules: rules, Operator: osUser()})
 	if err != nil {
 		return err
 	}
@@ -243,6 +250,15 @@ func idHashKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s holds %d bytes, want a 32-byte key: restore it from backup (devices hash ID numbers with it)", path, len(key))
 	}
 	return key, err
+}
+
+// osUser is the name of the OS user running the command, "" if unknown: who
+// the audit trail records for a change of the rules at start.
+func osUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return os.Getenv("USER")
 }
 
 // loadRules reads the survey rules file of --rules. A township relaying to a

@@ -20,7 +20,8 @@ const maxProblems = 20
 // consistency check (every page reachable or free exactly once, keys in
 // order, ...) and checks the store's own invariants: every log entry and
 // record decodes, and the dots, log area (both ends of every move) and record
-// area indexes, the token index and the compaction point agree with the data.
+// area indexes, the token index, the audit trail's time index and the
+// compaction point agree with the data.
 // It returns nil, ctx's error, or an error wrapping ErrCorrupt that names the
 // file and lists up to 20 problems; a damaged page never panics.
 //
@@ -93,7 +94,7 @@ func (ck *checker) run() error {
 	if cp, end := t.compacted(), t.logEnd(); cp > end {
 		ck.fail("compacted through %d, after the log end %d", cp, end)
 	}
-	for _, step := range []func() error{ck.log, ck.logArea, ck.dots, ck.records, ck.recArea, ck.registry} {
+	for _, step := range []func() error{ck.log, ck.logArea, ck.dots, ck.records, ck.recArea, ck.registry, ck.audit} {
 		if len(ck.problems) >= maxProblems {
 			return nil
 		}

@@ -230,14 +230,31 @@ func (t *tx) forEachDevice(fn func(Device) error) error {
 // wrapping ErrNoDevice. A revoked device no longer holds back
 // CompactAcknowledged.
 func (s *Store) RevokeDevice(ctx context.Context, id syncengine.ReplicaID) error {
-	return s.update(ctx, func(t *tx) error {
-		d, err := t.device(id)
-		if err != nil || d.Revoked {
-			return err
-		}
-		d.Revoked, d.RevokedAt = true, time.Now().UTC()
-		return t.putDevice(d)
+	return s.Update(ctx, func(t syncengine.Tx) error {
+		_, _, err := RevokeDeviceTx(ctx, t, id)
+		return err
 	})
+}
+
+// RevokeDeviceTx is RevokeDevice in in, a transaction of a Store's Update, so
+// that the revocation commits with the transaction's other writes (its audit
+// entry). It returns the device as revoked, and whether this call revoked it
+// (false for a device revoked already). On an error the caller rolls the
+// transaction back.
+func RevokeDeviceTx(ctx context.Context, in syncengine.Tx, id syncengine.ReplicaID) (Device, bool, error) {
+	t, err := asTx(in, "RevokeDeviceTx")
+	if err != nil {
+		return Device{}, false, err
+	}
+	if err := t.check(ctx); err != nil {
+		return Device{}, false, err
+	}
+	d, err := t.device(id)
+	if err != nil || d.Revoked {
+		return d, false, err
+	}
+	d.Revoked, d.RevokedAt = true, time.Now().UTC()
+	return d, true, t.putDevice(d)
 }
 
 // UpdateActivity applies fn to the activity of the device registered under

@@ -1,7 +1,8 @@
 // Package boltstore is the server's syncengine.Store, kept in one bbolt file: a
 // township or county server's change log, the state of every record, the
 // indexes that let a pull or a snapshot for one village or township read only
-// its own data, per-peer cursors, rejections and the device registry.
+// its own data, per-peer cursors, rejections, the device registry and the
+// audit trail of admin actions.
 //
 // # Transactions and durability
 //
@@ -19,7 +20,7 @@
 // Integers in keys and values are big-endian uint64 (8 bytes); ids are their
 // 16 raw bytes; area codes are their 12 ASCII digits.
 //
-//	meta        "schema"    → schema version (8 bytes, currently 3)
+//	meta        "schema"    → schema version (8 bytes, currently 5)
 //	            "replica"   → the store's own replica id (16 bytes)
 //	            "compacted" → log position through which entries were dropped
 //	            "logmarks"  → arrival marks of CompactRetained: pairs of Unix
@@ -39,6 +40,10 @@
 //	devtokens   token hash (32 bytes) → device id
 //	enrolcodes  code hash (32 bytes) → EnrolCode as JSON (see enrolCodeJSON)
 //	origins     replica id → id of the relay that pushes its changes (BindOrigins)
+//	audit       recorder's replica id + sequence → AuditEntry as JSON (see
+//	            auditJSON); the bucket's sequence is the last number this
+//	            store gave an entry of its own (AppendAuditTx)
+//	audittime   Unix ns of the entry's time + its audit key → empty
 //
 // An area envelope is one length byte followed by the area code of the change
 // or of the record. It lets the store keep its area indexes right (a record

@@ -87,6 +87,20 @@ func decodeEnrolCode(k, v []byte) (EnrolCode, error) {
 // transaction. It returns an error wrapping ErrInvalidDevice for a code
 // without areas or with a bad area prefix.
 func (s *Store) PutEnrolCode(ctx context.Context, c EnrolCode, now time.Time) error {
+	return s.Update(ctx, func(t syncengine.Tx) error { return PutEnrolCodeTx(ctx, t, c, now) })
+}
+
+// PutEnrolCodeTx is PutEnrolCode in in, a transaction of a Store's Update, so
+// that the code commits with the transaction's other writes (the audit entry
+// of its issue). On an error the caller rolls the transaction back.
+func PutEnrolCodeTx(ctx context.Context, in syncengine.Tx, c EnrolCode, now time.Time) error {
+	t, err := asTx(in, "PutEnrolCodeTx")
+	if err != nil {
+		return err
+	}
+	if err := t.check(ctx); err != nil {
+		return err
+	}
 	if len(c.Areas) == 0 {
 		return fmt.Errorf("boltstore: put enrolment code: %w: no areas", ErrInvalidDevice)
 	}
@@ -100,25 +114,23 @@ func (s *Store) PutEnrolCode(ctx context.Context, c EnrolCode, now time.Time) er
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(t *tx) error {
-		var expired [][]byte
-		err := t.enrolCodes.ForEach(func(k, v []byte) error {
-			old, err := decodeEnrolCode(k, v)
-			if err != nil || now.After(old.Expiry) {
-				expired = append(expired, k)
-			}
-			return nil
-		})
-		if err != nil {
+	var expired [][]byte
+	err = t.enrolCodes.ForEach(func(k, v []byte) error {
+		old, err := decodeEnrolCode(k, v)
+		if err != nil || now.After(old.Expiry) {
+			expired = append(expired, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range expired {
+		if err := t.enrolCodes.Delete(k); err != nil {
 			return err
 		}
-		for _, k := range expired {
-			if err := t.enrolCodes.Delete(k); err != nil {
-				return err
-			}
-		}
-		return t.enrolCodes.Put(c.Hash[:], v)
-	})
+	}
+	return t.enrolCodes.Put(c.Hash[:], v)
 }
 
 // EnrolDevice claims the enrolment code with hash for replica and registers

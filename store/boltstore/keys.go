@@ -21,11 +21,13 @@ var (
 	bucketDevTokens  = []byte("devtokens")
 	bucketEnrolCodes = []byte("enrolcodes")
 	bucketOrigins    = []byte("origins")
+	bucketAudit      = []byte("audit")
+	bucketAuditTime  = []byte("audittime")
 
 	allBuckets = [][]byte{
 		bucketMeta, bucketLog, bucketLogArea, bucketDots, bucketRecords,
 		bucketRecArea, bucketCursors, bucketRejections, bucketDevices, bucketDevTokens,
-		bucketEnrolCodes, bucketOrigins,
+		bucketEnrolCodes, bucketOrigins, bucketAudit, bucketAuditTime,
 	}
 
 	keySchema    = []byte("schema")

@@ -30,7 +30,8 @@ import (
 //     so the upgrade only records the version; the bump keeps older builds,
 //     whose Check and Compact do not know the second key, from opening it.
 //   - 4: the origins bucket (which relay may push a replica's changes).
-const schemaVersion = 4
+//   - 5: the audit and audittime buckets (the audit trail of admin actions).
+const schemaVersion = 5
 
 // upgrades migrate a store from the version of the key to the next one, in
 // the transaction given.
@@ -42,6 +43,13 @@ var upgrades = map[uint64]func(*bbolt.Tx) error{
 	2: func(*bbolt.Tx) error { return nil },
 	3: func(btx *bbolt.Tx) error {
 		_, err := btx.CreateBucketIfNotExists(bucketOrigins)
+		return err
+	},
+	4: func(btx *bbolt.Tx) error {
+		if _, err := btx.CreateBucketIfNotExists(bucketAudit); err != nil {
+			return err
+		}
+		_, err := btx.CreateBucketIfNotExists(bucketAuditTime)
 		return err
 	},
 }

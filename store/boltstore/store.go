@@ -43,8 +43,15 @@ var (
 	ErrInvalidPrefix = errors.New("invalid area prefix")
 
 	// ErrInvalidToken is returned by Snapshot when the page token was not
-	// made by Snapshot for the same prefix.
-	ErrInvalidToken = errors.New("invalid snapshot token")
+	// made by Snapshot for the same prefix, and by Audit when it was not made
+	// by Audit.
+	ErrInvalidToken = errors.New("invalid page token")
+
+	// ErrInvalidAudit is returned by AppendAuditTx and PutAudit for an audit
+	// entry the store cannot keep: a zero recorder or sequence, a time
+	// outside 1970 to 2262, or (PutAudit) one recorded by the store's own
+	// replica.
+	ErrInvalidAudit = errors.New("invalid audit entry")
 
 	// ErrNoDevice is returned when no device is registered under the id or
 	// token hash asked for.
@@ -94,7 +101,9 @@ type Options struct {
 	// AcceptRollback opens a store that may have lost its last commits (see
 	// ErrRolledBack) instead of refusing it: for an operator who decided to
 	// (fieldsyncd recover). The store then records its current transaction as
-	// the last one.
+	// the last one, and skips 2^20 numbers of its audit sequence, so that the
+	// entries it records next never take the number of an entry recorded
+	// before the loss (and perhaps relayed to its county already).
 	AcceptRollback bool
 }
 
@@ -190,9 +199,17 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if have < schemaVersion {
+	if have < schemaVersion || rolled != nil {
 		err = protect(path, func() error {
-			return db.Update(func(btx *bbolt.Tx) error { return migrate(btx, path) })
+			return db.Update(func(btx *bbolt.Tx) error {
+				if err := migrate(btx, path); err != nil {
+					return err
+				}
+				if rolled != nil {
+					return skipAuditSequence(btx)
+				}
+				return nil
+			})
 		})
 		if err != nil {
 			_ = protect(path, db.Close)

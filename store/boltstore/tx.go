@@ -31,7 +31,7 @@ type tx struct {
 
 	meta, log, logArea, dots, records, recArea *bbolt.Bucket
 	cursors, rejections, devices, devTokens    *bbolt.Bucket
-	enrolCodes, origins                        *bbolt.Bucket
+	enrolCodes, origins, audit, auditTime      *bbolt.Bucket
 
 	// The engine reads a record and then writes it, and asks whether a dot
 	// was seen and then appends it; these remember the answers so that the
@@ -71,6 +71,7 @@ func begin(btx *bbolt.Tx) (*tx, error) {
 		{bucketCursors, &t.cursors}, {bucketRejections, &t.rejections},
 		{bucketDevices, &t.devices}, {bucketDevTokens, &t.devTokens},
 		{bucketEnrolCodes, &t.enrolCodes}, {bucketOrigins, &t.origins},
+		{bucketAudit, &t.audit}, {bucketAuditTime, &t.auditTime},
 	} {
 		if *b.dst = btx.Bucket(b.name); *b.dst == nil {
 			return nil, fmt.Errorf("boltstore: bucket %q missing: %w", b.name, ErrCorrupt)
@@ -87,6 +88,16 @@ func begin(btx *bbolt.Tx) (*tx, error) {
 }
 
 func (t *tx) end() { t.done = true }
+
+// asTx returns in as the store's own transaction type, or an error naming fn
+// for a transaction of another store.
+func asTx(in syncengine.Tx, fn string) (*tx, error) {
+	t, ok := in.(*tx)
+	if !ok {
+		return nil, fmt.Errorf("boltstore: %s in a %T, not a boltstore transaction", fn, in)
+	}
+	return t, nil
+}
 
 func (t *tx) check(ctx context.Context) error {
 	if t.done {

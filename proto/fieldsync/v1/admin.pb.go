@@ -1513,11 +1513,131 @@ func (x *DeviceSyncStatus) GetRelay() bool {
 	return false
 }
 
+// ListAuditRequest asks for a page of the audit trail.
+type ListAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only entries at or after this time; unset means from the first.
+	Since *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	// Most entries to return; 0 means 1000, and more than 1000 is 1000.
+	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// next_page_token of the previous page, to continue after it; empty for the
+	// first page.
+	PageToken     []byte `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRequest) Reset() {
+	*x = ListAuditRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRequest) ProtoMessage() {}
+
+func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListAuditRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListAuditRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetPageToken() []byte {
+	if x != nil {
+		return x.PageToken
+	}
+	return nil
+}
+
+// ListAuditResponse is one page of the audit trail.
+type ListAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entries, oldest first (by at, then recorded_by, then sequence).
+	Entries []*AuditEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Token of the next page; empty when this page is the last.
+	NextPageToken []byte `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditResponse) Reset() {
+	*x = ListAuditResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditResponse) ProtoMessage() {}
+
+func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListAuditResponse) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ListAuditResponse) GetNextPageToken() []byte {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return nil
+}
+
 var File_fieldsync_v1_admin_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18fieldsync/v1/admin.proto\x12\ffieldsync.v1\x1a\x19fieldsync/v1/common.proto\x1a\x19fieldsync/v1/ledger.proto\x1a\x17fieldsync/v1/sync.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x01\n" +
+	"\x18fieldsync/v1/admin.proto\x12\ffieldsync.v1\x1a\x18fieldsync/v1/audit.proto\x1a\x19fieldsync/v1/common.proto\x1a\x19fieldsync/v1/ledger.proto\x1a\x17fieldsync/v1/sync.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x01\n" +
 	"\x10AddDeviceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\rarea_prefixes\x18\x02 \x03(\tR\fareaPrefixes\x12$\n" +
@@ -1626,7 +1746,15 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x12\x14\n" +
-	"\x05relay\x18\v \x01(\bR\x05relay2\xad\x06\n" +
+	"\x05relay\x18\v \x01(\bR\x05relay\"y\n" +
+	"\x10ListAuditRequest\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\fR\tpageToken\"o\n" +
+	"\x11ListAuditResponse\x122\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.fieldsync.v1.AuditEntryR\aentries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\fR\rnextPageToken2\x80\a\n" +
 	"\fAdminService\x12L\n" +
 	"\tAddDevice\x12\x1e.fieldsync.v1.AddDeviceRequest\x1a\x1f.fieldsync.v1.AddDeviceResponse\x12W\n" +
 	"\vListDevices\x12 .fieldsync.v1.ListDevicesRequest\x1a!.fieldsync.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12Z\n" +
@@ -1638,7 +1766,8 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"MoveRecord\x12\x1f.fieldsync.v1.MoveRecordRequest\x1a .fieldsync.v1.MoveRecordResponse\x12Z\n" +
 	"\fListProblems\x12!.fieldsync.v1.ListProblemsRequest\x1a\".fieldsync.v1.ListProblemsResponse\"\x03\x90\x02\x01\x12X\n" +
-	"\rUpdateProblem\x12\".fieldsync.v1.UpdateProblemRequest\x1a#.fieldsync.v1.UpdateProblemResponseB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\rUpdateProblem\x12\".fieldsync.v1.UpdateProblemRequest\x1a#.fieldsync.v1.UpdateProblemResponse\x12Q\n" +
+	"\tListAudit\x12\x1e.fieldsync.v1.ListAuditRequest\x1a\x1f.fieldsync.v1.ListAuditResponse\"\x03\x90\x02\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_admin_proto_rawDescOnce sync.Once
@@ -1652,7 +1781,7 @@ func file_fieldsync_v1_admin_proto_rawDescGZIP() []byte {
 	return file_fieldsync_v1_admin_proto_rawDescData
 }
 
-var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*AddDeviceRequest)(nil),        // 0: fieldsync.v1.AddDeviceRequest
 	(*AddDeviceResponse)(nil),       // 1: fieldsync.v1.AddDeviceResponse
@@ -1677,57 +1806,64 @@ var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*UpdateProblemRequest)(nil),    // 20: fieldsync.v1.UpdateProblemRequest
 	(*UpdateProblemResponse)(nil),   // 21: fieldsync.v1.UpdateProblemResponse
 	(*DeviceSyncStatus)(nil),        // 22: fieldsync.v1.DeviceSyncStatus
-	(*timestamppb.Timestamp)(nil),   // 23: google.protobuf.Timestamp
-	(RecordKind)(0),                 // 24: fieldsync.v1.RecordKind
-	(*FieldConflict)(nil),           // 25: fieldsync.v1.FieldConflict
-	(Severity)(0),                   // 26: fieldsync.v1.Severity
-	(*Date)(nil),                    // 27: fieldsync.v1.Date
-	(*Problem)(nil),                 // 28: fieldsync.v1.Problem
-	(ProblemStatus)(0),              // 29: fieldsync.v1.ProblemStatus
+	(*ListAuditRequest)(nil),        // 23: fieldsync.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),       // 24: fieldsync.v1.ListAuditResponse
+	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
+	(RecordKind)(0),                 // 26: fieldsync.v1.RecordKind
+	(*FieldConflict)(nil),           // 27: fieldsync.v1.FieldConflict
+	(Severity)(0),                   // 28: fieldsync.v1.Severity
+	(*Date)(nil),                    // 29: fieldsync.v1.Date
+	(*Problem)(nil),                 // 30: fieldsync.v1.Problem
+	(ProblemStatus)(0),              // 31: fieldsync.v1.ProblemStatus
+	(*AuditEntry)(nil),              // 32: fieldsync.v1.AuditEntry
 }
 var file_fieldsync_v1_admin_proto_depIdxs = []int32{
-	23, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	25, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.DeviceInfo
-	23, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	23, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
+	25, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	25, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
 	9,  // 4: fieldsync.v1.ListConflictsResponse.records:type_name -> fieldsync.v1.RecordConflicts
-	24, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
-	25, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
+	26, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
+	27, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
 	22, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
 	14, // 8: fieldsync.v1.SyncStatusResponse.upstream:type_name -> fieldsync.v1.UpstreamStatus
-	23, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
-	23, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
-	26, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
-	27, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
+	25, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
+	25, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
+	28, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
+	29, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
 	19, // 13: fieldsync.v1.ListProblemsResponse.problems:type_name -> fieldsync.v1.ListedProblem
-	28, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
-	29, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
-	28, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
-	23, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
-	23, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
-	0,  // 19: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
-	2,  // 20: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	5,  // 21: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	7,  // 22: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
-	10, // 23: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
-	12, // 24: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
-	15, // 25: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
-	17, // 26: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
-	20, // 27: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
-	1,  // 28: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
-	3,  // 29: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	6,  // 30: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	8,  // 31: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
-	11, // 32: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
-	13, // 33: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
-	16, // 34: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
-	18, // 35: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
-	21, // 36: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
-	28, // [28:37] is the sub-list for method output_type
-	19, // [19:28] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	30, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
+	31, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
+	30, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
+	25, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
+	25, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
+	25, // 19: fieldsync.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	32, // 20: fieldsync.v1.ListAuditResponse.entries:type_name -> fieldsync.v1.AuditEntry
+	0,  // 21: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
+	2,  // 22: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	5,  // 23: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	7,  // 24: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
+	10, // 25: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
+	12, // 26: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
+	15, // 27: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
+	17, // 28: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
+	20, // 29: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
+	23, // 30: fieldsync.v1.AdminService.ListAudit:input_type -> fieldsync.v1.ListAuditRequest
+	1,  // 31: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
+	3,  // 32: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	6,  // 33: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	8,  // 34: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
+	11, // 35: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
+	13, // 36: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
+	16, // 37: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
+	18, // 38: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
+	21, // 39: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
+	24, // 40: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
+	31, // [31:41] is the sub-list for method output_type
+	21, // [21:31] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_admin_proto_init() }
@@ -1735,6 +1871,7 @@ func file_fieldsync_v1_admin_proto_init() {
 	if File_fieldsync_v1_admin_proto != nil {
 		return
 	}
+	file_fieldsync_v1_audit_proto_init()
 	file_fieldsync_v1_common_proto_init()
 	file_fieldsync_v1_ledger_proto_init()
 	file_fieldsync_v1_sync_proto_init()
@@ -1749,7 +1886,7 @@ func file_fieldsync_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_admin_proto_rawDesc), len(file_fieldsync_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	AdminService_MoveRecord_FullMethodName      = "/fieldsync.v1.AdminService/MoveRecord"
 	AdminService_ListProblems_FullMethodName    = "/fieldsync.v1.AdminService/ListProblems"
 	AdminService_UpdateProblem_FullMethodName   = "/fieldsync.v1.AdminService/UpdateProblem"
+	AdminService_ListAudit_FullMethodName       = "/fieldsync.v1.AdminService/ListAudit"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -66,6 +67,14 @@ type AdminServiceClient interface {
 	// UpdateProblem moves a problem of the ledger on (verifies or reopens it)
 	// with a change made by this server, checked by the ledger's workflow.
 	UpdateProblem(ctx context.Context, in *UpdateProblemRequest, opts ...grpc.CallOption) (*UpdateProblemResponse, error)
+	// ListAudit lists the audit trail: the admin actions taken at this server
+	// (device add, revoke and replace, moves, conflict resolutions, problem
+	// verifications and reopenings, changes of rules) and, at a county, those
+	// its townships relayed; oldest first. Every admin call may carry the
+	// operator's name as gRPC metadata fieldsync-operator (UTF-8, percent-encoded
+	// as in RFC 3986, since metadata values are ASCII), which the entries of the
+	// actions it takes record.
+	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
 }
 
 type adminServiceClient struct {
@@ -166,6 +175,16 @@ func (c *adminServiceClient) UpdateProblem(ctx context.Context, in *UpdateProble
 	return out, nil
 }
 
+func (c *adminServiceClient) ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -202,6 +221,14 @@ type AdminServiceServer interface {
 	// UpdateProblem moves a problem of the ledger on (verifies or reopens it)
 	// with a change made by this server, checked by the ledger's workflow.
 	UpdateProblem(context.Context, *UpdateProblemRequest) (*UpdateProblemResponse, error)
+	// ListAudit lists the audit trail: the admin actions taken at this server
+	// (device add, revoke and replace, moves, conflict resolutions, problem
+	// verifications and reopenings, changes of rules) and, at a county, those
+	// its townships relayed; oldest first. Every admin call may carry the
+	// operator's name as gRPC metadata fieldsync-operator (UTF-8, percent-encoded
+	// as in RFC 3986, since metadata values are ASCII), which the entries of the
+	// actions it takes record.
+	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -238,6 +265,9 @@ func (UnimplementedAdminServiceServer) ListProblems(context.Context, *ListProble
 }
 func (UnimplementedAdminServiceServer) UpdateProblem(context.Context, *UpdateProblemRequest) (*UpdateProblemResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateProblem not implemented")
+}
+func (UnimplementedAdminServiceServer) ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAudit not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -422,6 +452,24 @@ func _AdminService_UpdateProblem_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListAudit(ctx, req.(*ListAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -464,6 +512,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateProblem",
 			Handler:    _AdminService_UpdateProblem_Handler,
+		},
+		{
+			MethodName: "ListAudit",
+			Handler:    _AdminService_ListAudit_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

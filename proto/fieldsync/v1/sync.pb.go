@@ -1784,11 +1784,104 @@ func (x *RecordState) GetEngineState() []byte {
 	return nil
 }
 
+// PushAuditRequest carries audit entries recorded by the caller.
+type PushAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entries, at most 500; each recorded_by must be the caller's replica id.
+	// A batch with one bad entry is refused whole (InvalidArgument naming it).
+	Entries       []*AuditEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushAuditRequest) Reset() {
+	*x = PushAuditRequest{}
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushAuditRequest) ProtoMessage() {}
+
+func (x *PushAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushAuditRequest.ProtoReflect.Descriptor instead.
+func (*PushAuditRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PushAuditRequest) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// PushAuditResponse acknowledges every entry of the request.
+type PushAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many entries were new to the server; the others it held already.
+	Stored        uint32 `protobuf:"varint,1,opt,name=stored,proto3" json:"stored,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushAuditResponse) Reset() {
+	*x = PushAuditResponse{}
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushAuditResponse) ProtoMessage() {}
+
+func (x *PushAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushAuditResponse.ProtoReflect.Descriptor instead.
+func (*PushAuditResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PushAuditResponse) GetStored() uint32 {
+	if x != nil {
+		return x.Stored
+	}
+	return 0
+}
+
 var File_fieldsync_v1_sync_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x17fieldsync/v1/sync.proto\x12\ffieldsync.v1\x1a\x19fieldsync/v1/common.proto\x1a\x19fieldsync/v1/record.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n" +
+	"\x17fieldsync/v1/sync.proto\x12\ffieldsync.v1\x1a\x18fieldsync/v1/audit.proto\x1a\x19fieldsync/v1/common.proto\x1a\x19fieldsync/v1/record.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n" +
 	"\bHlcStamp\x12\x17\n" +
 	"\awall_ms\x18\x01 \x01(\x03R\x06wallMs\x12\x18\n" +
 	"\acounter\x18\x02 \x01(\rR\acounter\">\n" +
@@ -1895,7 +1988,11 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x06fields\x18\x05 \x03(\v2\x18.fieldsync.v1.FieldStateR\x06fields\x12\x18\n" +
 	"\adeleted\x18\x06 \x01(\bR\adeleted\x129\n" +
 	"\tconflicts\x18\a \x03(\v2\x1b.fieldsync.v1.FieldConflictR\tconflicts\x12!\n" +
-	"\fengine_state\x18\b \x01(\fR\vengineState*\xbb\x03\n" +
+	"\fengine_state\x18\b \x01(\fR\vengineState\"F\n" +
+	"\x10PushAuditRequest\x122\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.fieldsync.v1.AuditEntryR\aentries\"+\n" +
+	"\x11PushAuditResponse\x12\x16\n" +
+	"\x06stored\x18\x01 \x01(\rR\x06stored*\xbb\x03\n" +
 	"\x10FieldErrorReason\x12\"\n" +
 	"\x1eFIELD_ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bFIELD_ERROR_REASON_REQUIRED\x10\x01\x12 \n" +
@@ -1926,11 +2023,12 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x1aSNAPSHOT_CAUSE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18SNAPSHOT_CAUSE_NO_CURSOR\x10\x01\x12!\n" +
 	"\x1dSNAPSHOT_CAUSE_CURSOR_EXPIRED\x10\x02\x12 \n" +
-	"\x1cSNAPSHOT_CAUSE_SCOPE_CHANGED\x10\x032\xde\x01\n" +
+	"\x1cSNAPSHOT_CAUSE_SCOPE_CHANGED\x10\x032\xb1\x02\n" +
 	"\vSyncService\x12E\n" +
 	"\x05Hello\x12\x1a.fieldsync.v1.HelloRequest\x1a\x1b.fieldsync.v1.HelloResponse\"\x03\x90\x02\x02\x12B\n" +
 	"\x04Push\x12\x19.fieldsync.v1.PushRequest\x1a\x1a.fieldsync.v1.PushResponse\"\x03\x90\x02\x02\x12D\n" +
-	"\x04Pull\x12\x19.fieldsync.v1.PullRequest\x1a\x1a.fieldsync.v1.PullResponse\"\x03\x90\x02\x010\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\x04Pull\x12\x19.fieldsync.v1.PullRequest\x1a\x1a.fieldsync.v1.PullResponse\"\x03\x90\x02\x010\x01\x12Q\n" +
+	"\tPushAudit\x12\x1e.fieldsync.v1.PushAuditRequest\x1a\x1f.fieldsync.v1.PushAuditResponse\"\x03\x90\x02\x02B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_sync_proto_rawDescOnce sync.Once
@@ -1945,7 +2043,7 @@ func file_fieldsync_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_fieldsync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_fieldsync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_fieldsync_v1_sync_proto_goTypes = []any{
 	(FieldErrorReason)(0),         // 0: fieldsync.v1.FieldErrorReason
 	(ChangeOutcome)(0),            // 1: fieldsync.v1.ChangeOutcome
@@ -1971,27 +2069,30 @@ var file_fieldsync_v1_sync_proto_goTypes = []any{
 	(*FieldState)(nil),            // 21: fieldsync.v1.FieldState
 	(*FieldConflict)(nil),         // 22: fieldsync.v1.FieldConflict
 	(*RecordState)(nil),           // 23: fieldsync.v1.RecordState
-	(RecordKind)(0),               // 24: fieldsync.v1.RecordKind
-	(*Record)(nil),                // 25: fieldsync.v1.Record
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
-	(*Rules)(nil),                 // 27: fieldsync.v1.Rules
+	(*PushAuditRequest)(nil),      // 24: fieldsync.v1.PushAuditRequest
+	(*PushAuditResponse)(nil),     // 25: fieldsync.v1.PushAuditResponse
+	(RecordKind)(0),               // 26: fieldsync.v1.RecordKind
+	(*Record)(nil),                // 27: fieldsync.v1.Record
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*Rules)(nil),                 // 29: fieldsync.v1.Rules
+	(*AuditEntry)(nil),            // 30: fieldsync.v1.AuditEntry
 }
 var file_fieldsync_v1_sync_proto_depIdxs = []int32{
 	5,  // 0: fieldsync.v1.VersionVector.entries:type_name -> fieldsync.v1.Dot
-	24, // 1: fieldsync.v1.Change.kind:type_name -> fieldsync.v1.RecordKind
+	26, // 1: fieldsync.v1.Change.kind:type_name -> fieldsync.v1.RecordKind
 	5,  // 2: fieldsync.v1.Change.dot:type_name -> fieldsync.v1.Dot
 	4,  // 3: fieldsync.v1.Change.hlc:type_name -> fieldsync.v1.HlcStamp
 	6,  // 4: fieldsync.v1.Change.context:type_name -> fieldsync.v1.VersionVector
 	9,  // 5: fieldsync.v1.Change.upsert:type_name -> fieldsync.v1.Upsert
 	10, // 6: fieldsync.v1.Change.deletion:type_name -> fieldsync.v1.Deletion
-	25, // 7: fieldsync.v1.Upsert.record:type_name -> fieldsync.v1.Record
+	27, // 7: fieldsync.v1.Upsert.record:type_name -> fieldsync.v1.Record
 	0,  // 8: fieldsync.v1.FieldError.reason:type_name -> fieldsync.v1.FieldErrorReason
 	1,  // 9: fieldsync.v1.ChangeResult.outcome:type_name -> fieldsync.v1.ChangeOutcome
 	11, // 10: fieldsync.v1.ChangeResult.field_errors:type_name -> fieldsync.v1.FieldError
-	26, // 11: fieldsync.v1.HelloRequest.client_time:type_name -> google.protobuf.Timestamp
-	26, // 12: fieldsync.v1.HelloResponse.server_time:type_name -> google.protobuf.Timestamp
+	28, // 11: fieldsync.v1.HelloRequest.client_time:type_name -> google.protobuf.Timestamp
+	28, // 12: fieldsync.v1.HelloResponse.server_time:type_name -> google.protobuf.Timestamp
 	13, // 13: fieldsync.v1.HelloResponse.limits:type_name -> fieldsync.v1.BatchLimits
-	27, // 14: fieldsync.v1.HelloResponse.rules:type_name -> fieldsync.v1.Rules
+	29, // 14: fieldsync.v1.HelloResponse.rules:type_name -> fieldsync.v1.Rules
 	8,  // 15: fieldsync.v1.PushRequest.changes:type_name -> fieldsync.v1.Change
 	12, // 16: fieldsync.v1.PushResponse.results:type_name -> fieldsync.v1.ChangeResult
 	7,  // 17: fieldsync.v1.PullRequest.cursor:type_name -> fieldsync.v1.Cursor
@@ -2004,21 +2105,24 @@ var file_fieldsync_v1_sync_proto_depIdxs = []int32{
 	5,  // 24: fieldsync.v1.FieldState.dot:type_name -> fieldsync.v1.Dot
 	4,  // 25: fieldsync.v1.FieldState.hlc:type_name -> fieldsync.v1.HlcStamp
 	21, // 26: fieldsync.v1.FieldConflict.values:type_name -> fieldsync.v1.FieldState
-	24, // 27: fieldsync.v1.RecordState.kind:type_name -> fieldsync.v1.RecordKind
+	26, // 27: fieldsync.v1.RecordState.kind:type_name -> fieldsync.v1.RecordKind
 	6,  // 28: fieldsync.v1.RecordState.version:type_name -> fieldsync.v1.VersionVector
 	21, // 29: fieldsync.v1.RecordState.fields:type_name -> fieldsync.v1.FieldState
 	22, // 30: fieldsync.v1.RecordState.conflicts:type_name -> fieldsync.v1.FieldConflict
-	14, // 31: fieldsync.v1.SyncService.Hello:input_type -> fieldsync.v1.HelloRequest
-	16, // 32: fieldsync.v1.SyncService.Push:input_type -> fieldsync.v1.PushRequest
-	18, // 33: fieldsync.v1.SyncService.Pull:input_type -> fieldsync.v1.PullRequest
-	15, // 34: fieldsync.v1.SyncService.Hello:output_type -> fieldsync.v1.HelloResponse
-	17, // 35: fieldsync.v1.SyncService.Push:output_type -> fieldsync.v1.PushResponse
-	19, // 36: fieldsync.v1.SyncService.Pull:output_type -> fieldsync.v1.PullResponse
-	34, // [34:37] is the sub-list for method output_type
-	31, // [31:34] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	30, // 31: fieldsync.v1.PushAuditRequest.entries:type_name -> fieldsync.v1.AuditEntry
+	14, // 32: fieldsync.v1.SyncService.Hello:input_type -> fieldsync.v1.HelloRequest
+	16, // 33: fieldsync.v1.SyncService.Push:input_type -> fieldsync.v1.PushRequest
+	18, // 34: fieldsync.v1.SyncService.Pull:input_type -> fieldsync.v1.PullRequest
+	24, // 35: fieldsync.v1.SyncService.PushAudit:input_type -> fieldsync.v1.PushAuditRequest
+	15, // 36: fieldsync.v1.SyncService.Hello:output_type -> fieldsync.v1.HelloResponse
+	17, // 37: fieldsync.v1.SyncService.Push:output_type -> fieldsync.v1.PushResponse
+	19, // 38: fieldsync.v1.SyncService.Pull:output_type -> fieldsync.v1.PullResponse
+	25, // 39: fieldsync.v1.SyncService.PushAudit:output_type -> fieldsync.v1.PushAuditResponse
+	36, // [36:40] is the sub-list for method output_type
+	32, // [32:36] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_sync_proto_init() }
@@ -2026,6 +2130,7 @@ func file_fieldsync_v1_sync_proto_init() {
 	if File_fieldsync_v1_sync_proto != nil {
 		return
 	}
+	file_fieldsync_v1_audit_proto_init()
 	file_fieldsync_v1_common_proto_init()
 	file_fieldsync_v1_record_proto_init()
 	file_fieldsync_v1_sync_proto_msgTypes[4].OneofWrappers = []any{
@@ -2039,7 +2144,7 @@ func file_fieldsync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_sync_proto_rawDesc), len(file_fieldsync_v1_sync_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SyncService_Hello_FullMethodName = "/fieldsync.v1.SyncService/Hello"
-	SyncService_Push_FullMethodName  = "/fieldsync.v1.SyncService/Push"
-	SyncService_Pull_FullMethodName  = "/fieldsync.v1.SyncService/Pull"
+	SyncService_Hello_FullMethodName     = "/fieldsync.v1.SyncService/Hello"
+	SyncService_Push_FullMethodName      = "/fieldsync.v1.SyncService/Push"
+	SyncService_Pull_FullMethodName      = "/fieldsync.v1.SyncService/Pull"
+	SyncService_PushAudit_FullMethodName = "/fieldsync.v1.SyncService/PushAudit"
 )
 
 // SyncServiceClient is the client API for SyncService service.
@@ -44,6 +45,11 @@ type SyncServiceClient interface {
 	// areas and excluding the caller's own changes, in batches that each carry the
 	// cursor to resume from. An empty or expired cursor starts with a snapshot.
 	Pull(ctx context.Context, in *PullRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PullResponse], error)
+	// PushAudit sends the audit entries a relaying township recorded to its
+	// county, after the pull of a round, oldest first. Only a relay's token may
+	// call it, and only with entries it recorded itself; an entry the county
+	// holds already is not stored again.
+	PushAudit(ctx context.Context, in *PushAuditRequest, opts ...grpc.CallOption) (*PushAuditResponse, error)
 }
 
 type syncServiceClient struct {
@@ -93,6 +99,16 @@ func (c *syncServiceClient) Pull(ctx context.Context, in *PullRequest, opts ...g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SyncService_PullClient = grpc.ServerStreamingClient[PullResponse]
 
+func (c *syncServiceClient) PushAudit(ctx context.Context, in *PushAuditRequest, opts ...grpc.CallOption) (*PushAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PushAuditResponse)
+	err := c.cc.Invoke(ctx, SyncService_PushAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SyncServiceServer is the server API for SyncService service.
 // All implementations must embed UnimplementedSyncServiceServer
 // for forward compatibility.
@@ -113,6 +129,11 @@ type SyncServiceServer interface {
 	// areas and excluding the caller's own changes, in batches that each carry the
 	// cursor to resume from. An empty or expired cursor starts with a snapshot.
 	Pull(*PullRequest, grpc.ServerStreamingServer[PullResponse]) error
+	// PushAudit sends the audit entries a relaying township recorded to its
+	// county, after the pull of a round, oldest first. Only a relay's token may
+	// call it, and only with entries it recorded itself; an entry the county
+	// holds already is not stored again.
+	PushAudit(context.Context, *PushAuditRequest) (*PushAuditResponse, error)
 	mustEmbedUnimplementedSyncServiceServer()
 }
 
@@ -131,6 +152,9 @@ func (UnimplementedSyncServiceServer) Push(context.Context, *PushRequest) (*Push
 }
 func (UnimplementedSyncServiceServer) Pull(*PullRequest, grpc.ServerStreamingServer[PullResponse]) error {
 	return status.Error(codes.Unimplemented, "method Pull not implemented")
+}
+func (UnimplementedSyncServiceServer) PushAudit(context.Context, *PushAuditRequest) (*PushAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PushAudit not implemented")
 }
 func (UnimplementedSyncServiceServer) mustEmbedUnimplementedSyncServiceServer() {}
 func (UnimplementedSyncServiceServer) testEmbeddedByValue()                     {}
@@ -200,6 +224,24 @@ func _SyncService_Pull_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SyncService_PullServer = grpc.ServerStreamingServer[PullResponse]
 
+func _SyncService_PushAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PushAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SyncServiceServer).PushAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SyncService_PushAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SyncServiceServer).PushAudit(ctx, req.(*PushAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SyncService_ServiceDesc is the grpc.ServiceDesc for SyncService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -214,6 +256,10 @@ var SyncService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Push",
 			Handler:    _SyncService_Push_Handler,
+		},
+		{
+			MethodName: "PushAudit",
+			Handler:    _SyncService_PushAudit_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
