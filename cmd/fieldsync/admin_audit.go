@@ -22,8 +22,8 @@ const auditUsage = `usage: fieldsync admin audit [--since DURATION|DATE] [--json
 
 audit lists the server's audit trail, oldest first: every admin action taken
 there (device_add, device_revoke, device_replace, record_move,
-conflict_resolve, problem_verify, problem_reopen, and rules_change when the
-server started with other survey rules) and, at a county, those its townships
+conflict_resolve, problem_verify, problem_reopen, backup, and rules_change when
+the server started with other survey rules) and, at a county, those its townships
 relayed. Each line shows the time (China Standard Time, RFC 3339), the server
 that recorded it (the first 8 hex digits of its replica id), the action, who
 took it, from where (the caller's address, or local), what it acted on (a

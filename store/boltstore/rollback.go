@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -114,6 +115,27 @@ func (l *txidLog) record(txid uint64) error {
 
 func (l *txidLog) close() error { return l.f.Close() }
 
+// WriteBackup writes a consistent copy of the store, as of one read
+// transaction, to w while the store stays in use, and returns its size.
+// sized, if not nil, is called with the size before the first byte.
+func (s *Store) WriteBackup(ctx context.Context, w io.Writer, sized func(int64) error) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := s.db.View(func(btx *bbolt.Tx) error {
+		if sized != nil {
+			if err := sized(btx.Size()); err != nil {
+				return err
+			}
+		}
+		var err error
+		n, err = btx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
 // BackupTo writes a consistent copy of the store, as of one read transaction,
 // into a new file at path (mode 0600) while the store stays in use: written
 // to a temporary file beside path, synced, then renamed over it, so path is
@@ -130,12 +152,7 @@ func (s *Store) BackupTo(ctx context.Context, path string) (int64, error) {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // a no-op after the rename
-	var n int64
-	err = s.db.View(func(btx *bbolt.Tx) error {
-		var err error
-		n, err = btx.WriteTo(f)
-		return err
-	})
+	n, err := s.WriteBackup(ctx, f, nil)
 	if err == nil {
 		err = f.Chmod(0o600)
 	}

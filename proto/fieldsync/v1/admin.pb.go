@@ -1633,6 +1633,107 @@ func (x *ListAuditResponse) GetNextPageToken() []byte {
 	return nil
 }
 
+// BackupRequest asks for a copy of the store.
+type BackupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+// BackupResponse is a piece of the store's copy, in order.
+type BackupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next bytes of the copy, at most 1 MiB.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// The copy's size in bytes, in the first chunk.
+	Size int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// The SHA-256 of the whole copy, in the last chunk only (data then empty).
+	Sha256        []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupResponse) Reset() {
+	*x = BackupResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupResponse) ProtoMessage() {}
+
+func (x *BackupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupResponse.ProtoReflect.Descriptor instead.
+func (*BackupResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *BackupResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BackupResponse) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BackupResponse) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 var File_fieldsync_v1_admin_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_admin_proto_rawDesc = "" +
@@ -1754,7 +1855,12 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\fR\tpageToken\"o\n" +
 	"\x11ListAuditResponse\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.fieldsync.v1.AuditEntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\fR\rnextPageToken2\x80\a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\fR\rnextPageToken\"\x0f\n" +
+	"\rBackupRequest\"P\n" +
+	"\x0eBackupResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\fR\x06sha2562\xcc\a\n" +
 	"\fAdminService\x12L\n" +
 	"\tAddDevice\x12\x1e.fieldsync.v1.AddDeviceRequest\x1a\x1f.fieldsync.v1.AddDeviceResponse\x12W\n" +
 	"\vListDevices\x12 .fieldsync.v1.ListDevicesRequest\x1a!.fieldsync.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12Z\n" +
@@ -1767,7 +1873,8 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"MoveRecord\x12\x1f.fieldsync.v1.MoveRecordRequest\x1a .fieldsync.v1.MoveRecordResponse\x12Z\n" +
 	"\fListProblems\x12!.fieldsync.v1.ListProblemsRequest\x1a\".fieldsync.v1.ListProblemsResponse\"\x03\x90\x02\x01\x12X\n" +
 	"\rUpdateProblem\x12\".fieldsync.v1.UpdateProblemRequest\x1a#.fieldsync.v1.UpdateProblemResponse\x12Q\n" +
-	"\tListAudit\x12\x1e.fieldsync.v1.ListAuditRequest\x1a\x1f.fieldsync.v1.ListAuditResponse\"\x03\x90\x02\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\tListAudit\x12\x1e.fieldsync.v1.ListAuditRequest\x1a\x1f.fieldsync.v1.ListAuditResponse\"\x03\x90\x02\x01\x12J\n" +
+	"\x06Backup\x12\x1b.fieldsync.v1.BackupRequest\x1a\x1c.fieldsync.v1.BackupResponse\"\x03\x90\x02\x010\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_admin_proto_rawDescOnce sync.Once
@@ -1781,7 +1888,7 @@ func file_fieldsync_v1_admin_proto_rawDescGZIP() []byte {
 	return file_fieldsync_v1_admin_proto_rawDescData
 }
 
-var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*AddDeviceRequest)(nil),        // 0: fieldsync.v1.AddDeviceRequest
 	(*AddDeviceResponse)(nil),       // 1: fieldsync.v1.AddDeviceResponse
@@ -1808,37 +1915,39 @@ var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*DeviceSyncStatus)(nil),        // 22: fieldsync.v1.DeviceSyncStatus
 	(*ListAuditRequest)(nil),        // 23: fieldsync.v1.ListAuditRequest
 	(*ListAuditResponse)(nil),       // 24: fieldsync.v1.ListAuditResponse
-	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
-	(RecordKind)(0),                 // 26: fieldsync.v1.RecordKind
-	(*FieldConflict)(nil),           // 27: fieldsync.v1.FieldConflict
-	(Severity)(0),                   // 28: fieldsync.v1.Severity
-	(*Date)(nil),                    // 29: fieldsync.v1.Date
-	(*Problem)(nil),                 // 30: fieldsync.v1.Problem
-	(ProblemStatus)(0),              // 31: fieldsync.v1.ProblemStatus
-	(*AuditEntry)(nil),              // 32: fieldsync.v1.AuditEntry
+	(*BackupRequest)(nil),           // 25: fieldsync.v1.BackupRequest
+	(*BackupResponse)(nil),          // 26: fieldsync.v1.BackupResponse
+	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
+	(RecordKind)(0),                 // 28: fieldsync.v1.RecordKind
+	(*FieldConflict)(nil),           // 29: fieldsync.v1.FieldConflict
+	(Severity)(0),                   // 30: fieldsync.v1.Severity
+	(*Date)(nil),                    // 31: fieldsync.v1.Date
+	(*Problem)(nil),                 // 32: fieldsync.v1.Problem
+	(ProblemStatus)(0),              // 33: fieldsync.v1.ProblemStatus
+	(*AuditEntry)(nil),              // 34: fieldsync.v1.AuditEntry
 }
 var file_fieldsync_v1_admin_proto_depIdxs = []int32{
-	25, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	27, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.DeviceInfo
-	25, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	25, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
+	27, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	27, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
 	9,  // 4: fieldsync.v1.ListConflictsResponse.records:type_name -> fieldsync.v1.RecordConflicts
-	26, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
-	27, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
+	28, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
+	29, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
 	22, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
 	14, // 8: fieldsync.v1.SyncStatusResponse.upstream:type_name -> fieldsync.v1.UpstreamStatus
-	25, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
-	25, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
-	28, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
-	29, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
+	27, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
+	27, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
+	30, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
+	31, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
 	19, // 13: fieldsync.v1.ListProblemsResponse.problems:type_name -> fieldsync.v1.ListedProblem
-	30, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
-	31, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
-	30, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
-	25, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
-	25, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
-	25, // 19: fieldsync.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	32, // 20: fieldsync.v1.ListAuditResponse.entries:type_name -> fieldsync.v1.AuditEntry
+	32, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
+	33, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
+	32, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
+	27, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
+	27, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
+	27, // 19: fieldsync.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	34, // 20: fieldsync.v1.ListAuditResponse.entries:type_name -> fieldsync.v1.AuditEntry
 	0,  // 21: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
 	2,  // 22: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
 	5,  // 23: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
@@ -1849,18 +1958,20 @@ var file_fieldsync_v1_admin_proto_depIdxs = []int32{
 	17, // 28: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
 	20, // 29: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
 	23, // 30: fieldsync.v1.AdminService.ListAudit:input_type -> fieldsync.v1.ListAuditRequest
-	1,  // 31: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
-	3,  // 32: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	6,  // 33: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	8,  // 34: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
-	11, // 35: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
-	13, // 36: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
-	16, // 37: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
-	18, // 38: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
-	21, // 39: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
-	24, // 40: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
-	31, // [31:41] is the sub-list for method output_type
-	21, // [21:31] is the sub-list for method input_type
+	25, // 31: fieldsync.v1.AdminService.Backup:input_type -> fieldsync.v1.BackupRequest
+	1,  // 32: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
+	3,  // 33: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	6,  // 34: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	8,  // 35: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
+	11, // 36: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
+	13, // 37: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
+	16, // 38: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
+	18, // 39: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
+	21, // 40: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
+	24, // 41: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
+	26, // 42: fieldsync.v1.AdminService.Backup:output_type -> fieldsync.v1.BackupResponse
+	32, // [32:43] is the sub-list for method output_type
+	21, // [21:32] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -1886,7 +1997,7 @@ func file_fieldsync_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_admin_proto_rawDesc), len(file_fieldsync_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -46,6 +46,8 @@ const (
 	// The server started with other survey rules than at its last start
 	// (fieldsyncd serve --rules).
 	AuditAction_AUDIT_ACTION_RULES_CHANGE AuditAction = 8
+	// A copy of the whole store was sent to an operator (Backup).
+	AuditAction_AUDIT_ACTION_BACKUP AuditAction = 9
 )
 
 // Enum value maps for AuditAction.
@@ -60,6 +62,7 @@ var (
 		6: "AUDIT_ACTION_PROBLEM_VERIFY",
 		7: "AUDIT_ACTION_PROBLEM_REOPEN",
 		8: "AUDIT_ACTION_RULES_CHANGE",
+		9: "AUDIT_ACTION_BACKUP",
 	}
 	AuditAction_value = map[string]int32{
 		"AUDIT_ACTION_UNSPECIFIED":      0,
@@ -71,6 +74,7 @@ var (
 		"AUDIT_ACTION_PROBLEM_VERIFY":   6,
 		"AUDIT_ACTION_PROBLEM_REOPEN":   7,
 		"AUDIT_ACTION_RULES_CHANGE":     8,
+		"AUDIT_ACTION_BACKUP":           9,
 	}
 )
 
@@ -248,7 +252,7 @@ const file_fieldsync_v1_audit_proto_rawDesc = "" +
 	"adminToken\x12\x12\n" +
 	"\x04from\x18\a \x01(\tR\x04from\x12\x16\n" +
 	"\x06target\x18\b \x01(\tR\x06target\x12\x16\n" +
-	"\x06detail\x18\t \x01(\tR\x06detail*\xab\x02\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail*\xc4\x02\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17AUDIT_ACTION_DEVICE_ADD\x10\x01\x12\x1e\n" +
@@ -258,7 +262,8 @@ const file_fieldsync_v1_audit_proto_rawDesc = "" +
 	"\x1dAUDIT_ACTION_CONFLICT_RESOLVE\x10\x05\x12\x1f\n" +
 	"\x1bAUDIT_ACTION_PROBLEM_VERIFY\x10\x06\x12\x1f\n" +
 	"\x1bAUDIT_ACTION_PROBLEM_REOPEN\x10\a\x12\x1d\n" +
-	"\x19AUDIT_ACTION_RULES_CHANGE\x10\bB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\x19AUDIT_ACTION_RULES_CHANGE\x10\b\x12\x17\n" +
+	"\x13AUDIT_ACTION_BACKUP\x10\tB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_audit_proto_rawDescOnce sync.Once
