@@ -20,6 +20,14 @@
 // uplink is down. Each sync also sends the county the township's audit trail
 // of admin actions (fieldsync admin audit) that it does not hold yet.
 //
+// The ID-hash key and the township's token are sealed (AES-256-GCM, the key
+// derived from a passphrase; secrets.go) when the environment gives a
+// passphrase: FIELDSYNCD_PASSPHRASE_FILE names a file holding it (a systemd
+// credential outside DIR, say), or FIELDSYNCD_PASSPHRASE holds it. Files
+// found in clear are then sealed in place; sealed ones refuse to open without
+// it. Without a passphrase they stay in clear (mode 0600), with a warning at
+// start. The admin token stays in clear: it is the operator CLI's own.
+//
 // --rules FILE sets a county's survey rules. A start with other rules than
 // the last start (the first start with a rules file, a changed file, a start
 // back on the defaults) is recorded in the audit trail as a rules_change by
@@ -76,6 +84,8 @@ const usage = `usage:
   fieldsyncd recover --data DIR
 
 Run 'fieldsyncd serve --help' or 'fieldsyncd enroll-upstream --help' for the flags.
+Set FIELDSYNCD_PASSPHRASE_FILE to a file holding a passphrase (or
+FIELDSYNCD_PASSPHRASE to one) to keep the ID-hash key and upstream token sealed.
 `
 
 // run runs the command in args. ready, if not nil, receives the address the
@@ -151,11 +161,24 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return err
 	}
-	key, err := idHashKey(filepath.Join(data, idHashKeyFile))
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	sec, err := secretsFromEnv(log)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	sec.warnInside(data)
+	key, err := idHashKey(sec, filepath.Join(data, idHashKeyFile))
+	if err != nil {
+		return err
+	}
+	var up server.Upstream
+	if o.upstream != "" {
+		if up, err = upstreamConfig(sec, o.upstream, o.upstreamToken, o.upstreamCA); err != nil {
+			return err
+		}
+		up.Every = o.upstreamEvery
+	}
+	sec.warnClear()
 	srv, err := server.New(server.Config{DataDir: data, Area: o.area, IDHashKey: key, Logger: log, Rules: rules, Operator: osUser()})
 	if err != nil {
 		return err
@@ -178,11 +201,6 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 	}
 	var relayDone <-chan struct{}
 	if o.upstream != "" {
-		up, err := upstreamConfig(o.upstream, o.upstreamToken, o.upstreamCA)
-		if err != nil {
-			return err
-		}
-		up.Every = o.upstreamEvery
 		rctx, cancel := context.WithCancel(ctx)
 		defer func() {
 			cancel()
@@ -235,21 +253,29 @@ func requireLoopback(addr string) error {
 	return fmt.Errorf("refusing to serve without TLS on %s: health data may only travel in the clear on loopback; give --tls-cert and --tls-key", addr)
 }
 
-// idHashKey reads the county's ID-hash key, creating a random one (mode 0600)
-// on first start.
-func idHashKey(path string) ([]byte, error) {
-	key, err := os.ReadFile(path)
+// idHashKey reads the county's ID-hash key with sec, creating a random one
+// (mode 0600, sealed with a passphrase) on first start.
+func idHashKey(sec *secrets, path string) ([]byte, error) {
+	key, err := sec.read(path, checkIDHashKey(path))
 	if errors.Is(err, fs.ErrNotExist) {
 		key = make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
-		return key, os.WriteFile(path, key, 0o600)
-	}
-	if err == nil && len(key) != 32 {
-		return nil, fmt.Errorf("%s holds %d bytes, want a 32-byte key: restore it from backup (devices hash ID numbers with it)", path, len(key))
+		return key, sec.write(path, key)
 	}
 	return key, err
+}
+
+// checkIDHashKey returns the check of secrets.read for the ID-hash key at
+// path.
+func checkIDHashKey(path string) func([]byte) error {
+	return func(key []byte) error {
+		if len(key) != 32 {
+			return fmt.Errorf("%s holds %d bytes, want a 32-byte key: restore it from backup (devices hash ID numbers with it)", path, len(key))
+		}
+		return nil
+	}
 }
 
 // osUser is the name of the OS user running the command, "" if unknown: who

@@ -21,8 +21,9 @@ import (
 )
 
 // serveIn runs 'fieldsyncd serve --data dir --listen 127.0.0.1:0' with the
-// flags extra until stop; it fails the test if the server does not start.
-func serveIn(t *testing.T, dir string, extra ...string) (addr net.Addr, stop func()) {
+// flags extra until stop, which returns what serve logged; it fails the test
+// if the server does not start.
+func serveIn(t *testing.T, dir string, extra ...string) (addr net.Addr, stop func() (logs string)) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	ready := make(chan net.Addr, 1)
@@ -40,11 +41,12 @@ func serveIn(t *testing.T, dir string, extra ...string) (addr net.Addr, stop fun
 		cancel()
 		t.Fatal("server did not start")
 	}
-	return addr, func() {
+	return addr, func() string {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve after cancel: %v", err)
 		}
+		return logs.String()
 	}
 }
 

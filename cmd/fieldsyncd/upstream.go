@@ -44,8 +44,12 @@ func enrollUpstream(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := os.MkdirAll(*data, 0o700); err != nil {
 		return err
 	}
+	sec, err := secretsFromEnv(slog.New(slog.NewJSONHandler(stderr, nil)))
+	if err != nil {
+		return err
+	}
 	keyPath := filepath.Join(*data, idHashKeyFile)
-	key, err := os.ReadFile(keyPath)
+	key, err := sec.read(keyPath, checkIDHashKey(keyPath))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -63,29 +67,35 @@ func enrollUpstream(ctx context.Context, args []string, stdout, stderr io.Writer
 	switch {
 	case len(countyKey) == 0:
 	case key == nil:
-		if err := os.WriteFile(keyPath, countyKey, 0o600); err != nil {
+		if err := sec.write(keyPath, countyKey); err != nil {
 			return err
 		}
 	case !bytes.Equal(key, countyKey):
 		return fmt.Errorf("%s holds another ID-hash key than the county's: devices enrolled here hashed ID numbers with it; move it aside only if no device was enrolled, then enrol again", keyPath)
 	}
-	if err := os.WriteFile(*tokenFile, []byte(token+"\n"), 0o600); err != nil {
+	if err := sec.write(*tokenFile, []byte(token+"\n")); err != nil {
 		return err
 	}
+	sec.warnClear()
 	fmt.Fprintf(stdout, "fieldsyncd: township replica %v enrolled with %s; token in %s\n", srv.Replica(), *addr, *tokenFile)
 	return nil
 }
 
-// upstreamConfig reads the relay's token file and CA.
-func upstreamConfig(addr, tokenFile, caFile string) (server.Upstream, error) {
-	b, err := os.ReadFile(tokenFile)
-	if err != nil {
+// upstreamConfig reads the relay's token file, with sec, and CA.
+func upstreamConfig(sec *secrets, addr, tokenFile, caFile string) (server.Upstream, error) {
+	b, err := sec.read(tokenFile, func(b []byte) error {
+		if len(bytes.TrimSpace(b)) == 0 {
+			return fmt.Errorf("%s is empty: run fieldsyncd enroll-upstream again", tokenFile)
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
 		return server.Upstream{}, fmt.Errorf("upstream token: %w (run fieldsyncd enroll-upstream first)", err)
 	}
-	token := strings.TrimSpace(string(b))
-	if token == "" {
-		return server.Upstream{}, fmt.Errorf("upstream token file %s is empty: run fieldsyncd enroll-upstream again", tokenFile)
+	if err != nil {
+		return server.Upstream{}, fmt.Errorf("upstream token: %w", err)
 	}
+	token := strings.TrimSpace(string(b))
 	tlsCfg, err := upstreamTLS(caFile)
 	if err != nil {
 		return server.Upstream{}, err
