@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
@@ -41,7 +42,7 @@ func (c *checker) person(p *fieldsyncv1.Person) {
 		}
 	}
 	c.enum("sex", p.GetSex(), true)
-	c.date("birth_date", p.GetBirthDate(), true, false)
+	birth, bornOK := c.date("birth_date", p.GetBirthDate(), true, false)
 	c.enum("residency", p.GetResidency(), true)
 	for i, cond := range p.GetConditions() {
 		path := fmt.Sprintf("conditions[%d]", i)
@@ -62,6 +63,10 @@ func (c *checker) person(p *fieldsyncv1.Person) {
 		c.attachment("contract.document", k.GetDocument())
 	}
 	c.attachment("village_certificate", p.GetVillageCertificate())
+	if check, ok := c.date("last_health_check_on", p.GetLastHealthCheckOn(), false, false); ok && bornOK && check.Before(birth) {
+		c.add("last_health_check_on", reasonConflict, "last_health_check_on (%s) is before the birth date (%s)",
+			check.Format(time.DateOnly), birth.Format(time.DateOnly))
+	}
 }
 
 func (c *checker) clinic(k *fieldsyncv1.Clinic) {
@@ -152,6 +157,22 @@ func (c *checker) memberFinding(path string, f *fieldsyncv1.MemberFinding) {
 		c.add(path+".out_of_pocket_fen", reasonConflict, "%s: out-of-pocket spending exceeds the total medical cost", path)
 	}
 	c.text(path+".notes", f.GetNotes(), false, 2000)
+	c.majorIllness(path, f)
+}
+
+// majorIllness checks the major-illness findings: the reason a member is not
+// treated (大病未救治原因) is required when major_illness_treated is false and
+// refused otherwise.
+func (c *checker) majorIllness(path string, f *fieldsyncv1.MemberFinding) {
+	untreated := f.MajorIllnessTreated != nil && !*f.MajorIllnessTreated
+	hasReason := f.GetMajorIllnessUntreatedReason() != ""
+	switch {
+	case untreated && !hasReason:
+		c.add(path+".major_illness_untreated_reason", reasonRequired, "%s: say why the member's major illness is not treated (大病未救治原因)", path)
+	case !untreated && hasReason:
+		c.add(path+".major_illness_untreated_reason", reasonConflict, "%s: major_illness_untreated_reason is set but major_illness_treated is not false", path)
+	}
+	c.text(path+".major_illness_untreated_reason", f.GetMajorIllnessUntreatedReason(), false, 500)
 }
 
 func (c *checker) clinicAudit(a *fieldsyncv1.ClinicAudit) {

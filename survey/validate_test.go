@@ -312,3 +312,76 @@ func ExampleDeriveFollowUp() {
 	// CLASSIFICATION_UNCONTROLLED 2026-12-04 true
 	// systolic 185 ≥ 180: urgent referral (紧急转诊)
 }
+
+// TestMajorIllnessUntreatedReason checks that the reason a major illness is not
+// treated is required exactly when major_illness_treated is false, and its length.
+func TestMajorIllnessUntreatedReason(t *testing.T) {
+	const path = "findings[0].major_illness_untreated_reason"
+	long := strings.Repeat("拒", 500)
+	for _, tc := range []struct {
+		name    string
+		treated *bool
+		reason  string
+		want    fieldsyncv1.FieldErrorReason // 0 when valid
+	}{
+		{"not asked", nil, "", 0},
+		{"treated", proto.Bool(true), "", 0},
+		{"untreated with a reason", proto.Bool(false), "患者拒绝治疗", 0},
+		{"untreated, reason of 500 characters", proto.Bool(false), long, 0},
+		{"untreated without a reason", proto.Bool(false), "", reqd},
+		{"untreated, reason of 501 characters", proto.Bool(false), long + "绝", outRange},
+		{"treated with a reason", proto.Bool(true), "患者拒绝治疗", conflict},
+		{"reason without the question", nil, "患者拒绝治疗", conflict},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := exampleVisit()
+			v.Findings[0].MajorIllnessTreated, v.Findings[0].MajorIllnessUntreatedReason = tc.treated, tc.reason
+			errs := survey.Validate(&fieldsyncv1.Record{Body: &fieldsyncv1.Record_HouseholdVisit{HouseholdVisit: v}}, now)
+			switch {
+			case tc.want == 0 && errs != nil:
+				t.Errorf("Validate = %v, want valid", errs)
+			case tc.want != 0 && !hasError(errs, path, tc.want):
+				t.Errorf("Validate = %v, want %s at %s", errs, tc.want, path)
+			}
+		})
+	}
+}
+
+// TestLastHealthCheckOn checks the date of the latest health check: a real
+// date, not in the future and not before the birth date (1958-03-14).
+func TestLastHealthCheckOn(t *testing.T) {
+	const path = "last_health_check_on"
+	for _, tc := range []struct {
+		name string
+		date *fieldsyncv1.Date
+		want fieldsyncv1.FieldErrorReason // 0 when valid
+	}{
+		{"unset", nil, 0},
+		{"today", survey.Today(now), 0},
+		{"on the birth date", &fieldsyncv1.Date{Year: 1958, Month: 3, Day: 14}, 0},
+		{"earlier this year", &fieldsyncv1.Date{Year: 2026, Month: 4, Day: 20}, 0},
+		{"tomorrow", survey.Today(now.AddDate(0, 0, 1)), future},
+		{"31 april", &fieldsyncv1.Date{Year: 2026, Month: 4, Day: 31}, malformed},
+		{"no day", &fieldsyncv1.Date{Year: 2026, Month: 4}, malformed},
+		{"the day before birth", &fieldsyncv1.Date{Year: 1958, Month: 3, Day: 13}, conflict},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := examplePerson()
+			p.LastHealthCheckOn = tc.date
+			errs := survey.Validate(&fieldsyncv1.Record{Body: &fieldsyncv1.Record_Person{Person: p}}, now)
+			switch {
+			case tc.want == 0 && errs != nil:
+				t.Errorf("Validate = %v, want valid", errs)
+			case tc.want != 0 && !hasError(errs, path, tc.want):
+				t.Errorf("Validate = %v, want %s at %s", errs, tc.want, path)
+			}
+		})
+	}
+	// A birth date that is itself wrong gives no second error about the check.
+	p := examplePerson()
+	p.BirthDate = survey.Today(now.AddDate(0, 0, 1))
+	p.LastHealthCheckOn = survey.Today(now)
+	if errs := survey.Validate(&fieldsyncv1.Record{Body: &fieldsyncv1.Record_Person{Person: p}}, now); len(errs) != 1 || errs[0].Path != "birth_date" {
+		t.Errorf("born tomorrow, checked today: Validate = %v, want only the birth date's error", errs)
+	}
+}

@@ -21,6 +21,9 @@
 // on map iteration order or the clock. Each village draws from random
 // streams of its own (math/rand/v2 PCG seeded from Config.Seed and the village's
 // index), so its records do not depend on the order villages are streamed in.
+// What a version adds is drawn from a new stream, so the values earlier
+// versions generated stay the same (the health checks and three batches below
+// left every earlier value of a Config as it was).
 //
 // # The county
 //
@@ -73,6 +76,17 @@
 // people hold a contract and 94 % of chronic patients a plan. A missing item
 // has a village committee certificate for 80 % of people away, 15 % of others.
 //
+// Free health checks (免费健康体检, Person.last_health_check_on): living people
+// aged 7–64 were checked in the calendar year of the day before AsOf's day,
+// from 1 January to that day, 90 % in registered households (40 % of those
+// working away or unreachable), 50 % in ordinary households; 5 % of the rest
+// were last checked in the year before; nobody else has a check on record.
+// Severe illness (重病兜底保障, Condition.severe_illness): 30 % of major
+// illnesses, and one chronic disease that is not a major illness of 0.3 % of
+// people 40 and over who have one, so that severe overlaps major only partly
+// (in the default county 24 people: 14 with a major, 10 with a chronic
+// disease).
+//
 // # A year of surveys
 //
 // The survey year is the 365 calendar days before AsOf's day, and every time
@@ -88,7 +102,14 @@
 // the contracted doctor 92 %, the hospital doctor 65 %, can explain 看病120 78 %
 // and 服务111 72 %), satisfaction (4 % dissatisfied, with a reason) and, for
 // 60 % of chronic patients and 12 % of others, medical spending in fen with a
-// self-pay share of 2–10 %, or 10–35 % one time in seven.
+// self-pay share of 2–10 %, or 10–35 % one time in seven. For the three
+// batches (三个一批), every finding about a living major-illness patient,
+// present or absent, records the registry's answers (Person.MajorIllnessTreated,
+// MajorIllnessReviewed, UntreatedReason): treated (集中救治) 93 %, otherwise
+// with the reason (患者拒绝治疗, 等待专家组会诊, 未到定点医院); reviewed by the
+// expert group (大病复核) 90 %. Every finding about a living severe patient
+// records whether the safety net was applied (兜底, Person.SafetyNetApplied)
+// 90 %. Spending is asked of severe patients as of anyone else.
 //
 // Clinic audits: twice by township staff (first half-year and campaign), and
 // for 30 % of clinics once more by a county inspector. Floor area under 60 m² in

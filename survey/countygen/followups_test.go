@@ -243,7 +243,7 @@ func checkLifecycle(t *testing.T, p *fieldsyncv1.Problem) {
 }
 
 // pastDates names the date fields that record something that has happened.
-var pastDates = map[protoreflect.Name]bool{"birth_date": true, "signed_on": true, "diagnosed_on": true}
+var pastDates = map[protoreflect.Name]bool{"birth_date": true, "signed_on": true, "diagnosed_on": true, "last_health_check_on": true}
 
 // checkTimes fails the test for any timestamp or past date in m after asOf.
 func checkTimes(t *testing.T, m protoreflect.Message, asOf time.Time) {

@@ -50,6 +50,7 @@ func New(cfg Config) (*Generator, error) {
 			previous = villages[i-1]
 		}
 		g.buildVillage(v, previous, ids, quota)
+		g.batches(v)
 	}
 	return g, nil
 }

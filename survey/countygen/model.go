@@ -148,6 +148,21 @@ type Person struct {
 	// Certificate is set when a village committee certificate explains a missing
 	// service-111 item.
 	Certificate bool
+	// LastHealthCheckOn is midnight CST of the day of the person's latest free
+	// health check (免费健康体检); zero when none is known.
+	LastHealthCheckOn time.Time
+	// MajorIllnessTreated, MajorIllnessReviewed and UntreatedReason are what
+	// every visit finds for a living person under major-illness treatment:
+	// treated this year (集中救治), reviewed by the expert group this year
+	// (大病复核), and why not treated (大病未救治原因; empty when treated). They
+	// are meaningful only when MajorIllness reports true and the person is alive.
+	MajorIllnessTreated, MajorIllnessReviewed bool
+	UntreatedReason                           string
+	// SafetyNetApplied is what every visit finds for a living person with a
+	// severe illness: whether this year's costs went through the whole safety
+	// net (兜底). It is meaningful only when SevereIllness reports true and the
+	// person is alive.
+	SafetyNetApplied bool
 	// Created is when the person was entered in the registry.
 	Created time.Time
 }
@@ -160,6 +175,9 @@ type Condition struct {
 	OtherName string
 	// MajorIllness is set for major illness under special treatment.
 	MajorIllness bool
+	// SevereIllness is set for a severe illness under the safety net
+	// (重病兜底保障).
+	SevereIllness bool
 	// DiagnosedOn is midnight CST of the diagnosis date.
 	DiagnosedOn time.Time
 }
@@ -175,6 +193,17 @@ func (p *Person) Chronic() bool { return len(p.Conditions) > 0 }
 func (p *Person) MajorIllness() bool {
 	for _, c := range p.Conditions {
 		if c.MajorIllness {
+			return true
+		}
+	}
+	return false
+}
+
+// SevereIllness reports whether the person has a severe illness under the
+// safety net.
+func (p *Person) SevereIllness() bool {
+	for _, c := range p.Conditions {
+		if c.SevereIllness {
 			return true
 		}
 	}

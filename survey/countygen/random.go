@@ -13,12 +13,15 @@ import (
 
 // Streams name the independent random sequences a county draws from. Each
 // village draws its registry and its surveys from streams of its own, so one
-// village can be regenerated without the others.
+// village can be regenerated without the others. A stream is never drawn from
+// for anything new: what a later version adds comes from a new stream, so
+// that every value an earlier version generated stays the same.
 const (
 	streamCounty   = 1 << 40
 	streamTownship = 2 << 40
 	streamRegistry = 3 << 40
 	streamSurveys  = 4 << 40
+	streamBatches  = 5 << 40 // health checks and the three batches (batches.go)
 )
 
 // rng is a seeded PCG generator with the draws the generator needs.

@@ -84,10 +84,11 @@ func personProto(p *Person, id *fieldsyncv1.IdNumber) *fieldsyncv1.Person {
 	}
 	for _, c := range p.Conditions {
 		rec.Conditions = append(rec.Conditions, &fieldsyncv1.Condition{
-			Disease:      c.Disease,
-			OtherName:    c.OtherName,
-			MajorIllness: c.MajorIllness,
-			DiagnosedOn:  protoDate(c.DiagnosedOn),
+			Disease:       c.Disease,
+			OtherName:     c.OtherName,
+			MajorIllness:  c.MajorIllness,
+			DiagnosedOn:   protoDate(c.DiagnosedOn),
+			SevereIllness: c.SevereIllness,
 		})
 	}
 	if p.Contract {
@@ -104,5 +105,6 @@ func personProto(p *Person, id *fieldsyncv1.IdNumber) *fieldsyncv1.Person {
 	if p.Certificate {
 		rec.VillageCertificate = photo(p.ID+"/certificate", "村委会证明")
 	}
+	rec.LastHealthCheckOn = protoDate(p.LastHealthCheckOn)
 	return rec
 }

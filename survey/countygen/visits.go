@@ -160,8 +160,9 @@ var dissatisfactionReasons = []string{
 
 // finding records what a visit finds for member p. Members at home are present;
 // the others are absent for the reason their residency gives (the deceased:
-// other, noted 已故). Policy awareness, satisfaction and spending are asked of
-// members present and 15 or older.
+// other, noted 已故). The major-illness and safety-net findings are the
+// registry's (batchFindings). Policy awareness, satisfaction and spending are
+// asked of members present and 15 or older.
 func (s *villageSurveys) finding(p *Person, materials bool) *fieldsyncv1.MemberFinding {
 	x := s.x
 	f := &fieldsyncv1.MemberFinding{PersonId: p.ID, Presence: fieldsyncv1.Presence_PRESENCE_PRESENT}
@@ -195,6 +196,7 @@ func (s *villageSurveys) finding(p *Person, materials bool) *fieldsyncv1.MemberF
 		f.AbsenceCertificate = photo(p.ID+"/absence/"+s.g.cfg.Campaign, "村委会证明")
 	}
 	f.PolicyMaterialsComplete = proto.Bool(materials)
+	batchFindings(p, f)
 	if f.Presence != fieldsyncv1.Presence_PRESENCE_PRESENT || p.Age(s.asOf) < 15 {
 		return f
 	}

@@ -35,7 +35,8 @@ const (
 	ChronicDisease_CHRONIC_DISEASE_SEVERE_MENTAL_DISORDER ChronicDisease = 3
 	// Pulmonary tuberculosis (肺结核).
 	ChronicDisease_CHRONIC_DISEASE_PULMONARY_TUBERCULOSIS ChronicDisease = 4
-	// Another disease from the province's chronic-disease list, named in the record.
+	// Another disease from the province's chronic-disease list, named in the record;
+	// also names major illnesses (大病) and severe illnesses (重病), such as cancers.
 	ChronicDisease_CHRONIC_DISEASE_OTHER_LISTED ChronicDisease = 5
 )
 

@@ -418,8 +418,11 @@ type Person struct {
 	// Village committee certificate (村委会证明) explaining a missing service-111
 	// item, if the person lacks one.
 	VillageCertificate *Attachment `protobuf:"bytes,15,opt,name=village_certificate,json=villageCertificate,proto3" json:"village_certificate,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Date of the person's latest free health check (免费健康体检); unset when none
+	// is known.
+	LastHealthCheckOn *Date `protobuf:"bytes,16,opt,name=last_health_check_on,json=lastHealthCheckOn,proto3" json:"last_health_check_on,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Person) Reset() {
@@ -557,6 +560,13 @@ func (x *Person) GetVillageCertificate() *Attachment {
 	return nil
 }
 
+func (x *Person) GetLastHealthCheckOn() *Date {
+	if x != nil {
+		return x.LastHealthCheckOn
+	}
+	return nil
+}
+
 // Condition is one chronic disease or major illness of a person.
 type Condition struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -567,7 +577,10 @@ type Condition struct {
 	// Whether the person is under major-illness special treatment (大病专项救治) for it.
 	MajorIllness bool `protobuf:"varint,3,opt,name=major_illness,json=majorIllness,proto3" json:"major_illness,omitempty"`
 	// Date of diagnosis, if known.
-	DiagnosedOn   *Date `protobuf:"bytes,4,opt,name=diagnosed_on,json=diagnosedOn,proto3" json:"diagnosed_on,omitempty"`
+	DiagnosedOn *Date `protobuf:"bytes,4,opt,name=diagnosed_on,json=diagnosedOn,proto3" json:"diagnosed_on,omitempty"`
+	// Whether the condition is a severe illness under the safety net (重病兜底保障),
+	// as the county's list or the national dynamic system marks it.
+	SevereIllness bool `protobuf:"varint,5,opt,name=severe_illness,json=severeIllness,proto3" json:"severe_illness,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -628,6 +641,13 @@ func (x *Condition) GetDiagnosedOn() *Date {
 		return x.DiagnosedOn
 	}
 	return nil
+}
+
+func (x *Condition) GetSevereIllness() bool {
+	if x != nil {
+		return x.SevereIllness
+	}
+	return false
 }
 
 // Contract is a family-doctor contract (签约).
@@ -910,7 +930,7 @@ const file_fieldsync_v1_registry_proto_rawDesc = "" +
 	"\blocation\x18\a \x01(\v2\x16.fieldsync.v1.GeoPointR\blocation\x122\n" +
 	"\x12registered_members\x18\b \x01(\x05H\x00R\x11registeredMembers\x88\x01\x01\x12\x14\n" +
 	"\x05notes\x18\t \x01(\tR\x05notesB\x15\n" +
-	"\x13_registered_members\"\xf9\x05\n" +
+	"\x13_registered_members\"\xbe\x06\n" +
 	"\x06Person\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tarea_code\x18\x02 \x01(\tR\bareaCode\x12!\n" +
@@ -930,17 +950,19 @@ const file_fieldsync_v1_registry_proto_rawDesc = "" +
 	"\x11has_health_record\x18\f \x01(\bH\x01R\x0fhasHealthRecord\x88\x01\x01\x122\n" +
 	"\x13has_one_person_plan\x18\r \x01(\bH\x02R\x10hasOnePersonPlan\x88\x01\x01\x125\n" +
 	"\x14has_chronic_handbook\x18\x0e \x01(\bH\x03R\x12hasChronicHandbook\x88\x01\x01\x12I\n" +
-	"\x13village_certificate\x18\x0f \x01(\v2\x18.fieldsync.v1.AttachmentR\x12villageCertificateB\v\n" +
+	"\x13village_certificate\x18\x0f \x01(\v2\x18.fieldsync.v1.AttachmentR\x12villageCertificate\x12C\n" +
+	"\x14last_health_check_on\x18\x10 \x01(\v2\x12.fieldsync.v1.DateR\x11lastHealthCheckOnB\v\n" +
 	"\t_disabledB\x14\n" +
 	"\x12_has_health_recordB\x16\n" +
 	"\x14_has_one_person_planB\x17\n" +
-	"\x15_has_chronic_handbook\"\xbe\x01\n" +
+	"\x15_has_chronic_handbook\"\xe5\x01\n" +
 	"\tCondition\x126\n" +
 	"\adisease\x18\x01 \x01(\x0e2\x1c.fieldsync.v1.ChronicDiseaseR\adisease\x12\x1d\n" +
 	"\n" +
 	"other_name\x18\x02 \x01(\tR\totherName\x12#\n" +
 	"\rmajor_illness\x18\x03 \x01(\bR\fmajorIllness\x125\n" +
-	"\fdiagnosed_on\x18\x04 \x01(\v2\x12.fieldsync.v1.DateR\vdiagnosedOn\"\x9b\x01\n" +
+	"\fdiagnosed_on\x18\x04 \x01(\v2\x12.fieldsync.v1.DateR\vdiagnosedOn\x12%\n" +
+	"\x0esevere_illness\x18\x05 \x01(\bR\rsevereIllness\"\x9b\x01\n" +
 	"\bContract\x12(\n" +
 	"\x10doctor_worker_id\x18\x01 \x01(\tR\x0edoctorWorkerId\x12/\n" +
 	"\tsigned_on\x18\x02 \x01(\v2\x12.fieldsync.v1.DateR\bsignedOn\x124\n" +
@@ -1030,19 +1052,20 @@ var file_fieldsync_v1_registry_proto_depIdxs = []int32{
 	6,  // 6: fieldsync.v1.Person.conditions:type_name -> fieldsync.v1.Condition
 	7,  // 7: fieldsync.v1.Person.contract:type_name -> fieldsync.v1.Contract
 	13, // 8: fieldsync.v1.Person.village_certificate:type_name -> fieldsync.v1.Attachment
-	14, // 9: fieldsync.v1.Condition.disease:type_name -> fieldsync.v1.ChronicDisease
-	12, // 10: fieldsync.v1.Condition.diagnosed_on:type_name -> fieldsync.v1.Date
-	12, // 11: fieldsync.v1.Contract.signed_on:type_name -> fieldsync.v1.Date
-	13, // 12: fieldsync.v1.Contract.document:type_name -> fieldsync.v1.Attachment
-	10, // 13: fieldsync.v1.Clinic.location:type_name -> fieldsync.v1.GeoPoint
-	3,  // 14: fieldsync.v1.Worker.role:type_name -> fieldsync.v1.WorkerRole
-	12, // 15: fieldsync.v1.Worker.licence_expires_on:type_name -> fieldsync.v1.Date
-	15, // 16: fieldsync.v1.Worker.left_at:type_name -> google.protobuf.Timestamp
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	12, // 9: fieldsync.v1.Person.last_health_check_on:type_name -> fieldsync.v1.Date
+	14, // 10: fieldsync.v1.Condition.disease:type_name -> fieldsync.v1.ChronicDisease
+	12, // 11: fieldsync.v1.Condition.diagnosed_on:type_name -> fieldsync.v1.Date
+	12, // 12: fieldsync.v1.Contract.signed_on:type_name -> fieldsync.v1.Date
+	13, // 13: fieldsync.v1.Contract.document:type_name -> fieldsync.v1.Attachment
+	10, // 14: fieldsync.v1.Clinic.location:type_name -> fieldsync.v1.GeoPoint
+	3,  // 15: fieldsync.v1.Worker.role:type_name -> fieldsync.v1.WorkerRole
+	12, // 16: fieldsync.v1.Worker.licence_expires_on:type_name -> fieldsync.v1.Date
+	15, // 17: fieldsync.v1.Worker.left_at:type_name -> google.protobuf.Timestamp
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_registry_proto_init() }

@@ -663,9 +663,24 @@ type MemberFinding struct {
 	// Total medical cost this year before reimbursement, in fen, if known.
 	TotalMedicalCostFen *int64 `protobuf:"varint,20,opt,name=total_medical_cost_fen,json=totalMedicalCostFen,proto3,oneof" json:"total_medical_cost_fen,omitempty"`
 	// Free-text notes about the member.
-	Notes         string `protobuf:"bytes,21,opt,name=notes,proto3" json:"notes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Notes string `protobuf:"bytes,21,opt,name=notes,proto3" json:"notes,omitempty"`
+	// For a member under major-illness special treatment (a Condition with
+	// major_illness): whether they are treated (集中救治) this year at a designated
+	// hospital under the designated plan (四定两加强, 一人一档一方案). Unset when not
+	// asked.
+	MajorIllnessTreated *bool `protobuf:"varint,22,opt,name=major_illness_treated,json=majorIllnessTreated,proto3,oneof" json:"major_illness_treated,omitempty"`
+	// Why the member is not treated (大病未救治原因), when major_illness_treated is false.
+	MajorIllnessUntreatedReason string `protobuf:"bytes,23,opt,name=major_illness_untreated_reason,json=majorIllnessUntreatedReason,proto3" json:"major_illness_untreated_reason,omitempty"`
+	// Whether the expert group reviewed the member's major illness this year (大病复核).
+	MajorIllnessReviewed *bool `protobuf:"varint,24,opt,name=major_illness_reviewed,json=majorIllnessReviewed,proto3,oneof" json:"major_illness_reviewed,omitempty"`
+	// For a member with a severe illness (a Condition with severe_illness): whether
+	// this year's medical costs went through the whole safety net — basic medical
+	// insurance, serious-illness insurance, supplementary insurance and
+	// civil-affairs assistance (基本医保、大病保险、补充保险、医疗救助, 兜底) — as the
+	// settlement slips show. Unset when not asked.
+	SafetyNetApplied *bool `protobuf:"varint,25,opt,name=safety_net_applied,json=safetyNetApplied,proto3,oneof" json:"safety_net_applied,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MemberFinding) Reset() {
@@ -843,6 +858,34 @@ func (x *MemberFinding) GetNotes() string {
 		return x.Notes
 	}
 	return ""
+}
+
+func (x *MemberFinding) GetMajorIllnessTreated() bool {
+	if x != nil && x.MajorIllnessTreated != nil {
+		return *x.MajorIllnessTreated
+	}
+	return false
+}
+
+func (x *MemberFinding) GetMajorIllnessUntreatedReason() string {
+	if x != nil {
+		return x.MajorIllnessUntreatedReason
+	}
+	return ""
+}
+
+func (x *MemberFinding) GetMajorIllnessReviewed() bool {
+	if x != nil && x.MajorIllnessReviewed != nil {
+		return *x.MajorIllnessReviewed
+	}
+	return false
+}
+
+func (x *MemberFinding) GetSafetyNetApplied() bool {
+	if x != nil && x.SafetyNetApplied != nil {
+		return *x.SafetyNetApplied
+	}
+	return false
 }
 
 // ClinicAudit is one village clinic audit (村卫生室排查).
@@ -1561,7 +1604,7 @@ const file_fieldsync_v1_surveys_proto_rawDesc = "" +
 	"\bfindings\x18\t \x03(\v2\x1b.fieldsync.v1.MemberFindingR\bfindings\x12\x14\n" +
 	"\x05notes\x18\n" +
 	" \x01(\tR\x05notes\x120\n" +
-	"\x06photos\x18\v \x03(\v2\x18.fieldsync.v1.AttachmentR\x06photos\"\xc0\f\n" +
+	"\x06photos\x18\v \x03(\v2\x18.fieldsync.v1.AttachmentR\x06photos\"\xf8\x0e\n" +
 	"\rMemberFinding\x12\x1b\n" +
 	"\tperson_id\x18\x01 \x01(\tR\bpersonId\x122\n" +
 	"\bpresence\x18\x02 \x01(\x0e2\x16.fieldsync.v1.PresenceR\bpresence\x12B\n" +
@@ -1585,7 +1628,11 @@ const file_fieldsync_v1_surveys_proto_rawDesc = "" +
 	"\x16dissatisfaction_reason\x18\x12 \x01(\tR\x15dissatisfactionReason\x12.\n" +
 	"\x11out_of_pocket_fen\x18\x13 \x01(\x03H\fR\x0eoutOfPocketFen\x88\x01\x01\x128\n" +
 	"\x16total_medical_cost_fen\x18\x14 \x01(\x03H\rR\x13totalMedicalCostFen\x88\x01\x01\x12\x14\n" +
-	"\x05notes\x18\x15 \x01(\tR\x05notesB\x12\n" +
+	"\x05notes\x18\x15 \x01(\tR\x05notes\x127\n" +
+	"\x15major_illness_treated\x18\x16 \x01(\bH\x0eR\x13majorIllnessTreated\x88\x01\x01\x12C\n" +
+	"\x1emajor_illness_untreated_reason\x18\x17 \x01(\tR\x1bmajorIllnessUntreatedReason\x129\n" +
+	"\x16major_illness_reviewed\x18\x18 \x01(\bH\x0fR\x14majorIllnessReviewed\x88\x01\x01\x121\n" +
+	"\x12safety_net_applied\x18\x19 \x01(\bH\x10R\x10safetyNetApplied\x88\x01\x01B\x12\n" +
 	"\x10_contract_signedB\x1a\n" +
 	"\x18_contract_served_on_timeB\x17\n" +
 	"\x15_health_record_existsB\x1b\n" +
@@ -1599,7 +1646,10 @@ const file_fieldsync_v1_surveys_proto_rawDesc = "" +
 	"\x18_can_explain_kanbing_120B\x17\n" +
 	"\x15_can_explain_fuwu_111B\x14\n" +
 	"\x12_out_of_pocket_fenB\x19\n" +
-	"\x17_total_medical_cost_fen\"\xbe\x0f\n" +
+	"\x17_total_medical_cost_fenB\x18\n" +
+	"\x16_major_illness_treatedB\x19\n" +
+	"\x17_major_illness_reviewedB\x15\n" +
+	"\x13_safety_net_applied\"\xbe\x0f\n" +
 	"\vClinicAudit\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tarea_code\x18\x02 \x01(\tR\bareaCode\x12\x1b\n" +
