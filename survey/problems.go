@@ -272,3 +272,10 @@ func shareExceeds(part, total int64, bp int32) bool {
 	rh, rl := bits.Mul64(uint64(bp), uint64(total))
 	return lh > rh || (lh == rh && ll > rl)
 }
+
+// SelfPayShareExceeds reports whether out-of-pocket spending oop is a larger
+// share of total medical cost than the threshold (SelfPayThresholdBP), as
+// RiskFlags judges it: exactly, in integers.
+func (r Rules) SelfPayShareExceeds(oop, total int64) bool {
+	return shareExceeds(oop, total, r.SelfPayThresholdBP)
+}

@@ -214,3 +214,21 @@ func StandardManagement(followUps []*fieldsyncv1.FollowUp, disease fieldsyncv1.C
 	}
 	return n >= StandardManagementVisits
 }
+
+// NextDue is the day the follow-up after f is due: f's next_due_on; for a
+// follow-up without a valid one (which validation refuses) the day the
+// national standard gives (AssessFollowUp), and failing that today, so that
+// no patient drops off a due list.
+func NextDue(f *fieldsyncv1.FollowUp, today *fieldsyncv1.Date) *fieldsyncv1.Date {
+	if _, err := DateTime(f.GetNextDueOn()); err == nil {
+		return f.GetNextDueOn()
+	}
+	if f.GetFollowedUpAt() != nil {
+		if d := AssessFollowUp(f).NextDue; d != nil {
+			if _, err := DateTime(d); err == nil {
+				return d
+			}
+		}
+	}
+	return today
+}

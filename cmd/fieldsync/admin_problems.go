@@ -11,10 +11,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"time"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
-	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/wire"
 )
 
@@ -131,12 +129,8 @@ func runAdminProblems(ctx context.Context, args []string, stdout, stderr io.Writ
 	default:
 		return fmt.Errorf("admin problems: --severity %q: want critical or normal", *severity)
 	}
-	if *asOf != "" {
-		d, err := time.ParseInLocation(time.DateOnly, *asOf, survey.ChinaTime)
-		if err != nil {
-			return fmt.Errorf("admin problems: --as-of %q: want YYYY-MM-DD", *asOf)
-		}
-		req.AsOf = survey.Today(d)
+	if req.AsOf, err = parseAsOf(*asOf); err != nil {
+		return fmt.Errorf("admin problems: %w", err)
 	}
 	return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
 		resp, err := c.ListProblems(ctx, req)

@@ -308,15 +308,11 @@ func nextDue(f *fieldsyncv1.FollowUp, today time.Time) (time.Time, DueReason) {
 	if f.GetReferral().GetUrgent() {
 		reason = DueUrgentReferral
 	}
-	if d, err := survey.DateTime(f.GetNextDueOn()); err == nil {
-		return d, reason
+	d, err := survey.DateTime(survey.NextDue(f, survey.Today(today)))
+	if err != nil {
+		return today, reason
 	}
-	if f.GetFollowedUpAt() != nil {
-		if d, err := survey.DateTime(survey.AssessFollowUp(f).NextDue); err == nil {
-			return d, reason
-		}
-	}
-	return today, reason
+	return d, reason
 }
 
 // conditionsRecorded returns the calendar day (midnight China Standard Time)

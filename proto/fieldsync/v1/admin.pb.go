@@ -1734,6 +1734,325 @@ func (x *BackupResponse) GetSha256() []byte {
 	return nil
 }
 
+// IndicatorsRequest asks for the indicators of an area.
+type IndicatorsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The area: a county (6 digits), township (9) or village (12) code, or one
+	// padded with zeros to 12 digits; empty means the server's own area.
+	AreaCode string `protobuf:"bytes,1,opt,name=area_code,json=areaCode,proto3" json:"area_code,omitempty"`
+	// The lowest level of rows: "county", "township" or "village" (the
+	// default).
+	Depth string `protobuf:"bytes,2,opt,name=depth,proto3" json:"depth,omitempty"`
+	// The day, in China Standard Time; unset means today. Not after today.
+	AsOf *Date `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// The campaign visit_coverage counts; empty means the campaign of the
+	// latest visit of the area by as_of.
+	Campaign string `protobuf:"bytes,4,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	// The first day of health_check_rate's period; unset means 1 January of
+	// as_of's year.
+	HealthCheckFrom *Date `protobuf:"bytes,5,opt,name=health_check_from,json=healthCheckFrom,proto3" json:"health_check_from,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *IndicatorsRequest) Reset() {
+	*x = IndicatorsRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndicatorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndicatorsRequest) ProtoMessage() {}
+
+func (x *IndicatorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndicatorsRequest.ProtoReflect.Descriptor instead.
+func (*IndicatorsRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *IndicatorsRequest) GetAreaCode() string {
+	if x != nil {
+		return x.AreaCode
+	}
+	return ""
+}
+
+func (x *IndicatorsRequest) GetDepth() string {
+	if x != nil {
+		return x.Depth
+	}
+	return ""
+}
+
+func (x *IndicatorsRequest) GetAsOf() *Date {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+func (x *IndicatorsRequest) GetCampaign() string {
+	if x != nil {
+		return x.Campaign
+	}
+	return ""
+}
+
+func (x *IndicatorsRequest) GetHealthCheckFrom() *Date {
+	if x != nil {
+		return x.HealthCheckFrom
+	}
+	return nil
+}
+
+// IndicatorsResponse holds the indicators of the area and the areas below it.
+type IndicatorsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The day the figures are as of.
+	AsOf *Date `protobuf:"bytes,1,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// The campaign visit_coverage counted ("" when no visit names one).
+	Campaign string `protobuf:"bytes,2,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	// The first day of health_check_rate's period.
+	HealthCheckFrom *Date `protobuf:"bytes,3,opt,name=health_check_from,json=healthCheckFrom,proto3" json:"health_check_from,omitempty"`
+	// When the figures were computed (devices_not_synced_3d is as of then, and
+	// is counted only for today).
+	ComputedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=computed_at,json=computedAt,proto3" json:"computed_at,omitempty"`
+	// The area asked for first, then the areas below it, level by level, each
+	// in code order.
+	Rows          []*IndicatorRow `protobuf:"bytes,5,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndicatorsResponse) Reset() {
+	*x = IndicatorsResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndicatorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndicatorsResponse) ProtoMessage() {}
+
+func (x *IndicatorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndicatorsResponse.ProtoReflect.Descriptor instead.
+func (*IndicatorsResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *IndicatorsResponse) GetAsOf() *Date {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+func (x *IndicatorsResponse) GetCampaign() string {
+	if x != nil {
+		return x.Campaign
+	}
+	return ""
+}
+
+func (x *IndicatorsResponse) GetHealthCheckFrom() *Date {
+	if x != nil {
+		return x.HealthCheckFrom
+	}
+	return nil
+}
+
+func (x *IndicatorsResponse) GetComputedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ComputedAt
+	}
+	return nil
+}
+
+func (x *IndicatorsResponse) GetRows() []*IndicatorRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+// IndicatorRow is the indicators of one area.
+type IndicatorRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The area's 12-digit code (a county's or township's padded with zeros).
+	AreaCode string `protobuf:"bytes,1,opt,name=area_code,json=areaCode,proto3" json:"area_code,omitempty"`
+	// "county", "township" or "village".
+	Level string `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
+	// One value per indicator key, in the README's order.
+	Values []*IndicatorValue `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
+	// The area's name, from the server's list of areas (fieldsyncd serve
+	// --areas); empty when the list does not name it.
+	AreaName      string `protobuf:"bytes,4,opt,name=area_name,json=areaName,proto3" json:"area_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndicatorRow) Reset() {
+	*x = IndicatorRow{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndicatorRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndicatorRow) ProtoMessage() {}
+
+func (x *IndicatorRow) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndicatorRow.ProtoReflect.Descriptor instead.
+func (*IndicatorRow) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *IndicatorRow) GetAreaCode() string {
+	if x != nil {
+		return x.AreaCode
+	}
+	return ""
+}
+
+func (x *IndicatorRow) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *IndicatorRow) GetValues() []*IndicatorValue {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *IndicatorRow) GetAreaName() string {
+	if x != nil {
+		return x.AreaName
+	}
+	return ""
+}
+
+// IndicatorValue is one indicator of an area.
+type IndicatorValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The indicator's stable key ("contract_rate", "followups_overdue", ...).
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// For a rate, the numerator; for a count, the count.
+	Numerator int64 `protobuf:"varint,2,opt,name=numerator,proto3" json:"numerator,omitempty"`
+	// For a rate, the denominator (0: nothing to count, no rate); 0 for a
+	// count.
+	Denominator int64 `protobuf:"varint,3,opt,name=denominator,proto3" json:"denominator,omitempty"`
+	// Whether the indicator is a rate (numerator over denominator) rather than
+	// a count.
+	Rate          bool `protobuf:"varint,4,opt,name=rate,proto3" json:"rate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndicatorValue) Reset() {
+	*x = IndicatorValue{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndicatorValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndicatorValue) ProtoMessage() {}
+
+func (x *IndicatorValue) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndicatorValue.ProtoReflect.Descriptor instead.
+func (*IndicatorValue) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *IndicatorValue) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *IndicatorValue) GetNumerator() int64 {
+	if x != nil {
+		return x.Numerator
+	}
+	return 0
+}
+
+func (x *IndicatorValue) GetDenominator() int64 {
+	if x != nil {
+		return x.Denominator
+	}
+	return 0
+}
+
+func (x *IndicatorValue) GetRate() bool {
+	if x != nil {
+		return x.Rate
+	}
+	return false
+}
+
 var File_fieldsync_v1_admin_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_admin_proto_rawDesc = "" +
@@ -1860,7 +2179,30 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\x0eBackupResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x03 \x01(\fR\x06sha2562\xcc\a\n" +
+	"\x06sha256\x18\x03 \x01(\fR\x06sha256\"\xcb\x01\n" +
+	"\x11IndicatorsRequest\x12\x1b\n" +
+	"\tarea_code\x18\x01 \x01(\tR\bareaCode\x12\x14\n" +
+	"\x05depth\x18\x02 \x01(\tR\x05depth\x12'\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x12.fieldsync.v1.DateR\x04asOf\x12\x1a\n" +
+	"\bcampaign\x18\x04 \x01(\tR\bcampaign\x12>\n" +
+	"\x11health_check_from\x18\x05 \x01(\v2\x12.fieldsync.v1.DateR\x0fhealthCheckFrom\"\x86\x02\n" +
+	"\x12IndicatorsResponse\x12'\n" +
+	"\x05as_of\x18\x01 \x01(\v2\x12.fieldsync.v1.DateR\x04asOf\x12\x1a\n" +
+	"\bcampaign\x18\x02 \x01(\tR\bcampaign\x12>\n" +
+	"\x11health_check_from\x18\x03 \x01(\v2\x12.fieldsync.v1.DateR\x0fhealthCheckFrom\x12;\n" +
+	"\vcomputed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"computedAt\x12.\n" +
+	"\x04rows\x18\x05 \x03(\v2\x1a.fieldsync.v1.IndicatorRowR\x04rows\"\x94\x01\n" +
+	"\fIndicatorRow\x12\x1b\n" +
+	"\tarea_code\x18\x01 \x01(\tR\bareaCode\x12\x14\n" +
+	"\x05level\x18\x02 \x01(\tR\x05level\x124\n" +
+	"\x06values\x18\x03 \x03(\v2\x1c.fieldsync.v1.IndicatorValueR\x06values\x12\x1b\n" +
+	"\tarea_name\x18\x04 \x01(\tR\bareaName\"v\n" +
+	"\x0eIndicatorValue\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
+	"\tnumerator\x18\x02 \x01(\x03R\tnumerator\x12 \n" +
+	"\vdenominator\x18\x03 \x01(\x03R\vdenominator\x12\x12\n" +
+	"\x04rate\x18\x04 \x01(\bR\x04rate2\xa2\b\n" +
 	"\fAdminService\x12L\n" +
 	"\tAddDevice\x12\x1e.fieldsync.v1.AddDeviceRequest\x1a\x1f.fieldsync.v1.AddDeviceResponse\x12W\n" +
 	"\vListDevices\x12 .fieldsync.v1.ListDevicesRequest\x1a!.fieldsync.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12Z\n" +
@@ -1874,7 +2216,9 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\fListProblems\x12!.fieldsync.v1.ListProblemsRequest\x1a\".fieldsync.v1.ListProblemsResponse\"\x03\x90\x02\x01\x12X\n" +
 	"\rUpdateProblem\x12\".fieldsync.v1.UpdateProblemRequest\x1a#.fieldsync.v1.UpdateProblemResponse\x12Q\n" +
 	"\tListAudit\x12\x1e.fieldsync.v1.ListAuditRequest\x1a\x1f.fieldsync.v1.ListAuditResponse\"\x03\x90\x02\x01\x12J\n" +
-	"\x06Backup\x12\x1b.fieldsync.v1.BackupRequest\x1a\x1c.fieldsync.v1.BackupResponse\"\x03\x90\x02\x010\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\x06Backup\x12\x1b.fieldsync.v1.BackupRequest\x1a\x1c.fieldsync.v1.BackupResponse\"\x03\x90\x02\x010\x01\x12T\n" +
+	"\n" +
+	"Indicators\x12\x1f.fieldsync.v1.IndicatorsRequest\x1a .fieldsync.v1.IndicatorsResponse\"\x03\x90\x02\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_admin_proto_rawDescOnce sync.Once
@@ -1888,7 +2232,7 @@ func file_fieldsync_v1_admin_proto_rawDescGZIP() []byte {
 	return file_fieldsync_v1_admin_proto_rawDescData
 }
 
-var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*AddDeviceRequest)(nil),        // 0: fieldsync.v1.AddDeviceRequest
 	(*AddDeviceResponse)(nil),       // 1: fieldsync.v1.AddDeviceResponse
@@ -1917,64 +2261,77 @@ var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*ListAuditResponse)(nil),       // 24: fieldsync.v1.ListAuditResponse
 	(*BackupRequest)(nil),           // 25: fieldsync.v1.BackupRequest
 	(*BackupResponse)(nil),          // 26: fieldsync.v1.BackupResponse
-	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
-	(RecordKind)(0),                 // 28: fieldsync.v1.RecordKind
-	(*FieldConflict)(nil),           // 29: fieldsync.v1.FieldConflict
-	(Severity)(0),                   // 30: fieldsync.v1.Severity
-	(*Date)(nil),                    // 31: fieldsync.v1.Date
-	(*Problem)(nil),                 // 32: fieldsync.v1.Problem
-	(ProblemStatus)(0),              // 33: fieldsync.v1.ProblemStatus
-	(*AuditEntry)(nil),              // 34: fieldsync.v1.AuditEntry
+	(*IndicatorsRequest)(nil),       // 27: fieldsync.v1.IndicatorsRequest
+	(*IndicatorsResponse)(nil),      // 28: fieldsync.v1.IndicatorsResponse
+	(*IndicatorRow)(nil),            // 29: fieldsync.v1.IndicatorRow
+	(*IndicatorValue)(nil),          // 30: fieldsync.v1.IndicatorValue
+	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
+	(RecordKind)(0),                 // 32: fieldsync.v1.RecordKind
+	(*FieldConflict)(nil),           // 33: fieldsync.v1.FieldConflict
+	(Severity)(0),                   // 34: fieldsync.v1.Severity
+	(*Date)(nil),                    // 35: fieldsync.v1.Date
+	(*Problem)(nil),                 // 36: fieldsync.v1.Problem
+	(ProblemStatus)(0),              // 37: fieldsync.v1.ProblemStatus
+	(*AuditEntry)(nil),              // 38: fieldsync.v1.AuditEntry
 }
 var file_fieldsync_v1_admin_proto_depIdxs = []int32{
-	27, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.DeviceInfo
-	27, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	27, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
+	31, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	31, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
 	9,  // 4: fieldsync.v1.ListConflictsResponse.records:type_name -> fieldsync.v1.RecordConflicts
-	28, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
-	29, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
+	32, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
+	33, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
 	22, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
 	14, // 8: fieldsync.v1.SyncStatusResponse.upstream:type_name -> fieldsync.v1.UpstreamStatus
-	27, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
-	27, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
-	30, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
-	31, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
+	31, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
+	31, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
+	34, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
+	35, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
 	19, // 13: fieldsync.v1.ListProblemsResponse.problems:type_name -> fieldsync.v1.ListedProblem
-	32, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
-	33, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
-	32, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
-	27, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
-	27, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
-	27, // 19: fieldsync.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	34, // 20: fieldsync.v1.ListAuditResponse.entries:type_name -> fieldsync.v1.AuditEntry
-	0,  // 21: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
-	2,  // 22: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	5,  // 23: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	7,  // 24: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
-	10, // 25: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
-	12, // 26: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
-	15, // 27: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
-	17, // 28: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
-	20, // 29: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
-	23, // 30: fieldsync.v1.AdminService.ListAudit:input_type -> fieldsync.v1.ListAuditRequest
-	25, // 31: fieldsync.v1.AdminService.Backup:input_type -> fieldsync.v1.BackupRequest
-	1,  // 32: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
-	3,  // 33: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	6,  // 34: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	8,  // 35: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
-	11, // 36: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
-	13, // 37: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
-	16, // 38: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
-	18, // 39: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
-	21, // 40: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
-	24, // 41: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
-	26, // 42: fieldsync.v1.AdminService.Backup:output_type -> fieldsync.v1.BackupResponse
-	32, // [32:43] is the sub-list for method output_type
-	21, // [21:32] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	36, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
+	37, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
+	36, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
+	31, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
+	31, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
+	31, // 19: fieldsync.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	38, // 20: fieldsync.v1.ListAuditResponse.entries:type_name -> fieldsync.v1.AuditEntry
+	35, // 21: fieldsync.v1.IndicatorsRequest.as_of:type_name -> fieldsync.v1.Date
+	35, // 22: fieldsync.v1.IndicatorsRequest.health_check_from:type_name -> fieldsync.v1.Date
+	35, // 23: fieldsync.v1.IndicatorsResponse.as_of:type_name -> fieldsync.v1.Date
+	35, // 24: fieldsync.v1.IndicatorsResponse.health_check_from:type_name -> fieldsync.v1.Date
+	31, // 25: fieldsync.v1.IndicatorsResponse.computed_at:type_name -> google.protobuf.Timestamp
+	29, // 26: fieldsync.v1.IndicatorsResponse.rows:type_name -> fieldsync.v1.IndicatorRow
+	30, // 27: fieldsync.v1.IndicatorRow.values:type_name -> fieldsync.v1.IndicatorValue
+	0,  // 28: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
+	2,  // 29: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	5,  // 30: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	7,  // 31: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
+	10, // 32: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
+	12, // 33: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
+	15, // 34: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
+	17, // 35: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
+	20, // 36: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
+	23, // 37: fieldsync.v1.AdminService.ListAudit:input_type -> fieldsync.v1.ListAuditRequest
+	25, // 38: fieldsync.v1.AdminService.Backup:input_type -> fieldsync.v1.BackupRequest
+	27, // 39: fieldsync.v1.AdminService.Indicators:input_type -> fieldsync.v1.IndicatorsRequest
+	1,  // 40: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
+	3,  // 41: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	6,  // 42: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	8,  // 43: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
+	11, // 44: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
+	13, // 45: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
+	16, // 46: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
+	18, // 47: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
+	21, // 48: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
+	24, // 49: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
+	26, // 50: fieldsync.v1.AdminService.Backup:output_type -> fieldsync.v1.BackupResponse
+	28, // 51: fieldsync.v1.AdminService.Indicators:output_type -> fieldsync.v1.IndicatorsResponse
+	40, // [40:52] is the sub-list for method output_type
+	28, // [28:40] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_admin_proto_init() }
@@ -1997,7 +2354,7 @@ func file_fieldsync_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_admin_proto_rawDesc), len(file_fieldsync_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

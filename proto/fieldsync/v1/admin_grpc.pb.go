@@ -30,6 +30,7 @@ const (
 	AdminService_UpdateProblem_FullMethodName   = "/fieldsync.v1.AdminService/UpdateProblem"
 	AdminService_ListAudit_FullMethodName       = "/fieldsync.v1.AdminService/ListAudit"
 	AdminService_Backup_FullMethodName          = "/fieldsync.v1.AdminService/Backup"
+	AdminService_Indicators_FullMethodName      = "/fieldsync.v1.AdminService/Indicators"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -81,6 +82,12 @@ type AdminServiceClient interface {
 	// is a whole store file: restore it with fieldsyncd recover. It is recorded
 	// in the audit trail when the last chunk was sent.
 	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupResponse], error)
+	// Indicators computes the county's indicators (签约率, 规范管理率, overdue
+	// follow-ups, visit coverage, clinic compliance, the problem ledger, the
+	// three batches, ...) for an area of the server and the areas below it, as
+	// of a day, from the merged records the server holds. The keys and their
+	// definitions are in the README ("Indicators").
+	Indicators(ctx context.Context, in *IndicatorsRequest, opts ...grpc.CallOption) (*IndicatorsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -210,6 +217,16 @@ func (c *adminServiceClient) Backup(ctx context.Context, in *BackupRequest, opts
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_BackupClient = grpc.ServerStreamingClient[BackupResponse]
 
+func (c *adminServiceClient) Indicators(ctx context.Context, in *IndicatorsRequest, opts ...grpc.CallOption) (*IndicatorsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IndicatorsResponse)
+	err := c.cc.Invoke(ctx, AdminService_Indicators_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -259,6 +276,12 @@ type AdminServiceServer interface {
 	// is a whole store file: restore it with fieldsyncd recover. It is recorded
 	// in the audit trail when the last chunk was sent.
 	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupResponse]) error
+	// Indicators computes the county's indicators (签约率, 规范管理率, overdue
+	// follow-ups, visit coverage, clinic compliance, the problem ledger, the
+	// three batches, ...) for an area of the server and the areas below it, as
+	// of a day, from the merged records the server holds. The keys and their
+	// definitions are in the README ("Indicators").
+	Indicators(context.Context, *IndicatorsRequest) (*IndicatorsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -301,6 +324,9 @@ func (UnimplementedAdminServiceServer) ListAudit(context.Context, *ListAuditRequ
 }
 func (UnimplementedAdminServiceServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupResponse]) error {
 	return status.Error(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedAdminServiceServer) Indicators(context.Context, *IndicatorsRequest) (*IndicatorsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Indicators not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -514,6 +540,24 @@ func _AdminService_Backup_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_BackupServer = grpc.ServerStreamingServer[BackupResponse]
 
+func _AdminService_Indicators_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IndicatorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).Indicators(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_Indicators_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).Indicators(ctx, req.(*IndicatorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -560,6 +604,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAudit",
 			Handler:    _AdminService_ListAudit_Handler,
+		},
+		{
+			MethodName: "Indicators",
+			Handler:    _AdminService_Indicators_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
