@@ -35,6 +35,8 @@ type person struct {
 
 // Device is a device in the server's registry, for devices_not_synced_3d.
 type Device struct {
+	// ID is its replica id and Name its label, for lists.
+	ID, Name string
 	// Areas are the area prefixes it serves.
 	Areas []string
 	// Enrolled and LastSync (zero if it never completed a sync).
@@ -96,6 +98,9 @@ type Options struct {
 	Rules survey.Rules
 	// Now is the time of the computation (devices_not_synced_3d).
 	Now time.Time
+	// List names an indicator whose units Report.Items lists: those not
+	// achieving a rate, those a count counts; "" lists nothing.
+	List Key
 }
 
 // StaleAfter is how long a device may go without a completed sync before
@@ -162,6 +167,49 @@ func (a acc) rate(village string, k Key, ok bool) {
 // count counts a unit of village in key.
 func (a acc) count(village string, k Key) { a.at(village, k).Num++ }
 
+// Item is a unit behind an indicator's number (Options.List): a unit not
+// achieving a rate (a person without a contract, a household not visited),
+// or one a count counts (a patient overdue, an open problem, a device not
+// synced).
+type Item struct {
+	// Area is the village (or, for a device, the area) the unit counts in.
+	Area string
+	// Kind is "person", "household", "clinic", "problem" or "device".
+	Kind string
+	// ID is the unit's record id (a device's replica id).
+	ID string
+	// Name is the person's name, the head of household, the clinic's name, a
+	// problem's item or a device's name; MaskedID a person's masked ID
+	// number (never the clear one).
+	Name, MaskedID string
+	// Detail says why it is listed (a due date, a deadline, a last sync).
+	Detail string
+}
+
+// rate counts the current unit of area in key's denominator, and in its
+// numerator when ok; a unit not achieving the listed key is listed.
+func (c *computation) rate(area string, k Key, ok bool) {
+	c.a.rate(area, k, ok)
+	if k == c.o.List && !ok {
+		c.list(area)
+	}
+}
+
+// count counts the current unit of area in key, and lists it for the listed
+// key.
+func (c *computation) count(area string, k Key) {
+	c.a.count(area, k)
+	if k == c.o.List {
+		c.list(area)
+	}
+}
+
+func (c *computation) list(area string) {
+	it := c.unit
+	it.Area = area
+	c.items = append(c.items, it)
+}
+
 // Compute computes the report o asks for.
 func (s *Set) Compute(o Options) (Report, error) {
 	prefix, level, err := areaPrefix(o.Area)
@@ -196,6 +244,10 @@ func (s *Set) Compute(o Options) (Report, error) {
 	checkFrom, _ := survey.DateTime(c.checkFrom)
 	r := Report{AsOf: day, Campaign: c.campaign, HealthCheckFrom: checkFrom, ComputedAt: o.Now}
 	r.Rows = c.rows(level, depth)
+	slices.SortFunc(c.items, func(a, b Item) int {
+		return cmp.Or(cmp.Compare(a.Area, b.Area), cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID), cmp.Compare(a.Detail, b.Detail))
+	})
+	r.Items = c.items
 	return r, nil
 }
 
@@ -211,6 +263,8 @@ type computation struct {
 	campaign   string
 	answered   map[string]*answers // by person id
 	a          acc
+	unit       Item   // the unit being counted, for lists
+	items      []Item // the units behind Options.List
 }
 
 // in reports whether a unit of area counts in the report.
@@ -326,6 +380,7 @@ func (c *computation) persons() {
 		if ans == nil {
 			ans = &answers{}
 		}
+		c.unit = Item{Kind: "person", ID: p.GetId(), Name: p.GetName(), MaskedID: p.GetIdNumber().GetMasked()}
 		if c.servicePopulation(p) {
 			c.servicePerson(area, p, conds, ans)
 		}
@@ -344,16 +399,18 @@ func (c *computation) persons() {
 				continue
 			}
 			fus := c.followUps[p.GetId()]
+			c.unit.Detail = diseaseWord(disease)
 			key := Key("htn_standard_mgmt_rate")
 			if disease == fieldsyncv1.ChronicDisease_CHRONIC_DISEASE_TYPE2_DIABETES {
 				key = "dm_standard_mgmt_rate"
 			}
-			c.a.rate(area, key, survey.StandardManagement(fus, disease, c.end))
+			c.rate(area, key, survey.StandardManagement(fus, disease, c.end))
 			due := c.dueOn(fus, disease, diagnosed, pp.recorded)
+			c.unit.Detail = fmt.Sprintf("%s due %s", diseaseWord(disease), survey.FormatDate(due))
 			if cmp := survey.CompareDates(due, c.d); cmp <= 0 {
-				c.a.count(area, "followups_due")
+				c.count(area, "followups_due")
 				if cmp < 0 {
-					c.a.count(area, "followups_overdue")
+					c.count(area, "followups_overdue")
 				}
 			}
 		}
@@ -366,14 +423,14 @@ func (c *computation) servicePerson(area string, p *fieldsyncv1.Person, conds []
 	if s := p.GetContract().GetSignedOn(); s != nil {
 		contract = c.onOrBefore(s) && survey.CompareDates(c.d, survey.AddMonths(s, ContractTerm)) < 0
 	}
-	c.a.rate(area, "contract_rate", contract)
+	c.rate(area, "contract_rate", contract)
 	if contract {
-		c.a.rate(area, "service_rate", is(ans.served))
+		c.rate(area, "service_rate", is(ans.served))
 	}
-	c.a.rate(area, "health_record_rate", p.GetHasHealthRecord())
+	c.rate(area, "health_record_rate", p.GetHasHealthRecord())
 	if age := ageOn(p.GetBirthDate(), c.d); age >= 7 && age <= 64 {
 		h := p.GetLastHealthCheckOn()
-		c.a.rate(area, "health_check_rate", h != nil && c.onOrBefore(h) && survey.CompareDates(h, c.checkFrom) >= 0)
+		c.rate(area, "health_check_rate", h != nil && c.onOrBefore(h) && survey.CompareDates(h, c.checkFrom) >= 0)
 	}
 	major, chronicNonMajor, severe := false, false, false
 	for _, cd := range conds {
@@ -382,13 +439,13 @@ func (c *computation) servicePerson(area string, p *fieldsyncv1.Person, conds []
 		severe = severe || cd.GetSevereIllness()
 	}
 	if len(conds) > 0 {
-		c.a.rate(area, "plan_rate", p.GetHasOnePersonPlan())
+		c.rate(area, "plan_rate", p.GetHasOnePersonPlan())
 	}
 	if major {
-		c.a.rate(area, "major_illness_treated_rate", is(ans.treated))
+		c.rate(area, "major_illness_treated_rate", is(ans.treated))
 	}
 	if chronicNonMajor {
-		c.a.rate(area, "chronic_contract_mgmt_rate", contract && is(ans.served))
+		c.rate(area, "chronic_contract_mgmt_rate", contract && is(ans.served))
 	}
 	if severe {
 		ok := false
@@ -396,20 +453,20 @@ func (c *computation) servicePerson(area string, p *fieldsyncv1.Person, conds []
 			oop, total := f.OutOfPocketFen, f.TotalMedicalCostFen
 			ok = oop == nil || total == nil || *total <= 0 || !c.o.Rules.SelfPayShareExceeds(*oop, *total)
 		}
-		c.a.rate(area, "severe_illness_safety_net_rate", ok)
+		c.rate(area, "severe_illness_safety_net_rate", ok)
 	}
 	answered, allTrue := false, true
 	for i, k := range []Key{"policy_awareness_rate.contracted_doctor", "policy_awareness_rate.hospital_doctor", "policy_awareness_rate.kanbing_120", "policy_awareness_rate.fuwu_111"} {
 		if q := ans.aware[i]; q != nil {
-			c.a.rate(area, k, *q)
+			c.rate(area, k, *q)
 			answered, allTrue = true, allTrue && *q
 		}
 	}
 	if answered {
-		c.a.rate(area, "policy_awareness_rate", allTrue)
+		c.rate(area, "policy_awareness_rate", allTrue)
 	}
 	if ans.satisfied != nil {
-		c.a.rate(area, "satisfaction_rate", *ans.satisfied)
+		c.rate(area, "satisfaction_rate", *ans.satisfied)
 	}
 }
 
@@ -474,7 +531,8 @@ func (c *computation) households() {
 	}
 	for _, h := range c.Set.households {
 		if c.in(h.GetAreaCode()) {
-			c.a.rate(h.GetAreaCode(), "visit_coverage", visited[h.GetId()])
+			c.unit = Item{Kind: "household", ID: h.GetId(), Name: h.GetHeadName(), Detail: "not visited in " + c.campaign}
+			c.rate(h.GetAreaCode(), "visit_coverage", visited[h.GetId()])
 		}
 	}
 }
@@ -497,14 +555,15 @@ func (c *computation) clinics() {
 		if !c.in(area) || a == nil {
 			continue
 		}
+		c.unit = Item{Kind: "clinic", ID: cl.GetId(), Name: cl.GetName(), Detail: "audit " + a.GetId()}
 		all := true
 		for _, it := range c.o.Rules.ClinicItems(a) {
 			if it.Answered {
-				c.a.rate(area, Key("clinic_compliance."+it.Item), it.Passed)
+				c.rate(area, Key("clinic_compliance."+it.Item), it.Passed)
 			}
 			all = all && it.Passed
 		}
-		c.a.rate(area, "clinic_compliance", all)
+		c.rate(area, "clinic_compliance", all)
 	}
 }
 
@@ -519,17 +578,18 @@ func (c *computation) problems() {
 		if !ok {
 			continue
 		}
+		c.unit = Item{Kind: "problem", ID: p.GetId(), Name: p.GetItem(), Detail: fmt.Sprintf("%s, deadline %s, person %s", status, survey.FormatDate(p.GetDeadline()), p.GetPersonId())}
 		switch status {
 		case fieldsyncv1.ProblemStatus_PROBLEM_STATUS_OPEN:
-			c.a.count(area, "problems_open")
+			c.count(area, "problems_open")
 			if p.GetSeverity() == fieldsyncv1.Severity_SEVERITY_CRITICAL {
-				c.a.count(area, "critical_problems_open")
+				c.count(area, "critical_problems_open")
 			}
 			if dl := p.GetDeadline(); dl != nil && survey.CompareDates(dl, c.d) < 0 {
-				c.a.count(area, "problems_overdue")
+				c.count(area, "problems_overdue")
 			}
 		case fieldsyncv1.ProblemStatus_PROBLEM_STATUS_VERIFIED:
-			c.a.count(area, "problems_closed")
+			c.count(area, "problems_closed")
 		}
 	}
 }
@@ -580,9 +640,9 @@ func (c *computation) problemStatus(p *fieldsyncv1.Problem) (fieldsyncv1.Problem
 // an open or forwarded return-to-poverty flag raised by the report's day, in
 // the village the person or household is in now.
 func (c *computation) flags() {
-	people := map[string]string{}
+	people := map[string]*fieldsyncv1.Person{}
 	for _, p := range c.Set.persons {
-		people[p.p.GetId()] = p.p.GetAreaCode()
+		people[p.p.GetId()] = p.p
 	}
 	seen := map[string]bool{}
 	for _, f := range c.Set.flags {
@@ -594,7 +654,8 @@ func (c *computation) flags() {
 		if f.GetFlaggedAt() == nil || f.GetFlaggedAt().AsTime().After(c.end) {
 			continue
 		}
-		unit, area := "p:"+f.GetPersonId(), people[f.GetPersonId()]
+		p := people[f.GetPersonId()]
+		unit, area := "p:"+f.GetPersonId(), p.GetAreaCode()
 		if f.GetPersonId() == "" {
 			unit = "h:" + f.GetHouseholdId()
 		}
@@ -606,7 +667,12 @@ func (c *computation) flags() {
 			continue
 		}
 		seen[unit] = true
-		c.a.count(area, "risk_flagged")
+		c.unit = Item{Kind: "person", ID: f.GetPersonId(), Name: p.GetName(), MaskedID: p.GetIdNumber().GetMasked(),
+			Detail: fmt.Sprintf("flag %s, household %s", f.GetStatus(), f.GetHouseholdId())}
+		if f.GetPersonId() == "" {
+			c.unit = Item{Kind: "household", ID: f.GetHouseholdId(), Name: c.Set.households[f.GetHouseholdId()].GetHeadName(), Detail: "flag " + f.GetStatus().String()}
+		}
+		c.count(area, "risk_flagged")
 	}
 }
 
@@ -630,7 +696,8 @@ func (c *computation) devices() {
 			continue
 		}
 		if c.o.Now.Sub(last) > StaleAfter {
-			c.a.count(area, "devices_not_synced_3d")
+			c.unit = Item{Kind: "device", ID: d.ID, Name: d.Name, Detail: "last sync " + syncWord(d.LastSync)}
+			c.count(area, "devices_not_synced_3d")
 		}
 	}
 }
@@ -702,4 +769,17 @@ func (c *computation) rows(level, depth Level) []Row {
 	}
 	slices.SortFunc(out, func(a, b Row) int { return cmp.Or(cmp.Compare(a.Level, b.Level), cmp.Compare(a.Area, b.Area)) })
 	return out
+}
+
+// diseaseWord names a disease in a list's detail.
+func diseaseWord(d fieldsyncv1.ChronicDisease) string {
+	return strings.ToLower(strings.TrimPrefix(d.String(), "CHRONIC_DISEASE_"))
+}
+
+// syncWord is a last sync time in a list's detail, China time.
+func syncWord(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.In(survey.ChinaTime).Format(time.RFC3339)
 }

@@ -199,6 +199,8 @@ type Report struct {
 	// Rows: the area asked for first, then the areas below it down to the
 	// level asked for, each level in code order.
 	Rows []Row
+	// Items are the units behind Options.List, by area, then name and id.
+	Items []Item
 }
 
 // Percent formats a rate as a percentage with two decimals, rounded half up

@@ -25,7 +25,10 @@ var personConditions = int32((&fieldsyncv1.Person{}).ProtoReflect().Descriptor()
 func (a admin) Indicators(ctx context.Context, req *fieldsyncv1.IndicatorsRequest) (*fieldsyncv1.IndicatorsResponse, error) {
 	s := a.s
 	now := s.now()
-	o := indicators.Options{Area: req.GetAreaCode(), AsOf: now, Campaign: req.GetCampaign(), Now: now}
+	o := indicators.Options{Area: req.GetAreaCode(), AsOf: now, Campaign: req.GetCampaign(), Now: now, List: indicators.Key(req.GetListKey())}
+	if _, ok := indicators.Lookup(o.List); o.List != "" && !ok {
+		return nil, fmt.Errorf("indicators: %w: list_key %q is not an indicator key (see the README's list)", ErrBadRequest, o.List)
+	}
 	if o.Area == "" {
 		o.Area = s.cfg.Area
 	}
@@ -61,17 +64,24 @@ func (a admin) Indicators(ctx context.Context, req *fieldsyncv1.IndicatorsReques
 	if err != nil {
 		return nil, fmt.Errorf("indicators: %w: %v", ErrBadRequest, err)
 	}
+	names, err := s.areaNames(ctx)
+	if err != nil {
+		return nil, err
+	}
 	resp := &fieldsyncv1.IndicatorsResponse{
 		AsOf: survey.Today(r.AsOf), Campaign: r.Campaign, HealthCheckFrom: survey.Today(r.HealthCheckFrom),
 		ComputedAt: timestamppb.New(r.ComputedAt),
 	}
 	for _, row := range r.Rows {
-		pr := &fieldsyncv1.IndicatorRow{AreaCode: row.Area, Level: row.Level.String()}
+		pr := &fieldsyncv1.IndicatorRow{AreaCode: row.Area, Level: row.Level.String(), AreaName: names[row.Area]}
 		for _, d := range indicators.Keys() {
 			v := row.Values[d.Key]
 			pr.Values = append(pr.Values, &fieldsyncv1.IndicatorValue{Key: string(d.Key), Numerator: v.Num, Denominator: v.Den, Rate: d.Kind == indicators.Rate})
 		}
 		resp.Rows = append(resp.Rows, pr)
+	}
+	for _, it := range r.Items {
+		resp.Items = append(resp.Items, &fieldsyncv1.IndicatorItem{AreaCode: it.Area, Kind: it.Kind, Id: it.ID, Name: it.Name, MaskedId: it.MaskedID, Detail: it.Detail})
 	}
 	return resp, nil
 }
@@ -106,7 +116,7 @@ func (s *Server) indicatorSet(ctx context.Context) (*indicators.Set, error) {
 		return nil, err
 	}
 	for _, d := range ds {
-		set.AddDevice(indicators.Device{Areas: d.Areas, Enrolled: d.Created, LastSync: d.Activity.LastSync, Revoked: d.Revoked, Relay: d.Relay})
+		set.AddDevice(indicators.Device{ID: d.ID.String(), Name: d.Name, Areas: d.Areas, Enrolled: d.Created, LastSync: d.Activity.LastSync, Revoked: d.Revoked, Relay: d.Relay})
 	}
 	return set, nil
 }

@@ -37,6 +37,8 @@ const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE..
        fieldsync admin problems verify|reopen [flags] ID --worker WORKER_ID [--reason TEXT]
        fieldsync admin audit [--since DURATION|DATE] [--json]
        fieldsync admin report [--area CODE] [--by township|village] [--as-of DATE] [--format table|json|csv|xlsx] [--out FILE]
+       fieldsync admin report list KEY [--area CODE] [--as-of DATE] [--format table|json|csv]
+       fieldsync admin areas import [--replace] FILE
        fieldsync admin backup --out FILE
 
 Every admin command takes --server ADDR (default 127.0.0.1:7443), --token-file FILE
@@ -143,6 +145,9 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if len(args) > 0 && args[0] == "audit" {
 		return runAdminAudit(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "areas" {
+		return runAdminAreas(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "report" {
 		return runAdminReport(ctx, args[1:], stdout, stderr)

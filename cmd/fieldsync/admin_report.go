@@ -24,6 +24,8 @@ import (
 
 const reportUsage = `usage: fieldsync admin report [--area CODE] [--by township|village] [--as-of YYYY-MM-DD]
                               [--campaign NAME] [--format table|json|csv|xlsx] [--out FILE]
+       fieldsync admin report list KEY [--area CODE] [--as-of YYYY-MM-DD] [--campaign NAME]
+                              [--format table|json|csv] [--out FILE]
 
 report prints the indicators (指标) of an area of the server and of the areas
 below it, as of a day: contract and service rates, health records and checks,
@@ -48,10 +50,22 @@ denominator is 0); xlsx a workbook (needs --out) with one sheet per level
 (县, 乡镇, 村), one row per area and one column per indicator, Chinese headers
 with the keys beneath, rates as percentages. --out FILE writes to FILE instead
 of standard output.
+
+'report list KEY' prints the units behind an indicator's number in the area:
+for a rate, those not achieving it (people without a valid contract,
+households not visited in the campaign, clinics failing an item); for a
+count, those counted (patients overdue, open problems, devices not synced).
+Each line gives the village, the kind, the id, the name (a person's, the head
+of household's, the clinic's, the problem's item or the device's), the masked
+ID number of a person and why it is listed. --format csv prints the columns
+area_code,area_name,kind,id,name,masked_id,detail; json an array.
 ` + "\nEvery admin command also takes --server, --token-file and --ca (see 'fieldsync admin --help').\n"
 
 // runAdminReport is 'fieldsync admin report'.
 func runAdminReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "list" {
+		return runAdminReportList(ctx, args[1:], stdout, stderr)
+	}
 	var a adminFlags
 	fs := flag.NewFlagSet("admin report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -229,4 +243,95 @@ func parseAsOf(s string) (*fieldsyncv1.Date, error) {
 		return nil, fmt.Errorf("--as-of %q: want YYYY-MM-DD", s)
 	}
 	return survey.Today(t), nil
+}
+
+// runAdminReportList is 'fieldsync admin report list KEY'.
+func runAdminReportList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var a adminFlags
+	fs := flag.NewFlagSet("admin report list", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, reportUsage, "\nflags:\n"); fs.PrintDefaults() }
+	a.register(fs)
+	area := fs.String("area", "", "county, township or village `code` (default: the server's area)")
+	asOf := fs.String("as-of", "", "the `day` (YYYY-MM-DD, China time; default today)")
+	campaign := fs.String("campaign", "", "the `campaign` visit_coverage counts (default: the latest visit's)")
+	format := fs.String("format", "table", "`format`: table, json or csv")
+	out := fs.String("out", "", "write to `file` instead of standard output")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errors.New("admin report list: give one indicator KEY (for example followups_overdue)")
+	}
+	if _, ok := indicators.Lookup(indicators.Key(pos[0])); !ok {
+		return fmt.Errorf("admin report list: %q is not an indicator key: see 'fieldsync admin report' for the keys", pos[0])
+	}
+	switch *format {
+	case "table", "json", "csv":
+	default:
+		return fmt.Errorf("admin report list: --format %q: want table, json or csv", *format)
+	}
+	req := &fieldsyncv1.IndicatorsRequest{AreaCode: *area, Depth: "village", Campaign: *campaign, ListKey: pos[0]}
+	if req.AsOf, err = parseAsOf(*asOf); err != nil {
+		return fmt.Errorf("admin report list: %w", err)
+	}
+	return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
+		resp, err := c.Indicators(ctx, req)
+		if err != nil {
+			return fmt.Errorf("admin report list: %w", err)
+		}
+		names := map[string]string{}
+		for _, r := range resp.GetRows() {
+			names[r.GetAreaCode()] = r.GetAreaName()
+		}
+		var buf bytes.Buffer
+		switch *format {
+		case "table":
+			for _, it := range resp.GetItems() {
+				fmt.Fprintf(&buf, "%s %s  %-9s  %s  %s  %s  %s\n", it.GetAreaCode(), names[it.GetAreaCode()], it.GetKind(),
+					orDash(it.GetName()), orDash(it.GetMaskedId()), it.GetDetail(), it.GetId())
+			}
+			fmt.Fprintf(&buf, "%d listed for %s as of %s\n", len(resp.GetItems()), pos[0], survey.FormatDate(resp.GetAsOf()))
+		case "json":
+			buf.WriteString("[\n")
+			for i, it := range resp.GetItems() {
+				b, err := protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}.Marshal(it)
+				if err != nil {
+					return err
+				}
+				var line bytes.Buffer
+				if err := json.Compact(&line, b); err != nil {
+					return err
+				}
+				buf.WriteString("  ")
+				buf.Write(line.Bytes())
+				if i < len(resp.GetItems())-1 {
+					buf.WriteByte(',')
+				}
+				buf.WriteByte('\n')
+			}
+			buf.WriteString("]\n")
+		case "csv":
+			cw := csv.NewWriter(&buf)
+			cw.Write([]string{"area_code", "area_name", "kind", "id", "name", "masked_id", "detail"})
+			for _, it := range resp.GetItems() {
+				cw.Write([]string{it.GetAreaCode(), names[it.GetAreaCode()], it.GetKind(), it.GetId(), it.GetName(), it.GetMaskedId(), it.GetDetail()})
+			}
+			cw.Flush()
+			if err := cw.Error(); err != nil {
+				return err
+			}
+		}
+		if *out == "" {
+			_, err := stdout.Write(buf.Bytes())
+			return err
+		}
+		if err := writeFileAtomic(*out, buf.Bytes()); err != nil {
+			return fmt.Errorf("admin report list: %w", err)
+		}
+		fmt.Fprintf(stdout, "wrote %s: %d listed\n", *out, len(resp.GetItems()))
+		return nil
+	})
 }

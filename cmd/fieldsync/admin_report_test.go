@@ -67,6 +67,25 @@ func TestAdminReport(t *testing.T) {
 		return out.String()
 	}
 
+	// The township's and villages' names, as the county's list gives them.
+	names := filepath.Join(t.TempDir(), "areas.csv")
+	list := "code,name\n" + township + "," + vs[0].Township.Name + "\n"
+	for _, v := range vs {
+		list += v.Code + "," + v.Name + "\n"
+	}
+	if err := os.WriteFile(names, []byte(list), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if msg := admin("areas", "import", names); !strings.Contains(msg, "imported 3 names") {
+		t.Errorf("areas import printed %q", msg)
+	}
+	outside := filepath.Join(t.TempDir(), "outside.csv")
+	os.WriteFile(outside, []byte("532524100201,别县的村\n"), 0o600)
+	var refused bytes.Buffer
+	if err := run(t.Context(), append([]string{"admin", "areas", "import", outside}, conn...), &refused, &refused); err == nil || !strings.Contains(err.Error(), "outside the server's area") {
+		t.Errorf("importing another county's village: %v", err)
+	}
+
 	out := filepath.Join(t.TempDir(), "report.csv")
 	if msg := admin("report", "--format", "csv", "--out", out); !strings.Contains(msg, "3 areas") {
 		t.Errorf("report --out printed %q", msg)
@@ -93,6 +112,9 @@ func TestAdminReport(t *testing.T) {
 		}
 		byArea[l[0]][l[4]] = fig{num, den}
 		levels[l[0]] = l[2]
+		if want := map[string]string{township + "000": vs[0].Township.Name, vs[0].Code: vs[0].Name, vs[1].Code: vs[1].Name}[l[0]]; l[1] != want {
+			t.Fatalf("area %s named %q, want %q", l[0], l[1], want)
+		}
 		if l[3] != now.In(time.FixedZone("CST", 8*3600)).Format(time.DateOnly) {
 			t.Fatalf("as_of %q, want today", l[3])
 		}
@@ -126,6 +148,38 @@ func TestAdminReport(t *testing.T) {
 	}
 
 	checkReportXLSX(t, admin, byArea, levels)
+
+	// The lists behind the numbers.
+	for _, key := range []string{"followups_due", "contract_rate", "problems_open", "health_record_rate"} {
+		raw := admin("report", "list", key, "--format", "csv")
+		rows, err := csv.NewReader(strings.NewReader(raw)).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(rows[0], ",") != "area_code,area_name,kind,id,name,masked_id,detail" {
+			t.Fatalf("list header %v", rows[0])
+		}
+		f := byArea[top][key]
+		want := f.num
+		if f.den != 0 || key != "followups_due" && key != "problems_open" {
+			want = f.den - f.num
+		}
+		if int64(len(rows)-1) != want {
+			t.Errorf("report list %s: %d rows, the report says %d (%v)", key, len(rows)-1, want, f)
+		}
+		for _, r := range rows[1:] {
+			if r[2] == "person" && (r[4] == "" || !strings.Contains(r[5], "*")) {
+				t.Errorf("report list %s: person row %v without a name or a masked ID number", key, r)
+			}
+		}
+	}
+	if lst := admin("report", "list", "problems_open"); !strings.Contains(lst, "listed for problems_open") {
+		t.Errorf("report list table:\n%s", lst)
+	}
+	var bad bytes.Buffer
+	if err := run(t.Context(), append([]string{"admin", "report", "list", "no_such_key"}, conn...), &bad, &bad); err == nil || !strings.Contains(err.Error(), "not an indicator key") {
+		t.Errorf("report list of an unknown key: %v", err)
+	}
 
 	table := admin("report", "--by", "township")
 	for _, want := range []string{"township " + top, "签约率", "contract_rate", "%"} {
@@ -220,5 +274,40 @@ func checkReportXLSX(t *testing.T, admin func(...string) string, byArea map[stri
 	}
 	if seen != len(byArea) {
 		t.Errorf("the workbook shows %d areas, the CSV %d", seen, len(byArea))
+	}
+}
+
+// TestDemoReport is the README's walk-through: the demo records a generated
+// village on a phone, enrols it with a township server and syncs; the
+// areas' names are imported; the township's report then shows the village by
+// name with the figures the phone's records give.
+func TestDemoReport(t *testing.T) {
+	dir := t.TempDir()
+	srv, addr := servertest.Start(t, server.Config{DataDir: dir, Area: "532523100"})
+	code, _, err := srv.IssueEnrolmentCode([]string{"532523100"}, "demo phone", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	areas := filepath.Join(t.TempDir(), "areas.csv")
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"demo", "--replica", filepath.Join(t.TempDir(), "demo.db"), "--server", addr, "--code", code, "--areas", areas}, &out, &errOut); err != nil {
+		t.Fatalf("demo: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "0 changes pending, 0 refused") {
+		t.Fatalf("demo printed:\n%s", out.String())
+	}
+	conn := []string{"--server", addr, "--token-file", filepath.Join(dir, server.AdminTokenFile)}
+	out.Reset()
+	if err := run(t.Context(), append([]string{"admin", "areas", "import", areas}, conn...), &out, &errOut); err != nil {
+		t.Fatalf("areas import: %v\n%s", err, errOut.String())
+	}
+	out.Reset()
+	if err := run(t.Context(), append([]string{"admin", "report"}, conn...), &out, &errOut); err != nil {
+		t.Fatalf("report: %v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"township 532523100000 鸡坪镇", "village 532523100201 白沙湾村", "followups_due", "visit_coverage"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the report does not show %q:\n%.800s", want, out.String())
+		}
 	}
 }

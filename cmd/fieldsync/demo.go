@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fieldsync/fieldsync/client-sdk/fieldsync"
@@ -23,12 +25,18 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	replica := fs.String("replica", "data/demo-replica.db", "device replica `file` to create (must not exist)")
 	people := fs.Int("people", 300, "people in the generated village or county")
 	seed := fs.Uint64("seed", 1, "generator seed: the same seed gives the same village")
+	server := fs.String("server", "", "server `address`: enrol the replica there with --code first, record what lies in its areas, and sync it")
+	code := fs.String("code", "", "one-time enrolment `code` from 'fieldsync admin device add' (with --server)")
+	areasOut := fs.String("areas", "", "write the generated areas' codes and names to this CSV `file`, for 'fieldsync admin areas import'")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: fieldsync demo [flags]\n\nGenerate a village, record it on a new device replica and print the day's questions.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if (*server == "") != (*code == "") {
+		return errors.New("demo: --server and --code go together: the code comes from 'fieldsync admin device add' at that server")
 	}
 	if _, err := os.Stat(*replica); err == nil {
 		return fmt.Errorf("replica %s already exists: remove it or choose another --replica", *replica)
@@ -48,6 +56,31 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	// Enrolled first, the phone records only what lies in its areas (not
+	// the county's own records, its inspectors).
+	var scope []string
+	if *server != "" {
+		if err := c.Enroll(ctx, *server, *code); err != nil {
+			c.Close()
+			return fmt.Errorf("demo: enrol with %s: %w", *server, err)
+		}
+		if scope, err = c.Areas(ctx); err != nil {
+			c.Close()
+			return err
+		}
+	}
+	inScope := func(rec *fieldsyncv1.Record) bool {
+		_, area, err := wire.Identity(rec)
+		if err != nil || len(scope) == 0 {
+			return true
+		}
+		for _, p := range scope {
+			if strings.HasPrefix(area, p) {
+				return true
+			}
+		}
+		return false
+	}
 	var areas []string
 	seen := map[string]bool{}
 	n, changes, problems, flags, start := 0, 0, 0, 0, time.Now()
@@ -66,6 +99,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 	err = g.Each(func(rec *fieldsyncv1.Record) error {
+		if !inScope(rec) {
+			return nil
+		}
 		if p := rec.GetProblem(); p != nil {
 			for _, step := range countygen.LedgerSteps(p) {
 				if err := save(&fieldsyncv1.Record{Body: &fieldsyncv1.Record_Problem{Problem: step}}); err != nil {
@@ -93,12 +129,69 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		n, len(areas), *replica, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
 	fmt.Fprintf(stdout, "%s in the log: the visits and audits raised %s and %s, the ledger's problems moved on step by step, and the follow-ups got the schedule their readings call for\n",
 		plural(changes, "change"), plural(problems, "problem"), plural(flags, "return-to-poverty risk flag"))
+	if *areasOut != "" {
+		if err := writeDemoAreas(*areasOut, g.County); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote the areas' names to %s: give them to the server with 'fieldsync admin areas import %s'\n", *areasOut, *areasOut)
+	}
+	if *server != "" {
+		if err := demoSync(ctx, *replica, *server, stdout); err != nil {
+			return err
+		}
+	}
 	s, err := sqlitestore.Open(ctx, *replica)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	return printQuestions(ctx, s, areas, g.Config().AsOf, g.Config().Campaign, stdout)
+}
+
+// demoSync syncs the demo's enrolled replica with its server.
+func demoSync(ctx context.Context, replica, server string, stdout io.Writer) error {
+	c, err := fieldsync.Open(ctx, replica)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	start := time.Now()
+	if err := c.Sync(ctx); err != nil {
+		return fmt.Errorf("demo: sync with %s: %w", server, err)
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "synced with %s in %v: %d changes pending, %d refused\n", server, time.Since(start).Round(time.Millisecond), st.Pending, len(st.Rejected))
+	for i, r := range st.Rejected {
+		if i == 3 {
+			fmt.Fprintf(stdout, "    ... and %d more ('fieldsync device status --replica %s')\n", len(st.Rejected)-3, replica)
+			break
+		}
+		fmt.Fprintf(stdout, "    refused %s: %s\n", r.RecordID, r.Message)
+	}
+	return nil
+}
+
+// writeDemoAreas writes the generated county's, townships' and villages'
+// codes and names as CSV.
+func writeDemoAreas(path string, county *countygen.County) error {
+	var b strings.Builder
+	w := csv.NewWriter(&b)
+	w.Write([]string{"code", "name"})
+	w.Write([]string{county.Code, county.Name})
+	for _, t := range county.Townships {
+		w.Write([]string{t.Code, t.Name})
+		for _, v := range t.Villages {
+			w.Write([]string{v.Code, v.Name})
+		}
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 func printQuestions(ctx context.Context, s *sqlitestore.Store, areas []string, asOf time.Time, campaign string, stdout io.Writer) error {

@@ -1751,8 +1751,12 @@ type IndicatorsRequest struct {
 	// The first day of health_check_rate's period; unset means 1 January of
 	// as_of's year.
 	HealthCheckFrom *Date `protobuf:"bytes,5,opt,name=health_check_from,json=healthCheckFrom,proto3" json:"health_check_from,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// An indicator key whose units to list in items: those not achieving a
+	// rate (a person without a contract, a household not visited), those a
+	// count counts (a patient overdue, a device not synced); empty lists none.
+	ListKey       string `protobuf:"bytes,6,opt,name=list_key,json=listKey,proto3" json:"list_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IndicatorsRequest) Reset() {
@@ -1820,6 +1824,13 @@ func (x *IndicatorsRequest) GetHealthCheckFrom() *Date {
 	return nil
 }
 
+func (x *IndicatorsRequest) GetListKey() string {
+	if x != nil {
+		return x.ListKey
+	}
+	return ""
+}
+
 // IndicatorsResponse holds the indicators of the area and the areas below it.
 type IndicatorsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1834,7 +1845,9 @@ type IndicatorsResponse struct {
 	ComputedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=computed_at,json=computedAt,proto3" json:"computed_at,omitempty"`
 	// The area asked for first, then the areas below it, level by level, each
 	// in code order.
-	Rows          []*IndicatorRow `protobuf:"bytes,5,rep,name=rows,proto3" json:"rows,omitempty"`
+	Rows []*IndicatorRow `protobuf:"bytes,5,rep,name=rows,proto3" json:"rows,omitempty"`
+	// The units behind list_key, by village, then name.
+	Items         []*IndicatorItem `protobuf:"bytes,6,rep,name=items,proto3" json:"items,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1904,6 +1917,106 @@ func (x *IndicatorsResponse) GetRows() []*IndicatorRow {
 	return nil
 }
 
+func (x *IndicatorsResponse) GetItems() []*IndicatorItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+// IndicatorItem is a unit behind an indicator's number. It names people
+// (names are shown to the county's staff) and masks ID numbers.
+type IndicatorItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The village (for a device, the area) the unit counts in.
+	AreaCode string `protobuf:"bytes,1,opt,name=area_code,json=areaCode,proto3" json:"area_code,omitempty"`
+	// "person", "household", "clinic", "problem" or "device".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The unit's record id (a device's replica id).
+	Id string `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	// The person's name, the head of household, the clinic's name, a
+	// problem's item or a device's name.
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// A person's masked ID number (never the clear one).
+	MaskedId string `protobuf:"bytes,5,opt,name=masked_id,json=maskedId,proto3" json:"masked_id,omitempty"`
+	// Why it is listed: a due date, a deadline, a last sync.
+	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndicatorItem) Reset() {
+	*x = IndicatorItem{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndicatorItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndicatorItem) ProtoMessage() {}
+
+func (x *IndicatorItem) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndicatorItem.ProtoReflect.Descriptor instead.
+func (*IndicatorItem) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *IndicatorItem) GetAreaCode() string {
+	if x != nil {
+		return x.AreaCode
+	}
+	return ""
+}
+
+func (x *IndicatorItem) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *IndicatorItem) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *IndicatorItem) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *IndicatorItem) GetMaskedId() string {
+	if x != nil {
+		return x.MaskedId
+	}
+	return ""
+}
+
+func (x *IndicatorItem) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 // IndicatorRow is the indicators of one area.
 type IndicatorRow struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1922,7 +2035,7 @@ type IndicatorRow struct {
 
 func (x *IndicatorRow) Reset() {
 	*x = IndicatorRow{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[29]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2047,7 @@ func (x *IndicatorRow) String() string {
 func (*IndicatorRow) ProtoMessage() {}
 
 func (x *IndicatorRow) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[29]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2060,7 @@ func (x *IndicatorRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndicatorRow.ProtoReflect.Descriptor instead.
 func (*IndicatorRow) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *IndicatorRow) GetAreaCode() string {
@@ -1997,7 +2110,7 @@ type IndicatorValue struct {
 
 func (x *IndicatorValue) Reset() {
 	*x = IndicatorValue{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[30]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2009,7 +2122,7 @@ func (x *IndicatorValue) String() string {
 func (*IndicatorValue) ProtoMessage() {}
 
 func (x *IndicatorValue) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[30]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2022,7 +2135,7 @@ func (x *IndicatorValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndicatorValue.ProtoReflect.Descriptor instead.
 func (*IndicatorValue) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *IndicatorValue) GetKey() string {
@@ -2051,6 +2164,164 @@ func (x *IndicatorValue) GetRate() bool {
 		return x.Rate
 	}
 	return false
+}
+
+// SetAreaNamesRequest names areas.
+type SetAreaNamesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The names, at most 100,000: a code (6, 9 or 12 digits, or padded with
+	// zeros to 12) of the server's area or one containing it, and a name of 1
+	// to 50 characters.
+	Names []*AreaName `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	// Forget the names not given here.
+	Replace       bool `protobuf:"varint,2,opt,name=replace,proto3" json:"replace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAreaNamesRequest) Reset() {
+	*x = SetAreaNamesRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAreaNamesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAreaNamesRequest) ProtoMessage() {}
+
+func (x *SetAreaNamesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAreaNamesRequest.ProtoReflect.Descriptor instead.
+func (*SetAreaNamesRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SetAreaNamesRequest) GetNames() []*AreaName {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *SetAreaNamesRequest) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
+// AreaName is the name of an area.
+type AreaName struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The area's code: 6, 9 or 12 digits, or padded with zeros to 12.
+	AreaCode string `protobuf:"bytes,1,opt,name=area_code,json=areaCode,proto3" json:"area_code,omitempty"`
+	// Its name, 1 to 50 characters.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AreaName) Reset() {
+	*x = AreaName{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AreaName) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AreaName) ProtoMessage() {}
+
+func (x *AreaName) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AreaName.ProtoReflect.Descriptor instead.
+func (*AreaName) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AreaName) GetAreaCode() string {
+	if x != nil {
+		return x.AreaCode
+	}
+	return ""
+}
+
+func (x *AreaName) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// SetAreaNamesResponse says how many names the server now holds.
+type SetAreaNamesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many areas the server names now.
+	Names         int32 `protobuf:"varint,1,opt,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAreaNamesResponse) Reset() {
+	*x = SetAreaNamesResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAreaNamesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAreaNamesResponse) ProtoMessage() {}
+
+func (x *SetAreaNamesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAreaNamesResponse.ProtoReflect.Descriptor instead.
+func (*SetAreaNamesResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SetAreaNamesResponse) GetNames() int32 {
+	if x != nil {
+		return x.Names
+	}
+	return 0
 }
 
 var File_fieldsync_v1_admin_proto protoreflect.FileDescriptor
@@ -2179,20 +2450,29 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\x0eBackupResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x03 \x01(\fR\x06sha256\"\xcb\x01\n" +
+	"\x06sha256\x18\x03 \x01(\fR\x06sha256\"\xe6\x01\n" +
 	"\x11IndicatorsRequest\x12\x1b\n" +
 	"\tarea_code\x18\x01 \x01(\tR\bareaCode\x12\x14\n" +
 	"\x05depth\x18\x02 \x01(\tR\x05depth\x12'\n" +
 	"\x05as_of\x18\x03 \x01(\v2\x12.fieldsync.v1.DateR\x04asOf\x12\x1a\n" +
 	"\bcampaign\x18\x04 \x01(\tR\bcampaign\x12>\n" +
-	"\x11health_check_from\x18\x05 \x01(\v2\x12.fieldsync.v1.DateR\x0fhealthCheckFrom\"\x86\x02\n" +
+	"\x11health_check_from\x18\x05 \x01(\v2\x12.fieldsync.v1.DateR\x0fhealthCheckFrom\x12\x19\n" +
+	"\blist_key\x18\x06 \x01(\tR\alistKey\"\xb9\x02\n" +
 	"\x12IndicatorsResponse\x12'\n" +
 	"\x05as_of\x18\x01 \x01(\v2\x12.fieldsync.v1.DateR\x04asOf\x12\x1a\n" +
 	"\bcampaign\x18\x02 \x01(\tR\bcampaign\x12>\n" +
 	"\x11health_check_from\x18\x03 \x01(\v2\x12.fieldsync.v1.DateR\x0fhealthCheckFrom\x12;\n" +
 	"\vcomputed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"computedAt\x12.\n" +
-	"\x04rows\x18\x05 \x03(\v2\x1a.fieldsync.v1.IndicatorRowR\x04rows\"\x94\x01\n" +
+	"\x04rows\x18\x05 \x03(\v2\x1a.fieldsync.v1.IndicatorRowR\x04rows\x121\n" +
+	"\x05items\x18\x06 \x03(\v2\x1b.fieldsync.v1.IndicatorItemR\x05items\"\x99\x01\n" +
+	"\rIndicatorItem\x12\x1b\n" +
+	"\tarea_code\x18\x01 \x01(\tR\bareaCode\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x1b\n" +
+	"\tmasked_id\x18\x05 \x01(\tR\bmaskedId\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"\x94\x01\n" +
 	"\fIndicatorRow\x12\x1b\n" +
 	"\tarea_code\x18\x01 \x01(\tR\bareaCode\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\tR\x05level\x124\n" +
@@ -2202,7 +2482,15 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
 	"\tnumerator\x18\x02 \x01(\x03R\tnumerator\x12 \n" +
 	"\vdenominator\x18\x03 \x01(\x03R\vdenominator\x12\x12\n" +
-	"\x04rate\x18\x04 \x01(\bR\x04rate2\xa2\b\n" +
+	"\x04rate\x18\x04 \x01(\bR\x04rate\"]\n" +
+	"\x13SetAreaNamesRequest\x12,\n" +
+	"\x05names\x18\x01 \x03(\v2\x16.fieldsync.v1.AreaNameR\x05names\x12\x18\n" +
+	"\areplace\x18\x02 \x01(\bR\areplace\";\n" +
+	"\bAreaName\x12\x1b\n" +
+	"\tarea_code\x18\x01 \x01(\tR\bareaCode\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\",\n" +
+	"\x14SetAreaNamesResponse\x12\x14\n" +
+	"\x05names\x18\x01 \x01(\x05R\x05names2\xfe\b\n" +
 	"\fAdminService\x12L\n" +
 	"\tAddDevice\x12\x1e.fieldsync.v1.AddDeviceRequest\x1a\x1f.fieldsync.v1.AddDeviceResponse\x12W\n" +
 	"\vListDevices\x12 .fieldsync.v1.ListDevicesRequest\x1a!.fieldsync.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12Z\n" +
@@ -2218,7 +2506,8 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\tListAudit\x12\x1e.fieldsync.v1.ListAuditRequest\x1a\x1f.fieldsync.v1.ListAuditResponse\"\x03\x90\x02\x01\x12J\n" +
 	"\x06Backup\x12\x1b.fieldsync.v1.BackupRequest\x1a\x1c.fieldsync.v1.BackupResponse\"\x03\x90\x02\x010\x01\x12T\n" +
 	"\n" +
-	"Indicators\x12\x1f.fieldsync.v1.IndicatorsRequest\x1a .fieldsync.v1.IndicatorsResponse\"\x03\x90\x02\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"Indicators\x12\x1f.fieldsync.v1.IndicatorsRequest\x1a .fieldsync.v1.IndicatorsResponse\"\x03\x90\x02\x01\x12Z\n" +
+	"\fSetAreaNames\x12!.fieldsync.v1.SetAreaNamesRequest\x1a\".fieldsync.v1.SetAreaNamesResponse\"\x03\x90\x02\x02B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_admin_proto_rawDescOnce sync.Once
@@ -2232,7 +2521,7 @@ func file_fieldsync_v1_admin_proto_rawDescGZIP() []byte {
 	return file_fieldsync_v1_admin_proto_rawDescData
 }
 
-var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*AddDeviceRequest)(nil),        // 0: fieldsync.v1.AddDeviceRequest
 	(*AddDeviceResponse)(nil),       // 1: fieldsync.v1.AddDeviceResponse
@@ -2263,75 +2552,83 @@ var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*BackupResponse)(nil),          // 26: fieldsync.v1.BackupResponse
 	(*IndicatorsRequest)(nil),       // 27: fieldsync.v1.IndicatorsRequest
 	(*IndicatorsResponse)(nil),      // 28: fieldsync.v1.IndicatorsResponse
-	(*IndicatorRow)(nil),            // 29: fieldsync.v1.IndicatorRow
-	(*IndicatorValue)(nil),          // 30: fieldsync.v1.IndicatorValue
-	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
-	(RecordKind)(0),                 // 32: fieldsync.v1.RecordKind
-	(*FieldConflict)(nil),           // 33: fieldsync.v1.FieldConflict
-	(Severity)(0),                   // 34: fieldsync.v1.Severity
-	(*Date)(nil),                    // 35: fieldsync.v1.Date
-	(*Problem)(nil),                 // 36: fieldsync.v1.Problem
-	(ProblemStatus)(0),              // 37: fieldsync.v1.ProblemStatus
-	(*AuditEntry)(nil),              // 38: fieldsync.v1.AuditEntry
+	(*IndicatorItem)(nil),           // 29: fieldsync.v1.IndicatorItem
+	(*IndicatorRow)(nil),            // 30: fieldsync.v1.IndicatorRow
+	(*IndicatorValue)(nil),          // 31: fieldsync.v1.IndicatorValue
+	(*SetAreaNamesRequest)(nil),     // 32: fieldsync.v1.SetAreaNamesRequest
+	(*AreaName)(nil),                // 33: fieldsync.v1.AreaName
+	(*SetAreaNamesResponse)(nil),    // 34: fieldsync.v1.SetAreaNamesResponse
+	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
+	(RecordKind)(0),                 // 36: fieldsync.v1.RecordKind
+	(*FieldConflict)(nil),           // 37: fieldsync.v1.FieldConflict
+	(Severity)(0),                   // 38: fieldsync.v1.Severity
+	(*Date)(nil),                    // 39: fieldsync.v1.Date
+	(*Problem)(nil),                 // 40: fieldsync.v1.Problem
+	(ProblemStatus)(0),              // 41: fieldsync.v1.ProblemStatus
+	(*AuditEntry)(nil),              // 42: fieldsync.v1.AuditEntry
 }
 var file_fieldsync_v1_admin_proto_depIdxs = []int32{
-	31, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	35, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.DeviceInfo
-	31, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	31, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
+	35, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	35, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
 	9,  // 4: fieldsync.v1.ListConflictsResponse.records:type_name -> fieldsync.v1.RecordConflicts
-	32, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
-	33, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
+	36, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
+	37, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
 	22, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
 	14, // 8: fieldsync.v1.SyncStatusResponse.upstream:type_name -> fieldsync.v1.UpstreamStatus
-	31, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
-	31, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
-	34, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
-	35, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
+	35, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
+	35, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
+	38, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
+	39, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
 	19, // 13: fieldsync.v1.ListProblemsResponse.problems:type_name -> fieldsync.v1.ListedProblem
-	36, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
-	37, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
-	36, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
-	31, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
-	31, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
-	31, // 19: fieldsync.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	38, // 20: fieldsync.v1.ListAuditResponse.entries:type_name -> fieldsync.v1.AuditEntry
-	35, // 21: fieldsync.v1.IndicatorsRequest.as_of:type_name -> fieldsync.v1.Date
-	35, // 22: fieldsync.v1.IndicatorsRequest.health_check_from:type_name -> fieldsync.v1.Date
-	35, // 23: fieldsync.v1.IndicatorsResponse.as_of:type_name -> fieldsync.v1.Date
-	35, // 24: fieldsync.v1.IndicatorsResponse.health_check_from:type_name -> fieldsync.v1.Date
-	31, // 25: fieldsync.v1.IndicatorsResponse.computed_at:type_name -> google.protobuf.Timestamp
-	29, // 26: fieldsync.v1.IndicatorsResponse.rows:type_name -> fieldsync.v1.IndicatorRow
-	30, // 27: fieldsync.v1.IndicatorRow.values:type_name -> fieldsync.v1.IndicatorValue
-	0,  // 28: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
-	2,  // 29: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	5,  // 30: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	7,  // 31: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
-	10, // 32: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
-	12, // 33: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
-	15, // 34: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
-	17, // 35: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
-	20, // 36: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
-	23, // 37: fieldsync.v1.AdminService.ListAudit:input_type -> fieldsync.v1.ListAuditRequest
-	25, // 38: fieldsync.v1.AdminService.Backup:input_type -> fieldsync.v1.BackupRequest
-	27, // 39: fieldsync.v1.AdminService.Indicators:input_type -> fieldsync.v1.IndicatorsRequest
-	1,  // 40: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
-	3,  // 41: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	6,  // 42: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	8,  // 43: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
-	11, // 44: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
-	13, // 45: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
-	16, // 46: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
-	18, // 47: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
-	21, // 48: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
-	24, // 49: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
-	26, // 50: fieldsync.v1.AdminService.Backup:output_type -> fieldsync.v1.BackupResponse
-	28, // 51: fieldsync.v1.AdminService.Indicators:output_type -> fieldsync.v1.IndicatorsResponse
-	40, // [40:52] is the sub-list for method output_type
-	28, // [28:40] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	40, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
+	41, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
+	40, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
+	35, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
+	35, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
+	35, // 19: fieldsync.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	42, // 20: fieldsync.v1.ListAuditResponse.entries:type_name -> fieldsync.v1.AuditEntry
+	39, // 21: fieldsync.v1.IndicatorsRequest.as_of:type_name -> fieldsync.v1.Date
+	39, // 22: fieldsync.v1.IndicatorsRequest.health_check_from:type_name -> fieldsync.v1.Date
+	39, // 23: fieldsync.v1.IndicatorsResponse.as_of:type_name -> fieldsync.v1.Date
+	39, // 24: fieldsync.v1.IndicatorsResponse.health_check_from:type_name -> fieldsync.v1.Date
+	35, // 25: fieldsync.v1.IndicatorsResponse.computed_at:type_name -> google.protobuf.Timestamp
+	30, // 26: fieldsync.v1.IndicatorsResponse.rows:type_name -> fieldsync.v1.IndicatorRow
+	29, // 27: fieldsync.v1.IndicatorsResponse.items:type_name -> fieldsync.v1.IndicatorItem
+	31, // 28: fieldsync.v1.IndicatorRow.values:type_name -> fieldsync.v1.IndicatorValue
+	33, // 29: fieldsync.v1.SetAreaNamesRequest.names:type_name -> fieldsync.v1.AreaName
+	0,  // 30: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
+	2,  // 31: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	5,  // 32: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	7,  // 33: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
+	10, // 34: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
+	12, // 35: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
+	15, // 36: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
+	17, // 37: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
+	20, // 38: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
+	23, // 39: fieldsync.v1.AdminService.ListAudit:input_type -> fieldsync.v1.ListAuditRequest
+	25, // 40: fieldsync.v1.AdminService.Backup:input_type -> fieldsync.v1.BackupRequest
+	27, // 41: fieldsync.v1.AdminService.Indicators:input_type -> fieldsync.v1.IndicatorsRequest
+	32, // 42: fieldsync.v1.AdminService.SetAreaNames:input_type -> fieldsync.v1.SetAreaNamesRequest
+	1,  // 43: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
+	3,  // 44: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	6,  // 45: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	8,  // 46: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
+	11, // 47: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
+	13, // 48: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
+	16, // 49: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
+	18, // 50: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
+	21, // 51: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
+	24, // 52: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
+	26, // 53: fieldsync.v1.AdminService.Backup:output_type -> fieldsync.v1.BackupResponse
+	28, // 54: fieldsync.v1.AdminService.Indicators:output_type -> fieldsync.v1.IndicatorsResponse
+	34, // 55: fieldsync.v1.AdminService.SetAreaNames:output_type -> fieldsync.v1.SetAreaNamesResponse
+	43, // [43:56] is the sub-list for method output_type
+	30, // [30:43] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_admin_proto_init() }
@@ -2354,7 +2651,7 @@ func file_fieldsync_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_admin_proto_rawDesc), len(file_fieldsync_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	AdminService_ListAudit_FullMethodName       = "/fieldsync.v1.AdminService/ListAudit"
 	AdminService_Backup_FullMethodName          = "/fieldsync.v1.AdminService/Backup"
 	AdminService_Indicators_FullMethodName      = "/fieldsync.v1.AdminService/Indicators"
+	AdminService_SetAreaNames_FullMethodName    = "/fieldsync.v1.AdminService/SetAreaNames"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -88,6 +89,10 @@ type AdminServiceClient interface {
 	// of a day, from the merged records the server holds. The keys and their
 	// definitions are in the README ("Indicators").
 	Indicators(ctx context.Context, in *IndicatorsRequest, opts ...grpc.CallOption) (*IndicatorsResponse, error)
+	// SetAreaNames gives the names of areas of the server (its county,
+	// townships and villages), which reports and the web page show beside the
+	// codes; names given before for other codes are kept unless replace is set.
+	SetAreaNames(ctx context.Context, in *SetAreaNamesRequest, opts ...grpc.CallOption) (*SetAreaNamesResponse, error)
 }
 
 type adminServiceClient struct {
@@ -227,6 +232,16 @@ func (c *adminServiceClient) Indicators(ctx context.Context, in *IndicatorsReque
 	return out, nil
 }
 
+func (c *adminServiceClient) SetAreaNames(ctx context.Context, in *SetAreaNamesRequest, opts ...grpc.CallOption) (*SetAreaNamesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetAreaNamesResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetAreaNames_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -282,6 +297,10 @@ type AdminServiceServer interface {
 	// of a day, from the merged records the server holds. The keys and their
 	// definitions are in the README ("Indicators").
 	Indicators(context.Context, *IndicatorsRequest) (*IndicatorsResponse, error)
+	// SetAreaNames gives the names of areas of the server (its county,
+	// townships and villages), which reports and the web page show beside the
+	// codes; names given before for other codes are kept unless replace is set.
+	SetAreaNames(context.Context, *SetAreaNamesRequest) (*SetAreaNamesResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -327,6 +346,9 @@ func (UnimplementedAdminServiceServer) Backup(*BackupRequest, grpc.ServerStreami
 }
 func (UnimplementedAdminServiceServer) Indicators(context.Context, *IndicatorsRequest) (*IndicatorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Indicators not implemented")
+}
+func (UnimplementedAdminServiceServer) SetAreaNames(context.Context, *SetAreaNamesRequest) (*SetAreaNamesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetAreaNames not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -558,6 +580,24 @@ func _AdminService_Indicators_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_SetAreaNames_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetAreaNamesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetAreaNames(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetAreaNames_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetAreaNames(ctx, req.(*SetAreaNamesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -608,6 +648,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Indicators",
 			Handler:    _AdminService_Indicators_Handler,
+		},
+		{
+			MethodName: "SetAreaNames",
+			Handler:    _AdminService_SetAreaNames_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,95 @@
+package indicators_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fieldsync/fieldsync/indicators"
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/survey"
+	"github.com/fieldsync/fieldsync/survey/countygen"
+)
+
+// TestLists: the list behind each indicator holds exactly the units behind
+// its number in every village (for a rate, those not achieving it; for a
+// count, those counted), names them, masks their ID numbers, and lists
+// nothing when no list is asked for.
+func TestLists(t *testing.T) {
+	g, err := countygen.New(countygen.Config{Townships: 1, VillagesPerTownship: 3, HouseholdsPerVillage: 40, Seed: 13})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := indicators.NewSet()
+	clear := map[string]bool{}
+	for _, v := range g.County.Villages() {
+		for _, h := range v.Households {
+			for _, m := range h.Members {
+				clear[m.IDNumber] = true
+			}
+		}
+	}
+	if err := g.Each(func(r *fieldsyncv1.Record) error {
+		set.Add(r, time.Time{})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	asOf := g.Config().AsOf.Add(-24 * time.Hour)
+	set.AddDevice(indicators.Device{ID: "phone-1", Name: "phone of village 1", Areas: []string{g.County.Villages()[0].Code}, Enrolled: asOf.Add(-10 * 24 * time.Hour), LastSync: asOf.Add(-4 * 24 * time.Hour)})
+	o := indicators.Options{Area: g.County.Code, AsOf: asOf, Rules: survey.DefaultRules(), Now: asOf.Add(time.Hour)}
+	base, err := set.Compute(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(base.Items) != 0 {
+		t.Errorf("%d items listed without a list asked for", len(base.Items))
+	}
+	for _, def := range indicators.Keys() {
+		o.List = def.Key
+		r, err := set.Compute(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		per := map[string]int64{}
+		for _, it := range r.Items {
+			per[it.Area]++
+			if it.ID == "" || it.Kind == "" {
+				t.Errorf("%s: an item without id or kind: %+v", def.Key, it)
+			}
+			if clear[it.MaskedID] || clear[it.Name] || clear[it.Detail] {
+				t.Fatalf("%s: an item shows a clear ID number: %+v", def.Key, it)
+			}
+			if it.Kind == "person" && it.Name != "" && !strings.Contains(it.MaskedID, "*") {
+				t.Errorf("%s: person %s listed without a masked ID number: %q", def.Key, it.ID, it.MaskedID)
+			}
+		}
+		listed := int64(0)
+		for _, row := range r.Rows {
+			if row.Level != indicators.Village {
+				continue
+			}
+			v := row.Values[def.Key]
+			want := v.Num
+			if def.Kind == indicators.Rate {
+				want = v.Den - v.Num
+			}
+			if per[row.Area] != want {
+				t.Errorf("%s in %s: %d listed, the figure says %d", def.Key, row.Area, per[row.Area], want)
+			}
+			listed += per[row.Area]
+		}
+		if listed != int64(len(r.Items)) {
+			t.Errorf("%s: %d items, %d of them in the villages", def.Key, len(r.Items), listed)
+		}
+	}
+	o.List = "followups_overdue"
+	r, _ := set.Compute(o)
+	if len(r.Items) == 0 || r.Items[0].Name == "" || !strings.Contains(r.Items[0].Detail, "due") {
+		t.Errorf("the overdue list: %+v", r.Items)
+	}
+	o.List = "devices_not_synced_3d"
+	if r, _ := set.Compute(o); len(r.Items) != 1 || r.Items[0].ID != "phone-1" || !strings.Contains(r.Items[0].Detail, "last sync") {
+		t.Errorf("the devices list: %+v", r.Items)
+	}
+}

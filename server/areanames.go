@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+)
+
+// metaAreaNames keeps the names of areas (JSON: 12-digit code → name).
+const metaAreaNames = "area_names"
+
+// Bounds of SetAreaNames.
+const (
+	maxAreaNames    = 100_000
+	maxAreaNameRune = 50
+)
+
+// SetAreaNames stores the names of areas the operator gives.
+func (a admin) SetAreaNames(ctx context.Context, req *fieldsyncv1.SetAreaNamesRequest) (*fieldsyncv1.SetAreaNamesResponse, error) {
+	s := a.s
+	if len(req.GetNames()) > maxAreaNames {
+		return nil, fmt.Errorf("set area names: %w: %d names, at most %d at once", ErrBadRequest, len(req.GetNames()), maxAreaNames)
+	}
+	names := map[string]string{}
+	if !req.GetReplace() {
+		var err error
+		if names, err = s.areaNames(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for i, n := range req.GetNames() {
+		code, err := paddedArea(n.GetAreaCode())
+		if err != nil {
+			return nil, fmt.Errorf("set area names: %w: name %d: %v", ErrBadRequest, i+1, err)
+		}
+		if p := strings.TrimRight(code, "0"); !strings.HasPrefix(code, s.cfg.Area) && !strings.HasPrefix(s.cfg.Area, p) {
+			return nil, fmt.Errorf("set area names: %w: name %d: area %s is outside the server's area %s", ErrBadRequest, i+1, code, s.cfg.Area)
+		}
+		name := strings.TrimSpace(n.GetName())
+		if !utf8.ValidString(name) || name == "" || utf8.RuneCountInString(name) > maxAreaNameRune ||
+			strings.IndexFunc(name, unicode.IsControl) >= 0 {
+			return nil, fmt.Errorf("set area names: %w: name %d of %s: give 1 to %d characters of valid text", ErrBadRequest, i+1, code, maxAreaNameRune)
+		}
+		names[code] = name
+	}
+	b, err := json.Marshal(names)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.SetMeta(ctx, metaAreaNames, b); err != nil {
+		return nil, err
+	}
+	return &fieldsyncv1.SetAreaNamesResponse{Names: int32(len(names))}, nil
+}
+
+// areaNames returns the names of areas SetAreaNames stored.
+func (s *Server) areaNames(ctx context.Context) (map[string]string, error) {
+	b, err := s.store.Meta(ctx, metaAreaNames)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]string{}
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &names); err != nil {
+			return nil, fmt.Errorf("area names in the store: %w", err)
+		}
+	}
+	return names, nil
+}
+
+// paddedArea returns a 6-, 9- or 12-digit area code padded with zeros to 12.
+func paddedArea(code string) (string, error) {
+	if strings.Trim(code, "0123456789") != "" || (len(code) != 6 && len(code) != 9 && len(code) != 12) {
+		return "", fmt.Errorf("area code %q: want 6, 9 or 12 digits", code)
+	}
+	return code + strings.Repeat("0", 12-len(code)), nil
+}
