@@ -181,7 +181,8 @@ func (a admin) RevokeDevice(ctx context.Context, req *fieldsyncv1.RevokeDeviceRe
 // lagCap bounds how many log entries SyncStatus counts per device.
 const lagCap = 10000
 
-// SyncStatus reports what the server saw of each device's syncs.
+// SyncStatus reports what the server saw of each device's syncs, then the
+// devices its townships reported (relayedStatus).
 func (a admin) SyncStatus(ctx context.Context, _ *fieldsyncv1.SyncStatusRequest) (*fieldsyncv1.SyncStatusResponse, error) {
 	s := a.s
 	end, err := s.store.LogEnd(ctx)
@@ -214,6 +215,11 @@ func (a admin) SyncStatus(ctx context.Context, _ *fieldsyncv1.SyncStatusRequest)
 		}
 		resp.Devices = append(resp.Devices, st)
 	}
+	relayed, err := s.relayedStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp.Devices = append(resp.Devices, relayed...)
 	return resp, nil
 }
 

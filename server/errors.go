@@ -38,9 +38,9 @@ var (
 	// unknown, expired, or already used by another replica.
 	ErrInvalidCode = boltstore.ErrInvalidCode
 
-	// ErrNotRelay is returned by PushAudit when the caller is a device, not
-	// a relaying township server.
-	ErrNotRelay = errors.New("only a relaying township server may push audit entries")
+	// ErrNotRelay is returned by PushAudit and ReportDevices when the caller
+	// is a device, not a relaying township server.
+	ErrNotRelay = errors.New("only a relaying township server may relay audit entries or device reports")
 
 	// ErrNoConflict is returned by ResolveConflict when the record has no
 	// open conflict on the field (resolved meanwhile, or never one).
@@ -57,6 +57,10 @@ var (
 	// ErrBadCursor is returned by Pull when the cursor token was not made by
 	// this server.
 	ErrBadCursor = errors.New("invalid cursor")
+
+	// ErrBadCredentials is returned by SignIn when no staff member has the
+	// name, or the password is not theirs (the two are not told apart).
+	ErrBadCredentials = errors.New("wrong name or password")
 
 	// ErrClosed is returned when the server is shutting down.
 	ErrClosed = errors.New("server closed")
@@ -81,6 +85,7 @@ const (
 	ReasonReplicaEnrolled  = "REPLICA_ALREADY_ENROLLED"
 	ReasonRateLimited      = "RATE_LIMITED"
 	ReasonNotRelay         = "NOT_A_RELAY"
+	ReasonBadCredentials   = "BAD_CREDENTIALS"
 )
 
 // ErrorDomain is the ErrorInfo domain of fieldsync's reasons.
@@ -98,6 +103,7 @@ var errorKinds = []struct {
 	{ErrReplicaMismatch, codes.PermissionDenied, ReasonReplicaMismatch},
 	{ErrInvalidCode, codes.PermissionDenied, ReasonInvalidCode},
 	{ErrNotRelay, codes.PermissionDenied, ReasonNotRelay},
+	{ErrBadCredentials, codes.Unauthenticated, ReasonBadCredentials},
 	{ErrReplicaEnrolled, codes.AlreadyExists, ReasonReplicaEnrolled},
 	{ErrRateLimited, codes.ResourceExhausted, ReasonRateLimited},
 	{ErrBadRequest, codes.InvalidArgument, ReasonBadRequest},

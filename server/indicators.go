@@ -118,6 +118,9 @@ func (s *Server) indicatorSet(ctx context.Context) (*indicators.Set, error) {
 	for _, d := range ds {
 		set.AddDevice(indicators.Device{ID: d.ID.String(), Name: d.Name, Areas: d.Areas, Enrolled: d.Created, LastSync: d.Activity.LastSync, Revoked: d.Revoked, Relay: d.Relay})
 	}
+	if err := s.addRelayedDevices(ctx, set); err != nil {
+		return nil, err
+	}
 	return set, nil
 }
 

@@ -1,9 +1,10 @@
 // Package server is fieldsync's gRPC server: SyncService (Hello, Push, Pull,
-// and PushAudit for relaying townships), EnrolmentService and AdminService
-// over a boltstore replica, with bearer-token authentication, area scopes,
-// survey validation of every incoming change and an audit trail of every
-// admin action (audit.go). Protobuf types stop here: convert.go is the one
-// place where they are translated to and from the sync engine's.
+// and PushAudit and ReportDevices for relaying townships), EnrolmentService
+// and AdminService over a boltstore replica, with bearer-token
+// authentication, area scopes, survey validation of every incoming change and
+// an audit trail of every admin action (audit.go). Protobuf types stop here:
+// convert.go is the one place where they are translated to and from the sync
+// engine's.
 //
 // Use:
 //
@@ -116,9 +117,9 @@ type Server struct {
 	closed    atomic.Bool
 	// relay is the upstream relay, once StartUpstream ran.
 	relay atomic.Pointer[relay]
-	// enrolFailures and authFailures count refused attempts per peer
-	// address (ratelimit.go).
-	enrolFailures, authFailures *failures
+	// enrolFailures, authFailures and signInFailures count refused
+	// attempts per peer address (ratelimit.go, staff.go).
+	enrolFailures, authFailures, signInFailures *failures
 }
 
 // New opens (creating on first start, with a new replica identity) the store
@@ -165,14 +166,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{
-		enrolFailures: newFailures(MaxEnrolFailures, EnrolFailureWindow),
-		authFailures:  newFailures(MaxAuthFailures, AuthFailureWindow),
-		adminHash:     adminHash,
-		cfg:           cfg,
-		store:         st,
-		clock:         syncengine.NewClock(st.Replica(), cfg.MaxClockSkew.Milliseconds()),
-		health:        health.NewServer(),
-		log:           cfg.Logger,
+		enrolFailures:  newFailures(MaxEnrolFailures, EnrolFailureWindow),
+		authFailures:   newFailures(MaxAuthFailures, AuthFailureWindow),
+		signInFailures: newFailures(MaxSignInFailures, SignInFailureWindow),
+		adminHash:      adminHash,
+		cfg:            cfg,
+		store:          st,
+		clock:          syncengine.NewClock(st.Replica(), cfg.MaxClockSkew.Milliseconds()),
+		health:         health.NewServer(),
+		log:            cfg.Logger,
 	}
 	s.log.Info("store opened", "replica", st.Replica().String())
 	if err := s.noteRules(context.Background()); err != nil {

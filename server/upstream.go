@@ -39,7 +39,7 @@ const (
 // sync rounds a device runs (syncclient), over the server's store, pushing
 // every change the county lacks and pulling the county's changes in the
 // township's areas, then pushing the audit entries the county lacks
-// (PushAudit).
+// (PushAudit) and the device registry when it changed (ReportDevices).
 type Upstream struct {
 	// Addr is the county server's host:port, as enrolment recorded it.
 	Addr string
@@ -253,6 +253,7 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 	clock := syncengine.NewClock(s.store.Replica(), 0)
 	clock.Restore(s.clock.Last())
 	defer func() { s.clock.Restore(clock.Last()) }()
+	var areas []string // the township's areas at the county, as its handshake says
 	cfg := &syncclient.Config{
 		Store:       s.store,
 		Clock:       clock,
@@ -271,6 +272,7 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 			return n, string(b)
 		},
 		OnHello: func(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
+			areas = hello.GetAreaPrefixes()
 			return s.keepUpstreamRules(ctx, hello.GetRules())
 		},
 		OnRejected: func(ctx context.Context, rs []syncclient.Rejection) error {
@@ -288,9 +290,14 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 			n, _ := strconv.ParseUint(string(epoch), 10, 64)
 			return boltstore.SetMetaTx(ctx, tx, metaSnapshotEpoch, []byte(strconv.FormatUint(n+1, 10)))
 		},
-		// After the push and the pull: the audit trail, on the same
-		// connection.
-		AfterRound: s.pushAudit,
+		// After the push and the pull: the audit trail and the device
+		// registry, on the same connection.
+		AfterRound: func(ctx context.Context, rpc fieldsyncv1.SyncServiceClient) error {
+			if err := s.pushAudit(ctx, rpc); err != nil {
+				return err
+			}
+			return s.reportDevices(ctx, rpc, areas)
+		},
 	}
 	var pushed, pulled int
 	err = syncclient.Sync(ctx, cfg, syncclient.Target{Addr: string(addr), Token: r.cfg.Token, Server: up}, func(p syncclient.Progress) {

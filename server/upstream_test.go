@@ -186,14 +186,15 @@ func TestRelayToCountyAndBack(t *testing.T) {
 		t.Errorf("township ListConflicts after the county's resolution = %v, %v; want none", tl, err)
 	}
 
-	// Status at both tiers: the county sees the township as a relay; the
-	// township sees its uplink.
+	// Status at both tiers: the county sees the township as a relay, and
+	// the two phones it reported; the township sees its uplink.
 	cst, err := cadmin.SyncStatus(adminCtxFor(t, tr.countyDir), &fieldsyncv1.SyncStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cst.GetDevices()) != 1 || !cst.GetDevices()[0].GetRelay() || cst.GetDevices()[0].GetLastSync() == nil {
-		t.Errorf("county SyncStatus devices = %v, want the township, relay, synced", cst.GetDevices())
+	if ds := cst.GetDevices(); len(ds) != 3 || !ds[0].GetRelay() || ds[0].GetLastSync() == nil || len(ds[0].GetReportedBy()) != 0 ||
+		len(reportedBy(t, cst, tr.town.Replica())) != 2 {
+		t.Errorf("county SyncStatus devices = %v, want the township, relay, synced, and its two phones", ds)
 	}
 	tst, err := tadmin.SyncStatus(adminCtxFor(t, tr.townDir), &fieldsyncv1.SyncStatusRequest{})
 	if err != nil {

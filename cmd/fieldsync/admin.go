@@ -40,6 +40,7 @@ const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE..
        fieldsync admin report list KEY [--area CODE] [--as-of DATE] [--format table|json|csv]
        fieldsync admin areas import [--replace] FILE
        fieldsync admin backup --out FILE
+       fieldsync admin user add --name NAME --area CODE [--role county|township] | list [--json] | remove NAME
 
 Every admin command takes --server ADDR (default 127.0.0.1:7443), --token-file FILE
 (default data/admin.token, written by fieldsyncd) and --ca FILE (the CA certificate
@@ -154,6 +155,9 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if len(args) > 0 && args[0] == "backup" {
 		return runAdminBackup(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "user" {
+		return runAdminUser(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) < 2 || args[0] != "device" {
 		fmt.Fprint(stderr, adminUsage)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
 
@@ -25,6 +27,61 @@ type deviceStatusJSON struct {
 	Lag       uint64     `json:"lag"`
 	LagCapped bool       `json:"lag_capped,omitempty"`
 	LastError string     `json:"last_error"`
+	// ReportedBy and ReportedAt: for a device of a township relaying to
+	// this server, the township's replica id and when it reported.
+	ReportedBy string     `json:"reported_by,omitempty"`
+	ReportedAt *time.Time `json:"reported_at,omitempty"`
+}
+
+func deviceStatusOf(d *fieldsyncv1.DeviceSyncStatus) deviceStatusJSON {
+	j := deviceStatusJSON{
+		ReplicaID: formatReplicaID(d.GetReplicaId()), Name: d.GetName(), Areas: d.GetAreaPrefixes(), Revoked: d.GetRevoked(), Relay: d.GetRelay(),
+		Pending: d.GetPendingChanges(), Lag: d.GetLag(), LagCapped: d.GetLagCapped(), LastError: d.GetLastError(),
+	}
+	at := func(ts *timestamppb.Timestamp) *time.Time {
+		if ts == nil {
+			return nil
+		}
+		t := ts.AsTime()
+		return &t
+	}
+	j.LastSeen, j.LastSync, j.ReportedAt = at(d.GetLastSeen()), at(d.GetLastSync()), at(d.GetReportedAt())
+	if len(d.GetReportedBy()) > 0 {
+		j.ReportedBy = formatReplicaID(d.GetReportedBy())
+	}
+	return j
+}
+
+// byTownship orders devices for 'admin status': each device of this server,
+// each township followed by the devices it reported, then any reported by a
+// township the list lacks. It returns how many were reported.
+func byTownship(ds []*fieldsyncv1.DeviceSyncStatus) ([]deviceStatusJSON, int) {
+	var own []deviceStatusJSON
+	reported := map[string][]deviceStatusJSON{}
+	var order []string
+	n := 0
+	for _, d := range ds {
+		j := deviceStatusOf(d)
+		if j.ReportedBy == "" {
+			own = append(own, j)
+			continue
+		}
+		if _, ok := reported[j.ReportedBy]; !ok {
+			order = append(order, j.ReportedBy)
+		}
+		reported[j.ReportedBy] = append(reported[j.ReportedBy], j)
+		n++
+	}
+	out := make([]deviceStatusJSON, 0, len(ds))
+	for _, j := range own {
+		out = append(out, j)
+		out = append(out, reported[j.ReplicaID]...)
+		delete(reported, j.ReplicaID)
+	}
+	for _, by := range order {
+		out = append(out, reported[by]...)
+	}
+	return out, n
 }
 
 // runAdminStatus is 'fieldsync admin status': each device's last sync,
@@ -34,7 +91,7 @@ func runAdminStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("admin status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: fieldsync admin status [--json]\n\nFor each device (and each township relaying to a county): when it last synced,\nhow many changes it still has to send, how many changes of its areas it has\nnot pulled yet (lag), and its last error. A township relaying to its county\nalso shows its uplink: last sync, changes not yet at the county, last error.\n\nflags:\n")
+		fmt.Fprint(stderr, "usage: fieldsync admin status [--json]\n\nFor each device (and each township relaying to a county): when it last synced,\nhow many changes it still has to send, how many changes of its areas it has\nnot pulled yet (lag), and its last error. At a county, each township's phones\nfollow it, indented, as the township last reported them: their last sync with\nthe township, pending changes and last error. A township relaying to its\ncounty also shows its uplink: last sync, changes not yet at the county, last\nerror.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	a.register(fs)
@@ -47,19 +104,8 @@ func runAdminStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 		if err != nil {
 			return fmt.Errorf("admin status: %w", err)
 		}
-		for _, d := range resp.GetDevices() {
-			j := deviceStatusJSON{
-				ReplicaID: formatReplicaID(d.GetReplicaId()), Name: d.GetName(), Areas: d.GetAreaPrefixes(), Revoked: d.GetRevoked(), Relay: d.GetRelay(),
-				Pending: d.GetPendingChanges(), Lag: d.GetLag(), LagCapped: d.GetLagCapped(), LastError: d.GetLastError(),
-			}
-			if d.GetLastSeen() != nil {
-				t := d.GetLastSeen().AsTime()
-				j.LastSeen = &t
-			}
-			if d.GetLastSync() != nil {
-				t := d.GetLastSync().AsTime()
-				j.LastSync = &t
-			}
+		devices, reported := byTownship(resp.GetDevices())
+		for _, j := range devices {
 			if *asJSON {
 				b, err := json.Marshal(j)
 				if err != nil {
@@ -83,6 +129,20 @@ func runAdminStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 			if j.Revoked {
 				state = "revoked"
 			}
+			if j.ReportedBy != "" {
+				// A township's device, under the township: its syncs with
+				// the township, as the township last reported them.
+				fmt.Fprintf(stdout, "  %s  %-7s  %-18s  last sync %s, %d pending", j.ReplicaID, state, strings.Join(j.Areas, ","), last, j.Pending)
+				if j.LastError != "" {
+					fmt.Fprintf(stdout, ", last error: %s", j.LastError)
+				}
+				when := "at an unknown time"
+				if j.ReportedAt != nil {
+					when = j.ReportedAt.Local().Format("2006-01-02 15:04 MST")
+				}
+				fmt.Fprintf(stdout, "  (reported %s)\n", when)
+				continue
+			}
 			fmt.Fprintf(stdout, "%s  %-7s  %-20s  last sync %s, %d pending, %s behind", j.ReplicaID, state, strings.Join(j.Areas, ","), last, j.Pending, lag)
 			if j.LastError != "" {
 				fmt.Fprintf(stdout, ", last error: %s", j.LastError)
@@ -100,7 +160,11 @@ func runAdminStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 			}
 			return nil
 		}
-		fmt.Fprintf(stdout, "%d devices; server log at position %d\n", len(resp.GetDevices()), resp.GetLogEnd())
+		if reported > 0 {
+			fmt.Fprintf(stdout, "%d devices, and %d devices its townships reported; server log at position %d\n", len(devices)-reported, reported, resp.GetLogEnd())
+		} else {
+			fmt.Fprintf(stdout, "%d devices; server log at position %d\n", len(devices), resp.GetLogEnd())
+		}
 		if up != nil {
 			j := upstreamStatusJSON(up)
 			last := "never"

@@ -4,6 +4,7 @@
 //	fieldsync admin device add|list|revoke [flags]
 //	fieldsync admin problems [verify|reopen] [flags]
 //	fieldsync admin audit [--since DURATION|DATE] [--json]
+//	fieldsync admin user add|list|remove [flags]
 //	fieldsync device enroll|put|get|list|sync|status|due|unvisited|problems [flags]
 //
 // demo generates a realistic village (survey/countygen), records it on a
@@ -19,7 +20,9 @@
 // and resolve settle concurrent edits; move moves a household to another
 // village; problems lists the problem ledger (with --overdue, the daily
 // overdue list) and verifies or reopens a problem; audit lists the audit trail
-// of the admin actions taken at the server and, at a county, its townships.
+// of the admin actions taken at the server and, at a county, its townships;
+// user makes, lists and removes the staff credentials of the server's web
+// page (fieldsyncd serve --http).
 //
 // device does on a computer what a village doctor's phone does, through the
 // device SDK (client-sdk/fieldsync), on a replica in one SQLite file:
@@ -80,7 +83,7 @@ const usage = `usage: fieldsync COMMAND [flags]
 
 commands:
   demo    generate a village, record it on a device replica and print the day's questions
-  admin   manage a server: admin device add|list|revoke, admin status, admin conflicts list|resolve, admin move, admin problems, admin audit
+  admin   manage a server: admin device add|list|revoke, admin status, admin conflicts list|resolve, admin move, admin problems, admin audit, admin user add|list|remove
   device  a device replica: device enroll|put|get|list|sync|status|export|due|unvisited|problems
 
 Run 'fieldsync COMMAND --help' for a command's flags.

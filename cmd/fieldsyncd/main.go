@@ -3,7 +3,7 @@
 //
 //	fieldsyncd serve --data DIR [--listen ADDR] [--area PREFIX] [--tls-cert FILE --tls-key FILE]
 //	                 [--upstream ADDR --upstream-token-file FILE [--upstream-ca FILE] [--upstream-every DUR]]
-//	                 [--log-retention DUR] [--compact-every DUR]
+//	                 [--log-retention DUR] [--compact-every DUR] [--http ADDR]
 //	fieldsyncd enroll-upstream --data DIR --area PREFIX --upstream ADDR --code CODE --token-file FILE [--upstream-ca FILE]
 //
 // --area is the area the server serves: a township's 9-digit prefix or a
@@ -32,6 +32,11 @@
 // the last start (the first start with a rules file, a changed file, a start
 // back on the defaults) is recorded in the audit trail as a rules_change by
 // the OS user running serve, from "local".
+//
+// --http ADDR also serves the read-only web page for county and township
+// staff (package web) on ADDR, over TLS with the same certificate when
+// --tls-cert is given; without it only on loopback. Staff sign in with a
+// credential made by fieldsync admin user add.
 //
 // Every --compact-every (an hour) the server compacts its log: it drops the changes every
 // device has pulled, and those that arrived more than --log-retention (30
@@ -79,7 +84,7 @@ func main() {
 const usage = `usage:
   fieldsyncd serve --data DIR [--listen ADDR] [--area PREFIX] [--tls-cert FILE --tls-key FILE]
                    [--upstream ADDR --upstream-token-file FILE [--upstream-ca FILE]] [--rules FILE]
-                   [--backup-dir DIR [--backup-every 24h]]
+                   [--backup-dir DIR [--backup-every 24h]] [--http ADDR]
   fieldsyncd enroll-upstream --data DIR --area PREFIX --upstream ADDR --code CODE --token-file FILE [--upstream-ca FILE]
   fieldsyncd recover --data DIR
 
@@ -121,6 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	fs.StringVar(&o.backupDir, "backup-dir", "", "`directory` for an online backup of the store ("+server.BackupFile+"), written at start and every --backup-every; empty: none")
 	fs.DurationVar(&o.backupEvery, "backup-every", 24*time.Hour, "time between backups")
 	fs.StringVar(&o.rulesFile, "rules", "", "JSON `file` of the survey rules this county sets (self_pay_threshold_bp, min_essential_drug_kinds, min_floor_area_m2, rectify_days); townships and phones receive them when they sync (default: the national defaults)")
+	fs.StringVar(&o.httpAddr, "http", "", "`address` to serve the read-only web page for county and township staff on (TLS with --tls-cert; empty: none)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -130,7 +136,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 type serveOptions struct {
 	data, listen, area, certFile, keyFile string
 	upstream, upstreamToken, upstreamCA   string
-	rulesFile, backupDir                  string
+	rulesFile, backupDir, httpAddr        string
 	backupEvery                           time.Duration
 	upstreamEvery                         time.Duration
 	logRetention, compactEvery            time.Duration
@@ -149,14 +155,21 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 		return err
 	}
 	var creds credentials.TransportCredentials
+	var cert *tls.Certificate
 	if certFile != "" || keyFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		c, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
 			return fmt.Errorf("load TLS key pair: %w", err)
 		}
-		creds = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
+		cert = &c
+		creds = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS13})
 	} else if err := requireLoopback(listen); err != nil {
 		return err
+	}
+	if o.httpAddr != "" && cert == nil {
+		if err := requireLoopback(o.httpAddr); err != nil {
+			return fmt.Errorf("--http: %w", err)
+		}
 	}
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return err
@@ -223,6 +236,14 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 	fmt.Fprintf(stdout, "fieldsyncd: replica %v serving on %s; admin token in %s\n",
 		srv.Replica(), lis.Addr(), filepath.Join(data, server.AdminTokenFile))
 	log.Info("serving", "addr", lis.Addr().String(), "area", srv.Area(), "tls", creds != nil, "upstream", o.upstream != "")
+	if o.httpAddr != "" {
+		stopWeb, err := serveWeb(o.httpAddr, srv, cert, log, stdout)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		defer stopWeb()
+	}
 	if ready != nil {
 		ready <- lis.Addr()
 	}

@@ -94,7 +94,7 @@ func (ck *checker) run() error {
 	if cp, end := t.compacted(), t.logEnd(); cp > end {
 		ck.fail("compacted through %d, after the log end %d", cp, end)
 	}
-	for _, step := range []func() error{ck.log, ck.logArea, ck.dots, ck.records, ck.recArea, ck.registry, ck.audit} {
+	for _, step := range []func() error{ck.log, ck.logArea, ck.dots, ck.records, ck.recArea, ck.registry, ck.audit, ck.staff, ck.deviceReports} {
 		if len(ck.problems) >= maxProblems {
 			return nil
 		}

@@ -1,8 +1,8 @@
 // Package boltstore is the server's syncengine.Store, kept in one bbolt file: a
 // township or county server's change log, the state of every record, the
 // indexes that let a pull or a snapshot for one village or township read only
-// its own data, per-peer cursors, rejections, the device registry and the
-// audit trail of admin actions.
+// its own data, per-peer cursors, rejections, the device registry, the
+// audit trail of admin actions and the staff who may sign in to the web page.
 //
 // # Transactions and durability
 //
@@ -20,7 +20,7 @@
 // Integers in keys and values are big-endian uint64 (8 bytes); ids are their
 // 16 raw bytes; area codes are their 12 ASCII digits.
 //
-//	meta        "schema"    → schema version (8 bytes, currently 5)
+//	meta        "schema"    → schema version (8 bytes, currently 7)
 //	            "replica"   → the store's own replica id (16 bytes)
 //	            "compacted" → log position through which entries were dropped
 //	            "logmarks"  → arrival marks of CompactRetained: pairs of Unix
@@ -44,6 +44,11 @@
 //	            auditJSON); the bucket's sequence is the last number this
 //	            store gave an entry of its own (AppendAuditTx)
 //	audittime   Unix ns of the entry's time + its audit key → empty
+//	staff       name (UTF-8) → Staff as JSON (see staffJSON): who may sign in
+//	            to the web page, with the password's slow hash
+//	devicereports relay's replica id → the device registry it last reported,
+//	            whole (see reportJSON); relay's id + 'p' → a report whose
+//	            parts are arriving
 //
 // An area envelope is one length byte followed by the area code of the change
 // or of the record. It lets the store keep its area indexes right (a record

@@ -23,11 +23,15 @@ var (
 	bucketOrigins    = []byte("origins")
 	bucketAudit      = []byte("audit")
 	bucketAuditTime  = []byte("audittime")
+	bucketStaff      = []byte("staff")
+	// bucketDeviceReports holds the registries relays reported.
+	bucketDeviceReports = []byte("devicereports")
 
 	allBuckets = [][]byte{
 		bucketMeta, bucketLog, bucketLogArea, bucketDots, bucketRecords,
 		bucketRecArea, bucketCursors, bucketRejections, bucketDevices, bucketDevTokens,
-		bucketEnrolCodes, bucketOrigins, bucketAudit, bucketAuditTime,
+		bucketEnrolCodes, bucketOrigins, bucketAudit, bucketAuditTime, bucketStaff,
+		bucketDeviceReports,
 	}
 
 	keySchema    = []byte("schema")

@@ -31,7 +31,9 @@ import (
 //     whose Check and Compact do not know the second key, from opening it.
 //   - 4: the origins bucket (which relay may push a replica's changes).
 //   - 5: the audit and audittime buckets (the audit trail of admin actions).
-const schemaVersion = 5
+//   - 6: the staff bucket (who may sign in to the web page).
+//   - 7: the devicereports bucket (the registries townships report).
+const schemaVersion = 7
 
 // upgrades migrate a store from the version of the key to the next one, in
 // the transaction given.
@@ -52,6 +54,20 @@ var upgrades = map[uint64]func(*bbolt.Tx) error{
 		_, err := btx.CreateBucketIfNotExists(bucketAuditTime)
 		return err
 	},
+	5: createMissingBuckets,
+	6: createMissingBuckets,
+}
+
+// createMissingBuckets creates every bucket of this build that the store
+// lacks. A step that only adds buckets uses it, so it is right whatever
+// order two such bumps land in, and whichever of them a store already took.
+func createMissingBuckets(btx *bbolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := btx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // damaged returns the error for a damaged store file.

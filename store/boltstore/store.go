@@ -53,6 +53,11 @@ var (
 	// replica.
 	ErrInvalidAudit = errors.New("invalid audit entry")
 
+	// ErrInvalidReport is returned by PutDeviceReport for a device report
+	// the store cannot keep: a part out of order, a device without an id or
+	// areas, or one listed twice.
+	ErrInvalidReport = errors.New("invalid device report")
+
 	// ErrNoDevice is returned when no device is registered under the id or
 	// token hash asked for.
 	ErrNoDevice = errors.New("no such device")
@@ -70,6 +75,15 @@ var (
 	// ErrReplicaEnrolled is returned by EnrolDevice when the replica is
 	// enrolled already (active or revoked) and the code does not replace it.
 	ErrReplicaEnrolled = errors.New("replica already enrolled")
+
+	// ErrNoStaff is returned when no staff member has the name asked for.
+	ErrNoStaff = errors.New("no such staff member")
+	// ErrStaffExists is returned by AddStaffTx when a staff member has the
+	// name already.
+	ErrStaffExists = errors.New("staff member exists")
+	// ErrInvalidStaff is returned by AddStaffTx for a staff member without a
+	// valid name, area or password hash.
+	ErrInvalidStaff = errors.New("invalid staff member")
 )
 
 // restoreAdvice ends every message about a damaged or foreign file.

@@ -22,6 +22,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// StaffRole is what a staff member reads on the web page.
+type StaffRole int32
+
+const (
+	// Not set: AddStaff takes the role from the area's length.
+	StaffRole_STAFF_ROLE_UNSPECIFIED StaffRole = 0
+	// County staff: a county (6-digit area), its townships and villages.
+	StaffRole_STAFF_ROLE_COUNTY StaffRole = 1
+	// Township staff: a township (9-digit area) and its villages.
+	StaffRole_STAFF_ROLE_TOWNSHIP StaffRole = 2
+)
+
+// Enum value maps for StaffRole.
+var (
+	StaffRole_name = map[int32]string{
+		0: "STAFF_ROLE_UNSPECIFIED",
+		1: "STAFF_ROLE_COUNTY",
+		2: "STAFF_ROLE_TOWNSHIP",
+	}
+	StaffRole_value = map[string]int32{
+		"STAFF_ROLE_UNSPECIFIED": 0,
+		"STAFF_ROLE_COUNTY":      1,
+		"STAFF_ROLE_TOWNSHIP":    2,
+	}
+)
+
+func (x StaffRole) Enum() *StaffRole {
+	p := new(StaffRole)
+	*p = x
+	return p
+}
+
+func (x StaffRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StaffRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_fieldsync_v1_admin_proto_enumTypes[0].Descriptor()
+}
+
+func (StaffRole) Type() protoreflect.EnumType {
+	return &file_fieldsync_v1_admin_proto_enumTypes[0]
+}
+
+func (x StaffRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StaffRole.Descriptor instead.
+func (StaffRole) EnumDescriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
 // AddDeviceRequest describes the device to enrol.
 type AddDeviceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1401,7 +1454,17 @@ type DeviceSyncStatus struct {
 	// The device's last sync error as it reported it; "" after a success.
 	LastError string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	// Whether it is a relaying township server rather than a device.
-	Relay         bool `protobuf:"varint,11,opt,name=relay,proto3" json:"relay,omitempty"`
+	Relay bool `protobuf:"varint,11,opt,name=relay,proto3" json:"relay,omitempty"`
+	// For a device of a township relaying to this server, as the township
+	// last reported it (ReportDevices): the township's 16-byte replica id.
+	// Empty for a device enrolled with this server. A reported device has no
+	// name (the report leaves it out: a phone's name may be a person's), and
+	// its lag is not counted (0); last_seen, last_sync, pending_changes and
+	// last_error are its syncs with the township.
+	ReportedBy []byte `protobuf:"bytes,12,opt,name=reported_by,json=reportedBy,proto3" json:"reported_by,omitempty"`
+	// When this server received that report; unset for a device enrolled
+	// with this server.
+	ReportedAt    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1511,6 +1574,20 @@ func (x *DeviceSyncStatus) GetRelay() bool {
 		return x.Relay
 	}
 	return false
+}
+
+func (x *DeviceSyncStatus) GetReportedBy() []byte {
+	if x != nil {
+		return x.ReportedBy
+	}
+	return nil
+}
+
+func (x *DeviceSyncStatus) GetReportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReportedAt
+	}
+	return nil
 }
 
 // ListAuditRequest asks for a page of the audit trail.
@@ -2324,6 +2401,367 @@ func (x *SetAreaNamesResponse) GetNames() int32 {
 	return 0
 }
 
+// AddStaffRequest describes the staff member to add.
+type AddStaffRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name the member signs in with: 1 to 64 characters, no control
+	// characters, unique on the server.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The area the member reads: a county's 6 digits or a township's 9, within
+	// the server's area.
+	AreaCode string `protobuf:"bytes,2,opt,name=area_code,json=areaCode,proto3" json:"area_code,omitempty"`
+	// The role; it must agree with the area's length.
+	Role          StaffRole `protobuf:"varint,3,opt,name=role,proto3,enum=fieldsync.v1.StaffRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddStaffRequest) Reset() {
+	*x = AddStaffRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddStaffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddStaffRequest) ProtoMessage() {}
+
+func (x *AddStaffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddStaffRequest.ProtoReflect.Descriptor instead.
+func (*AddStaffRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *AddStaffRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AddStaffRequest) GetAreaCode() string {
+	if x != nil {
+		return x.AreaCode
+	}
+	return ""
+}
+
+func (x *AddStaffRequest) GetRole() StaffRole {
+	if x != nil {
+		return x.Role
+	}
+	return StaffRole_STAFF_ROLE_UNSPECIFIED
+}
+
+// AddStaffResponse carries the new password.
+type AddStaffResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The one-time password, shown once to the operator to hand over; the
+	// server keeps only its hash.
+	Password string `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
+	// The role given.
+	Role          StaffRole `protobuf:"varint,2,opt,name=role,proto3,enum=fieldsync.v1.StaffRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddStaffResponse) Reset() {
+	*x = AddStaffResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddStaffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddStaffResponse) ProtoMessage() {}
+
+func (x *AddStaffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddStaffResponse.ProtoReflect.Descriptor instead.
+func (*AddStaffResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *AddStaffResponse) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *AddStaffResponse) GetRole() StaffRole {
+	if x != nil {
+		return x.Role
+	}
+	return StaffRole_STAFF_ROLE_UNSPECIFIED
+}
+
+// ListStaffRequest asks for every staff member.
+type ListStaffRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStaffRequest) Reset() {
+	*x = ListStaffRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStaffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStaffRequest) ProtoMessage() {}
+
+func (x *ListStaffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStaffRequest.ProtoReflect.Descriptor instead.
+func (*ListStaffRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+// ListStaffResponse lists the staff.
+type ListStaffResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The staff, by name.
+	Staff         []*StaffInfo `protobuf:"bytes,1,rep,name=staff,proto3" json:"staff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStaffResponse) Reset() {
+	*x = ListStaffResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStaffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStaffResponse) ProtoMessage() {}
+
+func (x *ListStaffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStaffResponse.ProtoReflect.Descriptor instead.
+func (*ListStaffResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListStaffResponse) GetStaff() []*StaffInfo {
+	if x != nil {
+		return x.Staff
+	}
+	return nil
+}
+
+// StaffInfo is a staff member, without their password hash.
+type StaffInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name they sign in with.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The area they read.
+	AreaCode string `protobuf:"bytes,2,opt,name=area_code,json=areaCode,proto3" json:"area_code,omitempty"`
+	// Their role.
+	Role StaffRole `protobuf:"varint,3,opt,name=role,proto3,enum=fieldsync.v1.StaffRole" json:"role,omitempty"`
+	// When the credential was made.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StaffInfo) Reset() {
+	*x = StaffInfo{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StaffInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StaffInfo) ProtoMessage() {}
+
+func (x *StaffInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StaffInfo.ProtoReflect.Descriptor instead.
+func (*StaffInfo) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *StaffInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StaffInfo) GetAreaCode() string {
+	if x != nil {
+		return x.AreaCode
+	}
+	return ""
+}
+
+func (x *StaffInfo) GetRole() StaffRole {
+	if x != nil {
+		return x.Role
+	}
+	return StaffRole_STAFF_ROLE_UNSPECIFIED
+}
+
+func (x *StaffInfo) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// RemoveStaffRequest names the staff member to remove.
+type RemoveStaffRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name they sign in with.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveStaffRequest) Reset() {
+	*x = RemoveStaffRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveStaffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveStaffRequest) ProtoMessage() {}
+
+func (x *RemoveStaffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveStaffRequest.ProtoReflect.Descriptor instead.
+func (*RemoveStaffRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RemoveStaffRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RemoveStaffResponse is empty: the member is gone.
+type RemoveStaffResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveStaffResponse) Reset() {
+	*x = RemoveStaffResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveStaffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveStaffResponse) ProtoMessage() {}
+
+func (x *RemoveStaffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveStaffResponse.ProtoReflect.Descriptor instead.
+func (*RemoveStaffResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
 var File_fieldsync_v1_admin_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_admin_proto_rawDesc = "" +
@@ -2421,7 +2859,7 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"e\n" +
 	"\x15UpdateProblemResponse\x12/\n" +
 	"\aproblem\x18\x01 \x01(\v2\x15.fieldsync.v1.ProblemR\aproblem\x12\x1b\n" +
-	"\tchange_id\x18\x02 \x01(\fR\bchangeId\"\x85\x03\n" +
+	"\tchange_id\x18\x02 \x01(\fR\bchangeId\"\xe3\x03\n" +
 	"\x10DeviceSyncStatus\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\fR\treplicaId\x12\x12\n" +
@@ -2437,7 +2875,11 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x12\x14\n" +
-	"\x05relay\x18\v \x01(\bR\x05relay\"y\n" +
+	"\x05relay\x18\v \x01(\bR\x05relay\x12\x1f\n" +
+	"\vreported_by\x18\f \x01(\fR\n" +
+	"reportedBy\x12;\n" +
+	"\vreported_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reportedAt\"y\n" +
 	"\x10ListAuditRequest\x120\n" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n" +
@@ -2490,7 +2932,31 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\tarea_code\x18\x01 \x01(\tR\bareaCode\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\",\n" +
 	"\x14SetAreaNamesResponse\x12\x14\n" +
-	"\x05names\x18\x01 \x01(\x05R\x05names2\xfe\b\n" +
+	"\x05names\x18\x01 \x01(\x05R\x05names\"o\n" +
+	"\x0fAddStaffRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tarea_code\x18\x02 \x01(\tR\bareaCode\x12+\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x17.fieldsync.v1.StaffRoleR\x04role\"[\n" +
+	"\x10AddStaffResponse\x12\x1a\n" +
+	"\bpassword\x18\x01 \x01(\tR\bpassword\x12+\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x17.fieldsync.v1.StaffRoleR\x04role\"\x12\n" +
+	"\x10ListStaffRequest\"B\n" +
+	"\x11ListStaffResponse\x12-\n" +
+	"\x05staff\x18\x01 \x03(\v2\x17.fieldsync.v1.StaffInfoR\x05staff\"\xa4\x01\n" +
+	"\tStaffInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tarea_code\x18\x02 \x01(\tR\bareaCode\x12+\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x17.fieldsync.v1.StaffRoleR\x04role\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"(\n" +
+	"\x12RemoveStaffRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
+	"\x13RemoveStaffResponse*W\n" +
+	"\tStaffRole\x12\x1a\n" +
+	"\x16STAFF_ROLE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11STAFF_ROLE_COUNTY\x10\x01\x12\x17\n" +
+	"\x13STAFF_ROLE_TOWNSHIP\x10\x022\xf0\n" +
+	"\n" +
 	"\fAdminService\x12L\n" +
 	"\tAddDevice\x12\x1e.fieldsync.v1.AddDeviceRequest\x1a\x1f.fieldsync.v1.AddDeviceResponse\x12W\n" +
 	"\vListDevices\x12 .fieldsync.v1.ListDevicesRequest\x1a!.fieldsync.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12Z\n" +
@@ -2507,7 +2973,10 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\x06Backup\x12\x1b.fieldsync.v1.BackupRequest\x1a\x1c.fieldsync.v1.BackupResponse\"\x03\x90\x02\x010\x01\x12T\n" +
 	"\n" +
 	"Indicators\x12\x1f.fieldsync.v1.IndicatorsRequest\x1a .fieldsync.v1.IndicatorsResponse\"\x03\x90\x02\x01\x12Z\n" +
-	"\fSetAreaNames\x12!.fieldsync.v1.SetAreaNamesRequest\x1a\".fieldsync.v1.SetAreaNamesResponse\"\x03\x90\x02\x02B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\fSetAreaNames\x12!.fieldsync.v1.SetAreaNamesRequest\x1a\".fieldsync.v1.SetAreaNamesResponse\"\x03\x90\x02\x02\x12I\n" +
+	"\bAddStaff\x12\x1d.fieldsync.v1.AddStaffRequest\x1a\x1e.fieldsync.v1.AddStaffResponse\x12Q\n" +
+	"\tListStaff\x12\x1e.fieldsync.v1.ListStaffRequest\x1a\x1f.fieldsync.v1.ListStaffResponse\"\x03\x90\x02\x01\x12R\n" +
+	"\vRemoveStaff\x12 .fieldsync.v1.RemoveStaffRequest\x1a!.fieldsync.v1.RemoveStaffResponseB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_admin_proto_rawDescOnce sync.Once
@@ -2521,114 +2990,135 @@ func file_fieldsync_v1_admin_proto_rawDescGZIP() []byte {
 	return file_fieldsync_v1_admin_proto_rawDescData
 }
 
-var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_fieldsync_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_fieldsync_v1_admin_proto_goTypes = []any{
-	(*AddDeviceRequest)(nil),        // 0: fieldsync.v1.AddDeviceRequest
-	(*AddDeviceResponse)(nil),       // 1: fieldsync.v1.AddDeviceResponse
-	(*ListDevicesRequest)(nil),      // 2: fieldsync.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),     // 3: fieldsync.v1.ListDevicesResponse
-	(*DeviceInfo)(nil),              // 4: fieldsync.v1.DeviceInfo
-	(*RevokeDeviceRequest)(nil),     // 5: fieldsync.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),    // 6: fieldsync.v1.RevokeDeviceResponse
-	(*ListConflictsRequest)(nil),    // 7: fieldsync.v1.ListConflictsRequest
-	(*ListConflictsResponse)(nil),   // 8: fieldsync.v1.ListConflictsResponse
-	(*RecordConflicts)(nil),         // 9: fieldsync.v1.RecordConflicts
-	(*ResolveConflictRequest)(nil),  // 10: fieldsync.v1.ResolveConflictRequest
-	(*ResolveConflictResponse)(nil), // 11: fieldsync.v1.ResolveConflictResponse
-	(*SyncStatusRequest)(nil),       // 12: fieldsync.v1.SyncStatusRequest
-	(*SyncStatusResponse)(nil),      // 13: fieldsync.v1.SyncStatusResponse
-	(*UpstreamStatus)(nil),          // 14: fieldsync.v1.UpstreamStatus
-	(*MoveRecordRequest)(nil),       // 15: fieldsync.v1.MoveRecordRequest
-	(*MoveRecordResponse)(nil),      // 16: fieldsync.v1.MoveRecordResponse
-	(*ListProblemsRequest)(nil),     // 17: fieldsync.v1.ListProblemsRequest
-	(*ListProblemsResponse)(nil),    // 18: fieldsync.v1.ListProblemsResponse
-	(*ListedProblem)(nil),           // 19: fieldsync.v1.ListedProblem
-	(*UpdateProblemRequest)(nil),    // 20: fieldsync.v1.UpdateProblemRequest
-	(*UpdateProblemResponse)(nil),   // 21: fieldsync.v1.UpdateProblemResponse
-	(*DeviceSyncStatus)(nil),        // 22: fieldsync.v1.DeviceSyncStatus
-	(*ListAuditRequest)(nil),        // 23: fieldsync.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),       // 24: fieldsync.v1.ListAuditResponse
-	(*BackupRequest)(nil),           // 25: fieldsync.v1.BackupRequest
-	(*BackupResponse)(nil),          // 26: fieldsync.v1.BackupResponse
-	(*IndicatorsRequest)(nil),       // 27: fieldsync.v1.IndicatorsRequest
-	(*IndicatorsResponse)(nil),      // 28: fieldsync.v1.IndicatorsResponse
-	(*IndicatorItem)(nil),           // 29: fieldsync.v1.IndicatorItem
-	(*IndicatorRow)(nil),            // 30: fieldsync.v1.IndicatorRow
-	(*IndicatorValue)(nil),          // 31: fieldsync.v1.IndicatorValue
-	(*SetAreaNamesRequest)(nil),     // 32: fieldsync.v1.SetAreaNamesRequest
-	(*AreaName)(nil),                // 33: fieldsync.v1.AreaName
-	(*SetAreaNamesResponse)(nil),    // 34: fieldsync.v1.SetAreaNamesResponse
-	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
-	(RecordKind)(0),                 // 36: fieldsync.v1.RecordKind
-	(*FieldConflict)(nil),           // 37: fieldsync.v1.FieldConflict
-	(Severity)(0),                   // 38: fieldsync.v1.Severity
-	(*Date)(nil),                    // 39: fieldsync.v1.Date
-	(*Problem)(nil),                 // 40: fieldsync.v1.Problem
-	(ProblemStatus)(0),              // 41: fieldsync.v1.ProblemStatus
-	(*AuditEntry)(nil),              // 42: fieldsync.v1.AuditEntry
+	(StaffRole)(0),                  // 0: fieldsync.v1.StaffRole
+	(*AddDeviceRequest)(nil),        // 1: fieldsync.v1.AddDeviceRequest
+	(*AddDeviceResponse)(nil),       // 2: fieldsync.v1.AddDeviceResponse
+	(*ListDevicesRequest)(nil),      // 3: fieldsync.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),     // 4: fieldsync.v1.ListDevicesResponse
+	(*DeviceInfo)(nil),              // 5: fieldsync.v1.DeviceInfo
+	(*RevokeDeviceRequest)(nil),     // 6: fieldsync.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),    // 7: fieldsync.v1.RevokeDeviceResponse
+	(*ListConflictsRequest)(nil),    // 8: fieldsync.v1.ListConflictsRequest
+	(*ListConflictsResponse)(nil),   // 9: fieldsync.v1.ListConflictsResponse
+	(*RecordConflicts)(nil),         // 10: fieldsync.v1.RecordConflicts
+	(*ResolveConflictRequest)(nil),  // 11: fieldsync.v1.ResolveConflictRequest
+	(*ResolveConflictResponse)(nil), // 12: fieldsync.v1.ResolveConflictResponse
+	(*SyncStatusRequest)(nil),       // 13: fieldsync.v1.SyncStatusRequest
+	(*SyncStatusResponse)(nil),      // 14: fieldsync.v1.SyncStatusResponse
+	(*UpstreamStatus)(nil),          // 15: fieldsync.v1.UpstreamStatus
+	(*MoveRecordRequest)(nil),       // 16: fieldsync.v1.MoveRecordRequest
+	(*MoveRecordResponse)(nil),      // 17: fieldsync.v1.MoveRecordResponse
+	(*ListProblemsRequest)(nil),     // 18: fieldsync.v1.ListProblemsRequest
+	(*ListProblemsResponse)(nil),    // 19: fieldsync.v1.ListProblemsResponse
+	(*ListedProblem)(nil),           // 20: fieldsync.v1.ListedProblem
+	(*UpdateProblemRequest)(nil),    // 21: fieldsync.v1.UpdateProblemRequest
+	(*UpdateProblemResponse)(nil),   // 22: fieldsync.v1.UpdateProblemResponse
+	(*DeviceSyncStatus)(nil),        // 23: fieldsync.v1.DeviceSyncStatus
+	(*ListAuditRequest)(nil),        // 24: fieldsync.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),       // 25: fieldsync.v1.ListAuditResponse
+	(*BackupRequest)(nil),           // 26: fieldsync.v1.BackupRequest
+	(*BackupResponse)(nil),          // 27: fieldsync.v1.BackupResponse
+	(*IndicatorsRequest)(nil),       // 28: fieldsync.v1.IndicatorsRequest
+	(*IndicatorsResponse)(nil),      // 29: fieldsync.v1.IndicatorsResponse
+	(*IndicatorItem)(nil),           // 30: fieldsync.v1.IndicatorItem
+	(*IndicatorRow)(nil),            // 31: fieldsync.v1.IndicatorRow
+	(*IndicatorValue)(nil),          // 32: fieldsync.v1.IndicatorValue
+	(*SetAreaNamesRequest)(nil),     // 33: fieldsync.v1.SetAreaNamesRequest
+	(*AreaName)(nil),                // 34: fieldsync.v1.AreaName
+	(*SetAreaNamesResponse)(nil),    // 35: fieldsync.v1.SetAreaNamesResponse
+	(*AddStaffRequest)(nil),         // 36: fieldsync.v1.AddStaffRequest
+	(*AddStaffResponse)(nil),        // 37: fieldsync.v1.AddStaffResponse
+	(*ListStaffRequest)(nil),        // 38: fieldsync.v1.ListStaffRequest
+	(*ListStaffResponse)(nil),       // 39: fieldsync.v1.ListStaffResponse
+	(*StaffInfo)(nil),               // 40: fieldsync.v1.StaffInfo
+	(*RemoveStaffRequest)(nil),      // 41: fieldsync.v1.RemoveStaffRequest
+	(*RemoveStaffResponse)(nil),     // 42: fieldsync.v1.RemoveStaffResponse
+	(*timestamppb.Timestamp)(nil),   // 43: google.protobuf.Timestamp
+	(RecordKind)(0),                 // 44: fieldsync.v1.RecordKind
+	(*FieldConflict)(nil),           // 45: fieldsync.v1.FieldConflict
+	(Severity)(0),                   // 46: fieldsync.v1.Severity
+	(*Date)(nil),                    // 47: fieldsync.v1.Date
+	(*Problem)(nil),                 // 48: fieldsync.v1.Problem
+	(ProblemStatus)(0),              // 49: fieldsync.v1.ProblemStatus
+	(*AuditEntry)(nil),              // 50: fieldsync.v1.AuditEntry
 }
 var file_fieldsync_v1_admin_proto_depIdxs = []int32{
-	35, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 1: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.DeviceInfo
-	35, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	35, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
-	9,  // 4: fieldsync.v1.ListConflictsResponse.records:type_name -> fieldsync.v1.RecordConflicts
-	36, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
-	37, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
-	22, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
-	14, // 8: fieldsync.v1.SyncStatusResponse.upstream:type_name -> fieldsync.v1.UpstreamStatus
-	35, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
-	35, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
-	38, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
-	39, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
-	19, // 13: fieldsync.v1.ListProblemsResponse.problems:type_name -> fieldsync.v1.ListedProblem
-	40, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
-	41, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
-	40, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
-	35, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
-	35, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
-	35, // 19: fieldsync.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	42, // 20: fieldsync.v1.ListAuditResponse.entries:type_name -> fieldsync.v1.AuditEntry
-	39, // 21: fieldsync.v1.IndicatorsRequest.as_of:type_name -> fieldsync.v1.Date
-	39, // 22: fieldsync.v1.IndicatorsRequest.health_check_from:type_name -> fieldsync.v1.Date
-	39, // 23: fieldsync.v1.IndicatorsResponse.as_of:type_name -> fieldsync.v1.Date
-	39, // 24: fieldsync.v1.IndicatorsResponse.health_check_from:type_name -> fieldsync.v1.Date
-	35, // 25: fieldsync.v1.IndicatorsResponse.computed_at:type_name -> google.protobuf.Timestamp
-	30, // 26: fieldsync.v1.IndicatorsResponse.rows:type_name -> fieldsync.v1.IndicatorRow
-	29, // 27: fieldsync.v1.IndicatorsResponse.items:type_name -> fieldsync.v1.IndicatorItem
-	31, // 28: fieldsync.v1.IndicatorRow.values:type_name -> fieldsync.v1.IndicatorValue
-	33, // 29: fieldsync.v1.SetAreaNamesRequest.names:type_name -> fieldsync.v1.AreaName
-	0,  // 30: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
-	2,  // 31: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	5,  // 32: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	7,  // 33: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
-	10, // 34: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
-	12, // 35: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
-	15, // 36: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
-	17, // 37: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
-	20, // 38: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
-	23, // 39: fieldsync.v1.AdminService.ListAudit:input_type -> fieldsync.v1.ListAuditRequest
-	25, // 40: fieldsync.v1.AdminService.Backup:input_type -> fieldsync.v1.BackupRequest
-	27, // 41: fieldsync.v1.AdminService.Indicators:input_type -> fieldsync.v1.IndicatorsRequest
-	32, // 42: fieldsync.v1.AdminService.SetAreaNames:input_type -> fieldsync.v1.SetAreaNamesRequest
-	1,  // 43: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
-	3,  // 44: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	6,  // 45: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	8,  // 46: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
-	11, // 47: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
-	13, // 48: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
-	16, // 49: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
-	18, // 50: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
-	21, // 51: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
-	24, // 52: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
-	26, // 53: fieldsync.v1.AdminService.Backup:output_type -> fieldsync.v1.BackupResponse
-	28, // 54: fieldsync.v1.AdminService.Indicators:output_type -> fieldsync.v1.IndicatorsResponse
-	34, // 55: fieldsync.v1.AdminService.SetAreaNames:output_type -> fieldsync.v1.SetAreaNamesResponse
-	43, // [43:56] is the sub-list for method output_type
-	30, // [30:43] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	43, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	5,  // 1: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.DeviceInfo
+	43, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	43, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
+	10, // 4: fieldsync.v1.ListConflictsResponse.records:type_name -> fieldsync.v1.RecordConflicts
+	44, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
+	45, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
+	23, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
+	15, // 8: fieldsync.v1.SyncStatusResponse.upstream:type_name -> fieldsync.v1.UpstreamStatus
+	43, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
+	43, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
+	46, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
+	47, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
+	20, // 13: fieldsync.v1.ListProblemsResponse.problems:type_name -> fieldsync.v1.ListedProblem
+	48, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
+	49, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
+	48, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
+	43, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
+	43, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
+	43, // 19: fieldsync.v1.DeviceSyncStatus.reported_at:type_name -> google.protobuf.Timestamp
+	43, // 20: fieldsync.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	50, // 21: fieldsync.v1.ListAuditResponse.entries:type_name -> fieldsync.v1.AuditEntry
+	47, // 22: fieldsync.v1.IndicatorsRequest.as_of:type_name -> fieldsync.v1.Date
+	47, // 23: fieldsync.v1.IndicatorsRequest.health_check_from:type_name -> fieldsync.v1.Date
+	47, // 24: fieldsync.v1.IndicatorsResponse.as_of:type_name -> fieldsync.v1.Date
+	47, // 25: fieldsync.v1.IndicatorsResponse.health_check_from:type_name -> fieldsync.v1.Date
+	43, // 26: fieldsync.v1.IndicatorsResponse.computed_at:type_name -> google.protobuf.Timestamp
+	31, // 27: fieldsync.v1.IndicatorsResponse.rows:type_name -> fieldsync.v1.IndicatorRow
+	30, // 28: fieldsync.v1.IndicatorsResponse.items:type_name -> fieldsync.v1.IndicatorItem
+	32, // 29: fieldsync.v1.IndicatorRow.values:type_name -> fieldsync.v1.IndicatorValue
+	34, // 30: fieldsync.v1.SetAreaNamesRequest.names:type_name -> fieldsync.v1.AreaName
+	0,  // 31: fieldsync.v1.AddStaffRequest.role:type_name -> fieldsync.v1.StaffRole
+	0,  // 32: fieldsync.v1.AddStaffResponse.role:type_name -> fieldsync.v1.StaffRole
+	40, // 33: fieldsync.v1.ListStaffResponse.staff:type_name -> fieldsync.v1.StaffInfo
+	0,  // 34: fieldsync.v1.StaffInfo.role:type_name -> fieldsync.v1.StaffRole
+	43, // 35: fieldsync.v1.StaffInfo.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 36: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
+	3,  // 37: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	6,  // 38: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	8,  // 39: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
+	11, // 40: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
+	13, // 41: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
+	16, // 42: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
+	18, // 43: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
+	21, // 44: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
+	24, // 45: fieldsync.v1.AdminService.ListAudit:input_type -> fieldsync.v1.ListAuditRequest
+	26, // 46: fieldsync.v1.AdminService.Backup:input_type -> fieldsync.v1.BackupRequest
+	28, // 47: fieldsync.v1.AdminService.Indicators:input_type -> fieldsync.v1.IndicatorsRequest
+	33, // 48: fieldsync.v1.AdminService.SetAreaNames:input_type -> fieldsync.v1.SetAreaNamesRequest
+	36, // 49: fieldsync.v1.AdminService.AddStaff:input_type -> fieldsync.v1.AddStaffRequest
+	38, // 50: fieldsync.v1.AdminService.ListStaff:input_type -> fieldsync.v1.ListStaffRequest
+	41, // 51: fieldsync.v1.AdminService.RemoveStaff:input_type -> fieldsync.v1.RemoveStaffRequest
+	2,  // 52: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
+	4,  // 53: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	7,  // 54: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	9,  // 55: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
+	12, // 56: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
+	14, // 57: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
+	17, // 58: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
+	19, // 59: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
+	22, // 60: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
+	25, // 61: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
+	27, // 62: fieldsync.v1.AdminService.Backup:output_type -> fieldsync.v1.BackupResponse
+	29, // 63: fieldsync.v1.AdminService.Indicators:output_type -> fieldsync.v1.IndicatorsResponse
+	35, // 64: fieldsync.v1.AdminService.SetAreaNames:output_type -> fieldsync.v1.SetAreaNamesResponse
+	37, // 65: fieldsync.v1.AdminService.AddStaff:output_type -> fieldsync.v1.AddStaffResponse
+	39, // 66: fieldsync.v1.AdminService.ListStaff:output_type -> fieldsync.v1.ListStaffResponse
+	42, // 67: fieldsync.v1.AdminService.RemoveStaff:output_type -> fieldsync.v1.RemoveStaffResponse
+	52, // [52:68] is the sub-list for method output_type
+	36, // [36:52] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_admin_proto_init() }
@@ -2650,13 +3140,14 @@ func file_fieldsync_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_admin_proto_rawDesc), len(file_fieldsync_v1_admin_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   35,
+			NumEnums:      1,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_fieldsync_v1_admin_proto_goTypes,
 		DependencyIndexes: file_fieldsync_v1_admin_proto_depIdxs,
+		EnumInfos:         file_fieldsync_v1_admin_proto_enumTypes,
 		MessageInfos:      file_fieldsync_v1_admin_proto_msgTypes,
 	}.Build()
 	File_fieldsync_v1_admin_proto = out.File

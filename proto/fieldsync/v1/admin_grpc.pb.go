@@ -32,6 +32,9 @@ const (
 	AdminService_Backup_FullMethodName          = "/fieldsync.v1.AdminService/Backup"
 	AdminService_Indicators_FullMethodName      = "/fieldsync.v1.AdminService/Indicators"
 	AdminService_SetAreaNames_FullMethodName    = "/fieldsync.v1.AdminService/SetAreaNames"
+	AdminService_AddStaff_FullMethodName        = "/fieldsync.v1.AdminService/AddStaff"
+	AdminService_ListStaff_FullMethodName       = "/fieldsync.v1.AdminService/ListStaff"
+	AdminService_RemoveStaff_FullMethodName     = "/fieldsync.v1.AdminService/RemoveStaff"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -93,6 +96,16 @@ type AdminServiceClient interface {
 	// townships and villages), which reports and the web page show beside the
 	// codes; names given before for other codes are kept unless replace is set.
 	SetAreaNames(ctx context.Context, in *SetAreaNamesRequest, opts ...grpc.CallOption) (*SetAreaNamesResponse, error)
+	// AddStaff makes a credential for a member of the county's or a township's
+	// staff to sign in to the server's read-only web page (fieldsyncd serve
+	// --http): a random password, returned once; the server keeps only its
+	// slow hash. Recorded in the audit trail.
+	AddStaff(ctx context.Context, in *AddStaffRequest, opts ...grpc.CallOption) (*AddStaffResponse, error)
+	// ListStaff lists the staff who may sign in to the web page.
+	ListStaff(ctx context.Context, in *ListStaffRequest, opts ...grpc.CallOption) (*ListStaffResponse, error)
+	// RemoveStaff deletes a staff member's credential and ends their sessions
+	// on the web page. Recorded in the audit trail.
+	RemoveStaff(ctx context.Context, in *RemoveStaffRequest, opts ...grpc.CallOption) (*RemoveStaffResponse, error)
 }
 
 type adminServiceClient struct {
@@ -242,6 +255,36 @@ func (c *adminServiceClient) SetAreaNames(ctx context.Context, in *SetAreaNamesR
 	return out, nil
 }
 
+func (c *adminServiceClient) AddStaff(ctx context.Context, in *AddStaffRequest, opts ...grpc.CallOption) (*AddStaffResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddStaffResponse)
+	err := c.cc.Invoke(ctx, AdminService_AddStaff_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListStaff(ctx context.Context, in *ListStaffRequest, opts ...grpc.CallOption) (*ListStaffResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListStaffResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListStaff_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RemoveStaff(ctx context.Context, in *RemoveStaffRequest, opts ...grpc.CallOption) (*RemoveStaffResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveStaffResponse)
+	err := c.cc.Invoke(ctx, AdminService_RemoveStaff_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -301,6 +344,16 @@ type AdminServiceServer interface {
 	// townships and villages), which reports and the web page show beside the
 	// codes; names given before for other codes are kept unless replace is set.
 	SetAreaNames(context.Context, *SetAreaNamesRequest) (*SetAreaNamesResponse, error)
+	// AddStaff makes a credential for a member of the county's or a township's
+	// staff to sign in to the server's read-only web page (fieldsyncd serve
+	// --http): a random password, returned once; the server keeps only its
+	// slow hash. Recorded in the audit trail.
+	AddStaff(context.Context, *AddStaffRequest) (*AddStaffResponse, error)
+	// ListStaff lists the staff who may sign in to the web page.
+	ListStaff(context.Context, *ListStaffRequest) (*ListStaffResponse, error)
+	// RemoveStaff deletes a staff member's credential and ends their sessions
+	// on the web page. Recorded in the audit trail.
+	RemoveStaff(context.Context, *RemoveStaffRequest) (*RemoveStaffResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -349,6 +402,15 @@ func (UnimplementedAdminServiceServer) Indicators(context.Context, *IndicatorsRe
 }
 func (UnimplementedAdminServiceServer) SetAreaNames(context.Context, *SetAreaNamesRequest) (*SetAreaNamesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetAreaNames not implemented")
+}
+func (UnimplementedAdminServiceServer) AddStaff(context.Context, *AddStaffRequest) (*AddStaffResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddStaff not implemented")
+}
+func (UnimplementedAdminServiceServer) ListStaff(context.Context, *ListStaffRequest) (*ListStaffResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListStaff not implemented")
+}
+func (UnimplementedAdminServiceServer) RemoveStaff(context.Context, *RemoveStaffRequest) (*RemoveStaffResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveStaff not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -598,6 +660,60 @@ func _AdminService_SetAreaNames_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_AddStaff_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddStaffRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).AddStaff(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_AddStaff_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).AddStaff(ctx, req.(*AddStaffRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListStaff_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListStaffRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListStaff(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListStaff_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListStaff(ctx, req.(*ListStaffRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RemoveStaff_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveStaffRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RemoveStaff(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RemoveStaff_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RemoveStaff(ctx, req.(*RemoveStaffRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -652,6 +768,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetAreaNames",
 			Handler:    _AdminService_SetAreaNames_Handler,
+		},
+		{
+			MethodName: "AddStaff",
+			Handler:    _AdminService_AddStaff_Handler,
+		},
+		{
+			MethodName: "ListStaff",
+			Handler:    _AdminService_ListStaff_Handler,
+		},
+		{
+			MethodName: "RemoveStaff",
+			Handler:    _AdminService_RemoveStaff_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

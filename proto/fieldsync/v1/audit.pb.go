@@ -48,21 +48,27 @@ const (
 	AuditAction_AUDIT_ACTION_RULES_CHANGE AuditAction = 8
 	// A copy of the whole store was sent to an operator (Backup).
 	AuditAction_AUDIT_ACTION_BACKUP AuditAction = 9
+	// A staff member's credential for the web page was made (AddStaff).
+	AuditAction_AUDIT_ACTION_STAFF_ADD AuditAction = 10
+	// A staff member's credential was removed (RemoveStaff).
+	AuditAction_AUDIT_ACTION_STAFF_REMOVE AuditAction = 11
 )
 
 // Enum value maps for AuditAction.
 var (
 	AuditAction_name = map[int32]string{
-		0: "AUDIT_ACTION_UNSPECIFIED",
-		1: "AUDIT_ACTION_DEVICE_ADD",
-		2: "AUDIT_ACTION_DEVICE_REVOKE",
-		3: "AUDIT_ACTION_DEVICE_REPLACE",
-		4: "AUDIT_ACTION_RECORD_MOVE",
-		5: "AUDIT_ACTION_CONFLICT_RESOLVE",
-		6: "AUDIT_ACTION_PROBLEM_VERIFY",
-		7: "AUDIT_ACTION_PROBLEM_REOPEN",
-		8: "AUDIT_ACTION_RULES_CHANGE",
-		9: "AUDIT_ACTION_BACKUP",
+		0:  "AUDIT_ACTION_UNSPECIFIED",
+		1:  "AUDIT_ACTION_DEVICE_ADD",
+		2:  "AUDIT_ACTION_DEVICE_REVOKE",
+		3:  "AUDIT_ACTION_DEVICE_REPLACE",
+		4:  "AUDIT_ACTION_RECORD_MOVE",
+		5:  "AUDIT_ACTION_CONFLICT_RESOLVE",
+		6:  "AUDIT_ACTION_PROBLEM_VERIFY",
+		7:  "AUDIT_ACTION_PROBLEM_REOPEN",
+		8:  "AUDIT_ACTION_RULES_CHANGE",
+		9:  "AUDIT_ACTION_BACKUP",
+		10: "AUDIT_ACTION_STAFF_ADD",
+		11: "AUDIT_ACTION_STAFF_REMOVE",
 	}
 	AuditAction_value = map[string]int32{
 		"AUDIT_ACTION_UNSPECIFIED":      0,
@@ -75,6 +81,8 @@ var (
 		"AUDIT_ACTION_PROBLEM_REOPEN":   7,
 		"AUDIT_ACTION_RULES_CHANGE":     8,
 		"AUDIT_ACTION_BACKUP":           9,
+		"AUDIT_ACTION_STAFF_ADD":        10,
+		"AUDIT_ACTION_STAFF_REMOVE":     11,
 	}
 )
 
@@ -252,7 +260,7 @@ const file_fieldsync_v1_audit_proto_rawDesc = "" +
 	"adminToken\x12\x12\n" +
 	"\x04from\x18\a \x01(\tR\x04from\x12\x16\n" +
 	"\x06target\x18\b \x01(\tR\x06target\x12\x16\n" +
-	"\x06detail\x18\t \x01(\tR\x06detail*\xc4\x02\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail*\xff\x02\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17AUDIT_ACTION_DEVICE_ADD\x10\x01\x12\x1e\n" +
@@ -263,7 +271,10 @@ const file_fieldsync_v1_audit_proto_rawDesc = "" +
 	"\x1bAUDIT_ACTION_PROBLEM_VERIFY\x10\x06\x12\x1f\n" +
 	"\x1bAUDIT_ACTION_PROBLEM_REOPEN\x10\a\x12\x1d\n" +
 	"\x19AUDIT_ACTION_RULES_CHANGE\x10\b\x12\x17\n" +
-	"\x13AUDIT_ACTION_BACKUP\x10\tB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\x13AUDIT_ACTION_BACKUP\x10\t\x12\x1a\n" +
+	"\x16AUDIT_ACTION_STAFF_ADD\x10\n" +
+	"\x12\x1d\n" +
+	"\x19AUDIT_ACTION_STAFF_REMOVE\x10\vB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_audit_proto_rawDescOnce sync.Once

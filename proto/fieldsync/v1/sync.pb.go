@@ -1877,6 +1877,233 @@ func (x *PushAuditResponse) GetStored() uint32 {
 	return 0
 }
 
+// DeviceReport is one device of a relaying township's registry, as the
+// township saw its syncs. It carries no name (a phone's name may be a
+// person's), token or code.
+type DeviceReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16-byte replica id of the device.
+	ReplicaId []byte `protobuf:"bytes,1,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// Area-code prefixes the device may sync, each within the township's
+	// areas; at most 64.
+	AreaPrefixes []string `protobuf:"bytes,2,rep,name=area_prefixes,json=areaPrefixes,proto3" json:"area_prefixes,omitempty"`
+	// When the township enrolled it.
+	EnrolledAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=enrolled_at,json=enrolledAt,proto3" json:"enrolled_at,omitempty"`
+	// Whether the township revoked it.
+	Revoked bool `protobuf:"varint,4,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	// Whether it is a relaying server rather than a phone.
+	Relay bool `protobuf:"varint,5,opt,name=relay,proto3" json:"relay,omitempty"`
+	// When it last opened a sync with the township; unset if never.
+	LastSeen *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// When a sync of it with the township last completed; unset if never.
+	LastSync *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
+	// Changes it had not had acknowledged by the township, as it reported at
+	// its last sync less those acknowledged since.
+	PendingChanges int32 `protobuf:"varint,8,opt,name=pending_changes,json=pendingChanges,proto3" json:"pending_changes,omitempty"`
+	// Its last sync error as it reported it, at most 300 characters without
+	// control characters; "" after a success.
+	LastError     string `protobuf:"bytes,9,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceReport) Reset() {
+	*x = DeviceReport{}
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceReport) ProtoMessage() {}
+
+func (x *DeviceReport) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceReport.ProtoReflect.Descriptor instead.
+func (*DeviceReport) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DeviceReport) GetReplicaId() []byte {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return nil
+}
+
+func (x *DeviceReport) GetAreaPrefixes() []string {
+	if x != nil {
+		return x.AreaPrefixes
+	}
+	return nil
+}
+
+func (x *DeviceReport) GetEnrolledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EnrolledAt
+	}
+	return nil
+}
+
+func (x *DeviceReport) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *DeviceReport) GetRelay() bool {
+	if x != nil {
+		return x.Relay
+	}
+	return false
+}
+
+func (x *DeviceReport) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *DeviceReport) GetLastSync() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSync
+	}
+	return nil
+}
+
+func (x *DeviceReport) GetPendingChanges() int32 {
+	if x != nil {
+		return x.PendingChanges
+	}
+	return 0
+}
+
+func (x *DeviceReport) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+// ReportDevicesRequest carries one part of a relay's device registry.
+type ReportDevicesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The devices of this part, at most 5000, each once in the whole report.
+	// A part with one bad device is refused whole (InvalidArgument naming it).
+	Devices []*DeviceReport `protobuf:"bytes,1,rep,name=devices,proto3" json:"devices,omitempty"`
+	// The part's number, from 0. Part 0 starts a new report; each further part
+	// must follow the previous one of the same report (a later part sent again,
+	// its acknowledgement lost, is refused: the relay starts again from part 0).
+	Part uint32 `protobuf:"varint,2,opt,name=part,proto3" json:"part,omitempty"`
+	// How many parts the report has, at most 20; 0 means 1.
+	Parts         uint32 `protobuf:"varint,3,opt,name=parts,proto3" json:"parts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportDevicesRequest) Reset() {
+	*x = ReportDevicesRequest{}
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportDevicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportDevicesRequest) ProtoMessage() {}
+
+func (x *ReportDevicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportDevicesRequest.ProtoReflect.Descriptor instead.
+func (*ReportDevicesRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReportDevicesRequest) GetDevices() []*DeviceReport {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+func (x *ReportDevicesRequest) GetPart() uint32 {
+	if x != nil {
+		return x.Part
+	}
+	return 0
+}
+
+func (x *ReportDevicesRequest) GetParts() uint32 {
+	if x != nil {
+		return x.Parts
+	}
+	return 0
+}
+
+// ReportDevicesResponse acknowledges a part of a report.
+type ReportDevicesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportDevicesResponse) Reset() {
+	*x = ReportDevicesResponse{}
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportDevicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportDevicesResponse) ProtoMessage() {}
+
+func (x *ReportDevicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportDevicesResponse.ProtoReflect.Descriptor instead.
+func (*ReportDevicesResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{24}
+}
+
 var File_fieldsync_v1_sync_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_sync_proto_rawDesc = "" +
@@ -1992,7 +2219,25 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x10PushAuditRequest\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.fieldsync.v1.AuditEntryR\aentries\"+\n" +
 	"\x11PushAuditResponse\x12\x16\n" +
-	"\x06stored\x18\x01 \x01(\rR\x06stored*\xbb\x03\n" +
+	"\x06stored\x18\x01 \x01(\rR\x06stored\"\xf9\x02\n" +
+	"\fDeviceReport\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x01 \x01(\fR\treplicaId\x12#\n" +
+	"\rarea_prefixes\x18\x02 \x03(\tR\fareaPrefixes\x12;\n" +
+	"\venrolled_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"enrolledAt\x12\x18\n" +
+	"\arevoked\x18\x04 \x01(\bR\arevoked\x12\x14\n" +
+	"\x05relay\x18\x05 \x01(\bR\x05relay\x127\n" +
+	"\tlast_seen\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x127\n" +
+	"\tlast_sync\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastSync\x12'\n" +
+	"\x0fpending_changes\x18\b \x01(\x05R\x0ependingChanges\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\t \x01(\tR\tlastError\"v\n" +
+	"\x14ReportDevicesRequest\x124\n" +
+	"\adevices\x18\x01 \x03(\v2\x1a.fieldsync.v1.DeviceReportR\adevices\x12\x12\n" +
+	"\x04part\x18\x02 \x01(\rR\x04part\x12\x14\n" +
+	"\x05parts\x18\x03 \x01(\rR\x05parts\"\x17\n" +
+	"\x15ReportDevicesResponse*\xbb\x03\n" +
 	"\x10FieldErrorReason\x12\"\n" +
 	"\x1eFIELD_ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bFIELD_ERROR_REASON_REQUIRED\x10\x01\x12 \n" +
@@ -2023,12 +2268,13 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x1aSNAPSHOT_CAUSE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18SNAPSHOT_CAUSE_NO_CURSOR\x10\x01\x12!\n" +
 	"\x1dSNAPSHOT_CAUSE_CURSOR_EXPIRED\x10\x02\x12 \n" +
-	"\x1cSNAPSHOT_CAUSE_SCOPE_CHANGED\x10\x032\xb1\x02\n" +
+	"\x1cSNAPSHOT_CAUSE_SCOPE_CHANGED\x10\x032\x90\x03\n" +
 	"\vSyncService\x12E\n" +
 	"\x05Hello\x12\x1a.fieldsync.v1.HelloRequest\x1a\x1b.fieldsync.v1.HelloResponse\"\x03\x90\x02\x02\x12B\n" +
 	"\x04Push\x12\x19.fieldsync.v1.PushRequest\x1a\x1a.fieldsync.v1.PushResponse\"\x03\x90\x02\x02\x12D\n" +
 	"\x04Pull\x12\x19.fieldsync.v1.PullRequest\x1a\x1a.fieldsync.v1.PullResponse\"\x03\x90\x02\x010\x01\x12Q\n" +
-	"\tPushAudit\x12\x1e.fieldsync.v1.PushAuditRequest\x1a\x1f.fieldsync.v1.PushAuditResponse\"\x03\x90\x02\x02B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\tPushAudit\x12\x1e.fieldsync.v1.PushAuditRequest\x1a\x1f.fieldsync.v1.PushAuditResponse\"\x03\x90\x02\x02\x12]\n" +
+	"\rReportDevices\x12\".fieldsync.v1.ReportDevicesRequest\x1a#.fieldsync.v1.ReportDevicesResponse\"\x03\x90\x02\x02B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_sync_proto_rawDescOnce sync.Once
@@ -2043,7 +2289,7 @@ func file_fieldsync_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_fieldsync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_fieldsync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_fieldsync_v1_sync_proto_goTypes = []any{
 	(FieldErrorReason)(0),         // 0: fieldsync.v1.FieldErrorReason
 	(ChangeOutcome)(0),            // 1: fieldsync.v1.ChangeOutcome
@@ -2071,28 +2317,31 @@ var file_fieldsync_v1_sync_proto_goTypes = []any{
 	(*RecordState)(nil),           // 23: fieldsync.v1.RecordState
 	(*PushAuditRequest)(nil),      // 24: fieldsync.v1.PushAuditRequest
 	(*PushAuditResponse)(nil),     // 25: fieldsync.v1.PushAuditResponse
-	(RecordKind)(0),               // 26: fieldsync.v1.RecordKind
-	(*Record)(nil),                // 27: fieldsync.v1.Record
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
-	(*Rules)(nil),                 // 29: fieldsync.v1.Rules
-	(*AuditEntry)(nil),            // 30: fieldsync.v1.AuditEntry
+	(*DeviceReport)(nil),          // 26: fieldsync.v1.DeviceReport
+	(*ReportDevicesRequest)(nil),  // 27: fieldsync.v1.ReportDevicesRequest
+	(*ReportDevicesResponse)(nil), // 28: fieldsync.v1.ReportDevicesResponse
+	(RecordKind)(0),               // 29: fieldsync.v1.RecordKind
+	(*Record)(nil),                // 30: fieldsync.v1.Record
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
+	(*Rules)(nil),                 // 32: fieldsync.v1.Rules
+	(*AuditEntry)(nil),            // 33: fieldsync.v1.AuditEntry
 }
 var file_fieldsync_v1_sync_proto_depIdxs = []int32{
 	5,  // 0: fieldsync.v1.VersionVector.entries:type_name -> fieldsync.v1.Dot
-	26, // 1: fieldsync.v1.Change.kind:type_name -> fieldsync.v1.RecordKind
+	29, // 1: fieldsync.v1.Change.kind:type_name -> fieldsync.v1.RecordKind
 	5,  // 2: fieldsync.v1.Change.dot:type_name -> fieldsync.v1.Dot
 	4,  // 3: fieldsync.v1.Change.hlc:type_name -> fieldsync.v1.HlcStamp
 	6,  // 4: fieldsync.v1.Change.context:type_name -> fieldsync.v1.VersionVector
 	9,  // 5: fieldsync.v1.Change.upsert:type_name -> fieldsync.v1.Upsert
 	10, // 6: fieldsync.v1.Change.deletion:type_name -> fieldsync.v1.Deletion
-	27, // 7: fieldsync.v1.Upsert.record:type_name -> fieldsync.v1.Record
+	30, // 7: fieldsync.v1.Upsert.record:type_name -> fieldsync.v1.Record
 	0,  // 8: fieldsync.v1.FieldError.reason:type_name -> fieldsync.v1.FieldErrorReason
 	1,  // 9: fieldsync.v1.ChangeResult.outcome:type_name -> fieldsync.v1.ChangeOutcome
 	11, // 10: fieldsync.v1.ChangeResult.field_errors:type_name -> fieldsync.v1.FieldError
-	28, // 11: fieldsync.v1.HelloRequest.client_time:type_name -> google.protobuf.Timestamp
-	28, // 12: fieldsync.v1.HelloResponse.server_time:type_name -> google.protobuf.Timestamp
+	31, // 11: fieldsync.v1.HelloRequest.client_time:type_name -> google.protobuf.Timestamp
+	31, // 12: fieldsync.v1.HelloResponse.server_time:type_name -> google.protobuf.Timestamp
 	13, // 13: fieldsync.v1.HelloResponse.limits:type_name -> fieldsync.v1.BatchLimits
-	29, // 14: fieldsync.v1.HelloResponse.rules:type_name -> fieldsync.v1.Rules
+	32, // 14: fieldsync.v1.HelloResponse.rules:type_name -> fieldsync.v1.Rules
 	8,  // 15: fieldsync.v1.PushRequest.changes:type_name -> fieldsync.v1.Change
 	12, // 16: fieldsync.v1.PushResponse.results:type_name -> fieldsync.v1.ChangeResult
 	7,  // 17: fieldsync.v1.PullRequest.cursor:type_name -> fieldsync.v1.Cursor
@@ -2105,24 +2354,30 @@ var file_fieldsync_v1_sync_proto_depIdxs = []int32{
 	5,  // 24: fieldsync.v1.FieldState.dot:type_name -> fieldsync.v1.Dot
 	4,  // 25: fieldsync.v1.FieldState.hlc:type_name -> fieldsync.v1.HlcStamp
 	21, // 26: fieldsync.v1.FieldConflict.values:type_name -> fieldsync.v1.FieldState
-	26, // 27: fieldsync.v1.RecordState.kind:type_name -> fieldsync.v1.RecordKind
+	29, // 27: fieldsync.v1.RecordState.kind:type_name -> fieldsync.v1.RecordKind
 	6,  // 28: fieldsync.v1.RecordState.version:type_name -> fieldsync.v1.VersionVector
 	21, // 29: fieldsync.v1.RecordState.fields:type_name -> fieldsync.v1.FieldState
 	22, // 30: fieldsync.v1.RecordState.conflicts:type_name -> fieldsync.v1.FieldConflict
-	30, // 31: fieldsync.v1.PushAuditRequest.entries:type_name -> fieldsync.v1.AuditEntry
-	14, // 32: fieldsync.v1.SyncService.Hello:input_type -> fieldsync.v1.HelloRequest
-	16, // 33: fieldsync.v1.SyncService.Push:input_type -> fieldsync.v1.PushRequest
-	18, // 34: fieldsync.v1.SyncService.Pull:input_type -> fieldsync.v1.PullRequest
-	24, // 35: fieldsync.v1.SyncService.PushAudit:input_type -> fieldsync.v1.PushAuditRequest
-	15, // 36: fieldsync.v1.SyncService.Hello:output_type -> fieldsync.v1.HelloResponse
-	17, // 37: fieldsync.v1.SyncService.Push:output_type -> fieldsync.v1.PushResponse
-	19, // 38: fieldsync.v1.SyncService.Pull:output_type -> fieldsync.v1.PullResponse
-	25, // 39: fieldsync.v1.SyncService.PushAudit:output_type -> fieldsync.v1.PushAuditResponse
-	36, // [36:40] is the sub-list for method output_type
-	32, // [32:36] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	33, // 31: fieldsync.v1.PushAuditRequest.entries:type_name -> fieldsync.v1.AuditEntry
+	31, // 32: fieldsync.v1.DeviceReport.enrolled_at:type_name -> google.protobuf.Timestamp
+	31, // 33: fieldsync.v1.DeviceReport.last_seen:type_name -> google.protobuf.Timestamp
+	31, // 34: fieldsync.v1.DeviceReport.last_sync:type_name -> google.protobuf.Timestamp
+	26, // 35: fieldsync.v1.ReportDevicesRequest.devices:type_name -> fieldsync.v1.DeviceReport
+	14, // 36: fieldsync.v1.SyncService.Hello:input_type -> fieldsync.v1.HelloRequest
+	16, // 37: fieldsync.v1.SyncService.Push:input_type -> fieldsync.v1.PushRequest
+	18, // 38: fieldsync.v1.SyncService.Pull:input_type -> fieldsync.v1.PullRequest
+	24, // 39: fieldsync.v1.SyncService.PushAudit:input_type -> fieldsync.v1.PushAuditRequest
+	27, // 40: fieldsync.v1.SyncService.ReportDevices:input_type -> fieldsync.v1.ReportDevicesRequest
+	15, // 41: fieldsync.v1.SyncService.Hello:output_type -> fieldsync.v1.HelloResponse
+	17, // 42: fieldsync.v1.SyncService.Push:output_type -> fieldsync.v1.PushResponse
+	19, // 43: fieldsync.v1.SyncService.Pull:output_type -> fieldsync.v1.PullResponse
+	25, // 44: fieldsync.v1.SyncService.PushAudit:output_type -> fieldsync.v1.PushAuditResponse
+	28, // 45: fieldsync.v1.SyncService.ReportDevices:output_type -> fieldsync.v1.ReportDevicesResponse
+	41, // [41:46] is the sub-list for method output_type
+	36, // [36:41] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_sync_proto_init() }
@@ -2144,7 +2399,7 @@ func file_fieldsync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_sync_proto_rawDesc), len(file_fieldsync_v1_sync_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,10 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SyncService_Hello_FullMethodName     = "/fieldsync.v1.SyncService/Hello"
-	SyncService_Push_FullMethodName      = "/fieldsync.v1.SyncService/Push"
-	SyncService_Pull_FullMethodName      = "/fieldsync.v1.SyncService/Pull"
-	SyncService_PushAudit_FullMethodName = "/fieldsync.v1.SyncService/PushAudit"
+	SyncService_Hello_FullMethodName         = "/fieldsync.v1.SyncService/Hello"
+	SyncService_Push_FullMethodName          = "/fieldsync.v1.SyncService/Push"
+	SyncService_Pull_FullMethodName          = "/fieldsync.v1.SyncService/Pull"
+	SyncService_PushAudit_FullMethodName     = "/fieldsync.v1.SyncService/PushAudit"
+	SyncService_ReportDevices_FullMethodName = "/fieldsync.v1.SyncService/ReportDevices"
 )
 
 // SyncServiceClient is the client API for SyncService service.
@@ -50,6 +51,13 @@ type SyncServiceClient interface {
 	// call it, and only with entries it recorded itself; an entry the county
 	// holds already is not stored again.
 	PushAudit(ctx context.Context, in *PushAuditRequest, opts ...grpc.CallOption) (*PushAuditResponse, error)
+	// ReportDevices sends the county, after the pull of a round, the relaying
+	// township's device registry: its phones' areas, enrolment and revocation,
+	// and what the township saw of their syncs, so that the county's status and
+	// indicators cover them. Only a relay's token may call it, and only with
+	// devices within its own areas. A report is sent in parts, in order; the
+	// last part makes it the relay's report, replacing its previous one whole.
+	ReportDevices(ctx context.Context, in *ReportDevicesRequest, opts ...grpc.CallOption) (*ReportDevicesResponse, error)
 }
 
 type syncServiceClient struct {
@@ -109,6 +117,16 @@ func (c *syncServiceClient) PushAudit(ctx context.Context, in *PushAuditRequest,
 	return out, nil
 }
 
+func (c *syncServiceClient) ReportDevices(ctx context.Context, in *ReportDevicesRequest, opts ...grpc.CallOption) (*ReportDevicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportDevicesResponse)
+	err := c.cc.Invoke(ctx, SyncService_ReportDevices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SyncServiceServer is the server API for SyncService service.
 // All implementations must embed UnimplementedSyncServiceServer
 // for forward compatibility.
@@ -134,6 +152,13 @@ type SyncServiceServer interface {
 	// call it, and only with entries it recorded itself; an entry the county
 	// holds already is not stored again.
 	PushAudit(context.Context, *PushAuditRequest) (*PushAuditResponse, error)
+	// ReportDevices sends the county, after the pull of a round, the relaying
+	// township's device registry: its phones' areas, enrolment and revocation,
+	// and what the township saw of their syncs, so that the county's status and
+	// indicators cover them. Only a relay's token may call it, and only with
+	// devices within its own areas. A report is sent in parts, in order; the
+	// last part makes it the relay's report, replacing its previous one whole.
+	ReportDevices(context.Context, *ReportDevicesRequest) (*ReportDevicesResponse, error)
 	mustEmbedUnimplementedSyncServiceServer()
 }
 
@@ -155,6 +180,9 @@ func (UnimplementedSyncServiceServer) Pull(*PullRequest, grpc.ServerStreamingSer
 }
 func (UnimplementedSyncServiceServer) PushAudit(context.Context, *PushAuditRequest) (*PushAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PushAudit not implemented")
+}
+func (UnimplementedSyncServiceServer) ReportDevices(context.Context, *ReportDevicesRequest) (*ReportDevicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportDevices not implemented")
 }
 func (UnimplementedSyncServiceServer) mustEmbedUnimplementedSyncServiceServer() {}
 func (UnimplementedSyncServiceServer) testEmbeddedByValue()                     {}
@@ -242,6 +270,24 @@ func _SyncService_PushAudit_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SyncService_ReportDevices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportDevicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SyncServiceServer).ReportDevices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SyncService_ReportDevices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SyncServiceServer).ReportDevices(ctx, req.(*ReportDevicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SyncService_ServiceDesc is the grpc.ServiceDesc for SyncService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -260,6 +306,10 @@ var SyncService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PushAudit",
 			Handler:    _SyncService_PushAudit_Handler,
+		},
+		{
+			MethodName: "ReportDevices",
+			Handler:    _SyncService_ReportDevices_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,288 @@
+package web
+
+import (
+	"bytes"
+	"encoding/csv"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fieldsync/fieldsync/indicators"
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/survey"
+)
+
+// areaCode reads an area of the URL (6, 9 or 12 digits) and returns its
+// prefix (6, 9 or 12 digits) and its level, or false.
+func areaCode(code string) (string, indicators.Level, bool) {
+	if len(code) != 6 && len(code) != 9 && len(code) != 12 {
+		return "", 0, false
+	}
+	padded := code + strings.Repeat("0", 12-len(code))
+	level, err := survey.ParseAreaCode(padded)
+	if err != nil {
+		return "", 0, false
+	}
+	prefix, _ := survey.AreaPrefix(padded)
+	return prefix, indicators.Level(level), true
+}
+
+// prefixOf is the short code of a 12-digit area code at its level: 6 digits
+// for a county, 9 for a township, 12 for a village.
+func prefixOf(code string) string {
+	p, err := survey.AreaPrefix(code)
+	if err != nil {
+		return code
+	}
+	return p
+}
+
+// report reads the indicators of area (a prefix the member may read) down to
+// the level below it, as the request's as_of and campaign ask.
+func (h *Handler) report(r *http.Request, area string, level indicators.Level) (*fieldsyncv1.IndicatorsResponse, error) {
+	depth := level
+	if level < indicators.Village {
+		depth = level + 1
+	}
+	req := &fieldsyncv1.IndicatorsRequest{AreaCode: area, Depth: depth.String(), Campaign: r.FormValue("campaign")}
+	if s := r.FormValue("as_of"); s != "" {
+		d, err := time.Parse(time.DateOnly, s)
+		if err != nil {
+			return nil, fmt.Errorf("web: %w: as_of %q is not a date (2026-06-15)", server.ErrBadRequest, s)
+		}
+		req.AsOf = &fieldsyncv1.Date{Year: int32(d.Year()), Month: int32(d.Month()), Day: int32(d.Day())}
+	}
+	return h.cfg.Server.IndicatorsReport(r.Context(), req)
+}
+
+// areaFor returns the area of the URL if the member may read it, else
+// answers 404 or 403 and returns false.
+func (h *Handler) areaFor(w http.ResponseWriter, r *http.Request, q request) (string, indicators.Level, bool) {
+	area, level, ok := areaCode(r.PathValue("code"))
+	switch {
+	case !ok:
+		h.render(w, http.StatusNotFound, "error", errorData{titled(q.t), q.t.NotFound})
+	case !strings.HasPrefix(area, q.staff.Area):
+		h.render(w, http.StatusForbidden, "error", errorData{titled(q.t), q.t.NotYours})
+		ok = false
+	}
+	return area, level, ok
+}
+
+// keysOf are the indicators a page of an area at level shows: the main ones,
+// and at a village their sub-keys too.
+func keysOf(level indicators.Level) []indicators.Def {
+	var out []indicators.Def
+	for _, d := range indicators.Keys() {
+		if level == indicators.Village || !strings.Contains(string(d.Key), ".") {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+type crumb struct{ Name, Href string }
+
+type areaData struct {
+	pageData
+	Staff                          server.Staff
+	RoleName, CSRF, OtherLang, CSV string
+	AsOf, Campaign, CampaignAsked  string
+	ComputedAt                     string
+	Crumbs                         []crumb
+	Sections                       []sectionData
+}
+
+type sectionData struct {
+	Key, Name string
+	Rows      []barRow
+}
+
+// barRow is one bar of a section: an area's figure for the key.
+type barRow struct {
+	Area, Key, Name, Href string
+	Total                 bool
+	// Val is the figure as people read it ("91.78%", "12"), Frac the rate's
+	// numerator/denominator.
+	Val, Frac string
+	// Width is the bar's length out of 100; Color its fill.
+	Width, Color string
+}
+
+// areaPage shows the indicators of an area, one section per indicator with
+// a bar for the area and one for each area below it.
+func (h *Handler) areaPage(w http.ResponseWriter, r *http.Request, q request) {
+	area, level, ok := h.areaFor(w, r, q)
+	if !ok {
+		return
+	}
+	resp, err := h.report(r, area, level)
+	if err != nil {
+		h.fail(w, r, q.t, err)
+		return
+	}
+	t := q.t
+	query := url.Values{"lang": {t.Lang}}
+	for _, k := range []string{"as_of", "campaign"} {
+		if v := r.FormValue(k); v != "" {
+			query.Set(k, v)
+		}
+	}
+	other := url.Values{}
+	for k, v := range query {
+		other[k] = v
+	}
+	other.Set("lang", t.Other)
+	d := areaData{
+		pageData: pageData{T: t}, Staff: q.staff, RoleName: t.role(q.staff.Role), CSRF: q.sess.csrf,
+		OtherLang: "/area/" + area + "?" + other.Encode(), CSV: "/area/" + area + "/csv?" + query.Encode(),
+		AsOf: survey.FormatDate(resp.GetAsOf()), Campaign: resp.GetCampaign(), CampaignAsked: r.FormValue("campaign"),
+		ComputedAt: resp.GetComputedAt().AsTime().In(chinaTime).Format("2006-01-02 15:04"),
+	}
+	names := map[string]string{}
+	for _, row := range resp.GetRows() {
+		names[row.GetAreaCode()] = t.areaName(row)
+	}
+	d.Title = names[pad(area)] + " · " + t.Title
+	for _, p := range []string{area[:6], safePrefix(area, 9), safePrefix(area, 12)} {
+		if p == "" || len(p) < len(q.staff.Area) {
+			continue
+		}
+		name := names[pad(p)]
+		if name == "" {
+			name = t.levelName(levelOfPrefix(p)) + " " + p
+		}
+		c := crumb{Name: name}
+		if p != area {
+			c.Href = "/area/" + p + "?" + query.Encode()
+		}
+		d.Crumbs = append(d.Crumbs, c)
+	}
+	for _, def := range keysOf(level) {
+		sec := sectionData{Key: string(def.Key), Name: t.defName(def)}
+		var max int64
+		for _, row := range resp.GetRows() {
+			if v := valueOf(row, def.Key); v != nil && v.GetNumerator() > max {
+				max = v.GetNumerator()
+			}
+		}
+		for i, row := range resp.GetRows() {
+			v := valueOf(row, def.Key)
+			if v == nil {
+				continue
+			}
+			br := barRow{Area: row.GetAreaCode(), Key: string(def.Key), Name: names[row.GetAreaCode()], Total: i == 0}
+			if i == 0 && level != indicators.Village {
+				br.Name = t.Total + " · " + br.Name
+			}
+			if i > 0 {
+				br.Href = "/area/" + prefixOf(row.GetAreaCode()) + "?" + query.Encode()
+			}
+			br.Val, br.Frac, br.Width, br.Color = figure(v, max)
+			sec.Rows = append(sec.Rows, br)
+		}
+		d.Sections = append(d.Sections, sec)
+	}
+	h.render(w, http.StatusOK, "area", d)
+}
+
+// areaCSV writes what the area's page shows in the long CSV format of
+// fieldsync admin report --format csv.
+func (h *Handler) areaCSV(w http.ResponseWriter, r *http.Request, q request) {
+	area, level, ok := h.areaFor(w, r, q)
+	if !ok {
+		return
+	}
+	resp, err := h.report(r, area, level)
+	if err != nil {
+		h.fail(w, r, q.t, err)
+		return
+	}
+	var buf bytes.Buffer
+	writeCSV(&buf, resp, keysOf(level))
+	asOf := survey.FormatDate(resp.GetAsOf())
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="fieldsync-%s-%s.csv"`, area, asOf))
+	w.Write(buf.Bytes())
+}
+
+// writeCSV writes the rows of resp for keys, one line per area and key:
+// area_code,area_name,level,as_of,indicator,numerator,denominator,value
+// (value a decimal fraction for a rate, empty when its denominator is 0; the
+// count for a count, whose denominator is empty).
+func writeCSV(buf *bytes.Buffer, resp *fieldsyncv1.IndicatorsResponse, keys []indicators.Def) {
+	cw := csv.NewWriter(buf)
+	cw.Write([]string{"area_code", "area_name", "level", "as_of", "indicator", "numerator", "denominator", "value"})
+	asOf := survey.FormatDate(resp.GetAsOf())
+	for _, row := range resp.GetRows() {
+		for _, def := range keys {
+			v := valueOf(row, def.Key)
+			if v == nil {
+				continue
+			}
+			num, den, val := strconv.FormatInt(v.GetNumerator(), 10), "", strconv.FormatInt(v.GetNumerator(), 10)
+			if v.GetRate() {
+				den, val = strconv.FormatInt(v.GetDenominator(), 10), indicators.Fraction(v.GetNumerator(), v.GetDenominator())
+			}
+			cw.Write([]string{row.GetAreaCode(), row.GetAreaName(), row.GetLevel(), asOf, string(def.Key), num, den, val})
+		}
+	}
+	cw.Flush()
+}
+
+func valueOf(row *fieldsyncv1.IndicatorRow, key indicators.Key) *fieldsyncv1.IndicatorValue {
+	for _, v := range row.GetValues() {
+		if v.GetKey() == string(key) {
+			return v
+		}
+	}
+	return nil
+}
+
+// figure is how a bar shows v: a rate's percentage and fraction, out of
+// 100; a count, out of the section's largest.
+func figure(v *fieldsyncv1.IndicatorValue, max int64) (val, frac, width, color string) {
+	num, den := v.GetNumerator(), v.GetDenominator()
+	if !v.GetRate() {
+		w := "0"
+		if max > 0 {
+			w = strconv.FormatFloat(100*float64(num)/float64(max), 'f', 2, 64)
+		}
+		return strconv.FormatInt(num, 10), "", w, "#8a6d3b"
+	}
+	frac = fmt.Sprintf("%d/%d", num, den)
+	if den == 0 {
+		return "—", frac, "0", "#1d4e89"
+	}
+	p := indicators.Percent(num, den)
+	color = "#1d4e89"
+	if num*10 < den*8 { // under 80 %
+		color = "#c2410c"
+	}
+	return p + "%", frac, p, color
+}
+
+var chinaTime = time.FixedZone("CST", 8*3600)
+
+func pad(p string) string { return p + strings.Repeat("0", 12-len(p)) }
+
+func safePrefix(s string, n int) string {
+	if len(s) < n {
+		return ""
+	}
+	return s[:n]
+}
+
+func levelOfPrefix(p string) indicators.Level {
+	switch len(p) {
+	case 6:
+		return indicators.County
+	case 9:
+		return indicators.Township
+	}
+	return indicators.Village
+}
