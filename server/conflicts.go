@@ -110,24 +110,17 @@ func (a admin) ResolveConflict(ctx context.Context, req *fieldsyncv1.ResolveConf
 	}
 	var cid syncengine.ChangeID
 	rand.Read(cid[:])
-	_, err = syncengine.WriteLocal(ctx, s.store, s.clock, s.now().UnixMilli(), syncengine.Edit{
-		ID: cid, Record: id, Base: r.Version(), Fields: map[int32][]byte{field: value},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("resolve conflict: %w", err)
-	}
-	// The entry follows the change in a transaction of its own (WriteLocal
-	// runs one), even when the call is cancelled meanwhile; a failure
-	// between the two leaves the resolution without its entry, and is
-	// answered as an error naming the change.
+	// The change and its audit entry commit together.
 	kind := strings.ToLower(strings.TrimPrefix(fieldsyncv1.RecordKind(r.Kind()).String(), "RECORD_KIND_"))
-	actx := context.WithoutCancel(ctx)
-	err = s.store.Update(actx, func(tx syncengine.Tx) error {
-		return s.audit(actx, tx, fieldsyncv1.AuditAction_AUDIT_ACTION_CONFLICT_RESOLVE, fmt.Sprintf("%v/%d", id, field),
+	err = s.store.Update(ctx, func(tx syncengine.Tx) error {
+		if _, err := s.writeInTx(ctx, tx, syncengine.Edit{ID: cid, Record: id, Base: r.Version(), Fields: map[int32][]byte{field: value}}, nil); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, fieldsyncv1.AuditAction_AUDIT_ACTION_CONFLICT_RESOLVE, fmt.Sprintf("%v/%d", id, field),
 			fmt.Sprintf("%s field %d: %s", kind, field, chosen))
 	})
 	if err != nil {
-		return nil, fmt.Errorf("resolve conflict %v/%d: resolved by change %v, but its audit entry was not recorded: %w", id, field, syncengine.ChangeID(cid), err)
+		return nil, fmt.Errorf("resolve conflict: %w", err)
 	}
 	s.log.InfoContext(ctx, "conflict resolved", "record", id.String(), "field", field)
 	s.nudgeUpstream()

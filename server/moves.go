@@ -273,8 +273,9 @@ func containsID(ids []syncengine.RecordID, id syncengine.RecordID) bool {
 	return false
 }
 
-// writeInTx is syncengine.WriteLocal within tx, a transaction the caller
-// runs, so that several writes of this server commit together: it makes e a
+// writeInTx is syncengine.WriteLocalTx with this server's clock, in tx, a
+// transaction the caller runs, so that several writes of this server commit
+// together: it makes e a
 // change of this server stamped now, applies it to the stored record, calls
 // check (if not nil) with the record's state before and the state it would
 // leave, and stores both. It returns the change, or check's error or an error

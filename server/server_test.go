@@ -30,6 +30,7 @@ import (
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/survey/countygen"
 	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/syncengine/syncenginetest"
 	"github.com/fieldsync/fieldsync/wire"
 )
 
@@ -147,7 +148,7 @@ func (d *device) save(t *testing.T, rec *fieldsyncv1.Record) syncengine.RecordID
 	}
 	var cid syncengine.ChangeID
 	rand.Read(cid[:])
-	_, err = syncengine.WriteLocal(t.Context(), d.store, d.clock, time.Now().UnixMilli(), syncengine.Edit{
+	_, err = syncenginetest.WriteLocal(t.Context(), d.store, d.clock, time.Now().UnixMilli(), syncengine.Edit{
 		ID: cid, Record: id, Kind: wire.KindOf(rec), Area: area, Fields: fields,
 	})
 	if err != nil {

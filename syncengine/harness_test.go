@@ -6,6 +6,7 @@ import (
 
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/syncengine/memstore"
+	"github.com/fieldsync/fieldsync/syncengine/syncenginetest"
 )
 
 // Test helpers shared by the scenario, session and property tests.
@@ -83,7 +84,7 @@ func (n *node) wall() int64 { return *n.now + n.skewMS }
 // write makes a local change against base (zero: the current version).
 func (n *node) write(rec syncengine.RecordID, kind syncengine.Kind, area string, base syncengine.VersionVector, fields map[int32]string) syncengine.Change {
 	n.t.Helper()
-	c, err := syncengine.WriteLocal(n.t.Context(), n.store, n.clock, n.wall(), syncengine.Edit{
+	c, err := syncenginetest.WriteLocal(n.t.Context(), n.store, n.clock, n.wall(), syncengine.Edit{
 		ID: newChangeID(), Record: rec, Kind: kind, Area: area, Base: base, Fields: strFields(fields),
 	})
 	if err != nil {
@@ -94,7 +95,7 @@ func (n *node) write(rec syncengine.RecordID, kind syncengine.Kind, area string,
 
 func (n *node) delete(rec syncengine.RecordID) syncengine.Change {
 	n.t.Helper()
-	c, err := syncengine.WriteLocal(n.t.Context(), n.store, n.clock, n.wall(), syncengine.Edit{
+	c, err := syncenginetest.WriteLocal(n.t.Context(), n.store, n.clock, n.wall(), syncengine.Edit{
 		ID: newChangeID(), Record: rec, Delete: true,
 	})
 	if err != nil {

@@ -26,29 +26,14 @@ type Edit struct {
 	Fields map[int32][]byte
 }
 
-// WriteLocal turns e into a change of the clock's replica, stamped with
+// WriteLocalTx turns e into a change of the clock's replica, stamped with
 // clock.Now(wallMS) and given the replica's next dot, applies it to the stored
-// record and appends it to the log, all in one transaction of s. It returns the
-// change, or an error wrapping ErrInvalidChange or a storage error, in which
-// case nothing is stored.
-func WriteLocal(ctx context.Context, s Store, clock *Clock, wallMS int64, e Edit) (Change, error) {
-	var c Change
-	err := s.Update(ctx, func(tx Tx) error {
-		var err error
-		c, err = WriteLocalTx(ctx, tx, clock, wallMS, e, nil)
-		return err
-	})
-	if err != nil {
-		return Change{}, fmt.Errorf("syncengine: write: %w", err)
-	}
-	return c, nil
-}
-
-// WriteLocalTx is WriteLocal in a transaction the caller owns, so that
-// several writes commit together (a household moved with its people). check,
-// if not nil, gets the record's state before the change and the state it
-// would leave, and its error stops the write. The caller's transaction must
-// be undone on an error: nothing of a failed write may be committed.
+// record and appends it to the log, in tx, a transaction the caller owns, so
+// that several writes commit together (a household moved with its people, a
+// resolution with its audit entry). check, if not nil, gets the record's state
+// before the change and the state it would leave, and its error stops the
+// write. The caller's transaction must be undone on an error: nothing of a
+// failed write may be committed.
 func WriteLocalTx(ctx context.Context, tx Tx, clock *Clock, wallMS int64, e Edit, check func(prev, next Record) error) (Change, error) {
 	self := clock.Replica()
 	rec, err := tx.Record(ctx, e.Record)

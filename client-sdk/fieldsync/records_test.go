@@ -14,6 +14,7 @@ import (
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/survey/countygen"
 	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/syncengine/syncenginetest"
 	"github.com/fieldsync/fieldsync/wire"
 )
 
@@ -172,7 +173,7 @@ func TestListByKind(t *testing.T) {
 	id, _, _ := wire.Identity(h)
 	var cid syncengine.ChangeID
 	rand.Read(cid[:])
-	if _, err := syncengine.WriteLocal(t.Context(), c.store, c.clock, c.now().UnixMilli(), syncengine.Edit{ID: cid, Record: id, Delete: true}); err != nil {
+	if _, err := syncenginetest.WriteLocal(t.Context(), c.store, c.clock, c.now().UnixMilli(), syncengine.Edit{ID: cid, Record: id, Delete: true}); err != nil {
 		t.Fatal(err)
 	}
 	hs, err := c.Households(t.Context())

@@ -12,6 +12,7 @@ import (
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/save"
 	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/syncengine/syncenginetest"
 	"github.com/fieldsync/fieldsync/wire"
 )
 
@@ -36,7 +37,7 @@ func Raw(ctx context.Context, s syncengine.Store, clock *syncengine.Clock, wallM
 		return false, err
 	}
 	e.ID = save.NewChangeID()
-	if _, err := syncengine.WriteLocal(ctx, s, clock, wallMS, e); err != nil {
+	if _, err := syncenginetest.WriteLocal(ctx, s, clock, wallMS, e); err != nil {
 		return false, fmt.Errorf("raw write of %v: %w", id, err)
 	}
 	return true, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/syncengine/memstore"
+	"github.com/fieldsync/fieldsync/syncengine/syncenginetest"
 )
 
 // The tests in this file drive stores through the sync engine: phones on
@@ -106,7 +107,7 @@ func edit(t *testing.T, rng *rand.Rand, n *node, now int64) {
 			e.Fields[int32(1+rng.IntN(6))] = []byte(fmt.Sprintf("%s-%d-%s", n.name, rng.IntN(1000), strings.Repeat("x", rng.IntN(30))))
 		}
 	}
-	if _, err := syncengine.WriteLocal(t.Context(), n.store, n.clock, now, e); err != nil {
+	if _, err := syncenginetest.WriteLocal(t.Context(), n.store, n.clock, now, e); err != nil {
 		t.Fatalf("%s writes: %v", n.name, err)
 	}
 }

@@ -50,7 +50,7 @@ type tx struct {
 	// putFrom is the state record id had before the last PutRecord of it
 	// (zero if it was not stored), with its area. The engine puts a record's
 	// new state and then appends the change that made it (ReceiveBatch,
-	// WriteLocal): Append files that change under the areas it took the
+	// WriteLocalTx): Append files that change under the areas it took the
 	// record out of too (movedFrom), so that pulls of those areas see it.
 	putFrom struct {
 		id    syncengine.RecordID

@@ -13,6 +13,7 @@ import (
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/sqlitestore"
 	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/syncengine/syncenginetest"
 	"github.com/fieldsync/fieldsync/wire"
 )
 
@@ -311,7 +312,7 @@ func TestForgetOutsideMovedAwayUnderOwnEdit(t *testing.T) {
 	}
 	var cid syncengine.ChangeID
 	cid[0] = 0xed
-	if _, err := syncengine.WriteLocal(ctx, s, clock, time.Now().UnixMilli(), syncengine.Edit{
+	if _, err := syncenginetest.WriteLocal(ctx, s, clock, time.Now().UnixMilli(), syncengine.Edit{
 		ID: cid, Record: stateOf(t, s, h).ID(), Fields: map[int32][]byte{9: fields[9]},
 	}); err != nil {
 		t.Fatal(err)

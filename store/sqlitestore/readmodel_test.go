@@ -12,6 +12,7 @@ import (
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/survey/countygen"
 	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/syncengine/syncenginetest"
 	"github.com/fieldsync/fieldsync/wire"
 )
 
@@ -30,7 +31,7 @@ func save(t testing.TB, s *sqlitestore.Store, clock *syncengine.Clock, rec *fiel
 	}
 	var changeID syncengine.ChangeID
 	rand.Read(changeID[:])
-	c, err := syncengine.WriteLocal(t.Context(), s, clock, time.Now().UnixMilli(), syncengine.Edit{
+	c, err := syncenginetest.WriteLocal(t.Context(), s, clock, time.Now().UnixMilli(), syncengine.Edit{
 		ID: changeID, Record: id, Kind: wire.KindOf(rec), Area: area, Fields: fields,
 	})
 	if err != nil {
@@ -184,7 +185,7 @@ func TestReadModelFollowsMerges(t *testing.T) {
 	}
 	var del syncengine.ChangeID
 	rand.Read(del[:])
-	if _, err := syncengine.WriteLocal(t.Context(), s, clock, time.Now().UnixMilli(),
+	if _, err := syncenginetest.WriteLocal(t.Context(), s, clock, time.Now().UnixMilli(),
 		syncengine.Edit{ID: del, Record: c.RecordID, Delete: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func TestRecordsByKind(t *testing.T) {
 	slices.SortFunc(hh, func(a, b syncengine.RecordID) int { return bytes.Compare(a[:], b[:]) })
 	var cid syncengine.ChangeID
 	rand.Read(cid[:])
-	if _, err := syncengine.WriteLocal(t.Context(), s, syncengine.NewClock(s.Replica(), 0), time.Now().UnixMilli(), syncengine.Edit{ID: cid, Record: hh[0], Delete: true}); err != nil {
+	if _, err := syncenginetest.WriteLocal(t.Context(), s, syncengine.NewClock(s.Replica(), 0), time.Now().UnixMilli(), syncengine.Edit{ID: cid, Record: hh[0], Delete: true}); err != nil {
 		t.Fatal(err)
 	}
 	want[syncengine.Kind(fieldsyncv1.RecordKind_RECORD_KIND_HOUSEHOLD)] = hh[1:]

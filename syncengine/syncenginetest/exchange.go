@@ -26,7 +26,7 @@ func (r *replica) write(t *testing.T, n int, area string, fields map[int32][]byt
 		max, err = tx.MaxCounter(t.Context(), r.clock.Replica())
 		return err
 	})
-	c, err := syncengine.WriteLocal(t.Context(), r.store, r.clock, r.wall, syncengine.Edit{
+	c, err := WriteLocal(t.Context(), r.store, r.clock, r.wall, syncengine.Edit{
 		ID: changeID(r.clock.Replica(), max+1+1000), Record: recordID(n), Kind: kindHousehold, Area: area, Fields: fields,
 	})
 	if err != nil {
