@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"math"
@@ -191,6 +192,39 @@ func TestRelayCannotForgeOrigins(t *testing.T) {
 	later := as(localChange(t, followUp(t, villageA, 129, 80)), doomed.Origin, 1)
 	if got := push(ctx1, later); !equal(got, []fieldsyncv1.ChangeOutcome{applied}) {
 		t.Errorf("township 1 pushing its phone's change after township 2's refused one = %v, want applied", got)
+	}
+	// The operator hands township 1's phone to township 2 (re-enrolled
+	// there): township 2's change of it goes through, township 1's no more.
+	admin, actx := adminClient(t, tr.countyAddr), adminCtxFor(t, tr.countyDir)
+	directID := direct.Replica()
+	for _, bad := range []*fieldsyncv1.RebindDeviceRequest{
+		{ReplicaId: phoneOfTown1.Origin[:], RelayReplicaId: directID[:]}, // not a relay
+		{ReplicaId: directID[:], RelayReplicaId: town2[:]},               // enrolled at the county itself
+		{ReplicaId: phoneOfTown1.Origin[:8], RelayReplicaId: town2[:]},   // not an id
+	} {
+		if _, err := admin.RebindDevice(actx, bad); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("RebindDevice(%x → %x): %v, want InvalidArgument", bad.GetReplicaId(), bad.GetRelayReplicaId(), err)
+		}
+	}
+	rb, err := admin.RebindDevice(actx, &fieldsyncv1.RebindDeviceRequest{ReplicaId: phoneOfTown1.Origin[:], RelayReplicaId: town2[:]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if town1 := tr.town.Store().Replica(); !bytes.Equal(rb.GetPreviousRelayReplicaId(), town1[:]) {
+		t.Errorf("RebindDevice said the phone was spoken for by %x, want township 1 %x", rb.GetPreviousRelayReplicaId(), town1[:])
+	}
+	if got := push(ctx2, as(again, phoneOfTown1.Origin, 2)); !equal(got, []fieldsyncv1.ChangeOutcome{applied}) {
+		t.Errorf("township 2 pushing its re-enrolled phone's change after the rebind = %v, want applied", got)
+	}
+	if got := push(ctx1, as(localChange(t, followUp(t, villageA, 130, 80)), phoneOfTown1.Origin, 3)); !equal(got, []fieldsyncv1.ChangeOutcome{outOfScope}) {
+		t.Errorf("township 1 pushing the phone's change after the rebind = %v, want out of scope", got)
+	}
+	entries, err := admin.ListAudit(actx, &fieldsyncv1.ListAuditRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := entries.GetEntries()[len(entries.GetEntries())-1]; last.GetAction() != fieldsyncv1.AuditAction_AUDIT_ACTION_DEVICE_REBIND || last.GetTarget() != phoneOfTown1.Origin.String() {
+		t.Errorf("the audit trail's last entry %v, want the rebind of %v", last, phoneOfTown1.Origin)
 	}
 	// The county numbers its own next change as before.
 	if _, err := tr.county.Save(t.Context(), followUp(t, villageA, 127, 80)); err != nil {

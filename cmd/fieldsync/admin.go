@@ -29,6 +29,7 @@ const adminUsage = `usage: fieldsync admin device add --area CODE [--area CODE..
        fieldsync admin device list [--json]
        fieldsync admin device replace [--area CODE...] [--ttl D] REPLICA_ID
        fieldsync admin device revoke [flags] REPLICA_ID
+       fieldsync admin device rebind [flags] REPLICA_ID --to TOWNSHIP_REPLICA_ID
        fieldsync admin status [--json]
        fieldsync admin conflicts list [--area PREFIX] [--json]
        fieldsync admin conflicts resolve [flags] ID (--keep N | --value JSON [--kind KIND])
@@ -50,6 +51,9 @@ for the audit trail ('admin audit'): $FIELDSYNC_OPERATOR, or else the OS user.
 
 At a county, 'device add --relay --area TOWNSHIP' issues the code a township server
 enrols with ('fieldsyncd enroll-upstream'), so that it relays its phones' changes.
+A phone's changes are taken from the township that first relayed one of them;
+'device rebind REPLICA_ID --to TOWNSHIP_REPLICA_ID' hands the phone to another
+township (one re-enrolled there), and is recorded in the audit trail.
 
 A replica that is enrolled (or revoked) cannot be enrolled again with a new code:
 'device replace REPLICA_ID' issues the code that does it, with the device's name and
@@ -164,7 +168,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errors.New("admin: want 'device add', 'device list', 'device replace', 'device revoke', 'status', 'conflicts list', 'conflicts resolve', 'move', 'problems' or 'audit'")
+		return errors.New("admin: want 'device add', 'device list', 'device replace', 'device revoke', 'device rebind', 'status', 'conflicts list', 'conflicts resolve', 'move', 'problems' or 'audit'")
 	}
 	var a adminFlags
 	fs := flag.NewFlagSet("admin device "+args[1], flag.ContinueOnError)
@@ -245,6 +249,35 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return err
 			}
 			fmt.Fprintf(stdout, "revoked %s\n", fs.Arg(0))
+			return nil
+		})
+	case "rebind":
+		to := fs.String("to", "", "replica id of the township server (a relay enrolled here) that speaks for the phone from now on")
+		pos, err := parseArgs(fs, args[2:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 || *to == "" {
+			return errors.New("admin device rebind: give the phone's replica id and --to TOWNSHIP_REPLICA_ID (from 'admin device list')")
+		}
+		id, err := parseReplicaID(pos[0])
+		if err != nil {
+			return err
+		}
+		relay, err := parseReplicaID(*to)
+		if err != nil {
+			return err
+		}
+		return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
+			resp, err := c.RebindDevice(ctx, &fieldsyncv1.RebindDeviceRequest{ReplicaId: id, RelayReplicaId: relay})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "township %s now speaks for %s", *to, pos[0])
+			if prev := resp.GetPreviousRelayReplicaId(); len(prev) > 0 {
+				fmt.Fprintf(stdout, " (before: %s)", formatReplicaID(prev))
+			}
+			fmt.Fprintln(stdout)
 			return nil
 		})
 	}

@@ -279,3 +279,39 @@ func (t *tx) originTaken(origin, relay syncengine.ReplicaID) (syncengine.Replica
 	}
 	return other, true, nil
 }
+
+// RebindOriginTx makes relay, an active relaying township, the one that
+// speaks for origin, in tx (the operator's fix for a phone re-enrolled under
+// another township: its relayed changes are refused until then). It returns
+// the relay origin was bound to before, if any. An origin enrolled with this
+// server itself is refused: no relay speaks for it.
+func RebindOriginTx(ctx context.Context, in syncengine.Tx, origin, relay syncengine.ReplicaID) (syncengine.ReplicaID, bool, error) {
+	t, err := asTx(in, "RebindOriginTx")
+	if err != nil {
+		return syncengine.ReplicaID{}, false, err
+	}
+	if err := t.check(ctx); err != nil {
+		return syncengine.ReplicaID{}, false, err
+	}
+	r, err := t.device(relay)
+	switch {
+	case errors.Is(err, ErrNoDevice):
+		return syncengine.ReplicaID{}, false, fmt.Errorf("boltstore: rebind %v: %w: %v is not enrolled here", origin, ErrNoDevice, relay)
+	case err != nil:
+		return syncengine.ReplicaID{}, false, err
+	case !r.Relay || r.Revoked:
+		return syncengine.ReplicaID{}, false, fmt.Errorf("boltstore: rebind %v: %w: %v is not an active relaying township", origin, ErrCannotRebind, relay)
+	}
+	if _, err := t.device(origin); err == nil {
+		return syncengine.ReplicaID{}, false, fmt.Errorf("boltstore: rebind %v: %w: it is enrolled here, so no township speaks for it", origin, ErrCannotRebind)
+	} else if !errors.Is(err, ErrNoDevice) {
+		return syncengine.ReplicaID{}, false, err
+	}
+	var prev syncengine.ReplicaID
+	v := t.origins.Get(origin[:])
+	had := len(v) == idLen
+	if had {
+		prev = syncengine.ReplicaID(v)
+	}
+	return prev, had, t.origins.Put(bytes.Clone(origin[:]), bytes.Clone(relay[:]))
+}

@@ -62,6 +62,10 @@ var (
 	// token hash asked for.
 	ErrNoDevice = errors.New("no such device")
 
+	// ErrCannotRebind is returned by RebindOriginTx for a relay that is not
+	// an active relaying township, or an origin enrolled with this server.
+	ErrCannotRebind = errors.New("cannot rebind")
+
 	// ErrTokenInUse is returned by PutDevice when another device is
 	// registered with the same token hash.
 	ErrTokenInUse = errors.New("token hash used by another device")

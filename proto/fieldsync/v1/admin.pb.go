@@ -486,6 +486,108 @@ func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
 	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
+// RebindDeviceRequest names a replica and the township to speak for it.
+type RebindDeviceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16-byte replica id of the phone (enrolled with a township, not here).
+	ReplicaId []byte `protobuf:"bytes,1,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// 16-byte replica id of the township server, an active relay enrolled here.
+	RelayReplicaId []byte `protobuf:"bytes,2,opt,name=relay_replica_id,json=relayReplicaId,proto3" json:"relay_replica_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RebindDeviceRequest) Reset() {
+	*x = RebindDeviceRequest{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebindDeviceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebindDeviceRequest) ProtoMessage() {}
+
+func (x *RebindDeviceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebindDeviceRequest.ProtoReflect.Descriptor instead.
+func (*RebindDeviceRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RebindDeviceRequest) GetReplicaId() []byte {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return nil
+}
+
+func (x *RebindDeviceRequest) GetRelayReplicaId() []byte {
+	if x != nil {
+		return x.RelayReplicaId
+	}
+	return nil
+}
+
+// RebindDeviceResponse says which township spoke for the replica before.
+type RebindDeviceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16-byte replica id of the previous township; empty if none had pushed a
+	// change of it.
+	PreviousRelayReplicaId []byte `protobuf:"bytes,1,opt,name=previous_relay_replica_id,json=previousRelayReplicaId,proto3" json:"previous_relay_replica_id,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *RebindDeviceResponse) Reset() {
+	*x = RebindDeviceResponse{}
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebindDeviceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebindDeviceResponse) ProtoMessage() {}
+
+func (x *RebindDeviceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebindDeviceResponse.ProtoReflect.Descriptor instead.
+func (*RebindDeviceResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RebindDeviceResponse) GetPreviousRelayReplicaId() []byte {
+	if x != nil {
+		return x.PreviousRelayReplicaId
+	}
+	return nil
+}
+
 // ListConflictsRequest names the area to list.
 type ListConflictsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -497,7 +599,7 @@ type ListConflictsRequest struct {
 
 func (x *ListConflictsRequest) Reset() {
 	*x = ListConflictsRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[7]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +611,7 @@ func (x *ListConflictsRequest) String() string {
 func (*ListConflictsRequest) ProtoMessage() {}
 
 func (x *ListConflictsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[7]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +624,7 @@ func (x *ListConflictsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConflictsRequest.ProtoReflect.Descriptor instead.
 func (*ListConflictsRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListConflictsRequest) GetAreaPrefix() string {
@@ -543,7 +645,7 @@ type ListConflictsResponse struct {
 
 func (x *ListConflictsResponse) Reset() {
 	*x = ListConflictsResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[8]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +657,7 @@ func (x *ListConflictsResponse) String() string {
 func (*ListConflictsResponse) ProtoMessage() {}
 
 func (x *ListConflictsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[8]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +670,7 @@ func (x *ListConflictsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConflictsResponse.ProtoReflect.Descriptor instead.
 func (*ListConflictsResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListConflictsResponse) GetRecords() []*RecordConflicts {
@@ -596,7 +698,7 @@ type RecordConflicts struct {
 
 func (x *RecordConflicts) Reset() {
 	*x = RecordConflicts{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[9]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +710,7 @@ func (x *RecordConflicts) String() string {
 func (*RecordConflicts) ProtoMessage() {}
 
 func (x *RecordConflicts) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[9]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +723,7 @@ func (x *RecordConflicts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordConflicts.ProtoReflect.Descriptor instead.
 func (*RecordConflicts) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RecordConflicts) GetRecordId() []byte {
@@ -672,7 +774,7 @@ type ResolveConflictRequest struct {
 
 func (x *ResolveConflictRequest) Reset() {
 	*x = ResolveConflictRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[10]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +786,7 @@ func (x *ResolveConflictRequest) String() string {
 func (*ResolveConflictRequest) ProtoMessage() {}
 
 func (x *ResolveConflictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[10]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +799,7 @@ func (x *ResolveConflictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveConflictRequest.ProtoReflect.Descriptor instead.
 func (*ResolveConflictRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResolveConflictRequest) GetRecordId() []byte {
@@ -769,7 +871,7 @@ type ResolveConflictResponse struct {
 
 func (x *ResolveConflictResponse) Reset() {
 	*x = ResolveConflictResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[11]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +883,7 @@ func (x *ResolveConflictResponse) String() string {
 func (*ResolveConflictResponse) ProtoMessage() {}
 
 func (x *ResolveConflictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[11]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +896,7 @@ func (x *ResolveConflictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveConflictResponse.ProtoReflect.Descriptor instead.
 func (*ResolveConflictResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ResolveConflictResponse) GetChangeId() []byte {
@@ -813,7 +915,7 @@ type SyncStatusRequest struct {
 
 func (x *SyncStatusRequest) Reset() {
 	*x = SyncStatusRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[12]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +927,7 @@ func (x *SyncStatusRequest) String() string {
 func (*SyncStatusRequest) ProtoMessage() {}
 
 func (x *SyncStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[12]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +940,7 @@ func (x *SyncStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncStatusRequest.ProtoReflect.Descriptor instead.
 func (*SyncStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 // SyncStatusResponse is the sync status of the server and its devices.
@@ -856,7 +958,7 @@ type SyncStatusResponse struct {
 
 func (x *SyncStatusResponse) Reset() {
 	*x = SyncStatusResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[13]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +970,7 @@ func (x *SyncStatusResponse) String() string {
 func (*SyncStatusResponse) ProtoMessage() {}
 
 func (x *SyncStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[13]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +983,7 @@ func (x *SyncStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncStatusResponse.ProtoReflect.Descriptor instead.
 func (*SyncStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SyncStatusResponse) GetLogEnd() uint64 {
@@ -924,7 +1026,7 @@ type UpstreamStatus struct {
 
 func (x *UpstreamStatus) Reset() {
 	*x = UpstreamStatus{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[14]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1038,7 @@ func (x *UpstreamStatus) String() string {
 func (*UpstreamStatus) ProtoMessage() {}
 
 func (x *UpstreamStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[14]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1051,7 @@ func (x *UpstreamStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamStatus.ProtoReflect.Descriptor instead.
 func (*UpstreamStatus) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpstreamStatus) GetAddress() string {
@@ -1000,7 +1102,7 @@ type MoveRecordRequest struct {
 
 func (x *MoveRecordRequest) Reset() {
 	*x = MoveRecordRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[15]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1114,7 @@ func (x *MoveRecordRequest) String() string {
 func (*MoveRecordRequest) ProtoMessage() {}
 
 func (x *MoveRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[15]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1127,7 @@ func (x *MoveRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveRecordRequest.ProtoReflect.Descriptor instead.
 func (*MoveRecordRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MoveRecordRequest) GetRecordId() []byte {
@@ -1055,7 +1157,7 @@ type MoveRecordResponse struct {
 
 func (x *MoveRecordResponse) Reset() {
 	*x = MoveRecordResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[16]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1169,7 @@ func (x *MoveRecordResponse) String() string {
 func (*MoveRecordResponse) ProtoMessage() {}
 
 func (x *MoveRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[16]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1182,7 @@ func (x *MoveRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveRecordResponse.ProtoReflect.Descriptor instead.
 func (*MoveRecordResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MoveRecordResponse) GetRecordIds() [][]byte {
@@ -1117,7 +1219,7 @@ type ListProblemsRequest struct {
 
 func (x *ListProblemsRequest) Reset() {
 	*x = ListProblemsRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[17]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1231,7 @@ func (x *ListProblemsRequest) String() string {
 func (*ListProblemsRequest) ProtoMessage() {}
 
 func (x *ListProblemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[17]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1244,7 @@ func (x *ListProblemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProblemsRequest.ProtoReflect.Descriptor instead.
 func (*ListProblemsRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListProblemsRequest) GetAreaPrefix() string {
@@ -1191,7 +1293,7 @@ type ListProblemsResponse struct {
 
 func (x *ListProblemsResponse) Reset() {
 	*x = ListProblemsResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[18]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1305,7 @@ func (x *ListProblemsResponse) String() string {
 func (*ListProblemsResponse) ProtoMessage() {}
 
 func (x *ListProblemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[18]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1318,7 @@ func (x *ListProblemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProblemsResponse.ProtoReflect.Descriptor instead.
 func (*ListProblemsResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListProblemsResponse) GetProblems() []*ListedProblem {
@@ -1243,7 +1345,7 @@ type ListedProblem struct {
 
 func (x *ListedProblem) Reset() {
 	*x = ListedProblem{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[19]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1357,7 @@ func (x *ListedProblem) String() string {
 func (*ListedProblem) ProtoMessage() {}
 
 func (x *ListedProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[19]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1370,7 @@ func (x *ListedProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListedProblem.ProtoReflect.Descriptor instead.
 func (*ListedProblem) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListedProblem) GetProblem() *Problem {
@@ -1316,7 +1418,7 @@ type UpdateProblemRequest struct {
 
 func (x *UpdateProblemRequest) Reset() {
 	*x = UpdateProblemRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[20]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1430,7 @@ func (x *UpdateProblemRequest) String() string {
 func (*UpdateProblemRequest) ProtoMessage() {}
 
 func (x *UpdateProblemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[20]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1443,7 @@ func (x *UpdateProblemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProblemRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProblemRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateProblemRequest) GetProblemId() string {
@@ -1385,7 +1487,7 @@ type UpdateProblemResponse struct {
 
 func (x *UpdateProblemResponse) Reset() {
 	*x = UpdateProblemResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[21]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1499,7 @@ func (x *UpdateProblemResponse) String() string {
 func (*UpdateProblemResponse) ProtoMessage() {}
 
 func (x *UpdateProblemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[21]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1512,7 @@ func (x *UpdateProblemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProblemResponse.ProtoReflect.Descriptor instead.
 func (*UpdateProblemResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateProblemResponse) GetProblem() *Problem {
@@ -1471,7 +1573,7 @@ type DeviceSyncStatus struct {
 
 func (x *DeviceSyncStatus) Reset() {
 	*x = DeviceSyncStatus{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[22]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1585,7 @@ func (x *DeviceSyncStatus) String() string {
 func (*DeviceSyncStatus) ProtoMessage() {}
 
 func (x *DeviceSyncStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[22]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1598,7 @@ func (x *DeviceSyncStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceSyncStatus.ProtoReflect.Descriptor instead.
 func (*DeviceSyncStatus) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeviceSyncStatus) GetReplicaId() []byte {
@@ -1606,7 +1708,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[23]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1618,7 +1720,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[23]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,7 +1733,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListAuditRequest) GetSince() *timestamppb.Timestamp {
@@ -1668,7 +1770,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[24]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1782,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[24]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1795,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1719,7 +1821,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[25]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1833,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[25]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1846,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 // BackupResponse is a piece of the store's copy, in order.
@@ -1762,7 +1864,7 @@ type BackupResponse struct {
 
 func (x *BackupResponse) Reset() {
 	*x = BackupResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[26]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1876,7 @@ func (x *BackupResponse) String() string {
 func (*BackupResponse) ProtoMessage() {}
 
 func (x *BackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[26]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1889,7 @@ func (x *BackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupResponse.ProtoReflect.Descriptor instead.
 func (*BackupResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BackupResponse) GetData() []byte {
@@ -1838,7 +1940,7 @@ type IndicatorsRequest struct {
 
 func (x *IndicatorsRequest) Reset() {
 	*x = IndicatorsRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[27]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1952,7 @@ func (x *IndicatorsRequest) String() string {
 func (*IndicatorsRequest) ProtoMessage() {}
 
 func (x *IndicatorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[27]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1965,7 @@ func (x *IndicatorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndicatorsRequest.ProtoReflect.Descriptor instead.
 func (*IndicatorsRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *IndicatorsRequest) GetAreaCode() string {
@@ -1931,7 +2033,7 @@ type IndicatorsResponse struct {
 
 func (x *IndicatorsResponse) Reset() {
 	*x = IndicatorsResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[28]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1943,7 +2045,7 @@ func (x *IndicatorsResponse) String() string {
 func (*IndicatorsResponse) ProtoMessage() {}
 
 func (x *IndicatorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[28]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1956,7 +2058,7 @@ func (x *IndicatorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndicatorsResponse.ProtoReflect.Descriptor instead.
 func (*IndicatorsResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *IndicatorsResponse) GetAsOf() *Date {
@@ -2024,7 +2126,7 @@ type IndicatorItem struct {
 
 func (x *IndicatorItem) Reset() {
 	*x = IndicatorItem{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[29]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2138,7 @@ func (x *IndicatorItem) String() string {
 func (*IndicatorItem) ProtoMessage() {}
 
 func (x *IndicatorItem) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[29]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2151,7 @@ func (x *IndicatorItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndicatorItem.ProtoReflect.Descriptor instead.
 func (*IndicatorItem) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *IndicatorItem) GetAreaCode() string {
@@ -2112,7 +2214,7 @@ type IndicatorRow struct {
 
 func (x *IndicatorRow) Reset() {
 	*x = IndicatorRow{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[30]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2226,7 @@ func (x *IndicatorRow) String() string {
 func (*IndicatorRow) ProtoMessage() {}
 
 func (x *IndicatorRow) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[30]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2239,7 @@ func (x *IndicatorRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndicatorRow.ProtoReflect.Descriptor instead.
 func (*IndicatorRow) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *IndicatorRow) GetAreaCode() string {
@@ -2187,7 +2289,7 @@ type IndicatorValue struct {
 
 func (x *IndicatorValue) Reset() {
 	*x = IndicatorValue{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[31]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2301,7 @@ func (x *IndicatorValue) String() string {
 func (*IndicatorValue) ProtoMessage() {}
 
 func (x *IndicatorValue) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[31]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2314,7 @@ func (x *IndicatorValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndicatorValue.ProtoReflect.Descriptor instead.
 func (*IndicatorValue) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *IndicatorValue) GetKey() string {
@@ -2258,7 +2360,7 @@ type SetAreaNamesRequest struct {
 
 func (x *SetAreaNamesRequest) Reset() {
 	*x = SetAreaNamesRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[32]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2372,7 @@ func (x *SetAreaNamesRequest) String() string {
 func (*SetAreaNamesRequest) ProtoMessage() {}
 
 func (x *SetAreaNamesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[32]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2385,7 @@ func (x *SetAreaNamesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAreaNamesRequest.ProtoReflect.Descriptor instead.
 func (*SetAreaNamesRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetAreaNamesRequest) GetNames() []*AreaName {
@@ -2313,7 +2415,7 @@ type AreaName struct {
 
 func (x *AreaName) Reset() {
 	*x = AreaName{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[33]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2427,7 @@ func (x *AreaName) String() string {
 func (*AreaName) ProtoMessage() {}
 
 func (x *AreaName) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[33]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2440,7 @@ func (x *AreaName) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AreaName.ProtoReflect.Descriptor instead.
 func (*AreaName) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AreaName) GetAreaCode() string {
@@ -2366,7 +2468,7 @@ type SetAreaNamesResponse struct {
 
 func (x *SetAreaNamesResponse) Reset() {
 	*x = SetAreaNamesResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[34]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2378,7 +2480,7 @@ func (x *SetAreaNamesResponse) String() string {
 func (*SetAreaNamesResponse) ProtoMessage() {}
 
 func (x *SetAreaNamesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[34]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2391,7 +2493,7 @@ func (x *SetAreaNamesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAreaNamesResponse.ProtoReflect.Descriptor instead.
 func (*SetAreaNamesResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetAreaNamesResponse) GetNames() int32 {
@@ -2418,7 +2520,7 @@ type AddStaffRequest struct {
 
 func (x *AddStaffRequest) Reset() {
 	*x = AddStaffRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[35]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2532,7 @@ func (x *AddStaffRequest) String() string {
 func (*AddStaffRequest) ProtoMessage() {}
 
 func (x *AddStaffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[35]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2545,7 @@ func (x *AddStaffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddStaffRequest.ProtoReflect.Descriptor instead.
 func (*AddStaffRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AddStaffRequest) GetName() string {
@@ -2481,7 +2583,7 @@ type AddStaffResponse struct {
 
 func (x *AddStaffResponse) Reset() {
 	*x = AddStaffResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[36]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2595,7 @@ func (x *AddStaffResponse) String() string {
 func (*AddStaffResponse) ProtoMessage() {}
 
 func (x *AddStaffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[36]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2608,7 @@ func (x *AddStaffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddStaffResponse.ProtoReflect.Descriptor instead.
 func (*AddStaffResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AddStaffResponse) GetPassword() string {
@@ -2532,7 +2634,7 @@ type ListStaffRequest struct {
 
 func (x *ListStaffRequest) Reset() {
 	*x = ListStaffRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[37]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2646,7 @@ func (x *ListStaffRequest) String() string {
 func (*ListStaffRequest) ProtoMessage() {}
 
 func (x *ListStaffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[37]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2659,7 @@ func (x *ListStaffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStaffRequest.ProtoReflect.Descriptor instead.
 func (*ListStaffRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 // ListStaffResponse lists the staff.
@@ -2571,7 +2673,7 @@ type ListStaffResponse struct {
 
 func (x *ListStaffResponse) Reset() {
 	*x = ListStaffResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[38]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2583,7 +2685,7 @@ func (x *ListStaffResponse) String() string {
 func (*ListStaffResponse) ProtoMessage() {}
 
 func (x *ListStaffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[38]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2596,7 +2698,7 @@ func (x *ListStaffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStaffResponse.ProtoReflect.Descriptor instead.
 func (*ListStaffResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListStaffResponse) GetStaff() []*StaffInfo {
@@ -2623,7 +2725,7 @@ type StaffInfo struct {
 
 func (x *StaffInfo) Reset() {
 	*x = StaffInfo{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[39]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2737,7 @@ func (x *StaffInfo) String() string {
 func (*StaffInfo) ProtoMessage() {}
 
 func (x *StaffInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[39]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2750,7 @@ func (x *StaffInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StaffInfo.ProtoReflect.Descriptor instead.
 func (*StaffInfo) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StaffInfo) GetName() string {
@@ -2690,7 +2792,7 @@ type RemoveStaffRequest struct {
 
 func (x *RemoveStaffRequest) Reset() {
 	*x = RemoveStaffRequest{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[40]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2702,7 +2804,7 @@ func (x *RemoveStaffRequest) String() string {
 func (*RemoveStaffRequest) ProtoMessage() {}
 
 func (x *RemoveStaffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[40]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2715,7 +2817,7 @@ func (x *RemoveStaffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveStaffRequest.ProtoReflect.Descriptor instead.
 func (*RemoveStaffRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveStaffRequest) GetName() string {
@@ -2734,7 +2836,7 @@ type RemoveStaffResponse struct {
 
 func (x *RemoveStaffResponse) Reset() {
 	*x = RemoveStaffResponse{}
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[41]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +2848,7 @@ func (x *RemoveStaffResponse) String() string {
 func (*RemoveStaffResponse) ProtoMessage() {}
 
 func (x *RemoveStaffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_admin_proto_msgTypes[41]
+	mi := &file_fieldsync_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +2861,7 @@ func (x *RemoveStaffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveStaffResponse.ProtoReflect.Descriptor instead.
 func (*RemoveStaffResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_fieldsync_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 var File_fieldsync_v1_admin_proto protoreflect.FileDescriptor
@@ -2797,7 +2899,13 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\x13RevokeDeviceRequest\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\fR\treplicaId\"\x16\n" +
-	"\x14RevokeDeviceResponse\"7\n" +
+	"\x14RevokeDeviceResponse\"^\n" +
+	"\x13RebindDeviceRequest\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x01 \x01(\fR\treplicaId\x12(\n" +
+	"\x10relay_replica_id\x18\x02 \x01(\fR\x0erelayReplicaId\"Q\n" +
+	"\x14RebindDeviceResponse\x129\n" +
+	"\x19previous_relay_replica_id\x18\x01 \x01(\fR\x16previousRelayReplicaId\"7\n" +
 	"\x14ListConflictsRequest\x12\x1f\n" +
 	"\varea_prefix\x18\x01 \x01(\tR\n" +
 	"areaPrefix\"P\n" +
@@ -2955,12 +3063,12 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\tStaffRole\x12\x1a\n" +
 	"\x16STAFF_ROLE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11STAFF_ROLE_COUNTY\x10\x01\x12\x17\n" +
-	"\x13STAFF_ROLE_TOWNSHIP\x10\x022\xf0\n" +
-	"\n" +
+	"\x13STAFF_ROLE_TOWNSHIP\x10\x022\xcc\v\n" +
 	"\fAdminService\x12L\n" +
 	"\tAddDevice\x12\x1e.fieldsync.v1.AddDeviceRequest\x1a\x1f.fieldsync.v1.AddDeviceResponse\x12W\n" +
 	"\vListDevices\x12 .fieldsync.v1.ListDevicesRequest\x1a!.fieldsync.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12Z\n" +
-	"\fRevokeDevice\x12!.fieldsync.v1.RevokeDeviceRequest\x1a\".fieldsync.v1.RevokeDeviceResponse\"\x03\x90\x02\x02\x12]\n" +
+	"\fRevokeDevice\x12!.fieldsync.v1.RevokeDeviceRequest\x1a\".fieldsync.v1.RevokeDeviceResponse\"\x03\x90\x02\x02\x12Z\n" +
+	"\fRebindDevice\x12!.fieldsync.v1.RebindDeviceRequest\x1a\".fieldsync.v1.RebindDeviceResponse\"\x03\x90\x02\x02\x12]\n" +
 	"\rListConflicts\x12\".fieldsync.v1.ListConflictsRequest\x1a#.fieldsync.v1.ListConflictsResponse\"\x03\x90\x02\x01\x12^\n" +
 	"\x0fResolveConflict\x12$.fieldsync.v1.ResolveConflictRequest\x1a%.fieldsync.v1.ResolveConflictResponse\x12T\n" +
 	"\n" +
@@ -2991,7 +3099,7 @@ func file_fieldsync_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_fieldsync_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(StaffRole)(0),                  // 0: fieldsync.v1.StaffRole
 	(*AddDeviceRequest)(nil),        // 1: fieldsync.v1.AddDeviceRequest
@@ -3001,121 +3109,125 @@ var file_fieldsync_v1_admin_proto_goTypes = []any{
 	(*DeviceInfo)(nil),              // 5: fieldsync.v1.DeviceInfo
 	(*RevokeDeviceRequest)(nil),     // 6: fieldsync.v1.RevokeDeviceRequest
 	(*RevokeDeviceResponse)(nil),    // 7: fieldsync.v1.RevokeDeviceResponse
-	(*ListConflictsRequest)(nil),    // 8: fieldsync.v1.ListConflictsRequest
-	(*ListConflictsResponse)(nil),   // 9: fieldsync.v1.ListConflictsResponse
-	(*RecordConflicts)(nil),         // 10: fieldsync.v1.RecordConflicts
-	(*ResolveConflictRequest)(nil),  // 11: fieldsync.v1.ResolveConflictRequest
-	(*ResolveConflictResponse)(nil), // 12: fieldsync.v1.ResolveConflictResponse
-	(*SyncStatusRequest)(nil),       // 13: fieldsync.v1.SyncStatusRequest
-	(*SyncStatusResponse)(nil),      // 14: fieldsync.v1.SyncStatusResponse
-	(*UpstreamStatus)(nil),          // 15: fieldsync.v1.UpstreamStatus
-	(*MoveRecordRequest)(nil),       // 16: fieldsync.v1.MoveRecordRequest
-	(*MoveRecordResponse)(nil),      // 17: fieldsync.v1.MoveRecordResponse
-	(*ListProblemsRequest)(nil),     // 18: fieldsync.v1.ListProblemsRequest
-	(*ListProblemsResponse)(nil),    // 19: fieldsync.v1.ListProblemsResponse
-	(*ListedProblem)(nil),           // 20: fieldsync.v1.ListedProblem
-	(*UpdateProblemRequest)(nil),    // 21: fieldsync.v1.UpdateProblemRequest
-	(*UpdateProblemResponse)(nil),   // 22: fieldsync.v1.UpdateProblemResponse
-	(*DeviceSyncStatus)(nil),        // 23: fieldsync.v1.DeviceSyncStatus
-	(*ListAuditRequest)(nil),        // 24: fieldsync.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),       // 25: fieldsync.v1.ListAuditResponse
-	(*BackupRequest)(nil),           // 26: fieldsync.v1.BackupRequest
-	(*BackupResponse)(nil),          // 27: fieldsync.v1.BackupResponse
-	(*IndicatorsRequest)(nil),       // 28: fieldsync.v1.IndicatorsRequest
-	(*IndicatorsResponse)(nil),      // 29: fieldsync.v1.IndicatorsResponse
-	(*IndicatorItem)(nil),           // 30: fieldsync.v1.IndicatorItem
-	(*IndicatorRow)(nil),            // 31: fieldsync.v1.IndicatorRow
-	(*IndicatorValue)(nil),          // 32: fieldsync.v1.IndicatorValue
-	(*SetAreaNamesRequest)(nil),     // 33: fieldsync.v1.SetAreaNamesRequest
-	(*AreaName)(nil),                // 34: fieldsync.v1.AreaName
-	(*SetAreaNamesResponse)(nil),    // 35: fieldsync.v1.SetAreaNamesResponse
-	(*AddStaffRequest)(nil),         // 36: fieldsync.v1.AddStaffRequest
-	(*AddStaffResponse)(nil),        // 37: fieldsync.v1.AddStaffResponse
-	(*ListStaffRequest)(nil),        // 38: fieldsync.v1.ListStaffRequest
-	(*ListStaffResponse)(nil),       // 39: fieldsync.v1.ListStaffResponse
-	(*StaffInfo)(nil),               // 40: fieldsync.v1.StaffInfo
-	(*RemoveStaffRequest)(nil),      // 41: fieldsync.v1.RemoveStaffRequest
-	(*RemoveStaffResponse)(nil),     // 42: fieldsync.v1.RemoveStaffResponse
-	(*timestamppb.Timestamp)(nil),   // 43: google.protobuf.Timestamp
-	(RecordKind)(0),                 // 44: fieldsync.v1.RecordKind
-	(*FieldConflict)(nil),           // 45: fieldsync.v1.FieldConflict
-	(Severity)(0),                   // 46: fieldsync.v1.Severity
-	(*Date)(nil),                    // 47: fieldsync.v1.Date
-	(*Problem)(nil),                 // 48: fieldsync.v1.Problem
-	(ProblemStatus)(0),              // 49: fieldsync.v1.ProblemStatus
-	(*AuditEntry)(nil),              // 50: fieldsync.v1.AuditEntry
+	(*RebindDeviceRequest)(nil),     // 8: fieldsync.v1.RebindDeviceRequest
+	(*RebindDeviceResponse)(nil),    // 9: fieldsync.v1.RebindDeviceResponse
+	(*ListConflictsRequest)(nil),    // 10: fieldsync.v1.ListConflictsRequest
+	(*ListConflictsResponse)(nil),   // 11: fieldsync.v1.ListConflictsResponse
+	(*RecordConflicts)(nil),         // 12: fieldsync.v1.RecordConflicts
+	(*ResolveConflictRequest)(nil),  // 13: fieldsync.v1.ResolveConflictRequest
+	(*ResolveConflictResponse)(nil), // 14: fieldsync.v1.ResolveConflictResponse
+	(*SyncStatusRequest)(nil),       // 15: fieldsync.v1.SyncStatusRequest
+	(*SyncStatusResponse)(nil),      // 16: fieldsync.v1.SyncStatusResponse
+	(*UpstreamStatus)(nil),          // 17: fieldsync.v1.UpstreamStatus
+	(*MoveRecordRequest)(nil),       // 18: fieldsync.v1.MoveRecordRequest
+	(*MoveRecordResponse)(nil),      // 19: fieldsync.v1.MoveRecordResponse
+	(*ListProblemsRequest)(nil),     // 20: fieldsync.v1.ListProblemsRequest
+	(*ListProblemsResponse)(nil),    // 21: fieldsync.v1.ListProblemsResponse
+	(*ListedProblem)(nil),           // 22: fieldsync.v1.ListedProblem
+	(*UpdateProblemRequest)(nil),    // 23: fieldsync.v1.UpdateProblemRequest
+	(*UpdateProblemResponse)(nil),   // 24: fieldsync.v1.UpdateProblemResponse
+	(*DeviceSyncStatus)(nil),        // 25: fieldsync.v1.DeviceSyncStatus
+	(*ListAuditRequest)(nil),        // 26: fieldsync.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),       // 27: fieldsync.v1.ListAuditResponse
+	(*BackupRequest)(nil),           // 28: fieldsync.v1.BackupRequest
+	(*BackupResponse)(nil),          // 29: fieldsync.v1.BackupResponse
+	(*IndicatorsRequest)(nil),       // 30: fieldsync.v1.IndicatorsRequest
+	(*IndicatorsResponse)(nil),      // 31: fieldsync.v1.IndicatorsResponse
+	(*IndicatorItem)(nil),           // 32: fieldsync.v1.IndicatorItem
+	(*IndicatorRow)(nil),            // 33: fieldsync.v1.IndicatorRow
+	(*IndicatorValue)(nil),          // 34: fieldsync.v1.IndicatorValue
+	(*SetAreaNamesRequest)(nil),     // 35: fieldsync.v1.SetAreaNamesRequest
+	(*AreaName)(nil),                // 36: fieldsync.v1.AreaName
+	(*SetAreaNamesResponse)(nil),    // 37: fieldsync.v1.SetAreaNamesResponse
+	(*AddStaffRequest)(nil),         // 38: fieldsync.v1.AddStaffRequest
+	(*AddStaffResponse)(nil),        // 39: fieldsync.v1.AddStaffResponse
+	(*ListStaffRequest)(nil),        // 40: fieldsync.v1.ListStaffRequest
+	(*ListStaffResponse)(nil),       // 41: fieldsync.v1.ListStaffResponse
+	(*StaffInfo)(nil),               // 42: fieldsync.v1.StaffInfo
+	(*RemoveStaffRequest)(nil),      // 43: fieldsync.v1.RemoveStaffRequest
+	(*RemoveStaffResponse)(nil),     // 44: fieldsync.v1.RemoveStaffResponse
+	(*timestamppb.Timestamp)(nil),   // 45: google.protobuf.Timestamp
+	(RecordKind)(0),                 // 46: fieldsync.v1.RecordKind
+	(*FieldConflict)(nil),           // 47: fieldsync.v1.FieldConflict
+	(Severity)(0),                   // 48: fieldsync.v1.Severity
+	(*Date)(nil),                    // 49: fieldsync.v1.Date
+	(*Problem)(nil),                 // 50: fieldsync.v1.Problem
+	(ProblemStatus)(0),              // 51: fieldsync.v1.ProblemStatus
+	(*AuditEntry)(nil),              // 52: fieldsync.v1.AuditEntry
 }
 var file_fieldsync_v1_admin_proto_depIdxs = []int32{
-	43, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	45, // 0: fieldsync.v1.AddDeviceResponse.expires_at:type_name -> google.protobuf.Timestamp
 	5,  // 1: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.DeviceInfo
-	43, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	43, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
-	10, // 4: fieldsync.v1.ListConflictsResponse.records:type_name -> fieldsync.v1.RecordConflicts
-	44, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
-	45, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
-	23, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
-	15, // 8: fieldsync.v1.SyncStatusResponse.upstream:type_name -> fieldsync.v1.UpstreamStatus
-	43, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
-	43, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
-	46, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
-	47, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
-	20, // 13: fieldsync.v1.ListProblemsResponse.problems:type_name -> fieldsync.v1.ListedProblem
-	48, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
-	49, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
-	48, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
-	43, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
-	43, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
-	43, // 19: fieldsync.v1.DeviceSyncStatus.reported_at:type_name -> google.protobuf.Timestamp
-	43, // 20: fieldsync.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	50, // 21: fieldsync.v1.ListAuditResponse.entries:type_name -> fieldsync.v1.AuditEntry
-	47, // 22: fieldsync.v1.IndicatorsRequest.as_of:type_name -> fieldsync.v1.Date
-	47, // 23: fieldsync.v1.IndicatorsRequest.health_check_from:type_name -> fieldsync.v1.Date
-	47, // 24: fieldsync.v1.IndicatorsResponse.as_of:type_name -> fieldsync.v1.Date
-	47, // 25: fieldsync.v1.IndicatorsResponse.health_check_from:type_name -> fieldsync.v1.Date
-	43, // 26: fieldsync.v1.IndicatorsResponse.computed_at:type_name -> google.protobuf.Timestamp
-	31, // 27: fieldsync.v1.IndicatorsResponse.rows:type_name -> fieldsync.v1.IndicatorRow
-	30, // 28: fieldsync.v1.IndicatorsResponse.items:type_name -> fieldsync.v1.IndicatorItem
-	32, // 29: fieldsync.v1.IndicatorRow.values:type_name -> fieldsync.v1.IndicatorValue
-	34, // 30: fieldsync.v1.SetAreaNamesRequest.names:type_name -> fieldsync.v1.AreaName
+	45, // 2: fieldsync.v1.DeviceInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	45, // 3: fieldsync.v1.DeviceInfo.revoked_at:type_name -> google.protobuf.Timestamp
+	12, // 4: fieldsync.v1.ListConflictsResponse.records:type_name -> fieldsync.v1.RecordConflicts
+	46, // 5: fieldsync.v1.RecordConflicts.kind:type_name -> fieldsync.v1.RecordKind
+	47, // 6: fieldsync.v1.RecordConflicts.conflicts:type_name -> fieldsync.v1.FieldConflict
+	25, // 7: fieldsync.v1.SyncStatusResponse.devices:type_name -> fieldsync.v1.DeviceSyncStatus
+	17, // 8: fieldsync.v1.SyncStatusResponse.upstream:type_name -> fieldsync.v1.UpstreamStatus
+	45, // 9: fieldsync.v1.UpstreamStatus.last_sync:type_name -> google.protobuf.Timestamp
+	45, // 10: fieldsync.v1.UpstreamStatus.last_attempt:type_name -> google.protobuf.Timestamp
+	48, // 11: fieldsync.v1.ListProblemsRequest.severity:type_name -> fieldsync.v1.Severity
+	49, // 12: fieldsync.v1.ListProblemsRequest.as_of:type_name -> fieldsync.v1.Date
+	22, // 13: fieldsync.v1.ListProblemsResponse.problems:type_name -> fieldsync.v1.ListedProblem
+	50, // 14: fieldsync.v1.ListedProblem.problem:type_name -> fieldsync.v1.Problem
+	51, // 15: fieldsync.v1.UpdateProblemRequest.status:type_name -> fieldsync.v1.ProblemStatus
+	50, // 16: fieldsync.v1.UpdateProblemResponse.problem:type_name -> fieldsync.v1.Problem
+	45, // 17: fieldsync.v1.DeviceSyncStatus.last_seen:type_name -> google.protobuf.Timestamp
+	45, // 18: fieldsync.v1.DeviceSyncStatus.last_sync:type_name -> google.protobuf.Timestamp
+	45, // 19: fieldsync.v1.DeviceSyncStatus.reported_at:type_name -> google.protobuf.Timestamp
+	45, // 20: fieldsync.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	52, // 21: fieldsync.v1.ListAuditResponse.entries:type_name -> fieldsync.v1.AuditEntry
+	49, // 22: fieldsync.v1.IndicatorsRequest.as_of:type_name -> fieldsync.v1.Date
+	49, // 23: fieldsync.v1.IndicatorsRequest.health_check_from:type_name -> fieldsync.v1.Date
+	49, // 24: fieldsync.v1.IndicatorsResponse.as_of:type_name -> fieldsync.v1.Date
+	49, // 25: fieldsync.v1.IndicatorsResponse.health_check_from:type_name -> fieldsync.v1.Date
+	45, // 26: fieldsync.v1.IndicatorsResponse.computed_at:type_name -> google.protobuf.Timestamp
+	33, // 27: fieldsync.v1.IndicatorsResponse.rows:type_name -> fieldsync.v1.IndicatorRow
+	32, // 28: fieldsync.v1.IndicatorsResponse.items:type_name -> fieldsync.v1.IndicatorItem
+	34, // 29: fieldsync.v1.IndicatorRow.values:type_name -> fieldsync.v1.IndicatorValue
+	36, // 30: fieldsync.v1.SetAreaNamesRequest.names:type_name -> fieldsync.v1.AreaName
 	0,  // 31: fieldsync.v1.AddStaffRequest.role:type_name -> fieldsync.v1.StaffRole
 	0,  // 32: fieldsync.v1.AddStaffResponse.role:type_name -> fieldsync.v1.StaffRole
-	40, // 33: fieldsync.v1.ListStaffResponse.staff:type_name -> fieldsync.v1.StaffInfo
+	42, // 33: fieldsync.v1.ListStaffResponse.staff:type_name -> fieldsync.v1.StaffInfo
 	0,  // 34: fieldsync.v1.StaffInfo.role:type_name -> fieldsync.v1.StaffRole
-	43, // 35: fieldsync.v1.StaffInfo.created_at:type_name -> google.protobuf.Timestamp
+	45, // 35: fieldsync.v1.StaffInfo.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 36: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
 	3,  // 37: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
 	6,  // 38: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	8,  // 39: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
-	11, // 40: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
-	13, // 41: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
-	16, // 42: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
-	18, // 43: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
-	21, // 44: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
-	24, // 45: fieldsync.v1.AdminService.ListAudit:input_type -> fieldsync.v1.ListAuditRequest
-	26, // 46: fieldsync.v1.AdminService.Backup:input_type -> fieldsync.v1.BackupRequest
-	28, // 47: fieldsync.v1.AdminService.Indicators:input_type -> fieldsync.v1.IndicatorsRequest
-	33, // 48: fieldsync.v1.AdminService.SetAreaNames:input_type -> fieldsync.v1.SetAreaNamesRequest
-	36, // 49: fieldsync.v1.AdminService.AddStaff:input_type -> fieldsync.v1.AddStaffRequest
-	38, // 50: fieldsync.v1.AdminService.ListStaff:input_type -> fieldsync.v1.ListStaffRequest
-	41, // 51: fieldsync.v1.AdminService.RemoveStaff:input_type -> fieldsync.v1.RemoveStaffRequest
-	2,  // 52: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
-	4,  // 53: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	7,  // 54: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	9,  // 55: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
-	12, // 56: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
-	14, // 57: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
-	17, // 58: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
-	19, // 59: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
-	22, // 60: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
-	25, // 61: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
-	27, // 62: fieldsync.v1.AdminService.Backup:output_type -> fieldsync.v1.BackupResponse
-	29, // 63: fieldsync.v1.AdminService.Indicators:output_type -> fieldsync.v1.IndicatorsResponse
-	35, // 64: fieldsync.v1.AdminService.SetAreaNames:output_type -> fieldsync.v1.SetAreaNamesResponse
-	37, // 65: fieldsync.v1.AdminService.AddStaff:output_type -> fieldsync.v1.AddStaffResponse
-	39, // 66: fieldsync.v1.AdminService.ListStaff:output_type -> fieldsync.v1.ListStaffResponse
-	42, // 67: fieldsync.v1.AdminService.RemoveStaff:output_type -> fieldsync.v1.RemoveStaffResponse
-	52, // [52:68] is the sub-list for method output_type
-	36, // [36:52] is the sub-list for method input_type
+	8,  // 39: fieldsync.v1.AdminService.RebindDevice:input_type -> fieldsync.v1.RebindDeviceRequest
+	10, // 40: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
+	13, // 41: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
+	15, // 42: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
+	18, // 43: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
+	20, // 44: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
+	23, // 45: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
+	26, // 46: fieldsync.v1.AdminService.ListAudit:input_type -> fieldsync.v1.ListAuditRequest
+	28, // 47: fieldsync.v1.AdminService.Backup:input_type -> fieldsync.v1.BackupRequest
+	30, // 48: fieldsync.v1.AdminService.Indicators:input_type -> fieldsync.v1.IndicatorsRequest
+	35, // 49: fieldsync.v1.AdminService.SetAreaNames:input_type -> fieldsync.v1.SetAreaNamesRequest
+	38, // 50: fieldsync.v1.AdminService.AddStaff:input_type -> fieldsync.v1.AddStaffRequest
+	40, // 51: fieldsync.v1.AdminService.ListStaff:input_type -> fieldsync.v1.ListStaffRequest
+	43, // 52: fieldsync.v1.AdminService.RemoveStaff:input_type -> fieldsync.v1.RemoveStaffRequest
+	2,  // 53: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
+	4,  // 54: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	7,  // 55: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	9,  // 56: fieldsync.v1.AdminService.RebindDevice:output_type -> fieldsync.v1.RebindDeviceResponse
+	11, // 57: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
+	14, // 58: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
+	16, // 59: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
+	19, // 60: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
+	21, // 61: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
+	24, // 62: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
+	27, // 63: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
+	29, // 64: fieldsync.v1.AdminService.Backup:output_type -> fieldsync.v1.BackupResponse
+	31, // 65: fieldsync.v1.AdminService.Indicators:output_type -> fieldsync.v1.IndicatorsResponse
+	37, // 66: fieldsync.v1.AdminService.SetAreaNames:output_type -> fieldsync.v1.SetAreaNamesResponse
+	39, // 67: fieldsync.v1.AdminService.AddStaff:output_type -> fieldsync.v1.AddStaffResponse
+	41, // 68: fieldsync.v1.AdminService.ListStaff:output_type -> fieldsync.v1.ListStaffResponse
+	44, // 69: fieldsync.v1.AdminService.RemoveStaff:output_type -> fieldsync.v1.RemoveStaffResponse
+	53, // [53:70] is the sub-list for method output_type
+	36, // [36:53] is the sub-list for method input_type
 	36, // [36:36] is the sub-list for extension type_name
 	36, // [36:36] is the sub-list for extension extendee
 	0,  // [0:36] is the sub-list for field type_name
@@ -3131,7 +3243,7 @@ func file_fieldsync_v1_admin_proto_init() {
 	file_fieldsync_v1_ledger_proto_init()
 	file_fieldsync_v1_sync_proto_init()
 	file_fieldsync_v1_admin_proto_msgTypes[0].OneofWrappers = []any{}
-	file_fieldsync_v1_admin_proto_msgTypes[10].OneofWrappers = []any{
+	file_fieldsync_v1_admin_proto_msgTypes[12].OneofWrappers = []any{
 		(*ResolveConflictRequest_Keep)(nil),
 		(*ResolveConflictRequest_Value)(nil),
 	}
@@ -3141,7 +3253,7 @@ func file_fieldsync_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_admin_proto_rawDesc), len(file_fieldsync_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

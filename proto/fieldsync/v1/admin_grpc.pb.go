@@ -22,6 +22,7 @@ const (
 	AdminService_AddDevice_FullMethodName       = "/fieldsync.v1.AdminService/AddDevice"
 	AdminService_ListDevices_FullMethodName     = "/fieldsync.v1.AdminService/ListDevices"
 	AdminService_RevokeDevice_FullMethodName    = "/fieldsync.v1.AdminService/RevokeDevice"
+	AdminService_RebindDevice_FullMethodName    = "/fieldsync.v1.AdminService/RebindDevice"
 	AdminService_ListConflicts_FullMethodName   = "/fieldsync.v1.AdminService/ListConflicts"
 	AdminService_ResolveConflict_FullMethodName = "/fieldsync.v1.AdminService/ResolveConflict"
 	AdminService_SyncStatus_FullMethodName      = "/fieldsync.v1.AdminService/SyncStatus"
@@ -52,6 +53,11 @@ type AdminServiceClient interface {
 	ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error)
 	// RevokeDevice refuses every later call with the device's token.
 	RevokeDevice(ctx context.Context, in *RevokeDeviceRequest, opts ...grpc.CallOption) (*RevokeDeviceResponse, error)
+	// RebindDevice makes a relaying township the one that speaks for a replica
+	// at this county: a phone re-enrolled under another township has its
+	// relayed changes refused until the operator says so. Recorded in the audit
+	// trail.
+	RebindDevice(ctx context.Context, in *RebindDeviceRequest, opts ...grpc.CallOption) (*RebindDeviceResponse, error)
 	// ListConflicts lists the open conflicts of the records in an area: fields
 	// that concurrent writes gave more than one value.
 	ListConflicts(ctx context.Context, in *ListConflictsRequest, opts ...grpc.CallOption) (*ListConflictsResponse, error)
@@ -140,6 +146,16 @@ func (c *adminServiceClient) RevokeDevice(ctx context.Context, in *RevokeDeviceR
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RevokeDeviceResponse)
 	err := c.cc.Invoke(ctx, AdminService_RevokeDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RebindDevice(ctx context.Context, in *RebindDeviceRequest, opts ...grpc.CallOption) (*RebindDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RebindDeviceResponse)
+	err := c.cc.Invoke(ctx, AdminService_RebindDevice_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -300,6 +316,11 @@ type AdminServiceServer interface {
 	ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error)
 	// RevokeDevice refuses every later call with the device's token.
 	RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error)
+	// RebindDevice makes a relaying township the one that speaks for a replica
+	// at this county: a phone re-enrolled under another township has its
+	// relayed changes refused until the operator says so. Recorded in the audit
+	// trail.
+	RebindDevice(context.Context, *RebindDeviceRequest) (*RebindDeviceResponse, error)
 	// ListConflicts lists the open conflicts of the records in an area: fields
 	// that concurrent writes gave more than one value.
 	ListConflicts(context.Context, *ListConflictsRequest) (*ListConflictsResponse, error)
@@ -372,6 +393,9 @@ func (UnimplementedAdminServiceServer) ListDevices(context.Context, *ListDevices
 }
 func (UnimplementedAdminServiceServer) RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeDevice not implemented")
+}
+func (UnimplementedAdminServiceServer) RebindDevice(context.Context, *RebindDeviceRequest) (*RebindDeviceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RebindDevice not implemented")
 }
 func (UnimplementedAdminServiceServer) ListConflicts(context.Context, *ListConflictsRequest) (*ListConflictsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConflicts not implemented")
@@ -483,6 +507,24 @@ func _AdminService_RevokeDevice_Handler(srv interface{}, ctx context.Context, de
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).RevokeDevice(ctx, req.(*RevokeDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RebindDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RebindDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RebindDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RebindDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RebindDevice(ctx, req.(*RebindDeviceRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -732,6 +774,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeDevice",
 			Handler:    _AdminService_RevokeDevice_Handler,
+		},
+		{
+			MethodName: "RebindDevice",
+			Handler:    _AdminService_RebindDevice_Handler,
 		},
 		{
 			MethodName: "ListConflicts",

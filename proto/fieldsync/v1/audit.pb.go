@@ -52,6 +52,9 @@ const (
 	AuditAction_AUDIT_ACTION_STAFF_ADD AuditAction = 10
 	// A staff member's credential was removed (RemoveStaff).
 	AuditAction_AUDIT_ACTION_STAFF_REMOVE AuditAction = 11
+	// A relaying township was made the one that speaks for a replica
+	// (RebindDevice).
+	AuditAction_AUDIT_ACTION_DEVICE_REBIND AuditAction = 12
 )
 
 // Enum value maps for AuditAction.
@@ -69,6 +72,7 @@ var (
 		9:  "AUDIT_ACTION_BACKUP",
 		10: "AUDIT_ACTION_STAFF_ADD",
 		11: "AUDIT_ACTION_STAFF_REMOVE",
+		12: "AUDIT_ACTION_DEVICE_REBIND",
 	}
 	AuditAction_value = map[string]int32{
 		"AUDIT_ACTION_UNSPECIFIED":      0,
@@ -83,6 +87,7 @@ var (
 		"AUDIT_ACTION_BACKUP":           9,
 		"AUDIT_ACTION_STAFF_ADD":        10,
 		"AUDIT_ACTION_STAFF_REMOVE":     11,
+		"AUDIT_ACTION_DEVICE_REBIND":    12,
 	}
 )
 
@@ -260,7 +265,7 @@ const file_fieldsync_v1_audit_proto_rawDesc = "" +
 	"adminToken\x12\x12\n" +
 	"\x04from\x18\a \x01(\tR\x04from\x12\x16\n" +
 	"\x06target\x18\b \x01(\tR\x06target\x12\x16\n" +
-	"\x06detail\x18\t \x01(\tR\x06detail*\xff\x02\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail*\x9f\x03\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17AUDIT_ACTION_DEVICE_ADD\x10\x01\x12\x1e\n" +
@@ -274,7 +279,8 @@ const file_fieldsync_v1_audit_proto_rawDesc = "" +
 	"\x13AUDIT_ACTION_BACKUP\x10\t\x12\x1a\n" +
 	"\x16AUDIT_ACTION_STAFF_ADD\x10\n" +
 	"\x12\x1d\n" +
-	"\x19AUDIT_ACTION_STAFF_REMOVE\x10\vB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\x19AUDIT_ACTION_STAFF_REMOVE\x10\v\x12\x1e\n" +
+	"\x1aAUDIT_ACTION_DEVICE_REBIND\x10\fB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_audit_proto_rawDescOnce sync.Once
