@@ -655,6 +655,9 @@ func (c *computation) flags() {
 			continue
 		}
 		p := people[f.GetPersonId()]
+		if p.GetResidency() == fieldsyncv1.Residency_RESIDENCY_DECEASED {
+			continue // the deceased never count
+		}
 		unit, area := "p:"+f.GetPersonId(), p.GetAreaCode()
 		if f.GetPersonId() == "" {
 			unit = "h:" + f.GetHouseholdId()
@@ -692,7 +695,10 @@ func (c *computation) devices() {
 			last = d.Enrolled
 		}
 		area := deviceArea(d.Areas)
-		if area == "" || !strings.HasPrefix(area, c.prefix) && !strings.HasPrefix(c.prefix, strings.TrimRight(area, "0")) {
+		// A device counts in the area asked for when the area it serves
+		// lies within it: a county-wide phone counts at the county, not in
+		// a township's report.
+		if area == "" || !strings.HasPrefix(area, c.prefix) {
 			continue
 		}
 		if c.o.Now.Sub(last) > StaleAfter {

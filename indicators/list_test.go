@@ -1,6 +1,7 @@
 package indicators_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +92,39 @@ func TestLists(t *testing.T) {
 	o.List = "devices_not_synced_3d"
 	if r, _ := set.Compute(o); len(r.Items) != 1 || r.Items[0].ID != "phone-1" || !strings.Contains(r.Items[0].Detail, "last sync") {
 		t.Errorf("the devices list: %+v", r.Items)
+	}
+}
+
+// TestDevicesInScope: a report counts and lists only the devices serving
+// areas within it, whatever zeros their codes end in: a village's report does
+// not show a neighbouring village's phone, a township's not another
+// township's, and a township-wide phone counts at its township.
+func TestDevicesInScope(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, survey.ChinaTime)
+	stale := now.Add(-4 * 24 * time.Hour)
+	set := indicators.NewSet()
+	for id, areas := range map[string][]string{
+		"v100": {"532523100100"}, "v101": {"532523100101"}, "t100": {"532523100"}, "t101": {"532523101"},
+	} {
+		set.AddDevice(indicators.Device{ID: id, Name: "phone " + id, Areas: areas, Enrolled: stale, LastSync: stale})
+	}
+	for area, want := range map[string]string{
+		"532523100101": "v101", "532523100100": "v100", "532523101": "t101", "532523100": "t100 v100 v101", "532523": "t100 t101 v100 v101",
+	} {
+		r, err := set.Compute(indicators.Options{Area: area, AsOf: now, Now: now, Rules: survey.DefaultRules(), List: "devices_not_synced_3d"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, it := range r.Items {
+			ids = append(ids, it.ID)
+		}
+		slices.Sort(ids)
+		if got := strings.Join(ids, " "); got != want {
+			t.Errorf("devices listed for %s: %q, want %q", area, got, want)
+		}
+		if got := r.Rows[0].Values["devices_not_synced_3d"].Num; got != int64(len(ids)) {
+			t.Errorf("devices counted for %s: %d, listed %d", area, got, len(ids))
+		}
 	}
 }

@@ -330,7 +330,7 @@ func (r *refDay) chronicCare(c *refCounty, p *fieldsyncv1.Person, conds []*field
 		return
 	}
 	area := p.GetAreaCode()
-	from := r.eod.AddDate(-1, 0, 0)
+	from := survey.AddMonths(r.d, -12) // Window12(D): the days after it
 	n := 0
 	var latest *fieldsyncv1.FollowUp
 	for _, f := range c.followUps[p.GetId()] {
@@ -339,7 +339,7 @@ func (r *refDay) chronicCare(c *refCounty, p *fieldsyncv1.Person, conds []*field
 		}
 		t := f.GetFollowedUpAt().AsTime()
 		if m := f.GetMethod(); (m == fieldsyncv1.FollowUpMethod_FOLLOW_UP_METHOD_CLINIC ||
-			m == fieldsyncv1.FollowUpMethod_FOLLOW_UP_METHOD_HOME) && t.After(from) && !t.After(r.eod) {
+			m == fieldsyncv1.FollowUpMethod_FOLLOW_UP_METHOD_HOME) && survey.CompareDates(survey.Today(t), from) > 0 && !t.After(r.eod) {
 			n++
 		}
 		if !t.After(r.eod) && (latest == nil ||
@@ -545,6 +545,9 @@ func (r *refDay) riskFlagged(c *refCounty) {
 		if f.GetPersonId() != "" {
 			unit = "person " + f.GetPersonId()
 			if p, ok := c.persons[f.GetPersonId()]; ok {
+				if p.GetResidency() == fieldsyncv1.Residency_RESIDENCY_DECEASED {
+					continue // the deceased never count
+				}
 				area = p.GetAreaCode()
 			}
 		}
@@ -957,6 +960,9 @@ func boundaryFixture() []*fieldsyncv1.Record {
 			ReopenedAt: at(2026, 9, 2, 10, 0), VerifiedAt: at(2026, 9, 3, 10, 0)},
 		// Two flags on p2: one unit.
 		&fieldsyncv1.RiskFlag{Id: "r1", AreaCode: fxV1, HouseholdId: "h1", PersonId: "p2", FlaggedAt: at(2026, 10, 10, 12, 0),
+			Status: fieldsyncv1.RiskFlagStatus_RISK_FLAG_STATUS_OPEN},
+		// On the deceased p3: never counted.
+		&fieldsyncv1.RiskFlag{Id: "r0", AreaCode: fxV1, HouseholdId: "h1", PersonId: "p3", FlaggedAt: at(2026, 10, 9, 12, 0),
 			Status: fieldsyncv1.RiskFlagStatus_RISK_FLAG_STATUS_OPEN},
 		&fieldsyncv1.RiskFlag{Id: "r2", AreaCode: fxV1, HouseholdId: "h1", PersonId: "p2", FlaggedAt: at(2026, 10, 11, 12, 0),
 			Status: fieldsyncv1.RiskFlagStatus_RISK_FLAG_STATUS_FORWARDED},

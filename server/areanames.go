@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/syncengine"
 )
 
 // metaAreaNames keeps the names of areas (JSON: 12-digit code → name).
@@ -38,7 +40,7 @@ func (a admin) SetAreaNames(ctx context.Context, req *fieldsyncv1.SetAreaNamesRe
 		if err != nil {
 			return nil, fmt.Errorf("set area names: %w: name %d: %v", ErrBadRequest, i+1, err)
 		}
-		if p := strings.TrimRight(code, "0"); !strings.HasPrefix(code, s.cfg.Area) && !strings.HasPrefix(s.cfg.Area, p) {
+		if !strings.HasPrefix(code, s.cfg.Area) && !strings.HasPrefix(s.cfg.Area, levelPrefix(code)) {
 			return nil, fmt.Errorf("set area names: %w: name %d: area %s is outside the server's area %s", ErrBadRequest, i+1, code, s.cfg.Area)
 		}
 		name := strings.TrimSpace(n.GetName())
@@ -52,10 +54,32 @@ func (a admin) SetAreaNames(ctx context.Context, req *fieldsyncv1.SetAreaNamesRe
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.SetMeta(ctx, metaAreaNames, b); err != nil {
+	err = s.store.Update(ctx, func(tx syncengine.Tx) error {
+		if err := boltstore.SetMetaTx(ctx, tx, metaAreaNames, b); err != nil {
+			return err
+		}
+		detail := fmt.Sprintf("%d names given, %d held", len(req.GetNames()), len(names))
+		if req.GetReplace() {
+			detail += ", the others forgotten"
+		}
+		return s.audit(ctx, tx, fieldsyncv1.AuditAction_AUDIT_ACTION_AREAS_SET, "area names", detail)
+	})
+	if err != nil {
 		return nil, err
 	}
 	return &fieldsyncv1.SetAreaNamesResponse{Names: int32(len(names))}, nil
+}
+
+// levelPrefix is a 12-digit area code's own prefix: a county's 6 digits, a
+// township's 9 (a code ending in zeros), a village's 12.
+func levelPrefix(code string) string {
+	switch {
+	case strings.HasSuffix(code, "000000"):
+		return code[:6]
+	case strings.HasSuffix(code, "000"):
+		return code[:9]
+	}
+	return code
 }
 
 // areaNames returns the names of areas SetAreaNames stored.

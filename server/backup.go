@@ -1,9 +1,13 @@
 package server
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"hash"
+	"io"
+	"os"
+	"path/filepath"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncengine"
@@ -13,27 +17,43 @@ import (
 const backupChunk = 1 << 20
 
 // Backup streams a consistent copy of the store to the operator while the
-// server keeps serving, and records it in the audit trail once sent whole.
+// server keeps serving. The copy is first written to a temporary file beside
+// the store (bbolt's online copy holds a read transaction, which must not wait
+// on a slow link: a commit that grows the file would wait for it), then sent
+// from that file. It is recorded in the audit trail before the checksum that
+// completes it is sent, so no copy leaves without its entry.
 func (a admin) Backup(_ *fieldsyncv1.BackupRequest, stream fieldsyncv1.AdminService_BackupServer) error {
 	ctx := stream.Context()
-	w := &backupWriter{stream: stream, sum: sha256.New()}
-	n, err := a.s.store.WriteBackup(ctx, w, func(size int64) error {
-		w.size = size
-		return nil
-	})
-	if err == nil {
-		err = w.flush()
-	}
-	if err == nil {
-		err = stream.Send(&fieldsyncv1.BackupResponse{Sha256: w.sum.Sum(nil)})
-	}
+	tmp, err := os.MkdirTemp(a.s.cfg.DataDir, "backup-send-")
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
+	defer os.RemoveAll(tmp)
+	path := filepath.Join(tmp, BackupFile)
+	n, err := a.s.store.BackupTo(ctx, path)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	w := &backupWriter{stream: stream, sum: sha256.New(), size: n}
+	if _, err := io.Copy(w, f); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := w.flush(); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	actx := context.WithoutCancel(ctx)
+	if err := a.s.store.Update(actx, func(tx syncengine.Tx) error {
+		return a.s.audit(actx, tx, fieldsyncv1.AuditAction_AUDIT_ACTION_BACKUP, "store", fmt.Sprintf("%d bytes", n))
+	}); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
 	a.s.log.InfoContext(ctx, "store copy sent to an operator", "bytes", n)
-	return a.s.store.Update(ctx, func(tx syncengine.Tx) error {
-		return a.s.audit(ctx, tx, fieldsyncv1.AuditAction_AUDIT_ACTION_BACKUP, "store", fmt.Sprintf("%d bytes", n))
-	})
+	return stream.Send(&fieldsyncv1.BackupResponse{Sha256: w.sum.Sum(nil)})
 }
 
 // backupWriter cuts the copy into chunks of backupChunk bytes.

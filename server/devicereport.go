@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -310,7 +311,41 @@ func (s *Server) relayedReports(ctx context.Context) ([]boltstore.DeviceReport, 
 			out = append(out, r)
 		}
 	}
-	return out, nil
+	return s.oneReportEach(ctx, out)
+}
+
+// oneReportEach keeps each phone in one township's report: a phone
+// re-enrolled under another township is reported by both until the first
+// revokes it, and only the report that saw it sync last (else seen, else
+// enrolled last) stands. A phone enrolled with this server itself is its own
+// registry's, not a report's.
+func (s *Server) oneReportEach(ctx context.Context, rs []boltstore.DeviceReport) ([]boltstore.DeviceReport, error) {
+	newer := func(a, b boltstore.ReportedDevice) bool {
+		return cmp.Or(a.LastSync.Compare(b.LastSync), a.LastSeen.Compare(b.LastSeen), a.Enrolled.Compare(b.Enrolled)) > 0
+	}
+	best := map[syncengine.ReplicaID]boltstore.ReportedDevice{}
+	for _, r := range rs {
+		for _, d := range r.Devices {
+			if b, ok := best[d.ID]; !ok || newer(d, b) {
+				best[d.ID] = d
+			}
+		}
+	}
+	for i := range rs {
+		kept := make([]boltstore.ReportedDevice, 0, len(rs[i].Devices))
+		for _, d := range rs[i].Devices {
+			if b := best[d.ID]; !newer(b, d) && !newer(d, b) {
+				if _, err := s.store.Device(ctx, d.ID); errors.Is(err, boltstore.ErrNoDevice) {
+					kept = append(kept, d)
+					delete(best, d.ID) // an exact tie: the first report keeps it
+				} else if err != nil {
+					return nil, err
+				}
+			}
+		}
+		rs[i].Devices = kept
+	}
+	return rs, nil
 }
 
 // relayedStatus returns the status of the devices the server's townships

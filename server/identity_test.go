@@ -201,6 +201,8 @@ func TestRelayCannotForgeOrigins(t *testing.T) {
 		{ReplicaId: phoneOfTown1.Origin[:], RelayReplicaId: directID[:]}, // not a relay
 		{ReplicaId: directID[:], RelayReplicaId: town2[:]},               // enrolled at the county itself
 		{ReplicaId: phoneOfTown1.Origin[:8], RelayReplicaId: town2[:]},   // not an id
+		{ReplicaId: countyID[:], RelayReplicaId: town2[:]},               // the county itself
+		{ReplicaId: town2[:], RelayReplicaId: town2[:]},                  // the township itself
 	} {
 		if _, err := admin.RebindDevice(actx, bad); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("RebindDevice(%x → %x): %v, want InvalidArgument", bad.GetReplicaId(), bad.GetRelayReplicaId(), err)

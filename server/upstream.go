@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"strconv"
 	"strings"
 	"sync"
@@ -293,10 +295,8 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 		// After the push and the pull: the audit trail and the device
 		// registry, on the same connection.
 		AfterRound: func(ctx context.Context, rpc fieldsyncv1.SyncServiceClient) error {
-			if err := s.pushAudit(ctx, rpc); err != nil {
-				return err
-			}
-			return s.reportDevices(ctx, rpc, areas)
+			return errors.Join(s.afterRound(ctx, "audit entries", s.pushAudit(ctx, rpc)),
+				s.afterRound(ctx, "device report", s.reportDevices(ctx, rpc, areas)))
 		},
 	}
 	var pushed, pulled int
@@ -399,4 +399,16 @@ func (s *Server) upstreamStatus(ctx context.Context) (*fieldsyncv1.UpstreamStatu
 	}
 	st.PendingChanges = uint64(n)
 	return st, nil
+}
+
+// afterRound passes on an error of what a township sends its county after a
+// round's push and pull: one the county refused as invalid is logged and does
+// not fail the round (the changes went through, and sending the same again
+// would be refused again); a transport error fails it, to be retried.
+func (s *Server) afterRound(ctx context.Context, what string, err error) error {
+	if st, ok := status.FromError(err); err != nil && ok && st.Code() == codes.InvalidArgument {
+		s.log.WarnContext(ctx, "the county refused the "+what+"; the round's changes went through", "err", err)
+		return nil
+	}
+	return err
 }

@@ -199,16 +199,18 @@ func (c *checker) followUpRules(f *fieldsyncv1.FollowUp) {
 
 // StandardManagement reports whether a patient's follow-ups for disease put them
 // under standard management at at: at least StandardManagementVisits
-// face-to-face (clinic or home) follow-ups in the 12 months ending at at.
+// face-to-face (clinic or home) follow-ups in the 12 months ending at at,
+// which are the days (China Standard Time) after the same date a year before
+// (AddMonths, so 29 February's year starts after 28 February) up to at.
 func StandardManagement(followUps []*fieldsyncv1.FollowUp, disease fieldsyncv1.ChronicDisease, at time.Time) bool {
-	from := at.AddDate(-1, 0, 0)
+	from := AddMonths(Today(at), -12)
 	n := 0
 	for _, f := range followUps {
 		if f.GetDisease() != disease || f.GetMethod() == fieldsyncv1.FollowUpMethod_FOLLOW_UP_METHOD_PHONE ||
 			f.GetMethod() == fieldsyncv1.FollowUpMethod_FOLLOW_UP_METHOD_UNSPECIFIED || f.GetFollowedUpAt() == nil {
 			continue
 		}
-		if t := f.GetFollowedUpAt().AsTime(); t.After(from) && !t.After(at) {
+		if t := f.GetFollowedUpAt().AsTime(); CompareDates(Today(t), from) > 0 && !t.After(at) {
 			n++
 		}
 	}

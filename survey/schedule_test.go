@@ -151,4 +151,27 @@ func TestStandardManagement(t *testing.T) {
 	if survey.StandardManagement(append(three[:3:3], visit(280, home)), diabetes, at) {
 		t.Error("hypertension follow-ups counted towards diabetes management")
 	}
+	// The window is made of days: a follow-up later on the same date a year
+	// before is outside it, one early the next day inside; on 29 February
+	// the year starts after 28 February.
+	onDay := func(y int, m time.Month, d, hour int) *fieldsyncv1.FollowUp {
+		u := exampleFollowUp()
+		u.Method = home
+		u.FollowedUpAt = ts(time.Date(y, m, d, hour, 0, 0, 0, survey.ChinaTime))
+		return u
+	}
+	if survey.StandardManagement(append(three[:3:3], onDay(2025, 11, 20, 23)), hypertension, at) {
+		t.Error("a follow-up on 2025-11-20 counted in the 12 months ending 2026-11-20")
+	}
+	if !survey.StandardManagement(append(three[:3:3], onDay(2025, 11, 21, 0)), hypertension, at) {
+		t.Error("a follow-up on 2025-11-21 not counted in the 12 months ending 2026-11-20")
+	}
+	leap := time.Date(2028, 2, 29, 18, 0, 0, 0, survey.ChinaTime)
+	recent := []*fieldsyncv1.FollowUp{onDay(2028, 2, 1, 9), onDay(2027, 11, 1, 9), onDay(2027, 8, 1, 9)}
+	if survey.StandardManagement(append(recent, onDay(2027, 2, 28, 9)), hypertension, leap) {
+		t.Error("a follow-up on 2027-02-28 counted in the 12 months ending 2028-02-29")
+	}
+	if !survey.StandardManagement(append(recent, onDay(2027, 3, 1, 9)), hypertension, leap) {
+		t.Error("a follow-up on 2027-03-01 not counted in the 12 months ending 2028-02-29")
+	}
 }

@@ -41,15 +41,21 @@ func prefixOf(code string) string {
 	return p
 }
 
-// report reads the indicators of area (a prefix the member may read) down to
-// the level below it, as the request's as_of and campaign ask.
-func (h *Handler) report(r *http.Request, area string, level indicators.Level) (*fieldsyncv1.IndicatorsResponse, error) {
-	depth := level
+// below is the level of the rows an area page of level shows: the level
+// below it, or the village's own.
+func below(level indicators.Level) indicators.Level {
 	if level < indicators.Village {
-		depth = level + 1
+		return level + 1
 	}
-	req := &fieldsyncv1.IndicatorsRequest{AreaCode: area, Depth: depth.String(), Campaign: r.FormValue("campaign")}
-	if s := r.FormValue("as_of"); s != "" {
+	return level
+}
+
+// report reads the indicators req asks for (its area one the member may
+// read), with the campaign of the request's form and, unless today, its
+// day (as_of).
+func (h *Handler) report(r *http.Request, req *fieldsyncv1.IndicatorsRequest, today bool) (*fieldsyncv1.IndicatorsResponse, error) {
+	req.Campaign = r.FormValue("campaign")
+	if s := r.FormValue("as_of"); s != "" && !today {
 		d, err := time.Parse(time.DateOnly, s)
 		if err != nil {
 			return nil, fmt.Errorf("web: %w: as_of %q is not a date (2026-06-15)", server.ErrBadRequest, s)
@@ -87,14 +93,101 @@ func keysOf(level indicators.Level) []indicators.Def {
 
 type crumb struct{ Name, Href string }
 
-type areaData struct {
+// frame is what every page of an area shows around its figures or list: the
+// header, the breadcrumb, the day, the downloads.
+type frame struct {
 	pageData
-	Staff                          server.Staff
-	RoleName, CSRF, OtherLang, CSV string
-	AsOf, Campaign, CampaignAsked  string
-	ComputedAt                     string
-	Crumbs                         []crumb
-	Sections                       []sectionData
+	Staff                         server.Staff
+	RoleName, CSRF, OtherLang     string
+	AsOf, Campaign, CampaignAsked string
+	ComputedAt                    string
+	// Now says the page is as of now, whatever the day asked (the devices
+	// page): it offers no day to choose.
+	Now    bool
+	Crumbs []crumb
+	// CSV and XLSX download what the page shows.
+	CSV, XLSX string
+	// Overdue and Devices link to the area's 日通报 and devices pages.
+	Overdue, Devices string
+}
+
+// pageQuery is the query every link of a page carries: the language, and
+// the day and campaign asked for.
+func pageQuery(r *http.Request, t *texts) url.Values {
+	query := url.Values{"lang": {t.Lang}}
+	for _, k := range []string{"as_of", "campaign"} {
+		if v := r.FormValue(k); v != "" {
+			query.Set(k, v)
+		}
+	}
+	return query
+}
+
+// frameOf returns the frame of the page at path (/area/CODE...) of area,
+// whose report is resp and whose areas are named in names; the breadcrumb
+// leads from the member's area down to area, and on to last when the page
+// is not the area's own.
+func (h *Handler) frameOf(r *http.Request, q request, area string, resp *fieldsyncv1.IndicatorsResponse, names map[string]string, path string, query url.Values, last string) frame {
+	t := q.t
+	other := url.Values{}
+	for k, v := range query {
+		other[k] = v
+	}
+	other.Set("lang", t.Other)
+	f := frame{
+		pageData: pageData{T: t}, Staff: q.staff, RoleName: t.role(q.staff.Role), CSRF: q.sess.csrf,
+		OtherLang: path + "?" + other.Encode(),
+		AsOf:      survey.FormatDate(resp.GetAsOf()), Campaign: resp.GetCampaign(), CampaignAsked: r.FormValue("campaign"),
+		ComputedAt: resp.GetComputedAt().AsTime().In(chinaTime).Format("2006-01-02 15:04"),
+		Overdue:    "/area/" + area + "/overdue?" + query.Encode(),
+		Devices:    "/area/" + area + "/devices?" + url.Values{"lang": {t.Lang}}.Encode(),
+	}
+	f.Title = names[pad(area)] + " · " + t.Title
+	var above map[string]string // the names of the areas above, when the report has none
+	for _, p := range []string{area[:6], safePrefix(area, 9), safePrefix(area, 12)} {
+		if p == "" || len(p) < len(q.staff.Area) {
+			continue
+		}
+		name := names[pad(p)]
+		if name == "" && above == nil {
+			var err error
+			if above, err = h.cfg.Server.AreaNames(r.Context()); err != nil {
+				h.cfg.Logger.ErrorContext(r.Context(), "web page: area names", "err", err)
+				above = map[string]string{}
+			}
+		}
+		if name == "" {
+			name = above[pad(p)]
+		}
+		if name == "" {
+			name = t.levelName(levelOfPrefix(p)) + " " + p
+		}
+		c := crumb{Name: name}
+		if p != area || last != "" {
+			c.Href = "/area/" + p + "?" + query.Encode()
+		}
+		f.Crumbs = append(f.Crumbs, c)
+	}
+	if last != "" {
+		f.Title = last + " · " + f.Title
+		f.Crumbs = append(f.Crumbs, crumb{Name: last})
+	}
+	return f
+}
+
+// namesOf are the names the page shows for the areas of resp, by 12-digit
+// code.
+func namesOf(t *texts, resp *fieldsyncv1.IndicatorsResponse) map[string]string {
+	names := map[string]string{}
+	for _, row := range resp.GetRows() {
+		names[row.GetAreaCode()] = t.areaName(row)
+	}
+	return names
+}
+
+type areaData struct {
+	frame
+	Sections []sectionData
 }
 
 type sectionData struct {
@@ -107,8 +200,8 @@ type barRow struct {
 	Area, Key, Name, Href string
 	Total                 bool
 	// Val is the figure as people read it ("91.78%", "12"), Frac the rate's
-	// numerator/denominator.
-	Val, Frac string
+	// numerator/denominator; List links to the units behind it.
+	Val, Frac, List string
 	// Width is the bar's length out of 100; Color its fill.
 	Width, Color string
 }
@@ -120,48 +213,17 @@ func (h *Handler) areaPage(w http.ResponseWriter, r *http.Request, q request) {
 	if !ok {
 		return
 	}
-	resp, err := h.report(r, area, level)
+	resp, err := h.report(r, &fieldsyncv1.IndicatorsRequest{AreaCode: area, Depth: below(level).String()}, false)
 	if err != nil {
 		h.fail(w, r, q.t, err)
 		return
 	}
 	t := q.t
-	query := url.Values{"lang": {t.Lang}}
-	for _, k := range []string{"as_of", "campaign"} {
-		if v := r.FormValue(k); v != "" {
-			query.Set(k, v)
-		}
-	}
-	other := url.Values{}
-	for k, v := range query {
-		other[k] = v
-	}
-	other.Set("lang", t.Other)
-	d := areaData{
-		pageData: pageData{T: t}, Staff: q.staff, RoleName: t.role(q.staff.Role), CSRF: q.sess.csrf,
-		OtherLang: "/area/" + area + "?" + other.Encode(), CSV: "/area/" + area + "/csv?" + query.Encode(),
-		AsOf: survey.FormatDate(resp.GetAsOf()), Campaign: resp.GetCampaign(), CampaignAsked: r.FormValue("campaign"),
-		ComputedAt: resp.GetComputedAt().AsTime().In(chinaTime).Format("2006-01-02 15:04"),
-	}
-	names := map[string]string{}
-	for _, row := range resp.GetRows() {
-		names[row.GetAreaCode()] = t.areaName(row)
-	}
-	d.Title = names[pad(area)] + " · " + t.Title
-	for _, p := range []string{area[:6], safePrefix(area, 9), safePrefix(area, 12)} {
-		if p == "" || len(p) < len(q.staff.Area) {
-			continue
-		}
-		name := names[pad(p)]
-		if name == "" {
-			name = t.levelName(levelOfPrefix(p)) + " " + p
-		}
-		c := crumb{Name: name}
-		if p != area {
-			c.Href = "/area/" + p + "?" + query.Encode()
-		}
-		d.Crumbs = append(d.Crumbs, c)
-	}
+	query := pageQuery(r, t)
+	names := namesOf(t, resp)
+	d := areaData{frame: h.frameOf(r, q, area, resp, names, "/area/"+area, query, "")}
+	d.CSV = "/area/" + area + "/csv?" + query.Encode()
+	d.XLSX = "/area/" + area + "/xlsx?" + query.Encode()
 	for _, def := range keysOf(level) {
 		sec := sectionData{Key: string(def.Key), Name: t.defName(def)}
 		var max int64
@@ -182,6 +244,7 @@ func (h *Handler) areaPage(w http.ResponseWriter, r *http.Request, q request) {
 			if i > 0 {
 				br.Href = "/area/" + prefixOf(row.GetAreaCode()) + "?" + query.Encode()
 			}
+			br.List = "/area/" + prefixOf(row.GetAreaCode()) + "/list/" + string(def.Key) + "?" + query.Encode()
 			br.Val, br.Frac, br.Width, br.Color = figure(v, max)
 			sec.Rows = append(sec.Rows, br)
 		}
@@ -197,17 +260,41 @@ func (h *Handler) areaCSV(w http.ResponseWriter, r *http.Request, q request) {
 	if !ok {
 		return
 	}
-	resp, err := h.report(r, area, level)
+	resp, err := h.report(r, &fieldsyncv1.IndicatorsRequest{AreaCode: area, Depth: below(level).String()}, false)
 	if err != nil {
 		h.fail(w, r, q.t, err)
 		return
 	}
 	var buf bytes.Buffer
 	writeCSV(&buf, resp, keysOf(level))
-	asOf := survey.FormatDate(resp.GetAsOf())
-	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="fieldsync-%s-%s.csv"`, area, asOf))
-	w.Write(buf.Bytes())
+	download(w, "text/csv; charset=utf-8", fmt.Sprintf("fieldsync-%s-%s.csv", area, survey.FormatDate(resp.GetAsOf())), buf.Bytes())
+}
+
+// areaXLSX writes what the area's page shows as a workbook in the format of
+// fieldsync admin report --format xlsx.
+func (h *Handler) areaXLSX(w http.ResponseWriter, r *http.Request, q request) {
+	area, level, ok := h.areaFor(w, r, q)
+	if !ok {
+		return
+	}
+	resp, err := h.report(r, &fieldsyncv1.IndicatorsRequest{AreaCode: area, Depth: below(level).String()}, false)
+	if err != nil {
+		h.fail(w, r, q.t, err)
+		return
+	}
+	var buf bytes.Buffer
+	if err := writeAreaXLSX(&buf, resp, keysOf(level)); err != nil {
+		h.fail(w, r, q.t, err)
+		return
+	}
+	download(w, xlsxType, fmt.Sprintf("fieldsync-%s-%s.xlsx", area, survey.FormatDate(resp.GetAsOf())), buf.Bytes())
+}
+
+// download answers a file to save, of type ctype, as name (ASCII).
+func download(w http.ResponseWriter, ctype, name string, b []byte) {
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, name))
+	w.Write(b)
 }
 
 // writeCSV writes the rows of resp for keys, one line per area and key:

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -81,16 +82,61 @@ func checkFigures(t *testing.T, ctx context.Context, c *county, area, depth stri
 	}
 }
 
+// listRow is a unit of a list as the browser shows it.
+type listRow struct {
+	Area   string `json:"area"`
+	Group  string `json:"group"`
+	Name   string `json:"name"`
+	Masked string `json:"masked"`
+}
+
+// readList reads every unit of a list page off the page in the browser, with
+// its village's heading.
+const readList = `Array.from(document.querySelectorAll("tr.item")).map(function (tr) {
+	var g = tr.parentNode.querySelector("tr.group");
+	return {area: tr.getAttribute("data-area"), group: g ? g.textContent.trim() : "",
+		name: tr.querySelector("td.uname").textContent.trim(), masked: tr.querySelector("td.masked").textContent.trim()};
+})`
+
+// checkList checks the list page in ctx lists want units, each under the
+// name of its village, and, for a list of people, that the first show a name
+// and a masked ID number.
+func checkList(t *testing.T, ctx context.Context, c *county, want int, people bool) {
+	t.Helper()
+	rows, err := chromedp.Run(ctx, chromedp.Evaluate[[]listRow](readList))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	if len(rows) != want || want == 0 {
+		t.Errorf("%s lists %d, its figure says %d", loc, len(rows), want)
+	}
+	masked := regexp.MustCompile(`^\d{4}\*{10}[\dX]{4}$`)
+	for i, r := range rows {
+		if name := c.names[r.Area]; name == "" || !strings.HasPrefix(r.Group, name) {
+			t.Errorf("%s: unit %d of %s under %q, want its name %q", loc, i, r.Area, r.Group, name)
+		}
+		if people && i < 5 && (r.Name == "" || r.Name == "—" || !masked.MatchString(r.Masked)) {
+			t.Errorf("%s: unit %d shows %q %q, want a name and a masked ID number", loc, i, r.Name, r.Masked)
+		}
+	}
+}
+
 // A real headless Chromium signs in to the county's page (refused with a
 // wrong password first), reads the overview, follows the drill-down to a
 // township and a village and checks every figure against the server's
-// report, switches to English, fits a phone's screen, saves a screenshot
+// report, follows a rate's and a count's figure to the units behind them,
+// opens the 日通报 and the devices page, switches to English, fits a phone's
+// screen (the overview and a list), saves a screenshot
 // ($FIELDSYNC_SCREENSHOT, else in a temporary directory), and is sent back
 // to sign in once its session has been idle too long.
 func TestBrowser(t *testing.T) {
 	path := chromium(t)
 	t.Logf("chromium: %s", path)
 	c := startCounty(t)
+	c.nameAreas(t)
+	devs := c.addDevices(t)
+	c.addOverdue(t)
 	password := c.addStaff(t, "县卫健局", c.code)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.WindowSize(1100, 900))
@@ -148,12 +194,34 @@ func TestBrowser(t *testing.T) {
 	isMain := func(k string) bool { return main[k] }
 	checkFigures(t, ctx, c, c.code, "township", isMain)
 
+	// A rate's figure leads to those not achieving it, a count's to those
+	// counted; the overview links to the 日通报 and the devices page.
+	county := c.report(t, c.code, "township")
+	do("the list behind a rate", chromedp.Click(chromedp.CSS(`section#health_check_rate tr.total td.val a`)), chromedp.WaitVisible(chromedp.CSS("#listed")))
+	checkList(t, ctx, c, listLength(valueIn(t, county, pad(c.code), "health_check_rate")), true)
+	do("up to the overview", chromedp.Click(chromedp.CSS(`nav.crumbs a[href^="/area/`+c.code+`?"]`)), chromedp.WaitVisible(chromedp.CSS("section#problems_overdue")))
+	town0 := pad(c.townships[0])
+	do("the list behind a township's count", chromedp.Click(chromedp.CSS(`section#problems_overdue tr[data-area="`+town0+`"] td.val a`)), chromedp.WaitVisible(chromedp.CSS("#listed")))
+	checkList(t, ctx, c, listLength(valueIn(t, county, town0, "problems_overdue")), false)
+	do("日通报", chromedp.Click(chromedp.CSS(`nav.crumbs a[href^="/area/`+c.code+`?"]`)), chromedp.WaitVisible(chromedp.CSS("#overdue")),
+		chromedp.Click(chromedp.CSS("#overdue")), chromedp.WaitVisible(chromedp.CSS("section#summary")))
+	checkList(t, ctx, c, listLength(valueIn(t, county, pad(c.code), "problems_overdue")), false)
+	do("devices", chromedp.Click(chromedp.CSS("#devices")), chromedp.WaitVisible(chromedp.CSS("section#stale")))
+	checkList(t, ctx, c, len(devs.stale), false)
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("section#stale tr[data-area]").length`)); err != nil || n != len(devs.staleVillages) {
+		t.Errorf("the devices page lists %d villages no device synced for (%v), want %d", n, err, len(devs.staleVillages))
+	}
+	do("back to the overview", chromedp.Navigate(c.base+"/area/"+c.code), chromedp.WaitVisible(chromedp.CSS("section#contract_rate")))
+
 	town := c.townships[1]
 	do("drill down to a township",
 		chromedp.Click(chromedp.CSS(`section#contract_rate tr[data-area="`+town+`000"] a`)),
 		chromedp.WaitVisible(chromedp.CSS(`section#contract_rate tr.total[data-area="`+town+`000"]`)),
 	)
 	checkFigures(t, ctx, c, town, "village", isMain)
+	if crumb, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("nav.crumbs a"))); err != nil || crumb != c.names[pad(c.code)] {
+		t.Errorf("the township's breadcrumb starts at %q (%v), want the county's name %q", crumb, err, c.names[pad(c.code)])
+	}
 
 	village := c.villages[2]
 	do("drill down to a village",
@@ -174,6 +242,10 @@ func TestBrowser(t *testing.T) {
 	do("phone", chromedp.EmulateViewport(360, 740), chromedp.Navigate(c.base+"/area/"+c.code), chromedp.WaitVisible(chromedp.CSS("section#contract_rate")))
 	if w, err := chromedp.Run(ctx, chromedp.Evaluate[int]("document.documentElement.scrollWidth")); err != nil || w > 360 {
 		t.Errorf("on a 360 px screen the page is %d px wide (%v)", w, err)
+	}
+	do("a list on the phone", chromedp.Navigate(c.base+"/area/"+c.code+"/list/health_check_rate"), chromedp.WaitVisible(chromedp.CSS("#listed")))
+	if w, err := chromedp.Run(ctx, chromedp.Evaluate[int]("document.documentElement.scrollWidth")); err != nil || w > 360 {
+		t.Errorf("on a 360 px screen the list is %d px wide (%v)", w, err)
 	}
 	do("desktop", chromedp.EmulateViewport(1000, 900), chromedp.Navigate(c.base+"/area/"+c.code), chromedp.WaitVisible(chromedp.CSS("section#contract_rate")))
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))

@@ -2,8 +2,17 @@
 // staff (fieldsyncd serve --http): the indicators of the staff member's area
 // by township or village, as server-rendered HTML with inline SVG bars (no
 // JavaScript, one small style sheet, usable on an old browser and a small
-// screen), a drill-down county → township → village, and a CSV download of
-// what a page shows. Labels are Chinese, or English with ?lang=en.
+// screen), a drill-down county → township → village → the list of units
+// behind each figure (names and masked ID numbers, never a clear one), the
+// 日通报 of overdue problems, the devices not synced for three days, and CSV
+// and XLSX downloads of what a page shows. Labels are Chinese, or English
+// with ?lang=en.
+//
+// The routes, all GET and for a signed-in member of an area containing CODE
+// (else 403): /area/CODE (the figures), /area/CODE/csv and /xlsx (them, to
+// download), /area/CODE/list/KEY (the units behind KEY's figure),
+// /area/CODE/list/KEY/csv and /xlsx, /area/CODE/overdue (日通报) and
+// /area/CODE/devices.
 //
 // Staff sign in with a name and password made by fieldsync admin user add
 // (server.Server.SignIn), never with the admin token. A session is a random
@@ -115,6 +124,12 @@ func New(cfg Config) *Handler {
 	h.mux.HandleFunc("GET /{$}", h.authed(h.home))
 	h.mux.HandleFunc("GET /area/{code}", h.authed(h.areaPage))
 	h.mux.HandleFunc("GET /area/{code}/csv", h.authed(h.areaCSV))
+	h.mux.HandleFunc("GET /area/{code}/xlsx", h.authed(h.areaXLSX))
+	h.mux.HandleFunc("GET /area/{code}/list/{key}", h.authed(h.listPage))
+	h.mux.HandleFunc("GET /area/{code}/list/{key}/csv", h.authed(h.listCSV))
+	h.mux.HandleFunc("GET /area/{code}/list/{key}/xlsx", h.authed(h.listXLSX))
+	h.mux.HandleFunc("GET /area/{code}/overdue", h.authed(h.overduePage))
+	h.mux.HandleFunc("GET /area/{code}/devices", h.authed(h.devicesPage))
 	return h
 }
 
@@ -320,9 +335,19 @@ func (h *Handler) sameOrigin(r *http.Request) bool {
 	return true
 }
 
-// localPath returns p if it is a path of this site ("/area/..."), else "".
+// localPath returns p if it is a page of this site ("/" or "/area/...", with
+// a query), else "": only printable ASCII without a backslash, parsed without
+// a scheme or host, so that no browser's reading of it ("/\t/evil.example"
+// becomes "//evil.example") leaves the site.
 func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\\r\n") {
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 0x21 || c > 0x7e || c == '\\' {
+			return ""
+		}
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" ||
+		(u.Path != "/" && !strings.HasPrefix(u.Path, "/area/")) {
 		return ""
 	}
 	return p

@@ -56,9 +56,15 @@ type county struct {
 	adminCtx  func(t *testing.T) context.Context
 	base      string // http://127.0.0.1:PORT
 	clock     *clock
-	code      string // the county's 6 digits
+	conn      *grpc.ClientConn // to the server's gRPC port
+	code      string           // the county's 6 digits
 	townships []string
 	villages  []string
+	// names are the generated areas' names, by 12-digit code (nameAreas
+	// gives them to the server); clearIDs every clear ID number of the
+	// registry, which no page may show.
+	names    map[string]string
+	clearIDs []string
 }
 
 // startCounty saves a generated county through the server's save path (the
@@ -71,11 +77,18 @@ func startCounty(t *testing.T) *county {
 		t.Fatal(err)
 	}
 	vs := g.County.Villages()
-	c := &county{code: vs[0].Code[:6], clock: &clock{}}
+	c := &county{code: vs[0].Code[:6], clock: &clock{}, names: map[string]string{g.County.Code: g.County.Name}}
+	for _, tw := range g.County.Townships {
+		c.townships = append(c.townships, tw.Code[:9])
+		c.names[tw.Code] = tw.Name
+	}
 	for _, v := range vs {
 		c.villages = append(c.villages, v.Code)
-		if n := len(c.townships); n == 0 || c.townships[n-1] != v.Code[:9] {
-			c.townships = append(c.townships, v.Code[:9])
+		c.names[v.Code] = v.Name
+		for _, h := range v.Households {
+			for _, p := range h.Members {
+				c.clearIDs = append(c.clearIDs, p.IDNumber)
+			}
 		}
 	}
 	dir := t.TempDir()
@@ -101,7 +114,7 @@ func startCounty(t *testing.T) *county {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	c.admin = fieldsyncv1.NewAdminServiceClient(conn)
+	c.conn, c.admin = conn, fieldsyncv1.NewAdminServiceClient(conn)
 	token, err := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
 	if err != nil {
 		t.Fatal(err)

@@ -111,12 +111,16 @@ func (c *Client) unlock(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.store.Unlock(ctx, recordsKey); errors.Is(err, sqlitestore.ErrWrongKey) {
+	switch err := c.store.Unlock(ctx, recordsKey); {
+	case errors.Is(err, sqlitestore.ErrWrongKey):
 		return ErrSecretsLocked
-	} else if err != nil {
+	case errors.Is(err, sqlitestore.ErrScrubPending):
+		// Sealed and usable; the file is rid of its old clear pages at a
+		// later open.
+		return nil
+	default:
 		return err
 	}
-	return nil
 }
 
 // secret returns the meta value k, decrypted.

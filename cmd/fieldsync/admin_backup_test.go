@@ -55,6 +55,9 @@ func TestAdminBackup(t *testing.T) {
 	if left, _ := filepath.Glob(copyPath + ".new-*"); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
 	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "backup-send-*")); len(left) != 0 {
+		t.Errorf("the server left its copy behind: %v", left)
+	}
 	s, err := boltstore.Open(copyPath, &boltstore.Options{AcceptRollback: true})
 	if err != nil {
 		t.Fatalf("the copy does not open as a store: %v", err)

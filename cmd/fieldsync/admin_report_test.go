@@ -79,11 +79,16 @@ func TestAdminReport(t *testing.T) {
 	if msg := admin("areas", "import", names); !strings.Contains(msg, "imported 3 names") {
 		t.Errorf("areas import printed %q", msg)
 	}
-	outside := filepath.Join(t.TempDir(), "outside.csv")
-	os.WriteFile(outside, []byte("532524100201,别县的村\n"), 0o600)
-	var refused bytes.Buffer
-	if err := run(t.Context(), append([]string{"admin", "areas", "import", outside}, conn...), &refused, &refused); err == nil || !strings.Contains(err.Error(), "outside the server's area") {
-		t.Errorf("importing another county's village: %v", err)
+	for _, line := range []string{"532524100201,别县的村", "532520000000,别的县", "532523101000,别的乡镇"} {
+		outside := filepath.Join(t.TempDir(), "outside.csv")
+		os.WriteFile(outside, []byte(line+"\n"), 0o600)
+		var refused bytes.Buffer
+		if err := run(t.Context(), append([]string{"admin", "areas", "import", outside}, conn...), &refused, &refused); err == nil || !strings.Contains(err.Error(), "outside the server's area") {
+			t.Errorf("importing %q at township %s: %v", line, township, err)
+		}
+	}
+	if audit := admin("audit"); !strings.Contains(audit, "areas_set") || !strings.Contains(audit, "3 names given") {
+		t.Errorf("the import is not in the audit trail:\n%s", audit)
 	}
 
 	out := filepath.Join(t.TempDir(), "report.csv")

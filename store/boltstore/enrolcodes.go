@@ -293,6 +293,9 @@ func RebindOriginTx(ctx context.Context, in syncengine.Tx, origin, relay synceng
 	if err := t.check(ctx); err != nil {
 		return syncengine.ReplicaID{}, false, err
 	}
+	if origin == relay || origin == syncengine.ReplicaID(t.meta.Get(keyReplica)) {
+		return syncengine.ReplicaID{}, false, fmt.Errorf("boltstore: rebind %v: %w: a township speaks neither for itself nor for this server", origin, ErrCannotRebind)
+	}
 	r, err := t.device(relay)
 	switch {
 	case errors.Is(err, ErrNoDevice):

@@ -115,20 +115,15 @@ func (l *txidLog) record(txid uint64) error {
 
 func (l *txidLog) close() error { return l.f.Close() }
 
-// WriteBackup writes a consistent copy of the store, as of one read
-// transaction, to w while the store stays in use, and returns its size.
-// sized, if not nil, is called with the size before the first byte.
-func (s *Store) WriteBackup(ctx context.Context, w io.Writer, sized func(int64) error) (int64, error) {
+// writeBackup writes a consistent copy of the store, as of one read
+// transaction, to w while the store stays in use, and returns its size. The
+// read transaction lasts as long as w takes: give it a local file.
+func (s *Store) writeBackup(ctx context.Context, w io.Writer) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	var n int64
 	err := s.db.View(func(btx *bbolt.Tx) error {
-		if sized != nil {
-			if err := sized(btx.Size()); err != nil {
-				return err
-			}
-		}
 		var err error
 		n, err = btx.WriteTo(w)
 		return err
@@ -152,7 +147,7 @@ func (s *Store) BackupTo(ctx context.Context, path string) (int64, error) {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // a no-op after the rename
-	n, err := s.WriteBackup(ctx, f, nil)
+	n, err := s.writeBackup(ctx, f)
 	if err == nil {
 		err = f.Chmod(0o600)
 	}

@@ -34,10 +34,19 @@ var (
 	// ErrWrongKey is returned by Unlock with a key other than the one the
 	// replica was sealed with.
 	ErrWrongKey = errors.New("the key given is not the replica's key")
+	// ErrScrubPending is returned by Unlock when the replica is sealed and
+	// usable but the file could not yet be rid of the clear pages the sealing
+	// left (no free space for VACUUM, a reader holding the write-ahead log);
+	// the next Unlock tries again.
+	ErrScrubPending = errors.New("the replica is sealed, but its old clear pages are still in the file")
 )
 
-// metaSealed marks a sealed replica: the check value sealed with its key.
-const metaSealed = "replica_sealed"
+// metaSealed marks a sealed replica: the check value sealed with its key;
+// metaScrub a sealed replica whose clear pages may still be in the file.
+const (
+	metaSealed = "replica_sealed"
+	metaScrub  = "replica_scrub"
+)
 
 // sealCheck is the plaintext of metaSealed.
 var sealCheck = []byte("fieldsync replica sealed v1")
@@ -141,20 +150,44 @@ func (s *Store) Unlock(ctx context.Context, key []byte) error {
 			return fmt.Errorf("%s: %w", s.path, ErrWrongKey)
 		}
 		s.seal.Store(sl)
-		return nil
-	}
-	if err := s.sealAll(ctx, sl); err != nil {
-		return fmt.Errorf("%s: seal the replica: %w", s.path, err)
-	}
-	s.seal.Store(sl)
-	// VACUUM rewrites the file from the sealed rows only; the checkpoint
-	// then empties the write-ahead log, which held the clear pages' frames.
-	for _, q := range []string{"VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"} {
-		if _, err := s.write.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("%s: %s after sealing: %w", s.path, q, err)
+	} else {
+		// Stored first, so that no write can come between the sealing's
+		// commit and the store knowing it is sealed; taken back if the
+		// sealing fails.
+		s.seal.Store(sl)
+		if err := s.sealAll(ctx, sl); err != nil {
+			s.seal.Store(nil)
+			return fmt.Errorf("%s: seal the replica: %w", s.path, err)
 		}
 	}
-	return nil
+	return s.scrub(ctx)
+}
+
+// scrub finishes a sealing: VACUUM rewrites the file from the sealed rows
+// only, and the checkpoint empties the write-ahead log, which held the clear
+// pages' frames. The sealing's transaction marks the replica to scrub
+// (metaScrub), and the mark goes only when both have run, so a scrub that
+// failed (VACUUM needs about the file's size again in free space) runs again
+// at the next Unlock.
+func (s *Store) scrub(ctx context.Context) error {
+	if v, err := s.Meta(ctx, metaScrub); err != nil || len(v) == 0 {
+		return err
+	}
+	if _, err := s.write.ExecContext(ctx, "VACUUM"); err != nil {
+		return fmt.Errorf("%s: %w: VACUUM (it needs free space about the replica's size) runs again at the next open: %v", s.path, ErrScrubPending, err)
+	}
+	var busy, frames, done int
+	if err := s.write.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done); err != nil {
+		return fmt.Errorf("%s: %w: the checkpoint runs again at the next open: %v", s.path, ErrScrubPending, err)
+	}
+	if busy != 0 {
+		return fmt.Errorf("%s: %w: the write-ahead log is in use; the checkpoint runs again at the next open", s.path, ErrScrubPending)
+	}
+	if _, err := s.write.ExecContext(ctx, "DELETE FROM meta WHERE key = ?", metaScrub); err != nil {
+		return err
+	}
+	_, err := s.write.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+	return err
 }
 
 // sealAll seals a clear replica's rows with sl in one transaction.
@@ -229,6 +262,9 @@ func (s *Store) sealAll(ctx context.Context, sl *sealer) error {
 		return err
 	}
 	if _, err := sealed.exec(ctx, metaUpsert, metaSealed, check); err != nil {
+		return err
+	}
+	if _, err := sealed.exec(ctx, metaUpsert, metaScrub, []byte{1}); err != nil {
 		return err
 	}
 	return sqlTx.Commit()

@@ -213,3 +213,61 @@ func TestSealedValueBoundToRow(t *testing.T) {
 	}
 	t.Fatal("every record read back after a state was copied over another")
 }
+
+// TestSealScrubRetried: when the scrub after sealing cannot finish (here a
+// reader holds the write-ahead log, so the checkpoint is busy), Unlock says
+// so and the next Unlock finishes it: the clear pages never stay for good.
+func TestSealScrubRetried(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "replica.db")
+	s, err := sqlitestore.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := openTempFill(t, s)
+	secrets := personalStrings(recs)
+	reading, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.View(ctx, func(tx syncengine.ReadTx) error {
+			if _, err := tx.Cursor(ctx, syncengine.ReplicaID{}); err != nil { // takes the snapshot
+				return err
+			}
+			close(reading)
+			<-release
+			return nil
+		})
+	}()
+	<-reading
+	key := testKey(t)
+	err = s.Unlock(ctx, key)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(err, sqlitestore.ErrScrubPending) {
+		t.Fatalf("Unlock with a reader holding the log: %v, want ErrScrubPending", err)
+	}
+	if _, err := s.Records(ctx, 1, syncengine.RecordID{}, 10); err != nil {
+		t.Errorf("the sealed replica with its scrub pending does not read: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = sqlitestore.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unlock(ctx, key); err != nil {
+		t.Fatalf("the second Unlock: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw := fileBytes(t, path)
+	for _, v := range secrets {
+		if bytes.Contains(raw, v) {
+			t.Errorf("after the scrub the files still contain %q", v)
+		}
+	}
+}

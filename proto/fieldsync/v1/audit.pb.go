@@ -55,6 +55,8 @@ const (
 	// A relaying township was made the one that speaks for a replica
 	// (RebindDevice).
 	AuditAction_AUDIT_ACTION_DEVICE_REBIND AuditAction = 12
+	// The names of areas were given (SetAreaNames).
+	AuditAction_AUDIT_ACTION_AREAS_SET AuditAction = 13
 )
 
 // Enum value maps for AuditAction.
@@ -73,6 +75,7 @@ var (
 		10: "AUDIT_ACTION_STAFF_ADD",
 		11: "AUDIT_ACTION_STAFF_REMOVE",
 		12: "AUDIT_ACTION_DEVICE_REBIND",
+		13: "AUDIT_ACTION_AREAS_SET",
 	}
 	AuditAction_value = map[string]int32{
 		"AUDIT_ACTION_UNSPECIFIED":      0,
@@ -88,6 +91,7 @@ var (
 		"AUDIT_ACTION_STAFF_ADD":        10,
 		"AUDIT_ACTION_STAFF_REMOVE":     11,
 		"AUDIT_ACTION_DEVICE_REBIND":    12,
+		"AUDIT_ACTION_AREAS_SET":        13,
 	}
 )
 
@@ -265,7 +269,7 @@ const file_fieldsync_v1_audit_proto_rawDesc = "" +
 	"adminToken\x12\x12\n" +
 	"\x04from\x18\a \x01(\tR\x04from\x12\x16\n" +
 	"\x06target\x18\b \x01(\tR\x06target\x12\x16\n" +
-	"\x06detail\x18\t \x01(\tR\x06detail*\x9f\x03\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail*\xbb\x03\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17AUDIT_ACTION_DEVICE_ADD\x10\x01\x12\x1e\n" +
@@ -280,7 +284,8 @@ const file_fieldsync_v1_audit_proto_rawDesc = "" +
 	"\x16AUDIT_ACTION_STAFF_ADD\x10\n" +
 	"\x12\x1d\n" +
 	"\x19AUDIT_ACTION_STAFF_REMOVE\x10\v\x12\x1e\n" +
-	"\x1aAUDIT_ACTION_DEVICE_REBIND\x10\fB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\x1aAUDIT_ACTION_DEVICE_REBIND\x10\f\x12\x1a\n" +
+	"\x16AUDIT_ACTION_AREAS_SET\x10\rB?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_audit_proto_rawDescOnce sync.Once
