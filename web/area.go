@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/indicators"
+	"github.com/fieldsync/fieldsync/internal/csvcell"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/survey"
@@ -315,7 +316,7 @@ func writeCSV(buf *bytes.Buffer, resp *fieldsyncv1.IndicatorsResponse, keys []in
 			if v.GetRate() {
 				den, val = strconv.FormatInt(v.GetDenominator(), 10), indicators.Fraction(v.GetNumerator(), v.GetDenominator())
 			}
-			cw.Write([]string{row.GetAreaCode(), row.GetAreaName(), row.GetLevel(), asOf, string(def.Key), num, den, val})
+			cw.Write([]string{row.GetAreaCode(), csvcell.Text(row.GetAreaName()), row.GetLevel(), asOf, string(def.Key), num, den, val})
 		}
 	}
 	cw.Flush()

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/fieldsync/fieldsync/indicators"
+	"github.com/fieldsync/fieldsync/internal/csvcell"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/survey"
@@ -276,7 +277,11 @@ func (h *Handler) listCSV(w http.ResponseWriter, r *http.Request, q request) {
 	cw.Write(listColumns)
 	names := rowNames(resp)
 	for _, it := range listed(resp, area) {
-		cw.Write(listCells(names, it))
+		cells := listCells(names, it)
+		for i, c := range cells {
+			cells[i] = csvcell.Text(c)
+		}
+		cw.Write(cells)
 	}
 	cw.Flush()
 	download(w, "text/csv; charset=utf-8", fmt.Sprintf("fieldsync-%s-%s-%s.csv", area, key, survey.FormatDate(resp.GetAsOf())), buf.Bytes())

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fieldsync/fieldsync/internal/csvcell"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/wire"
 )
@@ -74,7 +75,7 @@ func (p problemJSON) row() []string {
 		deadline = *p.Deadline
 	}
 	return []string{p.ID, p.AreaCode, p.Item, p.Severity, p.Status, deadline, strconv.Itoa(int(p.DaysOverdue)), strconv.FormatBool(p.Overdue),
-		p.PersonID, p.PersonName, p.Description, p.Measure, p.Responsible, p.SourceRecordID}
+		p.PersonID, csvcell.Text(p.PersonName), csvcell.Text(p.Description), csvcell.Text(p.Measure), csvcell.Text(p.Responsible), p.SourceRecordID}
 }
 
 func listedProblemJSON(lp *fieldsyncv1.ListedProblem) problemJSON {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/fieldsync/fieldsync/indicators"
+	"github.com/fieldsync/fieldsync/internal/csvcell"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/survey"
 )
@@ -158,7 +159,7 @@ func writeReportCSV(w io.Writer, resp *fieldsyncv1.IndicatorsResponse) error {
 			if v.GetRate() {
 				den = strconv.FormatInt(v.GetDenominator(), 10)
 			}
-			cw.Write([]string{r.GetAreaCode(), r.GetAreaName(), r.GetLevel(), asOf, v.GetKey(),
+			cw.Write([]string{r.GetAreaCode(), csvcell.Text(r.GetAreaName()), r.GetLevel(), asOf, v.GetKey(),
 				strconv.FormatInt(v.GetNumerator(), 10), den, reportValue(v)})
 		}
 	}
@@ -317,7 +318,8 @@ func runAdminReportList(ctx context.Context, args []string, stdout, stderr io.Wr
 			cw := csv.NewWriter(&buf)
 			cw.Write([]string{"area_code", "area_name", "kind", "id", "name", "masked_id", "detail"})
 			for _, it := range resp.GetItems() {
-				cw.Write([]string{it.GetAreaCode(), names[it.GetAreaCode()], it.GetKind(), it.GetId(), it.GetName(), it.GetMaskedId(), it.GetDetail()})
+				cw.Write([]string{it.GetAreaCode(), csvcell.Text(names[it.GetAreaCode()]), it.GetKind(), it.GetId(),
+					csvcell.Text(it.GetName()), it.GetMaskedId(), csvcell.Text(it.GetDetail())})
 			}
 			cw.Flush()
 			if err := cw.Error(); err != nil {
