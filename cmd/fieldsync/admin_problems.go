@@ -130,7 +130,7 @@ func runAdminProblems(ctx context.Context, args []string, stdout, stderr io.Writ
 	default:
 		return fmt.Errorf("admin problems: --severity %q: want critical or normal", *severity)
 	}
-	if req.AsOf, err = parseAsOf(*asOf); err != nil {
+	if req.AsOf, err = parseDay("--as-of", *asOf); err != nil {
 		return fmt.Errorf("admin problems: %w", err)
 	}
 	return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {

@@ -24,7 +24,8 @@ import (
 )
 
 const reportUsage = `usage: fieldsync admin report [--area CODE] [--by township|village] [--as-of YYYY-MM-DD]
-                              [--campaign NAME] [--format table|json|csv|xlsx] [--out FILE]
+                              [--campaign NAME] [--health-check-from YYYY-MM-DD]
+                              [--format table|json|csv|xlsx] [--out FILE]
        fieldsync admin report list KEY [--area CODE] [--as-of YYYY-MM-DD] [--campaign NAME]
                               [--format table|json|csv] [--out FILE]
 
@@ -40,7 +41,9 @@ return-to-poverty risk, devices not synced for 3 days, and the three batches
 server's own area by default. --by is the lowest level of rows (village by
 default). --as-of is a day in China time (today by default; not later).
 --campaign names the campaign visit_coverage counts (by default, that of the
-latest visit of the area).
+latest visit of the area); --health-check-from the first day of
+health_check_rate's period (by default 1 January of the as-of year; give the
+start of a longer campaign to count checks since then).
 
 --format table (the default) prints each area's indicators as rates with
 their numerator and denominator, or counts; json the server's answer; csv the
@@ -76,6 +79,7 @@ func runAdminReport(ctx context.Context, args []string, stdout, stderr io.Writer
 	by := fs.String("by", "village", "lowest `level` of rows: county, township or village")
 	asOf := fs.String("as-of", "", "the `day` (YYYY-MM-DD, China time; default today)")
 	campaign := fs.String("campaign", "", "the `campaign` visit_coverage counts (default: the latest visit's)")
+	checkFrom := fs.String("health-check-from", "", "first `day` of health_check_rate's period (YYYY-MM-DD; default 1 January of the as-of year)")
 	format := fs.String("format", "table", "`format`: table, json, csv or xlsx")
 	out := fs.String("out", "", "write to `file` instead of standard output")
 	if err := fs.Parse(args); err != nil {
@@ -99,7 +103,10 @@ func runAdminReport(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	req := &fieldsyncv1.IndicatorsRequest{AreaCode: *area, Depth: *by, Campaign: *campaign}
 	var err error
-	if req.AsOf, err = parseAsOf(*asOf); err != nil {
+	if req.AsOf, err = parseDay("--as-of", *asOf); err != nil {
+		return fmt.Errorf("admin report: %w", err)
+	}
+	if req.HealthCheckFrom, err = parseDay("--health-check-from", *checkFrom); err != nil {
 		return fmt.Errorf("admin report: %w", err)
 	}
 	return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
@@ -234,14 +241,14 @@ func protojsonIndent(resp *fieldsyncv1.IndicatorsResponse) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// parseAsOf reads --as-of, a day in China time (YYYY-MM-DD); nil for "".
-func parseAsOf(s string) (*fieldsyncv1.Date, error) {
+// parseDay reads flag's value, a day in China time (YYYY-MM-DD); nil for "".
+func parseDay(flag, s string) (*fieldsyncv1.Date, error) {
 	if s == "" {
 		return nil, nil
 	}
 	t, err := time.ParseInLocation(time.DateOnly, s, survey.ChinaTime)
 	if err != nil {
-		return nil, fmt.Errorf("--as-of %q: want YYYY-MM-DD", s)
+		return nil, fmt.Errorf("%s %q: want YYYY-MM-DD", flag, s)
 	}
 	return survey.Today(t), nil
 }
@@ -275,7 +282,7 @@ func runAdminReportList(ctx context.Context, args []string, stdout, stderr io.Wr
 		return fmt.Errorf("admin report list: --format %q: want table, json or csv", *format)
 	}
 	req := &fieldsyncv1.IndicatorsRequest{AreaCode: *area, Depth: "village", Campaign: *campaign, ListKey: pos[0]}
-	if req.AsOf, err = parseAsOf(*asOf); err != nil {
+	if req.AsOf, err = parseDay("--as-of", *asOf); err != nil {
 		return fmt.Errorf("admin report list: %w", err)
 	}
 	return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {

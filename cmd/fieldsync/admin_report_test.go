@@ -210,6 +210,32 @@ func TestAdminReport(t *testing.T) {
 	if len(js.Rows) != 1 || js.Rows[0].AreaCode != vs[1].Code {
 		t.Fatalf("report --area village: rows %+v", js.Rows)
 	}
+	// health_check_rate counts the checks since the day asked for: from a
+	// day after today none, from long ago at least as many as this year's.
+	checks := func(from string) fig {
+		t.Helper()
+		rows, err := csv.NewReader(strings.NewReader(admin("report", "--by", "township", "--format", "csv", "--health-check-from", from))).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows[1:] {
+			if r[4] == "health_check_rate" {
+				num, _ := strconv.ParseInt(r[5], 10, 64)
+				den, _ := strconv.ParseInt(r[6], 10, 64)
+				return fig{num, den}
+			}
+		}
+		t.Fatal("no health_check_rate in the report")
+		return fig{}
+	}
+	year := byArea[top]["health_check_rate"]
+	if long, none := checks("2000-01-01"), checks(now.AddDate(0, 0, 1).Format(time.DateOnly)); long.num < year.num || none.num != 0 || long.den != year.den {
+		t.Errorf("health checks since 2000: %v, since tomorrow: %v, this year: %v", long, none, year)
+	}
+	var badDay bytes.Buffer
+	if err := run(t.Context(), append([]string{"admin", "report", "--health-check-from", "1.1.2026"}, conn...), &badDay, &badDay); err == nil || !strings.Contains(err.Error(), "--health-check-from") {
+		t.Errorf("a malformed --health-check-from: %v", err)
+	}
 	var past bytes.Buffer
 	err = run(t.Context(), append([]string{"admin", "report", "--as-of", now.AddDate(0, 0, 2).Format(time.DateOnly)}, conn...), &past, &past)
 	if err == nil || !strings.Contains(err.Error(), "after today") {
