@@ -600,6 +600,47 @@ func TestProblemsAndFlagsAcrossTiers(t *testing.T) {
 			t.Errorf("%s: floor problem is %v after the township verified it", tier, rec.GetProblem().GetStatus())
 		}
 	}
+	checkIndicatorsAgree(t, w.town, w.county, rulesTownship)
+}
+
+// checkIndicatorsAgree: once the tiers have synced, the township and the
+// county, holding the same merged records of the township, give the same
+// indicators for it and each of its villages (the devices count aside: each
+// counts the phones it knows of).
+func checkIndicatorsAgree(t *testing.T, town, county *tierServer, township string) {
+	t.Helper()
+	report := func(s *tierServer) map[string]map[string][2]int64 {
+		resp, err := s.srv.IndicatorsReport(t.Context(), &fieldsyncv1.IndicatorsRequest{AreaCode: township})
+		if err != nil {
+			t.Fatalf("%s: indicators: %v", s.name, err)
+		}
+		out := map[string]map[string][2]int64{}
+		for _, r := range resp.GetRows() {
+			out[r.GetAreaCode()] = map[string][2]int64{}
+			for _, v := range r.GetValues() {
+				if v.GetKey() != "devices_not_synced_3d" {
+					out[r.GetAreaCode()][v.GetKey()] = [2]int64{v.GetNumerator(), v.GetDenominator()}
+				}
+			}
+		}
+		return out
+	}
+	got, want := report(town), report(county)
+	if len(got) < 2 || len(got) != len(want) {
+		t.Fatalf("the township reports %d areas, the county %d for the township", len(got), len(want))
+	}
+	counted := 0
+	for area, vals := range want {
+		for key, v := range vals {
+			if got[area][key] != v {
+				t.Errorf("%s %s: township %v, county %v", area, key, got[area][key], v)
+			}
+			counted += int(v[0] + v[1])
+		}
+	}
+	if counted == 0 {
+		t.Error("both tiers count nothing: the comparison proves nothing")
+	}
 }
 
 // problem returns d's problem id.
