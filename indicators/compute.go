@@ -182,8 +182,19 @@ type Item struct {
 	// problem's item or a device's name; MaskedID a person's masked ID
 	// number (never the clear one).
 	Name, MaskedID string
-	// Detail says why it is listed (a due date, a deadline, a last sync).
+	// Detail says why it is listed (a due date, a deadline, a last sync), in
+	// English; the fields below say the same for a page to word it.
 	Detail string
+	// Reason is "due" (a follow-up; Disease, Day), "not_visited"
+	// (Campaign), "problem" (Status, Day the deadline), "flag" (Status),
+	// "device" (LastSync), "clinic", or "" (a unit not achieving a rate;
+	// Disease for standard management).
+	Reason   string
+	Disease  fieldsyncv1.ChronicDisease
+	Day      *fieldsyncv1.Date
+	Status   string // a problem's or flag's status, the enum's name
+	Campaign string
+	LastSync time.Time
 }
 
 // rate counts the current unit of area in key's denominator, and in its
@@ -399,7 +410,7 @@ func (c *computation) persons() {
 				continue
 			}
 			fus := c.followUps[p.GetId()]
-			c.unit.Detail = diseaseWord(disease)
+			c.unit.Detail, c.unit.Disease, c.unit.Reason, c.unit.Day = diseaseWord(disease), disease, "", nil
 			key := Key("htn_standard_mgmt_rate")
 			if disease == fieldsyncv1.ChronicDisease_CHRONIC_DISEASE_TYPE2_DIABETES {
 				key = "dm_standard_mgmt_rate"
@@ -407,6 +418,7 @@ func (c *computation) persons() {
 			c.rate(area, key, survey.StandardManagement(fus, disease, c.end))
 			due := c.dueOn(fus, disease, diagnosed, pp.recorded)
 			c.unit.Detail = fmt.Sprintf("%s due %s", diseaseWord(disease), survey.FormatDate(due))
+			c.unit.Reason, c.unit.Day = "due", due
 			if cmp := survey.CompareDates(due, c.d); cmp <= 0 {
 				c.count(area, "followups_due")
 				if cmp < 0 {
@@ -531,7 +543,8 @@ func (c *computation) households() {
 	}
 	for _, h := range c.Set.households {
 		if c.in(h.GetAreaCode()) {
-			c.unit = Item{Kind: "household", ID: h.GetId(), Name: h.GetHeadName(), Detail: "not visited in " + c.campaign}
+			c.unit = Item{Kind: "household", ID: h.GetId(), Name: h.GetHeadName(), Detail: "not visited in " + c.campaign,
+				Reason: "not_visited", Campaign: c.campaign}
 			c.rate(h.GetAreaCode(), "visit_coverage", visited[h.GetId()])
 		}
 	}
@@ -555,7 +568,7 @@ func (c *computation) clinics() {
 		if !c.in(area) || a == nil {
 			continue
 		}
-		c.unit = Item{Kind: "clinic", ID: cl.GetId(), Name: cl.GetName(), Detail: "audit " + a.GetId()}
+		c.unit = Item{Kind: "clinic", ID: cl.GetId(), Name: cl.GetName(), Detail: "audit " + a.GetId(), Reason: "clinic"}
 		all := true
 		for _, it := range c.o.Rules.ClinicItems(a) {
 			if it.Answered {
@@ -578,7 +591,8 @@ func (c *computation) problems() {
 		if !ok {
 			continue
 		}
-		c.unit = Item{Kind: "problem", ID: p.GetId(), Name: p.GetItem(), Detail: fmt.Sprintf("%s, deadline %s, person %s", status, survey.FormatDate(p.GetDeadline()), p.GetPersonId())}
+		c.unit = Item{Kind: "problem", ID: p.GetId(), Name: p.GetItem(), Detail: fmt.Sprintf("%s, deadline %s, person %s", status, survey.FormatDate(p.GetDeadline()), p.GetPersonId()),
+			Reason: "problem", Status: status.String(), Day: p.GetDeadline()}
 		switch status {
 		case fieldsyncv1.ProblemStatus_PROBLEM_STATUS_OPEN:
 			c.count(area, "problems_open")
@@ -671,9 +685,10 @@ func (c *computation) flags() {
 		}
 		seen[unit] = true
 		c.unit = Item{Kind: "person", ID: f.GetPersonId(), Name: p.GetName(), MaskedID: p.GetIdNumber().GetMasked(),
-			Detail: fmt.Sprintf("flag %s, household %s", f.GetStatus(), f.GetHouseholdId())}
+			Detail: fmt.Sprintf("flag %s, household %s", f.GetStatus(), f.GetHouseholdId()), Reason: "flag", Status: f.GetStatus().String()}
 		if f.GetPersonId() == "" {
-			c.unit = Item{Kind: "household", ID: f.GetHouseholdId(), Name: c.Set.households[f.GetHouseholdId()].GetHeadName(), Detail: "flag " + f.GetStatus().String()}
+			c.unit = Item{Kind: "household", ID: f.GetHouseholdId(), Name: c.Set.households[f.GetHouseholdId()].GetHeadName(), Detail: "flag " + f.GetStatus().String(),
+				Reason: "flag", Status: f.GetStatus().String()}
 		}
 		c.count(area, "risk_flagged")
 	}
@@ -702,7 +717,7 @@ func (c *computation) devices() {
 			continue
 		}
 		if c.o.Now.Sub(last) > StaleAfter {
-			c.unit = Item{Kind: "device", ID: d.ID, Name: d.Name, Detail: "last sync " + syncWord(d.LastSync)}
+			c.unit = Item{Kind: "device", ID: d.ID, Name: d.Name, Detail: "last sync " + syncWord(d.LastSync), Reason: "device", LastSync: d.LastSync}
 			c.count(area, "devices_not_synced_3d")
 		}
 	}

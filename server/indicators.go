@@ -81,7 +81,15 @@ func (a admin) Indicators(ctx context.Context, req *fieldsyncv1.IndicatorsReques
 		resp.Rows = append(resp.Rows, pr)
 	}
 	for _, it := range r.Items {
-		resp.Items = append(resp.Items, &fieldsyncv1.IndicatorItem{AreaCode: it.Area, Kind: it.Kind, Id: it.ID, Name: it.Name, MaskedId: it.MaskedID, Detail: it.Detail})
+		pi := &fieldsyncv1.IndicatorItem{AreaCode: it.Area, Kind: it.Kind, Id: it.ID, Name: it.Name, MaskedId: it.MaskedID, Detail: it.Detail,
+			Reason: it.Reason, Day: it.Day, Status: it.Status, Campaign: it.Campaign}
+		if it.Disease != fieldsyncv1.ChronicDisease_CHRONIC_DISEASE_UNSPECIFIED {
+			pi.Disease = it.Disease.String()
+		}
+		if !it.LastSync.IsZero() {
+			pi.LastSync = timestamppb.New(it.LastSync)
+		}
+		resp.Items = append(resp.Items, pi)
 	}
 	return resp, nil
 }

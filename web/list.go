@@ -205,7 +205,7 @@ func (h *Handler) listData(r *http.Request, q request, area string, def indicato
 		g := &d.Groups[len(d.Groups)-1]
 		g.Count++
 		if i < maxListRows {
-			g.Items = append(g.Items, listRow{ID: it.GetId(), Kind: t.kind(it.GetKind()), Name: cmp.Or(it.GetName(), it.GetId()), MaskedID: it.GetMaskedId(), Detail: it.GetDetail()})
+			g.Items = append(g.Items, listRow{ID: it.GetId(), Kind: t.kind(it.GetKind()), Name: cmp.Or(it.GetName(), it.GetId()), MaskedID: it.GetMaskedId(), Detail: t.detail(it)})
 		}
 	}
 	return d

@@ -440,3 +440,34 @@ func TestListsOverdueDevicesAndXLSX(t *testing.T) {
 }
 
 func pad(p string) string { return p + strings.Repeat("0", 12-len(p)) }
+
+// TestListDetailsInChinese: a list's reasons are worded in the page's
+// language from the item's fields: the overdue follow-ups name the disease
+// and the due day in Chinese, the devices their last sync, the open problems
+// their status and deadline; in English the server's words stay.
+func TestListDetailsInChinese(t *testing.T) {
+	c := startCounty(t)
+	c.addDevices(t)
+	c.addOverdue(t)
+	hc := browser(t)
+	if resp := c.signIn(t, hc, "县", c.addStaff(t, "县", c.code), nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %s", resp.Status)
+	}
+	for _, tc := range []struct{ key, lang, want, not string }{
+		{"devices_not_synced_3d", "zh", "同步", "last sync"},
+		{"problems_overdue", "zh", "未整改，整改期限", "PROBLEM_STATUS_OPEN"},
+		{"problems_overdue", "en", "PROBLEM_STATUS_OPEN, deadline", "整改期限"},
+	} {
+		_, page := get(t, hc, c.base+"/area/"+c.code+"/list/"+tc.key+"?lang="+tc.lang)
+		if !strings.Contains(page, tc.want) || strings.Contains(page, tc.not) {
+			t.Errorf("%s in %s: the page shows %q: %v, %q: %v", tc.key, tc.lang, tc.want, strings.Contains(page, tc.want), tc.not, strings.Contains(page, tc.not))
+		}
+	}
+	// Follow-ups due, if the generated county has any.
+	if v := valueIn(t, c.report(t, c.code, "township"), pad(c.code), "followups_due"); v.GetNumerator() > 0 {
+		_, page := get(t, hc, c.base+"/area/"+c.code+"/list/followups_due?lang=zh")
+		if !strings.Contains(page, "随访") || !strings.Contains(page, "到期") || strings.Contains(page, " due ") {
+			t.Error("the follow-ups due are not worded in Chinese")
+		}
+	}
+}

@@ -1,9 +1,12 @@
 package web
 
 import (
+	"fmt"
+
 	"github.com/fieldsync/fieldsync/indicators"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/survey"
 )
 
 // texts are a page's words in one language. The fields ending in F are
@@ -139,4 +142,56 @@ func (t *texts) areaName(row *fieldsyncv1.IndicatorRow) string {
 		l = indicators.Village
 	}
 	return t.levelName(l) + " " + prefixOf(row.GetAreaCode())
+}
+
+// Words for the details of a list's units, by the enum names the server sends.
+var (
+	zhDisease = map[string]string{
+		"CHRONIC_DISEASE_HYPERTENSION": "高血压", "CHRONIC_DISEASE_TYPE2_DIABETES": "2型糖尿病",
+	}
+	zhStatus = map[string]string{
+		"PROBLEM_STATUS_OPEN": "未整改", "PROBLEM_STATUS_RECTIFIED": "已整改待销号", "PROBLEM_STATUS_VERIFIED": "已销号",
+		"RISK_FLAG_STATUS_OPEN": "待处理", "RISK_FLAG_STATUS_FORWARDED": "已转报", "RISK_FLAG_STATUS_CLOSED": "已关闭",
+	}
+)
+
+// detail words why a unit is listed, in the page's language, from the
+// item's fields; the server's English detail when the item says no more.
+func (t *texts) detail(it *fieldsyncv1.IndicatorItem) string {
+	if t.english {
+		return it.GetDetail()
+	}
+	day := survey.FormatDate(it.GetDay())
+	switch it.GetReason() {
+	case "due":
+		return fmt.Sprintf("%s随访 %s 到期", zhWord(zhDisease, it.GetDisease()), day)
+	case "not_visited":
+		return fmt.Sprintf("走访批次 %s 未走访", it.GetCampaign())
+	case "problem":
+		if it.GetDay() == nil {
+			return zhWord(zhStatus, it.GetStatus())
+		}
+		return fmt.Sprintf("%s，整改期限 %s", zhWord(zhStatus, it.GetStatus()), day)
+	case "flag":
+		return "风险标记" + zhWord(zhStatus, it.GetStatus())
+	case "device":
+		if it.GetLastSync() == nil {
+			return "从未同步"
+		}
+		return "最后同步 " + it.GetLastSync().AsTime().In(survey.ChinaTime).Format("2006-01-02 15:04")
+	case "clinic":
+		return "最近一次检查未达标"
+	}
+	if it.GetDisease() != "" {
+		return zhWord(zhDisease, it.GetDisease())
+	}
+	return ""
+}
+
+// zhWord is the Chinese word of an enum name, or the name itself.
+func zhWord(words map[string]string, name string) string {
+	if w, ok := words[name]; ok {
+		return w
+	}
+	return name
 }

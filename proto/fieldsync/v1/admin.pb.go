@@ -2118,8 +2118,24 @@ type IndicatorItem struct {
 	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
 	// A person's masked ID number (never the clear one).
 	MaskedId string `protobuf:"bytes,5,opt,name=masked_id,json=maskedId,proto3" json:"masked_id,omitempty"`
-	// Why it is listed: a due date, a deadline, a last sync.
-	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Why it is listed, in English: a due date, a deadline, a last sync. The
+	// fields below say the same for a page to word it in its language.
+	Detail string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	// "due" (a follow-up: disease, day), "not_visited" (campaign), "problem"
+	// (status, day the deadline), "flag" (status), "device" (last_sync),
+	// "clinic", or empty (a unit not achieving a rate; disease for standard
+	// management).
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The ChronicDisease enum's name, for a follow-up or standard management.
+	Disease string `protobuf:"bytes,8,opt,name=disease,proto3" json:"disease,omitempty"`
+	// The due day of a follow-up, the deadline of a problem.
+	Day *Date `protobuf:"bytes,9,opt,name=day,proto3" json:"day,omitempty"`
+	// A problem's or risk flag's status, the enum's name.
+	Status string `protobuf:"bytes,10,opt,name=status,proto3" json:"status,omitempty"`
+	// The campaign a household was not visited in.
+	Campaign string `protobuf:"bytes,11,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	// A device's last completed sync; unset if it never completed one.
+	LastSync      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2194,6 +2210,48 @@ func (x *IndicatorItem) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *IndicatorItem) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *IndicatorItem) GetDisease() string {
+	if x != nil {
+		return x.Disease
+	}
+	return ""
+}
+
+func (x *IndicatorItem) GetDay() *Date {
+	if x != nil {
+		return x.Day
+	}
+	return nil
+}
+
+func (x *IndicatorItem) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *IndicatorItem) GetCampaign() string {
+	if x != nil {
+		return x.Campaign
+	}
+	return ""
+}
+
+func (x *IndicatorItem) GetLastSync() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSync
+	}
+	return nil
 }
 
 // IndicatorRow is the indicators of one area.
@@ -3015,14 +3073,21 @@ const file_fieldsync_v1_admin_proto_rawDesc = "" +
 	"\vcomputed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"computedAt\x12.\n" +
 	"\x04rows\x18\x05 \x03(\v2\x1a.fieldsync.v1.IndicatorRowR\x04rows\x121\n" +
-	"\x05items\x18\x06 \x03(\v2\x1b.fieldsync.v1.IndicatorItemR\x05items\"\x99\x01\n" +
+	"\x05items\x18\x06 \x03(\v2\x1b.fieldsync.v1.IndicatorItemR\x05items\"\xde\x02\n" +
 	"\rIndicatorItem\x12\x1b\n" +
 	"\tarea_code\x18\x01 \x01(\tR\bareaCode\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x03 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x04 \x01(\tR\x04name\x12\x1b\n" +
 	"\tmasked_id\x18\x05 \x01(\tR\bmaskedId\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\"\x94\x01\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x18\n" +
+	"\adisease\x18\b \x01(\tR\adisease\x12$\n" +
+	"\x03day\x18\t \x01(\v2\x12.fieldsync.v1.DateR\x03day\x12\x16\n" +
+	"\x06status\x18\n" +
+	" \x01(\tR\x06status\x12\x1a\n" +
+	"\bcampaign\x18\v \x01(\tR\bcampaign\x127\n" +
+	"\tlast_sync\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\blastSync\"\x94\x01\n" +
 	"\fIndicatorRow\x12\x1b\n" +
 	"\tarea_code\x18\x01 \x01(\tR\bareaCode\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\tR\x05level\x124\n" +
@@ -3185,52 +3250,54 @@ var file_fieldsync_v1_admin_proto_depIdxs = []int32{
 	45, // 26: fieldsync.v1.IndicatorsResponse.computed_at:type_name -> google.protobuf.Timestamp
 	33, // 27: fieldsync.v1.IndicatorsResponse.rows:type_name -> fieldsync.v1.IndicatorRow
 	32, // 28: fieldsync.v1.IndicatorsResponse.items:type_name -> fieldsync.v1.IndicatorItem
-	34, // 29: fieldsync.v1.IndicatorRow.values:type_name -> fieldsync.v1.IndicatorValue
-	36, // 30: fieldsync.v1.SetAreaNamesRequest.names:type_name -> fieldsync.v1.AreaName
-	0,  // 31: fieldsync.v1.AddStaffRequest.role:type_name -> fieldsync.v1.StaffRole
-	0,  // 32: fieldsync.v1.AddStaffResponse.role:type_name -> fieldsync.v1.StaffRole
-	42, // 33: fieldsync.v1.ListStaffResponse.staff:type_name -> fieldsync.v1.StaffInfo
-	0,  // 34: fieldsync.v1.StaffInfo.role:type_name -> fieldsync.v1.StaffRole
-	45, // 35: fieldsync.v1.StaffInfo.created_at:type_name -> google.protobuf.Timestamp
-	1,  // 36: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
-	3,  // 37: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	6,  // 38: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	8,  // 39: fieldsync.v1.AdminService.RebindDevice:input_type -> fieldsync.v1.RebindDeviceRequest
-	10, // 40: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
-	13, // 41: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
-	15, // 42: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
-	18, // 43: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
-	20, // 44: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
-	23, // 45: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
-	26, // 46: fieldsync.v1.AdminService.ListAudit:input_type -> fieldsync.v1.ListAuditRequest
-	28, // 47: fieldsync.v1.AdminService.Backup:input_type -> fieldsync.v1.BackupRequest
-	30, // 48: fieldsync.v1.AdminService.Indicators:input_type -> fieldsync.v1.IndicatorsRequest
-	35, // 49: fieldsync.v1.AdminService.SetAreaNames:input_type -> fieldsync.v1.SetAreaNamesRequest
-	38, // 50: fieldsync.v1.AdminService.AddStaff:input_type -> fieldsync.v1.AddStaffRequest
-	40, // 51: fieldsync.v1.AdminService.ListStaff:input_type -> fieldsync.v1.ListStaffRequest
-	43, // 52: fieldsync.v1.AdminService.RemoveStaff:input_type -> fieldsync.v1.RemoveStaffRequest
-	2,  // 53: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
-	4,  // 54: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	7,  // 55: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	9,  // 56: fieldsync.v1.AdminService.RebindDevice:output_type -> fieldsync.v1.RebindDeviceResponse
-	11, // 57: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
-	14, // 58: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
-	16, // 59: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
-	19, // 60: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
-	21, // 61: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
-	24, // 62: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
-	27, // 63: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
-	29, // 64: fieldsync.v1.AdminService.Backup:output_type -> fieldsync.v1.BackupResponse
-	31, // 65: fieldsync.v1.AdminService.Indicators:output_type -> fieldsync.v1.IndicatorsResponse
-	37, // 66: fieldsync.v1.AdminService.SetAreaNames:output_type -> fieldsync.v1.SetAreaNamesResponse
-	39, // 67: fieldsync.v1.AdminService.AddStaff:output_type -> fieldsync.v1.AddStaffResponse
-	41, // 68: fieldsync.v1.AdminService.ListStaff:output_type -> fieldsync.v1.ListStaffResponse
-	44, // 69: fieldsync.v1.AdminService.RemoveStaff:output_type -> fieldsync.v1.RemoveStaffResponse
-	53, // [53:70] is the sub-list for method output_type
-	36, // [36:53] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	49, // 29: fieldsync.v1.IndicatorItem.day:type_name -> fieldsync.v1.Date
+	45, // 30: fieldsync.v1.IndicatorItem.last_sync:type_name -> google.protobuf.Timestamp
+	34, // 31: fieldsync.v1.IndicatorRow.values:type_name -> fieldsync.v1.IndicatorValue
+	36, // 32: fieldsync.v1.SetAreaNamesRequest.names:type_name -> fieldsync.v1.AreaName
+	0,  // 33: fieldsync.v1.AddStaffRequest.role:type_name -> fieldsync.v1.StaffRole
+	0,  // 34: fieldsync.v1.AddStaffResponse.role:type_name -> fieldsync.v1.StaffRole
+	42, // 35: fieldsync.v1.ListStaffResponse.staff:type_name -> fieldsync.v1.StaffInfo
+	0,  // 36: fieldsync.v1.StaffInfo.role:type_name -> fieldsync.v1.StaffRole
+	45, // 37: fieldsync.v1.StaffInfo.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 38: fieldsync.v1.AdminService.AddDevice:input_type -> fieldsync.v1.AddDeviceRequest
+	3,  // 39: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	6,  // 40: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	8,  // 41: fieldsync.v1.AdminService.RebindDevice:input_type -> fieldsync.v1.RebindDeviceRequest
+	10, // 42: fieldsync.v1.AdminService.ListConflicts:input_type -> fieldsync.v1.ListConflictsRequest
+	13, // 43: fieldsync.v1.AdminService.ResolveConflict:input_type -> fieldsync.v1.ResolveConflictRequest
+	15, // 44: fieldsync.v1.AdminService.SyncStatus:input_type -> fieldsync.v1.SyncStatusRequest
+	18, // 45: fieldsync.v1.AdminService.MoveRecord:input_type -> fieldsync.v1.MoveRecordRequest
+	20, // 46: fieldsync.v1.AdminService.ListProblems:input_type -> fieldsync.v1.ListProblemsRequest
+	23, // 47: fieldsync.v1.AdminService.UpdateProblem:input_type -> fieldsync.v1.UpdateProblemRequest
+	26, // 48: fieldsync.v1.AdminService.ListAudit:input_type -> fieldsync.v1.ListAuditRequest
+	28, // 49: fieldsync.v1.AdminService.Backup:input_type -> fieldsync.v1.BackupRequest
+	30, // 50: fieldsync.v1.AdminService.Indicators:input_type -> fieldsync.v1.IndicatorsRequest
+	35, // 51: fieldsync.v1.AdminService.SetAreaNames:input_type -> fieldsync.v1.SetAreaNamesRequest
+	38, // 52: fieldsync.v1.AdminService.AddStaff:input_type -> fieldsync.v1.AddStaffRequest
+	40, // 53: fieldsync.v1.AdminService.ListStaff:input_type -> fieldsync.v1.ListStaffRequest
+	43, // 54: fieldsync.v1.AdminService.RemoveStaff:input_type -> fieldsync.v1.RemoveStaffRequest
+	2,  // 55: fieldsync.v1.AdminService.AddDevice:output_type -> fieldsync.v1.AddDeviceResponse
+	4,  // 56: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	7,  // 57: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	9,  // 58: fieldsync.v1.AdminService.RebindDevice:output_type -> fieldsync.v1.RebindDeviceResponse
+	11, // 59: fieldsync.v1.AdminService.ListConflicts:output_type -> fieldsync.v1.ListConflictsResponse
+	14, // 60: fieldsync.v1.AdminService.ResolveConflict:output_type -> fieldsync.v1.ResolveConflictResponse
+	16, // 61: fieldsync.v1.AdminService.SyncStatus:output_type -> fieldsync.v1.SyncStatusResponse
+	19, // 62: fieldsync.v1.AdminService.MoveRecord:output_type -> fieldsync.v1.MoveRecordResponse
+	21, // 63: fieldsync.v1.AdminService.ListProblems:output_type -> fieldsync.v1.ListProblemsResponse
+	24, // 64: fieldsync.v1.AdminService.UpdateProblem:output_type -> fieldsync.v1.UpdateProblemResponse
+	27, // 65: fieldsync.v1.AdminService.ListAudit:output_type -> fieldsync.v1.ListAuditResponse
+	29, // 66: fieldsync.v1.AdminService.Backup:output_type -> fieldsync.v1.BackupResponse
+	31, // 67: fieldsync.v1.AdminService.Indicators:output_type -> fieldsync.v1.IndicatorsResponse
+	37, // 68: fieldsync.v1.AdminService.SetAreaNames:output_type -> fieldsync.v1.SetAreaNamesResponse
+	39, // 69: fieldsync.v1.AdminService.AddStaff:output_type -> fieldsync.v1.AddStaffResponse
+	41, // 70: fieldsync.v1.AdminService.ListStaff:output_type -> fieldsync.v1.ListStaffResponse
+	44, // 71: fieldsync.v1.AdminService.RemoveStaff:output_type -> fieldsync.v1.RemoveStaffResponse
+	55, // [55:72] is the sub-list for method output_type
+	38, // [38:55] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_admin_proto_init() }
