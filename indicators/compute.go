@@ -114,29 +114,6 @@ const ContractTerm = 12 // months
 // village code.
 var ErrBadArea = errors.New("not a county, township or village code")
 
-// areaPrefix returns the prefix of a 6-, 9- or 12-digit area code (padded
-// codes accepted) and its level.
-func areaPrefix(code string) (string, Level, error) {
-	if strings.Trim(code, "0123456789") != "" {
-		return "", 0, fmt.Errorf("area %q: %w", code, ErrBadArea)
-	}
-	switch len(code) {
-	case 6:
-		return code, County, nil
-	case 9:
-		return code, Township, nil
-	case 12:
-		switch levelOf(code) {
-		case County:
-			return code[:6], County, nil
-		case Township:
-			return code[:9], Township, nil
-		}
-		return code, Village, nil
-	}
-	return "", 0, fmt.Errorf("area %q: %w", code, ErrBadArea)
-}
-
 // acc sums the indicators of villages.
 type acc map[string]map[Key]*Value
 
@@ -223,9 +200,9 @@ func (c *computation) list(area string) {
 
 // Compute computes the report o asks for.
 func (s *Set) Compute(o Options) (Report, error) {
-	prefix, level, err := areaPrefix(o.Area)
+	prefix, level, err := survey.ParseArea(o.Area)
 	if err != nil {
-		return Report{}, err
+		return Report{}, fmt.Errorf("%w: %v", ErrBadArea, err)
 	}
 	depth := cmp.Or(o.Depth, Village)
 	if depth < level {

@@ -19,8 +19,9 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/fieldsync/fieldsync/survey"
 )
 
 // Key names an indicator; the keys are stable (reports, CSV columns, URLs).
@@ -118,27 +119,16 @@ type Value struct {
 	Num, Den int64
 }
 
-// Level is the level of an area: county, township or village.
-type Level uint8
+// Level is the level of an area: county, township or village (survey's
+// levels of the division codes).
+type Level = survey.AreaLevel
 
 // The levels, from the top.
 const (
-	County Level = iota + 1
-	Township
-	Village
+	County   = survey.AreaCounty
+	Township = survey.AreaTownship
+	Village  = survey.AreaVillage
 )
-
-func (l Level) String() string {
-	switch l {
-	case County:
-		return "county"
-	case Township:
-		return "township"
-	case Village:
-		return "village"
-	}
-	return fmt.Sprintf("level(%d)", uint8(l))
-}
 
 // ParseLevel reads "county", "township" or "village".
 func ParseLevel(s string) (Level, error) {
@@ -163,15 +153,10 @@ func areaOf(village string, l Level) string {
 	return village
 }
 
-// levelOf is the level of a 12-digit area code.
+// levelOf is the level of a 12-digit area code (AreaInvalid for another).
 func levelOf(code string) Level {
-	switch {
-	case strings.HasSuffix(code, "000000"):
-		return County
-	case strings.HasSuffix(code, "000"):
-		return Township
-	}
-	return Village
+	l, _ := survey.ParseAreaCode(code)
+	return l
 }
 
 // Row is the indicators of one area.

@@ -10,6 +10,7 @@ import (
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
 )
 
@@ -36,11 +37,12 @@ func (a admin) SetAreaNames(ctx context.Context, req *fieldsyncv1.SetAreaNamesRe
 		}
 	}
 	for i, n := range req.GetNames() {
-		code, err := paddedArea(n.GetAreaCode())
+		prefix, _, err := survey.ParseArea(n.GetAreaCode())
 		if err != nil {
 			return nil, fmt.Errorf("set area names: %w: name %d: %v", ErrBadRequest, i+1, err)
 		}
-		if !strings.HasPrefix(code, s.cfg.Area) && !strings.HasPrefix(s.cfg.Area, levelPrefix(code)) {
+		code := prefix + strings.Repeat("0", 12-len(prefix))
+		if !strings.HasPrefix(prefix, s.cfg.Area) && !strings.HasPrefix(s.cfg.Area, prefix) {
 			return nil, fmt.Errorf("set area names: %w: name %d: area %s is outside the server's area %s", ErrBadRequest, i+1, code, s.cfg.Area)
 		}
 		name := strings.TrimSpace(n.GetName())
@@ -70,18 +72,6 @@ func (a admin) SetAreaNames(ctx context.Context, req *fieldsyncv1.SetAreaNamesRe
 	return &fieldsyncv1.SetAreaNamesResponse{Names: int32(len(names))}, nil
 }
 
-// levelPrefix is a 12-digit area code's own prefix: a county's 6 digits, a
-// township's 9 (a code ending in zeros), a village's 12.
-func levelPrefix(code string) string {
-	switch {
-	case strings.HasSuffix(code, "000000"):
-		return code[:6]
-	case strings.HasSuffix(code, "000"):
-		return code[:9]
-	}
-	return code
-}
-
 // areaNames returns the names of areas SetAreaNames stored.
 func (s *Server) areaNames(ctx context.Context) (map[string]string, error) {
 	b, err := s.store.Meta(ctx, metaAreaNames)
@@ -95,12 +85,4 @@ func (s *Server) areaNames(ctx context.Context) (map[string]string, error) {
 		}
 	}
 	return names, nil
-}
-
-// paddedArea returns a 6-, 9- or 12-digit area code padded with zeros to 12.
-func paddedArea(code string) (string, error) {
-	if strings.Trim(code, "0123456789") != "" || (len(code) != 6 && len(code) != 9 && len(code) != 12) {
-		return "", fmt.Errorf("area code %q: want 6, 9 or 12 digits", code)
-	}
-	return code + strings.Repeat("0", 12-len(code)), nil
 }

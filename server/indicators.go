@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -32,7 +33,11 @@ func (a admin) Indicators(ctx context.Context, req *fieldsyncv1.IndicatorsReques
 	if o.Area == "" {
 		o.Area = s.cfg.Area
 	}
-	if len(o.Area) < len(s.cfg.Area) || o.Area[:len(s.cfg.Area)] != s.cfg.Area {
+	prefix, _, err := survey.ParseArea(o.Area)
+	if err != nil {
+		return nil, fmt.Errorf("indicators: %w: %v", ErrBadRequest, err)
+	}
+	if !strings.HasPrefix(prefix, s.cfg.Area) {
 		return nil, fmt.Errorf("indicators: %w: area %q is not in the server's area %q", ErrBadRequest, o.Area, s.cfg.Area)
 	}
 	if d := req.GetDepth(); d != "" {
@@ -42,7 +47,6 @@ func (a admin) Indicators(ctx context.Context, req *fieldsyncv1.IndicatorsReques
 		}
 		o.Depth = l
 	}
-	var err error
 	if req.AsOf != nil {
 		if o.AsOf, err = survey.DateTime(req.GetAsOf()); err != nil {
 			return nil, fmt.Errorf("indicators: %w: as_of: %v", ErrBadRequest, err)

@@ -72,3 +72,24 @@ func AreaPrefix(code string) (string, error) {
 	}
 	return "", err
 }
+
+// ParseArea reads an area as people and URLs give it: a county's 6 digits, a
+// township's 9, a village's 12, or any of them padded with zeros to 12. It
+// returns the area's prefix (AreaPrefix) and level.
+func ParseArea(code string) (string, AreaLevel, error) {
+	switch len(code) {
+	case 6, 9, 12:
+	default:
+		return "", AreaInvalid, fmt.Errorf("area code %q: want 6, 9 or 12 digits", code)
+	}
+	padded := code + "000000"[:12-len(code)]
+	level, err := ParseAreaCode(padded)
+	if err != nil {
+		return "", AreaInvalid, err
+	}
+	if len(code) == 9 && level != AreaTownship {
+		return "", AreaInvalid, fmt.Errorf("area code %q: 9 digits name a township, and its part %q is zero", code, code[6:])
+	}
+	prefix, err := AreaPrefix(padded)
+	return prefix, level, err
+}

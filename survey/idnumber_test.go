@@ -97,4 +97,23 @@ func TestParseAreaCode(t *testing.T) {
 			t.Errorf("AreaPrefix(%s) = %q, %v; want %q", code, got, err, want)
 		}
 	}
+	for _, tc := range []struct {
+		code, prefix string
+		level        survey.AreaLevel
+	}{
+		{"532523", "532523", survey.AreaCounty},
+		{"532523000000", "532523", survey.AreaCounty},
+		{"532523101", "532523101", survey.AreaTownship},
+		{"532523101000", "532523101", survey.AreaTownship},
+		{"532523101201", "532523101201", survey.AreaVillage},
+		{"5325231", "", survey.AreaInvalid},
+		{"532523000", "", survey.AreaInvalid}, // a township part of zeros
+		{"53252a", "", survey.AreaInvalid},
+		{"", "", survey.AreaInvalid},
+	} {
+		prefix, level, err := survey.ParseArea(tc.code)
+		if prefix != tc.prefix || level != tc.level || (err != nil) != (tc.level == survey.AreaInvalid) {
+			t.Errorf("ParseArea(%q) = %q, %v, %v; want %q, %v", tc.code, prefix, level, err, tc.prefix, tc.level)
+		}
+	}
 }

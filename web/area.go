@@ -20,16 +20,8 @@ import (
 // areaCode reads an area of the URL (6, 9 or 12 digits) and returns its
 // prefix (6, 9 or 12 digits) and its level, or false.
 func areaCode(code string) (string, indicators.Level, bool) {
-	if len(code) != 6 && len(code) != 9 && len(code) != 12 {
-		return "", 0, false
-	}
-	padded := code + strings.Repeat("0", 12-len(code))
-	level, err := survey.ParseAreaCode(padded)
-	if err != nil {
-		return "", 0, false
-	}
-	prefix, _ := survey.AreaPrefix(padded)
-	return prefix, indicators.Level(level), true
+	prefix, level, err := survey.ParseArea(code)
+	return prefix, level, err == nil
 }
 
 // prefixOf is the short code of a 12-digit area code at its level: 6 digits
@@ -365,12 +357,8 @@ func safePrefix(s string, n int) string {
 	return s[:n]
 }
 
+// levelOfPrefix is the level of an area's short code (6, 9 or 12 digits).
 func levelOfPrefix(p string) indicators.Level {
-	switch len(p) {
-	case 6:
-		return indicators.County
-	case 9:
-		return indicators.Township
-	}
-	return indicators.Village
+	_, level, _ := survey.ParseArea(p)
+	return level
 }
