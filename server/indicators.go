@@ -101,27 +101,9 @@ func (a admin) Indicators(ctx context.Context, req *fieldsyncv1.IndicatorsReques
 // indicatorSet reads every live record of the server's area, and its device
 // registry, into an indicator set.
 func (s *Server) indicatorSet(ctx context.Context) (*indicators.Set, error) {
-	set := indicators.NewSet()
-	var token []byte
-	for {
-		page, err := s.store.Snapshot(ctx, s.cfg.Area, token, 2000)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range page.Records {
-			if !r.Exists() {
-				continue
-			}
-			rec, err := wire.FromState(r)
-			if err != nil {
-				continue // a record of a kind or shape this build does not read
-			}
-			set.Add(rec, conditionsRecorded(r))
-		}
-		if page.Next == nil {
-			break
-		}
-		token = page.Next
+	set, err := s.indicatorRecords(ctx)
+	if err != nil {
+		return nil, err
 	}
 	ds, err := s.store.Devices(ctx)
 	if err != nil {
@@ -147,4 +129,46 @@ func conditionsRecorded(r syncengine.Record) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(ws[0].Stamp.WallMS)
+}
+
+// indicatorRecords reads every live record of the server's area. The
+// snapshot comes in pages, each its own read transaction: when a change
+// landed between the first page and the last (a record moved meanwhile could
+// be read twice or not at all), it reads them again, up to three times, and
+// then takes the last reading as good enough.
+func (s *Server) indicatorRecords(ctx context.Context) (*indicators.Set, error) {
+	var set *indicators.Set
+	for range 3 {
+		set = indicators.NewSet()
+		var token []byte
+		var first, last syncengine.Position
+		for n := 0; ; n++ {
+			page, err := s.store.Snapshot(ctx, s.cfg.Area, token, 2000)
+			if err != nil {
+				return nil, err
+			}
+			if n == 0 {
+				first = page.AsOf
+			}
+			last = page.AsOf
+			for _, r := range page.Records {
+				if !r.Exists() {
+					continue
+				}
+				rec, err := wire.FromState(r)
+				if err != nil {
+					continue // a record of a kind or shape this build does not read
+				}
+				set.Add(rec, conditionsRecorded(r))
+			}
+			if page.Next == nil {
+				break
+			}
+			token = page.Next
+		}
+		if first == last {
+			break
+		}
+	}
+	return set, nil
 }
