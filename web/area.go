@@ -2,7 +2,6 @@ package web
 
 import (
 	"bytes"
-	"encoding/csv"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,7 +10,7 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/indicators"
-	"github.com/fieldsync/fieldsync/internal/csvcell"
+	"github.com/fieldsync/fieldsync/internal/reportfile"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/survey"
@@ -221,12 +220,12 @@ func (h *Handler) areaPage(w http.ResponseWriter, r *http.Request, q request) {
 		sec := sectionData{Key: string(def.Key), Name: t.defName(def)}
 		var max int64
 		for _, row := range resp.GetRows() {
-			if v := valueOf(row, def.Key); v != nil && v.GetNumerator() > max {
+			if v := reportfile.ValueOf(row, def.Key); v != nil && v.GetNumerator() > max {
 				max = v.GetNumerator()
 			}
 		}
 		for i, row := range resp.GetRows() {
-			v := valueOf(row, def.Key)
+			v := reportfile.ValueOf(row, def.Key)
 			if v == nil {
 				continue
 			}
@@ -259,7 +258,10 @@ func (h *Handler) areaCSV(w http.ResponseWriter, r *http.Request, q request) {
 		return
 	}
 	var buf bytes.Buffer
-	writeCSV(&buf, resp, keysOf(level))
+	if err := reportfile.IndicatorsCSV(&buf, resp, keysOf(level)); err != nil {
+		h.fail(w, r, q.t, err)
+		return
+	}
 	download(w, "text/csv; charset=utf-8", fmt.Sprintf("fieldsync-%s-%s.csv", area, survey.FormatDate(resp.GetAsOf())), buf.Bytes())
 }
 
@@ -276,11 +278,11 @@ func (h *Handler) areaXLSX(w http.ResponseWriter, r *http.Request, q request) {
 		return
 	}
 	var buf bytes.Buffer
-	if err := writeAreaXLSX(&buf, resp, keysOf(level)); err != nil {
+	if err := reportfile.IndicatorsXLSX(&buf, resp, keysOf(level)); err != nil {
 		h.fail(w, r, q.t, err)
 		return
 	}
-	download(w, xlsxType, fmt.Sprintf("fieldsync-%s-%s.xlsx", area, survey.FormatDate(resp.GetAsOf())), buf.Bytes())
+	download(w, reportfile.XLSXType, fmt.Sprintf("fieldsync-%s-%s.xlsx", area, survey.FormatDate(resp.GetAsOf())), buf.Bytes())
 }
 
 // download answers a file to save, of type ctype, as name (ASCII).
@@ -288,39 +290,6 @@ func download(w http.ResponseWriter, ctype, name string, b []byte) {
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, name))
 	w.Write(b)
-}
-
-// writeCSV writes the rows of resp for keys, one line per area and key:
-// area_code,area_name,level,as_of,indicator,numerator,denominator,value
-// (value a decimal fraction for a rate, empty when its denominator is 0; the
-// count for a count, whose denominator is empty).
-func writeCSV(buf *bytes.Buffer, resp *fieldsyncv1.IndicatorsResponse, keys []indicators.Def) {
-	cw := csv.NewWriter(buf)
-	cw.Write([]string{"area_code", "area_name", "level", "as_of", "indicator", "numerator", "denominator", "value"})
-	asOf := survey.FormatDate(resp.GetAsOf())
-	for _, row := range resp.GetRows() {
-		for _, def := range keys {
-			v := valueOf(row, def.Key)
-			if v == nil {
-				continue
-			}
-			num, den, val := strconv.FormatInt(v.GetNumerator(), 10), "", strconv.FormatInt(v.GetNumerator(), 10)
-			if v.GetRate() {
-				den, val = strconv.FormatInt(v.GetDenominator(), 10), indicators.Fraction(v.GetNumerator(), v.GetDenominator())
-			}
-			cw.Write([]string{row.GetAreaCode(), csvcell.Text(row.GetAreaName()), row.GetLevel(), asOf, string(def.Key), num, den, val})
-		}
-	}
-	cw.Flush()
-}
-
-func valueOf(row *fieldsyncv1.IndicatorRow, key indicators.Key) *fieldsyncv1.IndicatorValue {
-	for _, v := range row.GetValues() {
-		if v.GetKey() == string(key) {
-			return v
-		}
-	}
-	return nil
 }
 
 // figure is how a bar shows v: a rate's percentage and fraction, out of

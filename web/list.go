@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"cmp"
-	"encoding/csv"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/fieldsync/fieldsync/indicators"
-	"github.com/fieldsync/fieldsync/internal/csvcell"
+	"github.com/fieldsync/fieldsync/internal/reportfile"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/survey"
@@ -133,7 +132,7 @@ func (h *Handler) overduePage(w http.ResponseWriter, r *http.Request, q request)
 		if row.GetLevel() != indicators.Village.String() {
 			continue
 		}
-		s := summaryRow{Area: row.GetAreaCode(), Name: names[row.GetAreaCode()], Count: valueOf(row, overdueKey).GetNumerator()}
+		s := summaryRow{Area: row.GetAreaCode(), Name: names[row.GetAreaCode()], Count: reportfile.ValueOf(row, overdueKey).GetNumerator()}
 		if s.Count > 0 {
 			s.Href = "#v" + row.GetAreaCode()
 		}
@@ -180,7 +179,7 @@ func (h *Handler) listData(r *http.Request, q request, area string, def indicato
 	d.CSV, d.XLSX = base+"/csv?"+query.Encode(), base+"/xlsx?"+query.Encode()
 	items := listed(resp, area)
 	if row := rowOf(resp, pad(area)); row != nil {
-		v := valueOf(row, def.Key)
+		v := reportfile.ValueOf(row, def.Key)
 		val, frac, _, _ := figure(v, 0)
 		if frac != "" {
 			val += " (" + frac + ")"
@@ -273,17 +272,10 @@ func (h *Handler) listCSV(w http.ResponseWriter, r *http.Request, q request) {
 		return
 	}
 	var buf bytes.Buffer
-	cw := csv.NewWriter(&buf)
-	cw.Write(listColumns)
-	names := rowNames(resp)
-	for _, it := range listed(resp, area) {
-		cells := listCells(names, it)
-		for i, c := range cells {
-			cells[i] = csvcell.Text(c)
-		}
-		cw.Write(cells)
+	if err := reportfile.ListCSV(&buf, resp, listed(resp, area)); err != nil {
+		h.fail(w, r, q.t, err)
+		return
 	}
-	cw.Flush()
 	download(w, "text/csv; charset=utf-8", fmt.Sprintf("fieldsync-%s-%s-%s.csv", area, key, survey.FormatDate(resp.GetAsOf())), buf.Bytes())
 }
 
@@ -296,15 +288,12 @@ func (h *Handler) listXLSX(w http.ResponseWriter, r *http.Request, q request) {
 		return
 	}
 	var buf bytes.Buffer
-	if err := writeListXLSX(&buf, resp, listed(resp, area)); err != nil {
+	if err := reportfile.ListXLSX(&buf, resp, listed(resp, area)); err != nil {
 		h.fail(w, r, q.t, err)
 		return
 	}
-	download(w, xlsxType, fmt.Sprintf("fieldsync-%s-%s-%s.xlsx", area, key, survey.FormatDate(resp.GetAsOf())), buf.Bytes())
+	download(w, reportfile.XLSXType, fmt.Sprintf("fieldsync-%s-%s-%s.xlsx", area, key, survey.FormatDate(resp.GetAsOf())), buf.Bytes())
 }
-
-// listColumns are the columns of a list's downloads.
-var listColumns = []string{"area_code", "area_name", "kind", "id", "name", "masked_id", "detail"}
 
 // rowOf is the row of resp for code (12 digits), nil when it has none.
 func rowOf(resp *fieldsyncv1.IndicatorsResponse, code string) *fieldsyncv1.IndicatorRow {
@@ -314,20 +303,4 @@ func rowOf(resp *fieldsyncv1.IndicatorsResponse, code string) *fieldsyncv1.Indic
 		}
 	}
 	return nil
-}
-
-// rowNames are the names the server gives the areas of resp's rows (none
-// for an area it has no name for), by 12-digit code.
-func rowNames(resp *fieldsyncv1.IndicatorsResponse) map[string]string {
-	names := map[string]string{}
-	for _, row := range resp.GetRows() {
-		names[row.GetAreaCode()] = row.GetAreaName()
-	}
-	return names
-}
-
-// listCells are it's cells under listColumns, its area named from names
-// (rowNames).
-func listCells(names map[string]string, it *fieldsyncv1.IndicatorItem) []string {
-	return []string{it.GetAreaCode(), names[it.GetAreaCode()], it.GetKind(), it.GetId(), it.GetName(), it.GetMaskedId(), it.GetDetail()}
 }

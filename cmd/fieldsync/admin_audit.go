@@ -164,23 +164,5 @@ func auditCount(n int) string {
 
 // writeAuditJSON writes es as a JSON array, one entry a line.
 func writeAuditJSON(w *bytes.Buffer, es []*fieldsyncv1.AuditEntry) error {
-	if len(es) == 0 {
-		w.WriteString("[]\n")
-		return nil
-	}
-	w.WriteString("[\n")
-	for i, e := range es {
-		b, err := json.Marshal(auditEntryJSON(e))
-		if err != nil {
-			return err
-		}
-		w.WriteString("  ")
-		w.Write(b)
-		if i < len(es)-1 {
-			w.WriteByte(',')
-		}
-		w.WriteByte('\n')
-	}
-	w.WriteString("]\n")
-	return nil
+	return writeJSONLines(w, es, func(e *fieldsyncv1.AuditEntry) ([]byte, error) { return json.Marshal(auditEntryJSON(e)) })
 }

@@ -198,19 +198,25 @@ func orDash(s string) string {
 
 // writeProblemsJSON writes ps as a JSON array, one problem a line.
 func writeProblemsJSON(w *bytes.Buffer, ps []*fieldsyncv1.ListedProblem) error {
-	if len(ps) == 0 {
+	return writeJSONLines(w, ps, func(lp *fieldsyncv1.ListedProblem) ([]byte, error) { return json.Marshal(listedProblemJSON(lp)) })
+}
+
+// writeJSONLines writes items as a JSON array, one item a line, each encoded
+// by enc: what the admin commands print with --json.
+func writeJSONLines[T any](w *bytes.Buffer, items []T, enc func(T) ([]byte, error)) error {
+	if len(items) == 0 {
 		w.WriteString("[]\n")
 		return nil
 	}
 	w.WriteString("[\n")
-	for i, lp := range ps {
-		b, err := json.Marshal(listedProblemJSON(lp))
+	for i, it := range items {
+		b, err := enc(it)
 		if err != nil {
 			return err
 		}
 		w.WriteString("  ")
 		w.Write(b)
-		if i < len(ps)-1 {
+		if i < len(items)-1 {
 			w.WriteByte(',')
 		}
 		w.WriteByte('\n')

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,7 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/fieldsync/fieldsync/indicators"
-	"github.com/fieldsync/fieldsync/internal/csvcell"
+	"github.com/fieldsync/fieldsync/internal/reportfile"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/survey"
 )
@@ -125,11 +124,11 @@ func runAdminReport(ctx context.Context, args []string, stdout, stderr io.Writer
 			}
 			buf.Write(b)
 		case "csv":
-			if err := writeReportCSV(&buf, resp); err != nil {
+			if err := reportfile.IndicatorsCSV(&buf, resp, indicators.Keys()); err != nil {
 				return err
 			}
 		case "xlsx":
-			if err := writeReportXLSX(&buf, resp); err != nil {
+			if err := reportfile.IndicatorsXLSX(&buf, resp, indicators.Keys()); err != nil {
 				return fmt.Errorf("admin report: %w", err)
 			}
 		}
@@ -143,35 +142,6 @@ func runAdminReport(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, "wrote %s: %d areas as of %s\n", *out, len(resp.GetRows()), survey.FormatDate(resp.GetAsOf()))
 		return nil
 	})
-}
-
-// reportValue is an indicator's value as the CSV and the table show it: a
-// decimal fraction for a rate ("" when the denominator is 0), the count for a
-// count.
-func reportValue(v *fieldsyncv1.IndicatorValue) string {
-	if !v.GetRate() {
-		return strconv.FormatInt(v.GetNumerator(), 10)
-	}
-	return indicators.Fraction(v.GetNumerator(), v.GetDenominator())
-}
-
-// writeReportCSV writes the long format, one line per area and indicator.
-func writeReportCSV(w io.Writer, resp *fieldsyncv1.IndicatorsResponse) error {
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"area_code", "area_name", "level", "as_of", "indicator", "numerator", "denominator", "value"})
-	asOf := survey.FormatDate(resp.GetAsOf())
-	for _, r := range resp.GetRows() {
-		for _, v := range r.GetValues() {
-			den := ""
-			if v.GetRate() {
-				den = strconv.FormatInt(v.GetDenominator(), 10)
-			}
-			cw.Write([]string{r.GetAreaCode(), csvcell.Text(r.GetAreaName()), r.GetLevel(), asOf, v.GetKey(),
-				strconv.FormatInt(v.GetNumerator(), 10), den, reportValue(v)})
-		}
-	}
-	cw.Flush()
-	return cw.Error()
 }
 
 // writeReportTable writes each area's indicators, one a line: the key, the
@@ -290,10 +260,7 @@ func runAdminReportList(ctx context.Context, args []string, stdout, stderr io.Wr
 		if err != nil {
 			return fmt.Errorf("admin report list: %w", err)
 		}
-		names := map[string]string{}
-		for _, r := range resp.GetRows() {
-			names[r.GetAreaCode()] = r.GetAreaName()
-		}
+		names := reportfile.RowNames(resp)
 		var buf bytes.Buffer
 		switch *format {
 		case "table":
@@ -303,33 +270,19 @@ func runAdminReportList(ctx context.Context, args []string, stdout, stderr io.Wr
 			}
 			fmt.Fprintf(&buf, "%d listed for %s as of %s\n", len(resp.GetItems()), pos[0], survey.FormatDate(resp.GetAsOf()))
 		case "json":
-			buf.WriteString("[\n")
-			for i, it := range resp.GetItems() {
+			if err := writeJSONLines(&buf, resp.GetItems(), func(it *fieldsyncv1.IndicatorItem) ([]byte, error) {
 				b, err := protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}.Marshal(it)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				var line bytes.Buffer
-				if err := json.Compact(&line, b); err != nil {
-					return err
-				}
-				buf.WriteString("  ")
-				buf.Write(line.Bytes())
-				if i < len(resp.GetItems())-1 {
-					buf.WriteByte(',')
-				}
-				buf.WriteByte('\n')
+				err = json.Compact(&line, b)
+				return line.Bytes(), err
+			}); err != nil {
+				return err
 			}
-			buf.WriteString("]\n")
 		case "csv":
-			cw := csv.NewWriter(&buf)
-			cw.Write([]string{"area_code", "area_name", "kind", "id", "name", "masked_id", "detail"})
-			for _, it := range resp.GetItems() {
-				cw.Write([]string{it.GetAreaCode(), csvcell.Text(names[it.GetAreaCode()]), it.GetKind(), it.GetId(),
-					csvcell.Text(it.GetName()), it.GetMaskedId(), csvcell.Text(it.GetDetail())})
-			}
-			cw.Flush()
-			if err := cw.Error(); err != nil {
+			if err := reportfile.ListCSV(&buf, resp, resp.GetItems()); err != nil {
 				return err
 			}
 		}
