@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/indicators"
+	"github.com/fieldsync/fieldsync/indicators/indicatorstest"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/survey/countygen"
@@ -19,7 +20,7 @@ func BenchmarkComputeCounty(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	set := indicators.NewSet()
+	set := indicatorstest.NewSet()
 	n := 0
 	if err := g.Each(func(r *fieldsyncv1.Record) error {
 		set.Add(r, time.Time{})

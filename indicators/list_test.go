@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/indicators"
+	"github.com/fieldsync/fieldsync/indicators/indicatorstest"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/survey/countygen"
@@ -21,7 +22,7 @@ func TestLists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := indicators.NewSet()
+	set := indicatorstest.NewSet()
 	clear := map[string]bool{}
 	for _, v := range g.County.Villages() {
 		for _, h := range v.Households {
@@ -102,7 +103,7 @@ func TestLists(t *testing.T) {
 func TestDevicesInScope(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, survey.ChinaTime)
 	stale := now.Add(-4 * 24 * time.Hour)
-	set := indicators.NewSet()
+	set := indicatorstest.NewSet()
 	for id, areas := range map[string][]string{
 		"v100": {"532523100100"}, "v101": {"532523100101"}, "t100": {"532523100"}, "t101": {"532523101"},
 	} {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fieldsync/fieldsync/indicators"
+	"github.com/fieldsync/fieldsync/indicators/indicatorstest"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/survey/countygen"
@@ -672,7 +673,7 @@ func checkReport(t *testing.T, label string, l refLayout, want map[string]map[in
 }
 
 // compute runs Compute for the county as of D.
-func compute(t *testing.T, s *indicators.Set, county string, d *fieldsyncv1.Date, now time.Time) indicators.Report {
+func compute(t *testing.T, s *indicatorstest.Set, county string, d *fieldsyncv1.Date, now time.Time) indicators.Report {
 	t.Helper()
 	at, err := survey.DateTime(d)
 	if err != nil {
@@ -691,8 +692,8 @@ func compute(t *testing.T, s *indicators.Set, county string, d *fieldsyncv1.Date
 
 // newSet adds clones of recs, so that the reference reads records Compute
 // never saw.
-func newSet(recs []*fieldsyncv1.Record) *indicators.Set {
-	s := indicators.NewSet()
+func newSet(recs []*fieldsyncv1.Record) *indicatorstest.Set {
+	s := indicatorstest.NewSet()
 	for _, r := range recs {
 		s.Add(proto.Clone(r).(*fieldsyncv1.Record), time.Time{})
 	}

@@ -91,6 +91,22 @@ func (s *Server) StartCompaction(ctx context.Context, retention, every time.Dura
 	})
 }
 
+// StartIndicators keeps the indicators' read model (factstore) in step with
+// the store every every, while the server runs, so that a report finds
+// little to catch up with; it returns the function that stops it and waits,
+// as StartCompaction's. A failure is logged and tried again at the next tick.
+func (s *Server) StartIndicators(ctx context.Context, every time.Duration) (stop func()) {
+	return repeat(ctx, every, func(ctx context.Context) bool {
+		if s.closed.Load() {
+			return false
+		}
+		if err := s.facts.CatchUp(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "indicators read model failed to catch up; trying again later", "err", err)
+		}
+		return true
+	})
+}
+
 // BackupFile is the name of the store's backup in the backup directory
 // (StartBackups).
 const BackupFile = "server-backup.db"

@@ -375,17 +375,18 @@ func (s *Server) relayedStatus(ctx context.Context) ([]*fieldsyncv1.DeviceSyncSt
 	return out, nil
 }
 
-// addRelayedDevices adds to set the devices the server's townships reported,
-// with their last syncs with their township (see the top of this file).
-func (s *Server) addRelayedDevices(ctx context.Context, set *indicators.Set) error {
+// relayedDevices returns the devices the server's townships reported, with
+// their last syncs with their township (see the top of this file).
+func (s *Server) relayedDevices(ctx context.Context) ([]indicators.Device, error) {
 	rs, err := s.relayedReports(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var out []indicators.Device
 	for _, r := range rs {
 		for _, d := range r.Devices {
-			set.AddDevice(indicators.Device{ID: d.ID.String(), Areas: d.Areas, Enrolled: d.Enrolled, LastSync: d.LastSync, Revoked: d.Revoked, Relay: d.Relay})
+			out = append(out, indicators.Device{ID: d.ID.String(), Areas: d.Areas, Enrolled: d.Enrolled, LastSync: d.LastSync, Revoked: d.Revoked, Relay: d.Relay})
 		}
 	}
-	return nil
+	return out, nil
 }

@@ -4,25 +4,17 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fieldsync/fieldsync/indicators"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/survey"
-	"github.com/fieldsync/fieldsync/syncengine"
-	"github.com/fieldsync/fieldsync/wire"
 )
 
-// personConditions is the field number of Person.conditions in the engine's
-// record state: the stamp of its winning write is when a patient's
-// conditions were recorded.
-var personConditions = int32((&fieldsyncv1.Person{}).ProtoReflect().Descriptor().Fields().ByName("conditions").Number())
-
-// Indicators computes the indicators of an area of the server from every
-// record it holds (so that the visits of a household that moved in count with
-// it), as of a day.
+// Indicators computes the indicators of an area of the server, as of a day,
+// from the facts its read model keeps of every record it holds (so that the
+// visits of a household that moved in count with it).
 func (a admin) Indicators(ctx context.Context, req *fieldsyncv1.IndicatorsRequest) (*fieldsyncv1.IndicatorsResponse, error) {
 	s := a.s
 	now := s.now()
@@ -60,11 +52,11 @@ func (a admin) Indicators(ctx context.Context, req *fieldsyncv1.IndicatorsReques
 	if o.Rules, _, err = s.rules(ctx); err != nil {
 		return nil, err
 	}
-	set, err := s.indicatorSet(ctx)
+	devices, err := s.indicatorDevices(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("indicators: %w", err)
 	}
-	r, err := set.Compute(o)
+	r, err := s.facts.Compute(ctx, o, devices)
 	if err != nil {
 		return nil, fmt.Errorf("indicators: %w: %v", ErrBadRequest, err)
 	}
@@ -98,77 +90,20 @@ func (a admin) Indicators(ctx context.Context, req *fieldsyncv1.IndicatorsReques
 	return resp, nil
 }
 
-// indicatorSet reads every live record of the server's area, and its device
-// registry, into an indicator set.
-func (s *Server) indicatorSet(ctx context.Context) (*indicators.Set, error) {
-	set, err := s.indicatorRecords(ctx)
-	if err != nil {
-		return nil, err
-	}
+// indicatorDevices returns the devices of the server's registry, and those
+// its townships reported.
+func (s *Server) indicatorDevices(ctx context.Context) ([]indicators.Device, error) {
 	ds, err := s.store.Devices(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var out []indicators.Device
 	for _, d := range ds {
-		set.AddDevice(indicators.Device{ID: d.ID.String(), Name: d.Name, Areas: d.Areas, Enrolled: d.Created, LastSync: d.Activity.LastSync, Revoked: d.Revoked, Relay: d.Relay})
+		out = append(out, indicators.Device{ID: d.ID.String(), Name: d.Name, Areas: d.Areas, Enrolled: d.Created, LastSync: d.Activity.LastSync, Revoked: d.Revoked, Relay: d.Relay})
 	}
-	if err := s.addRelayedDevices(ctx, set); err != nil {
+	relayed, err := s.relayedDevices(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return set, nil
-}
-
-// conditionsRecorded is when a person's conditions were last written, zero
-// for another record.
-func conditionsRecorded(r syncengine.Record) time.Time {
-	if fieldsyncv1.RecordKind(r.Kind()) != fieldsyncv1.RecordKind_RECORD_KIND_PERSON {
-		return time.Time{}
-	}
-	ws := r.Writes(personConditions)
-	if len(ws) == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(ws[0].Stamp.WallMS)
-}
-
-// indicatorRecords reads every live record of the server's area. The
-// snapshot comes in pages, each its own read transaction: when a change
-// landed between the first page and the last (a record moved meanwhile could
-// be read twice or not at all), it reads them again, up to three times, and
-// then takes the last reading as good enough.
-func (s *Server) indicatorRecords(ctx context.Context) (*indicators.Set, error) {
-	var set *indicators.Set
-	for range 3 {
-		set = indicators.NewSet()
-		var token []byte
-		var first, last syncengine.Position
-		for n := 0; ; n++ {
-			page, err := s.store.Snapshot(ctx, s.cfg.Area, token, 2000)
-			if err != nil {
-				return nil, err
-			}
-			if n == 0 {
-				first = page.AsOf
-			}
-			last = page.AsOf
-			for _, r := range page.Records {
-				if !r.Exists() {
-					continue
-				}
-				rec, err := wire.FromState(r)
-				if err != nil {
-					continue // a record of a kind or shape this build does not read
-				}
-				set.Add(rec, conditionsRecorded(r))
-			}
-			if page.Next == nil {
-				break
-			}
-			token = page.Next
-		}
-		if first == last {
-			break
-		}
-	}
-	return set, nil
+	return append(out, relayed...), nil
 }

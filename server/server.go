@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/fieldsync/fieldsync/indicators/factstore"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/syncengine"
@@ -109,6 +110,7 @@ type Config struct {
 type Server struct {
 	cfg   Config
 	store *boltstore.Store
+	facts *factstore.Model // the indicators' read model of store
 	clock *syncengine.Clock
 	// adminHash is the SHA-256 of the admin token (see AdminTokenFile).
 	adminHash [32]byte
@@ -177,6 +179,14 @@ func New(cfg Config) (*Server, error) {
 		log:            cfg.Logger,
 	}
 	s.log.Info("store opened", "replica", st.Replica().String())
+	began := time.Now()
+	if s.facts, err = factstore.Open(context.Background(), st, filepath.Join(cfg.DataDir, factstore.File)); err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if d := time.Since(began); d > time.Second {
+		s.log.Info("indicators read model caught up with the store", "file", factstore.File, "took", d.Round(time.Millisecond).String())
+	}
 	if err := s.noteRules(context.Background()); err != nil {
 		_ = st.Close()
 		return nil, fmt.Errorf("server: %w", err)
@@ -285,6 +295,10 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.health.Shutdown()
+	if err := s.facts.Close(); err != nil {
+		_ = s.store.Close()
+		return fmt.Errorf("server: %w", err)
+	}
 	if err := s.store.Close(); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}

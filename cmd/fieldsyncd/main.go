@@ -202,6 +202,8 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 		stopCompaction := srv.StartCompaction(ctx, o.logRetention, o.compactEvery)
 		defer stopCompaction()
 	}
+	stopIndicators := srv.StartIndicators(ctx, time.Second)
+	defer stopIndicators()
 	if o.backupDir != "" {
 		if o.backupEvery <= 0 {
 			return errors.New("--backup-every must be positive")

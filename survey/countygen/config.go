@@ -34,7 +34,7 @@ const (
 const (
 	MaxTownships           = 200
 	MaxVillagesPerTownship = 199
-	MaxPeople              = 2_000_000
+	MaxPeople              = 3_000_000
 )
 
 // defaultIDHashKey is the ID-hash key used when Config.IDHashKey is nil. It is a
