@@ -3,9 +3,12 @@ package indicators
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -55,8 +58,9 @@ type PartCache interface {
 
 // Compute computes the report o asks for from the facts of src and the
 // devices of the server's registry. Parts come from cache when it is not nil
-// and nothing is listed.
-func Compute(src Source, o Options, devices []Device, cache PartCache) (Report, error) {
+// and nothing is listed. The villages not cached are computed by one worker
+// per source in more: sources of the same facts, each for one goroutine.
+func Compute(src Source, o Options, devices []Device, cache PartCache, more ...Source) (Report, error) {
 	prefix, level, err := survey.ParseArea(o.Area)
 	if err != nil {
 		return Report{}, fmt.Errorf("%w: %v", ErrBadArea, err)
@@ -87,13 +91,32 @@ func Compute(src Source, o Options, devices []Device, cache PartCache) (Report, 
 	if err != nil {
 		return Report{}, err
 	}
-	var parts []*Part
-	for _, v := range append([]string{""}, villages...) {
-		p, err := cache.Part(v, key, func() (*Part, error) { return c.part(v) })
-		if err != nil {
-			return Report{}, err
+	villages = append([]string{""}, villages...)
+	parts := make([]*Part, len(villages))
+	var next atomic.Int64
+	work := func(c *computation) error {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(villages) {
+				return nil
+			}
+			p, err := cache.Part(villages[i], key, func() (*Part, error) { return c.part(villages[i]) })
+			if err != nil {
+				return err
+			}
+			parts[i] = p
 		}
-		parts = append(parts, p)
+	}
+	errs := make([]error, len(more)+1)
+	var wg sync.WaitGroup
+	for i, s := range more {
+		w := &computation{src: s, o: c.o, listing: c.listing, prefix: c.prefix, d: c.d, dv: c.dv, windowFrom: c.windowFrom, checkFrom: c.checkFrom}
+		wg.Go(func() { errs[i+1] = work(w) })
+	}
+	errs[0] = work(c)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return Report{}, err
 	}
 	checkDay, _ := survey.DateTime(checkFrom)
 	r := Report{AsOf: dayStart, HealthCheckFrom: checkDay, ComputedAt: o.Now}

@@ -28,6 +28,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -583,15 +584,23 @@ func (m *Model) Compute(ctx context.Context, o indicators.Options, devices []ind
 		versions[k] = v
 	}
 	m.mu.Unlock()
-	var r indicators.Report
-	err := m.db.View(func(btx *bbolt.Tx) error {
+	// One read transaction per worker, all begun while no catch-up can
+	// commit, so that they read the same facts.
+	workers := min(runtime.GOMAXPROCS(0), 4)
+	var srcs []indicators.Source
+	m.catching.Lock()
+	for range workers {
+		btx, err := m.db.Begin(false)
+		if err != nil {
+			m.catching.Unlock()
+			return indicators.Report{}, err
+		}
+		defer func() { _ = btx.Rollback() }()
 		b := btx.Bucket(bucketRoot)
-		src := &source{units: b.Bucket(bucketUnits), facts: b.Bucket(bucketFacts)}
-		var err error
-		r, err = indicators.Compute(src, o, devices, &cacheView{m, versions})
-		return err
-	})
-	return r, err
+		srcs = append(srcs, &source{units: b.Bucket(bucketUnits), facts: b.Bucket(bucketFacts)})
+	}
+	m.catching.Unlock()
+	return indicators.Compute(srcs[0], o, devices, &cacheView{m, versions}, srcs[1:]...)
 }
 
 // cacheView is the cache as of the versions read before a report's
