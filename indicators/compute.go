@@ -30,7 +30,7 @@ type Options struct {
 	// be after Now's.
 	AsOf time.Time
 	// Campaign is the campaign visit_coverage counts; "" means the campaign of
-	// the latest visit of the area by AsOf.
+	// the latest visit of the area's households by AsOf.
 	Campaign string
 	// HealthCheckFrom starts health_check_rate's period; zero means 1 January
 	// of AsOf's year.

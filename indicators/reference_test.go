@@ -2,20 +2,27 @@ package indicators_test
 
 import (
 	"cmp"
+	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fieldsync/fieldsync/indicators"
+	"github.com/fieldsync/fieldsync/indicators/factstore"
 	"github.com/fieldsync/fieldsync/indicators/indicatorstest"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/survey/countygen"
+	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
 )
 
 // This file checks Compute against a second implementation of the
@@ -35,6 +42,10 @@ type refCounty struct {
 	followUps  map[string][]*fieldsyncv1.FollowUp // by person_id
 	problems   []*fieldsyncv1.Problem
 	flags      []*fieldsyncv1.RiskFlag
+	// recorded is the day every person's conditions were written, nil when
+	// not known: a patient never followed up and without a diagnosis day is
+	// due from it.
+	recorded *fieldsyncv1.Date
 }
 
 func newRefCounty(recs []*fieldsyncv1.Record) *refCounty {
@@ -366,6 +377,8 @@ func (r *refDay) chronicCare(c *refCounty, p *fieldsyncv1.Person, conds []*field
 		}
 	case earliest != nil:
 		due = earliest
+	case c.recorded != nil:
+		due = c.recorded
 	}
 	if c := survey.CompareDates(due, r.d); c <= 0 {
 		r.count(area, "followups_due")
@@ -672,8 +685,13 @@ func checkReport(t *testing.T, label string, l refLayout, want map[string]map[in
 	}
 }
 
+// computer computes reports: the in-memory Set, or the server's read model.
+type computer interface {
+	Compute(indicators.Options) (indicators.Report, error)
+}
+
 // compute runs Compute for the county as of D.
-func compute(t *testing.T, s *indicatorstest.Set, county string, d *fieldsyncv1.Date, now time.Time) indicators.Report {
+func compute(t *testing.T, s computer, county string, d *fieldsyncv1.Date, now time.Time) indicators.Report {
 	t.Helper()
 	at, err := survey.DateTime(d)
 	if err != nil {
@@ -723,7 +741,71 @@ func TestReferenceCounty(t *testing.T) {
 		}
 	}
 	c := newRefCounty(recs)
-	s := newSet(recs)
+	for _, path := range []struct {
+		name     string
+		s        computer
+		recorded *fieldsyncv1.Date
+	}{
+		{"in memory", newSet(recs), nil},
+		{"the server's read model", serverModel(t, recs, cfg.AsOf), survey.Today(cfg.AsOf)},
+	} {
+		c.recorded = path.recorded
+		t.Run(path.name, func(t *testing.T) { referenceCounty(t, g, recs, layout, c, path.s) })
+	}
+}
+
+// serverModel writes recs to a server's store, through the engine as a
+// push would, at the moment at, and returns the indicators' read model of it
+// (indicators/factstore), as the server computes its reports.
+func serverModel(t *testing.T, recs []*fieldsyncv1.Record, at time.Time) computer {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := boltstore.Open(filepath.Join(dir, "server.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	clock := syncengine.NewClock(st.Replica(), 0)
+	for lo := 0; lo < len(recs); lo += 500 {
+		err := st.Update(ctx, func(tx syncengine.Tx) error {
+			for _, r := range recs[lo:min(lo+500, len(recs))] {
+				id, _, err := wire.Identity(r)
+				if err != nil {
+					return err
+				}
+				e, _, err := wire.EditOf(syncengine.Record{}, r)
+				if err != nil {
+					return err
+				}
+				e.ID, e.Record = syncengine.ChangeID(uuid.Must(uuid.NewV7())), id
+				if _, err := syncengine.WriteLocalTx(ctx, tx, clock, at.UnixMilli(), e, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := factstore.Open(ctx, st, filepath.Join(dir, factstore.File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return modelComputer{m}
+}
+
+type modelComputer struct{ m *factstore.Model }
+
+func (c modelComputer) Compute(o indicators.Options) (indicators.Report, error) {
+	return c.m.Compute(context.Background(), o, nil)
+}
+
+func referenceCounty(t *testing.T, g *countygen.Generator, recs []*fieldsyncv1.Record, layout refLayout, c *refCounty, s computer) {
+	const seed = 9
+	cfg := g.Config()
 
 	// Mid-campaign: the day by which half of the households had their first
 	// visit of the campaign.
