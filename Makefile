@@ -75,8 +75,8 @@ breaking: $(BUF) ## compare the protocol with main for breaking changes
 	$(BUF) breaking --against '$(BREAKING_AGAINST)'
 
 .PHONY: bench
-bench: ## run the benchmarks (figures go in the README)
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: ## run the benchmarks (figures go in the README; the county's take ~20 GB of disk and ~20 minutes)
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 120m ./...
 
 .PHONY: tools
 tools: $(BUF) $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## install the pinned code-generation tools into ./bin

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/fieldsync/fieldsync/indicators"
@@ -23,8 +24,9 @@ import (
 // village); and the devices not synced for three days, with the villages no
 // device has synced for.
 
-// maxListRows bounds the units a list page shows; its downloads hold all.
-const maxListRows = 2000
+// maxListRows bounds the units a list page shows at once: longer lists come
+// in pages (?page=N); the downloads hold every unit.
+var maxListRows = 2000
 
 // Keys of the lists with pages of their own.
 const (
@@ -53,6 +55,8 @@ type listData struct {
 	// Figure is the area's figure for the key; Listed how many units the
 	// list holds and what they are.
 	Figure, Listed, Truncated string
+	// Prev and Next link to the list's other pages, when it has them.
+	Prev, Next string
 	// Summary is the 日通报's count per village.
 	Summary []summaryRow
 	Groups  []listGroup
@@ -190,10 +194,34 @@ func (h *Handler) listData(r *http.Request, q request, area string, def indicato
 		d.Figure = fmt.Sprintf(t.FigureF, t.defName(def), val)
 	}
 	d.Listed += " · " + fmt.Sprintf(t.ListedF, len(items))
-	if len(items) > maxListRows {
-		d.Truncated = fmt.Sprintf(t.TruncatedF, maxListRows)
+	pages := max(1, (len(items)+maxListRows-1)/maxListRows)
+	page, err := strconv.Atoi(r.FormValue("page"))
+	if err != nil || page < 1 || page > pages {
+		page = 1
 	}
-	for i, it := range items {
+	if pages > 1 {
+		d.Truncated = fmt.Sprintf(t.PagesF, page, pages, maxListRows)
+		link := func(n int) string {
+			q := url.Values{}
+			for k, v := range query {
+				q[k] = v
+			}
+			q.Set("page", strconv.Itoa(n))
+			return path + "?" + q.Encode()
+		}
+		if page > 1 {
+			d.Prev = link(page - 1)
+		}
+		if page < pages {
+			d.Next = link(page + 1)
+		}
+	}
+	from, to := (page-1)*maxListRows, min(page*maxListRows, len(items))
+	count := map[string]int{}
+	for _, it := range items {
+		count[it.GetAreaCode()]++
+	}
+	for _, it := range items[from:to] {
 		if n := len(d.Groups); n == 0 || d.Groups[n-1].Area != it.GetAreaCode() {
 			name := names[it.GetAreaCode()]
 			if name == "" {
@@ -202,10 +230,8 @@ func (h *Handler) listData(r *http.Request, q request, area string, def indicato
 			d.Groups = append(d.Groups, listGroup{Area: it.GetAreaCode(), Name: name})
 		}
 		g := &d.Groups[len(d.Groups)-1]
-		g.Count++
-		if i < maxListRows {
-			g.Items = append(g.Items, listRow{ID: it.GetId(), Kind: t.kind(it.GetKind()), Name: cmp.Or(it.GetName(), it.GetId()), MaskedID: it.GetMaskedId(), Detail: t.detail(it)})
-		}
+		g.Count = count[it.GetAreaCode()]
+		g.Items = append(g.Items, listRow{ID: it.GetId(), Kind: t.kind(it.GetKind()), Name: cmp.Or(it.GetName(), it.GetId()), MaskedID: it.GetMaskedId(), Detail: t.detail(it)})
 	}
 	return d
 }

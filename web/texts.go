@@ -23,7 +23,7 @@ type texts struct {
 	CountyStaff, TownshipStaff             string
 	// The list pages.
 	FigureF, ListedF, RateListF, CountListF    string
-	TruncatedF                                 string
+	PagesF, Prev, Next                         string
 	ColArea, ColKind, ColName, ColMasked       string
 	ColDetail, ColCount, None                  string
 	Person, Household, Clinic, Problem, Device string
@@ -44,7 +44,9 @@ var chinese = texts{
 	CountyStaff: "县级", TownshipStaff: "乡镇级",
 
 	FigureF: "%s：%s", ListedF: "共 %d 项", RateListF: "未达到的单位（分母 − 分子）：%d", CountListF: "计入的单位：%d",
-	TruncatedF: "这里只显示前 %d 项，全部请下载 CSV 或 Excel",
+	PagesF: "第 %d 页，共 %d 页（每页 %d 项）；全部可下载 CSV 或 Excel",
+	Prev:   "上一页",
+	Next:   "下一页",
 
 	ColArea: "地区", ColKind: "类别", ColName: "姓名/名称", ColMasked: "身份证号（脱敏）", ColDetail: "说明", ColCount: "数量",
 	None: "没有", Person: "人员", Household: "户", Clinic: "卫生室", Problem: "问题", Device: "设备",
@@ -67,7 +69,9 @@ var english = texts{
 	CountyStaff: "county staff", TownshipStaff: "township staff",
 
 	FigureF: "%s: %s", ListedF: "%d listed", RateListF: "units not achieving it (denominator − numerator): %d", CountListF: "units counted: %d",
-	TruncatedF: "Only the first %d are shown here: download the CSV or Excel file for all",
+	PagesF: "Page %d of %d (%d a page); the CSV and Excel files hold all",
+	Prev:   "Previous",
+	Next:   "Next",
 
 	ColArea: "Area", ColKind: "Kind", ColName: "Name", ColMasked: "ID number (masked)", ColDetail: "Detail", ColCount: "Count",
 	None: "None", Person: "person", Household: "household", Clinic: "clinic", Problem: "problem", Device: "device",
