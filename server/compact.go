@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fieldsync/fieldsync/indicators"
 	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/syncengine"
 )
@@ -92,19 +93,33 @@ func (s *Server) StartCompaction(ctx context.Context, retention, every time.Dura
 }
 
 // StartIndicators keeps the indicators' read model (factstore) in step with
-// the store every every, while the server runs, so that a report finds
-// little to catch up with; it returns the function that stops it and waits,
-// as StartCompaction's. A failure is logged and tried again at the next tick.
+// the store every every, while the server runs, and the figures of the
+// server's area as of today computed for the villages changed since, so
+// that a report, the web page's first of the day included, finds them
+// ready; it returns the function that stops it and waits, as
+// StartCompaction's. A failure is logged and tried again at the next tick.
 func (s *Server) StartIndicators(ctx context.Context, every time.Duration) (stop func()) {
 	return repeat(ctx, every, func(ctx context.Context) bool {
 		if s.closed.Load() {
 			return false
 		}
-		if err := s.facts.CatchUp(ctx); err != nil && ctx.Err() == nil {
+		err := s.warmIndicators(ctx)
+		if err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "indicators read model failed to catch up; trying again later", "err", err)
 		}
 		return true
 	})
+}
+
+// warmIndicators catches the read model up and computes today's figures of
+// the server's area that changed, with the rules in force.
+func (s *Server) warmIndicators(ctx context.Context) error {
+	rules, _, err := s.rules(ctx)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	return s.facts.Warm(ctx, indicators.Options{Area: s.cfg.Area, AsOf: now, Now: now, Rules: rules})
 }
 
 // BackupFile is the name of the store's backup in the backup directory

@@ -39,6 +39,7 @@ import (
 	"github.com/fieldsync/fieldsync/indicators"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
 )
@@ -75,6 +76,11 @@ type Model struct {
 
 	mu       sync.Mutex
 	versions map[string]uint64            // village ("" for none) → changes applied
+	changes  uint64                       // villages touched, over all applies
+	warmed   struct {
+		key     string
+		changes uint64
+	}
 	cache    map[string]map[string]cached // part key → village → part
 	keys     []string                     // part keys cached, oldest first
 }
@@ -356,7 +362,33 @@ func (m *Model) apply(recs []state, through syncengine.Position, setThrough bool
 	m.mu.Lock()
 	for v := range dirty {
 		m.versions[v]++
+		m.changes++
 	}
+	m.mu.Unlock()
+	return nil
+}
+
+// Warm computes the parts of the report o asks for that are not kept (those
+// of the villages changed since), so that the next report with the same day
+// and options finds them all; it does nothing when nothing changed since it
+// last warmed the same.
+func (m *Model) Warm(ctx context.Context, o indicators.Options) error {
+	if err := m.CatchUp(ctx); err != nil {
+		return err
+	}
+	key := fmt.Sprintf("%s|%s|%s|%+v", o.Area, survey.FormatDate(survey.Today(o.AsOf)), survey.FormatDate(survey.Today(o.HealthCheckFrom)), o.Rules)
+	m.mu.Lock()
+	changes := m.changes
+	done := m.warmed.key == key && m.warmed.changes == changes
+	m.mu.Unlock()
+	if done {
+		return nil
+	}
+	if _, err := m.Compute(ctx, o, nil); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.warmed.key, m.warmed.changes = key, changes
 	m.mu.Unlock()
 	return nil
 }

@@ -443,3 +443,48 @@ func (c *county) mutate() {
 		c.write(r)
 	}
 }
+
+// Warm, as fieldsyncd serve runs it every second, leaves no village of the
+// county to compute again for today's report, after the load and after
+// changes; and the report it keeps is right.
+func TestWarmKeepsTodayComputed(t *testing.T) {
+	c := openCounty(t, 200, seed(t)%1000+1)
+	defer c.close()
+	now := c.g.Config().AsOf
+	o := indicators.Options{Area: c.g.County.Code[:6], AsOf: now, Now: now, Rules: survey.DefaultRules()}
+	stale := func() int {
+		t.Helper()
+		n, err := factstore.Stale(c.model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := stale(); n == 0 {
+		t.Fatal("villages computed before anything asked for them")
+	}
+	for round := range 3 {
+		if err := c.model.Warm(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		if n := stale(); n != 0 {
+			t.Fatalf("round %d: %d villages left to compute after Warm", round, n)
+		}
+		got, err := c.model.Compute(context.Background(), o, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := c.recomputed(o); !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d: the warmed report differs from one recomputed:\n%s", round, diff(got, want))
+		}
+		for range 10 {
+			c.mutate()
+		}
+		if err := c.model.CatchUp(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := stale(); n == 0 {
+			t.Fatalf("round %d: ten changes left no village to compute again", round)
+		}
+	}
+}
