@@ -75,14 +75,14 @@ type Model struct {
 	catching sync.Mutex // one catch-up at a time
 
 	mu       sync.Mutex
-	versions map[string]uint64            // village ("" for none) → changes applied
-	changes  uint64                       // villages touched, over all applies
+	versions map[string]uint64 // village ("" for none) → changes applied
+	changes  uint64            // villages touched, over all applies
 	warmed   struct {
 		key     string
 		changes uint64
 	}
-	cache    map[string]map[string]cached // part key → village → part
-	keys     []string                     // part keys cached, oldest first
+	cache map[string]map[string]cached // part key → village → part
+	keys  []string                     // part keys cached, oldest first
 }
 
 type cached struct {
