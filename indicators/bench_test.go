@@ -12,9 +12,9 @@ import (
 )
 
 // BenchmarkComputeCounty computes every indicator of a generated county of
-// 200,000 people (about 460,000 records) by village, from records already
-// decoded in memory: the cost of the computation alone, without reading the
-// store (which the server does per request today).
+// 200,000 people (about 460,000 records) by village, from their facts held
+// in memory (indicatorstest.Set): the computation alone, on one core; the
+// server's figures are in indicators/factstore's county benchmarks.
 func BenchmarkComputeCounty(b *testing.B) {
 	g, err := countygen.New(countygen.Config{People: 200_000, Seed: 1})
 	if err != nil {
