@@ -99,6 +99,7 @@ func TestThreeTiersRegressions(t *testing.T) {
 // tierFigures counts what schedules did, for the figures.
 type tierFigures struct {
 	changes, conflicts, resolved, moves, restarts, relayFailures, syncFailures, echoes int
+	indicatorChecks                                                                    int
 }
 
 func (f *tierFigures) add(g tierFigures) {
@@ -109,11 +110,12 @@ func (f *tierFigures) add(g tierFigures) {
 	f.restarts += g.restarts
 	f.relayFailures += g.relayFailures
 	f.syncFailures += g.syncFailures
+	f.indicatorChecks += g.indicatorChecks
 }
 
 func (f tierFigures) String() string {
-	return fmt.Sprintf("%d changes at the county, %d conflicts seen, %d resolved, %d moves, %d restarts, %d failed relay rounds, %d failed phone syncs",
-		f.changes, f.conflicts, f.resolved, f.moves, f.restarts, f.relayFailures, f.syncFailures)
+	return fmt.Sprintf("%d changes at the county, %d conflicts seen, %d resolved, %d moves, %d restarts, %d failed relay rounds, %d failed phone syncs, %d servers' indicators checked against their records",
+		f.changes, f.conflicts, f.resolved, f.moves, f.restarts, f.relayFailures, f.syncFailures, f.indicatorChecks)
 }
 
 // tierServer is a server of one tier, restartable on its data directory and
@@ -340,12 +342,22 @@ func runTiers(t *testing.T, seed uint64, steps int) tierFigures {
 	}
 	for step := range steps {
 		w.step(t, step)
+		if step%15 == 14 {
+			// Mid-schedule, with figures kept from earlier reports: a
+			// server's indicators equal its records' at every tier.
+			for _, srv := range append([]*tierServer{w.county}, w.towns...) {
+				w.checkIndicators(t, srv, fmt.Sprintf("step %d:", step))
+			}
+		}
 		if t.Failed() {
 			t.Fatalf("seed %d failed at step %d", seed, step)
 		}
 	}
 	w.heal(t)
 	w.check(t)
+	for _, srv := range append([]*tierServer{w.county}, w.towns...) {
+		w.checkIndicators(t, srv, "healed:")
+	}
 	return w.fig
 }
 
