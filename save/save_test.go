@@ -205,3 +205,19 @@ func TestVerification(t *testing.T) {
 		})
 	}
 }
+
+// Change ids are UUIDv7s, as the engine documents, and never repeat.
+func TestNewChangeID(t *testing.T) {
+	seen := map[syncengine.ChangeID]bool{}
+	for range 1000 {
+		id := save.NewChangeID()
+		u := uuid.UUID(id)
+		if u.Version() != 7 || u.Variant() != uuid.RFC4122 {
+			t.Fatalf("%v: version %d, variant %v; want a UUIDv7", u, u.Version(), u.Variant())
+		}
+		if seen[id] {
+			t.Fatalf("%v made twice", u)
+		}
+		seen[id] = true
+	}
+}

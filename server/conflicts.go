@@ -2,13 +2,13 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/save"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
@@ -108,8 +108,7 @@ func (a admin) ResolveConflict(ctx context.Context, req *fieldsyncv1.ResolveConf
 	if err := s.checkResolution(r, field, value); err != nil {
 		return nil, fmt.Errorf("resolve conflict %v/%d: %w", id, field, err)
 	}
-	var cid syncengine.ChangeID
-	rand.Read(cid[:])
+	cid := save.NewChangeID()
 	// The change and its audit entry commit together.
 	kind := strings.ToLower(strings.TrimPrefix(fieldsyncv1.RecordKind(r.Kind()).String(), "RECORD_KIND_"))
 	err = s.store.Update(ctx, func(tx syncengine.Tx) error {

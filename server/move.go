@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/save"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
@@ -135,8 +135,7 @@ func checkMovable(h syncengine.Record, id syncengine.RecordID, to string) (strin
 // moveEdit is the edit that moves record id to village to: area_code set,
 // in to's area, over the record's current version.
 func moveEdit(id syncengine.RecordID, to string) syncengine.Edit {
-	var cid syncengine.ChangeID
-	rand.Read(cid[:])
+	cid := save.NewChangeID()
 	field := protowire.AppendTag(nil, areaCodeField, protowire.BytesType)
 	field = protowire.AppendString(field, to)
 	return syncengine.Edit{ID: cid, Record: id, Area: to, Fields: map[int32][]byte{areaCodeField: field}}

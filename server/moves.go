@@ -2,12 +2,12 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/fieldsync/fieldsync/save"
 	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
@@ -246,8 +246,7 @@ func (s *Server) settleMoves(ctx context.Context, ids []syncengine.RecordID) (in
 			if !ok || !s.serves(target) {
 				continue // settled meanwhile
 			}
-			var cid syncengine.ChangeID
-			rand.Read(cid[:])
+			cid := save.NewChangeID()
 			if _, err := s.writeInTx(ctx, tx, syncengine.Edit{ID: cid, Record: id, Area: target, Base: settlingContext(r)}, nil); err != nil {
 				return err
 			}
