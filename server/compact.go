@@ -2,10 +2,8 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/fieldsync/fieldsync/indicators"
@@ -19,7 +17,7 @@ const (
 	// has not pulled: a phone away for longer pushes its work as usual and
 	// then starts again from a snapshot of its areas.
 	DefaultLogRetention = 30 * 24 * time.Hour
-	// DefaultCompactionInterval is how often StartCompaction compacts.
+	// DefaultCompactionInterval is how often RunCompaction compacts.
 	DefaultCompactionInterval = time.Hour
 )
 
@@ -40,7 +38,7 @@ const (
 // device has pulled yet.
 //
 // It returns how many entries it dropped, and ErrClosed once the server is
-// closed. It is safe to call at any time; StartCompaction calls it
+// closed. It is safe to call at any time; RunCompaction calls it
 // periodically.
 func (s *Server) CompactLog(ctx context.Context, retention time.Duration) (int, error) {
 	if s.closed.Load() {
@@ -70,44 +68,38 @@ func (s *Server) CompactLog(ctx context.Context, retention time.Duration) (int, 
 	return rep.Dropped, nil
 }
 
-// StartCompaction runs CompactLog(ctx, retention) at once and then every
-// interval (DefaultCompactionInterval if every <= 0) on a goroutine of its
-// own, until ctx is done, the server is closed or the returned stop function
-// is called. stop cancels the goroutine and waits for it to end; call it
-// before Close. It may be called more than once. A failed compaction is
-// logged and tried again at the next interval.
-func (s *Server) StartCompaction(ctx context.Context, retention, every time.Duration) (stop func()) {
+// The server's background work (compaction, the indicators' read model,
+// backups, the upstream relay) runs in blocking loops, Run…(ctx) error: each
+// returns nil when ctx is done, or ErrClosed when the server closed under
+// it; a failed round is logged and tried again at the next. The caller runs
+// each on a goroutine and cancels ctx and waits for them before Close.
+
+// RunCompaction runs CompactLog(ctx, retention) at once and then every
+// interval (DefaultCompactionInterval if every <= 0).
+func (s *Server) RunCompaction(ctx context.Context, retention, every time.Duration) error {
 	if every <= 0 {
 		every = DefaultCompactionInterval
 	}
-	return repeat(ctx, every, func(ctx context.Context) bool {
+	return s.repeat(ctx, every, func(ctx context.Context) error {
 		_, err := s.CompactLog(ctx, retention)
-		switch {
-		case errors.Is(err, ErrClosed):
-			return false
-		case err != nil && ctx.Err() == nil:
+		if err != nil {
 			s.log.WarnContext(ctx, "log compaction failed; trying again later", "err", err, "every", every.String())
 		}
-		return true
+		return err
 	})
 }
 
-// StartIndicators keeps the indicators' read model (factstore) in step with
-// the store every every, while the server runs, and the figures of the
-// server's area as of today computed for the villages changed since, so
-// that a report, the web page's first of the day included, finds them
-// ready; it returns the function that stops it and waits, as
-// StartCompaction's. A failure is logged and tried again at the next tick.
-func (s *Server) StartIndicators(ctx context.Context, every time.Duration) (stop func()) {
-	return repeat(ctx, every, func(ctx context.Context) bool {
-		if s.closed.Load() {
-			return false
-		}
+// RunIndicators keeps the indicators' read model (factstore) in step with
+// the store every every, and the figures of the server's area as of today
+// computed for the villages changed since, so that a report, the web page's
+// first of the day included, finds them ready.
+func (s *Server) RunIndicators(ctx context.Context, every time.Duration) error {
+	return s.repeat(ctx, every, func(ctx context.Context) error {
 		err := s.warmIndicators(ctx)
-		if err != nil && ctx.Err() == nil {
+		if err != nil {
 			s.log.WarnContext(ctx, "indicators read model failed to catch up; trying again later", "err", err)
 		}
-		return true
+		return err
 	})
 }
 
@@ -123,53 +115,41 @@ func (s *Server) warmIndicators(ctx context.Context) error {
 }
 
 // BackupFile is the name of the store's backup in the backup directory
-// (StartBackups).
+// (RunBackups).
 const BackupFile = "server-backup.db"
 
-// StartBackups writes a consistent copy of the store into dir/BackupFile at
-// once and then every every, while the server runs (boltstore.Store.BackupTo):
-// each copy replaces the last only once it is whole. It returns the function
-// that stops it and waits, as StartCompaction's; a failed backup is logged
-// and tried again at the next tick.
-func (s *Server) StartBackups(ctx context.Context, dir string, every time.Duration) (stop func()) {
-	return repeat(ctx, every, func(ctx context.Context) bool {
+// RunBackups writes a consistent copy of the store into dir/BackupFile at
+// once and then every every (boltstore.Store.BackupTo): each copy replaces
+// the last only once it is whole.
+func (s *Server) RunBackups(ctx context.Context, dir string, every time.Duration) error {
+	return s.repeat(ctx, every, func(ctx context.Context) error {
 		n, err := s.store.BackupTo(ctx, filepath.Join(dir, BackupFile))
-		switch {
-		case err == nil:
-			s.log.InfoContext(ctx, "store backed up", "bytes", n)
-		case s.closed.Load():
-			return false
-		case ctx.Err() == nil:
+		if err != nil {
 			s.log.WarnContext(ctx, "store backup failed; trying again later", "err", err, "every", every.String())
+			return err
 		}
-		return true
+		s.log.InfoContext(ctx, "store backed up", "bytes", n)
+		return nil
 	})
 }
 
-// repeat runs fn at once and then every every on a goroutine of its own, until
-// ctx is done, fn returns false or the returned stop function is called. stop
-// cancels the goroutine and waits for it to end; it may be called more than
-// once.
-func repeat(ctx context.Context, every time.Duration, fn func(context.Context) bool) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for fn(ctx) {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
+// repeat runs round at once and then every every until ctx is done (nil) or
+// the server is closed (ErrClosed); a round's error is its own to report.
+func (s *Server) repeat(ctx context.Context, every time.Duration, round func(context.Context) error) error {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case s.closed.Load():
+			return ErrClosed
 		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			<-done
-		})
+		_ = round(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
 	}
 }

@@ -1,10 +1,15 @@
 package server_test
 
 import (
+	"context"
+	"errors"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/fieldsync/fieldsync/client-sdk/fieldsync"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -132,9 +137,13 @@ func TestCompactLogRetention(t *testing.T) {
 	}
 }
 
-// TestStartCompaction: the periodic compaction compacts, and stop ends its
-// goroutine.
-func TestStartCompaction(t *testing.T) {
+// TestRunLoops: the server's background loops do their work, return nil
+// when their context ends and ErrClosed when the server closes under them,
+// and leave no goroutine behind.
+func TestRunLoops(t *testing.T) {
+	// Checked last, after the server and phone are closed by their cleanups.
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	srv, addr := servertest.Start(t, server.Config{IDHashKey: []byte("test id hash key")})
 	ctx := t.Context()
 	phone := sdkPhone(t, srv, addr, villageA)
@@ -150,30 +159,60 @@ func TestStartCompaction(t *testing.T) {
 	if err != nil || end != 2 {
 		t.Fatalf("LogEnd = %d, %v; want 2", end, err)
 	}
-	stop := srv.StartCompaction(ctx, 0, time.Millisecond)
+	backups := t.TempDir()
+	loops := map[string]func(context.Context) error{
+		"compaction": func(ctx context.Context) error { return srv.RunCompaction(ctx, 0, time.Millisecond) },
+		"indicators": func(ctx context.Context) error { return srv.RunIndicators(ctx, time.Millisecond) },
+		"backups":    func(ctx context.Context) error { return srv.RunBackups(ctx, backups, time.Millisecond) },
+	}
+	run := func(ctx context.Context) map[string]chan error {
+		done := map[string]chan error{}
+		for name, loop := range loops {
+			done[name] = make(chan error, 1)
+			go func() { done[name] <- loop(ctx) }()
+		}
+		return done
+	}
+	loopCtx, cancel := context.WithCancel(ctx)
+	done := run(loopCtx)
 	for {
 		cp, err := srv.Store().Compacted(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cp == end {
+		_, statErr := os.Stat(filepath.Join(backups, server.BackupFile))
+		if cp == end && statErr == nil {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("the log was never compacted: through %d, want %d", cp, end)
+			t.Fatalf("the log was never compacted (through %d, want %d) or the store never backed up (%v)", cp, end, statErr)
 		case <-time.After(time.Millisecond):
 		}
 	}
-	stop()
-	stop()
+	cancel()
+	for name, ch := range done {
+		if err := <-ch; err != nil {
+			t.Errorf("%s: %v after its context ended, want nil", name, err)
+		}
+	}
 	// Stopped for good: new entries stay in the log.
 	if err := phone.Save(ctx, followUp(t, villageA, 150, 85)); err != nil {
 		t.Fatal(err)
 	}
 	mustSyncAll(t, phone)
 	if cp, err := srv.Store().Compacted(ctx); err != nil || cp != end {
-		t.Errorf("compacted through %d, %v after stop; want still %d", cp, err, end)
+		t.Errorf("compacted through %d, %v after the loop ended; want still %d", cp, err, end)
+	}
+	// The server closed under them: ErrClosed.
+	done = run(ctx)
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range done {
+		if err := <-ch; !errors.Is(err, server.ErrClosed) {
+			t.Errorf("%s: %v when the server closed, want ErrClosed", name, err)
+		}
 	}
 }
 

@@ -117,7 +117,7 @@ type Server struct {
 	health    *health.Server
 	log       *slog.Logger
 	closed    atomic.Bool
-	// relay is the upstream relay, once StartUpstream ran.
+	// relay is the upstream relay, once SetUpstream ran.
 	relay atomic.Pointer[relay]
 	// enrolFailures, authFailures and signInFailures count refused
 	// attempts per peer address (ratelimit.go, staff.go).

@@ -147,30 +147,24 @@ func (s *Server) SetUpstream(ctx context.Context, up Upstream) error {
 	return nil
 }
 
-// StartUpstream configures the relay (SetUpstream) and runs it until ctx
-// ends: a round at once, then every up.Every, sooner after devices push, and
+// RunUpstream runs the relay SetUpstream configured until ctx ends (nil) or
+// the server closes (ErrClosed), as the other Run loops (RunCompaction): a
+// round at once, then every Upstream.Every, sooner after devices push, and
 // with backoff while the uplink is down. Rounds run beside the devices'
-// syncs and never hold them up beyond the store's own transactions. done is
-// closed when the relay has stopped.
-func (s *Server) StartUpstream(ctx context.Context, up Upstream) (done <-chan struct{}, err error) {
-	if err := s.SetUpstream(ctx, up); err != nil {
-		return nil, err
-	}
+// syncs and never hold them up beyond the store's own transactions.
+func (s *Server) RunUpstream(ctx context.Context) error {
 	r := s.relay.Load()
-	ch := make(chan struct{})
-	go func() {
-		defer close(ch)
-		s.runUpstream(ctx, r)
-	}()
-	return ch, nil
-}
-
-func (s *Server) runUpstream(ctx context.Context, r *relay) {
+	if r == nil {
+		return errors.New("upstream: no relay configured: call SetUpstream first")
+	}
 	failures := 0
 	for {
 		err := s.SyncUpstream(ctx)
-		if ctx.Err() != nil {
-			return
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case s.closed.Load():
+			return ErrClosed
 		}
 		wait := r.cfg.Every
 		if err != nil {
@@ -184,7 +178,7 @@ func (s *Server) runUpstream(ctx context.Context, r *relay) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return nil
 		case <-t.C:
 		case <-r.nudge:
 			t.Stop()
@@ -192,7 +186,7 @@ func (s *Server) runUpstream(ctx context.Context, r *relay) {
 				// Gather the pushes of a rush into one round.
 				select {
 				case <-ctx.Done():
-					return
+					return nil
 				case <-time.After(upstreamNudgeDelay):
 				}
 			}
@@ -210,7 +204,7 @@ func (s *Server) nudgeUpstream() {
 	}
 }
 
-// SyncUpstream runs one relay round now (StartUpstream must have been
+// SyncUpstream runs one relay round now (SetUpstream must have been
 // called) and records its outcome for SyncStatus.
 func (s *Server) SyncUpstream(ctx context.Context) error {
 	r := s.relay.Load()

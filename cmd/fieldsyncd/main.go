@@ -59,6 +59,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -197,13 +198,11 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 		return err
 	}
 	defer srv.Close()
-	// Deferred calls run last first: compaction stops before the store closes.
-	if o.compactEvery > 0 {
-		stopCompaction := srv.StartCompaction(ctx, o.logRetention, o.compactEvery)
-		defer stopCompaction()
+	if o.upstream != "" {
+		if err := srv.SetUpstream(ctx, up); err != nil {
+			return err
+		}
 	}
-	stopIndicators := srv.StartIndicators(ctx, time.Second)
-	defer stopIndicators()
 	if o.backupDir != "" {
 		if o.backupEvery <= 0 {
 			return errors.New("--backup-every must be positive")
@@ -211,19 +210,20 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 		if err := os.MkdirAll(o.backupDir, 0o700); err != nil {
 			return err
 		}
-		stopBackups := srv.StartBackups(ctx, o.backupDir, o.backupEvery)
-		defer stopBackups()
 	}
-	var relayDone <-chan struct{}
+	// The server's loops run until serve returns; deferred calls run last
+	// first, so they stop before the store closes.
+	bg := startBackground(ctx, log)
+	defer bg.stop()
+	if o.compactEvery > 0 {
+		bg.run("log compaction", func(ctx context.Context) error { return srv.RunCompaction(ctx, o.logRetention, o.compactEvery) })
+	}
+	bg.run("indicators", func(ctx context.Context) error { return srv.RunIndicators(ctx, time.Second) })
+	if o.backupDir != "" {
+		bg.run("backups", func(ctx context.Context) error { return srv.RunBackups(ctx, o.backupDir, o.backupEvery) })
+	}
 	if o.upstream != "" {
-		rctx, cancel := context.WithCancel(ctx)
-		defer func() {
-			cancel()
-			<-relayDone // the relay's transactions end before the store closes
-		}()
-		if relayDone, err = srv.StartUpstream(rctx, up); err != nil {
-			return err
-		}
+		bg.run("upstream relay", srv.RunUpstream)
 	}
 	opts := srv.GRPCOptions()
 	if creds != nil {
@@ -356,4 +356,33 @@ func recoverStore(args []string, stdout, stderr io.Writer) error {
 	slog.New(slog.NewJSONHandler(stderr, nil)).Warn("store rollback accepted by the operator", "data", *data, "what", accepted)
 	fmt.Fprintf(stdout, "%s: accepted: %s\nthe server may start; phones push again at their next sync what the store lost\n", *data, accepted)
 	return nil
+}
+
+// background runs the server's loops (server.Server's Run… methods), each
+// on a goroutine, until stop cancels them all and waits for them to return.
+type background struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	log    *slog.Logger
+}
+
+func startBackground(ctx context.Context, log *slog.Logger) *background {
+	ctx, cancel := context.WithCancel(ctx)
+	return &background{ctx: ctx, cancel: cancel, log: log}
+}
+
+// run runs loop until stop; a loop that ends with an error is logged.
+func (b *background) run(name string, loop func(context.Context) error) {
+	b.wg.Go(func() {
+		if err := loop(b.ctx); err != nil {
+			b.log.Error("background work stopped", "work", name, "err", err)
+		}
+	})
+}
+
+// stop cancels the loops and waits for them to return.
+func (b *background) stop() {
+	b.cancel()
+	b.wg.Wait()
 }

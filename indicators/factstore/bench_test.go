@@ -98,7 +98,7 @@ func ingestCounty(people int) error {
 	}
 	defer bare.Close()
 	// The model catches up in the background while the county comes in,
-	// every second, as fieldsyncd serve runs it (Server.StartIndicators).
+	// every second, as fieldsyncd serve runs it (Server.RunIndicators).
 	bg, stop := context.WithCancel(ctx)
 	caughtUp := make(chan error, 1)
 	go func() {
