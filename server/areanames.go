@@ -42,7 +42,7 @@ func (a admin) SetAreaNames(ctx context.Context, req *fieldsyncv1.SetAreaNamesRe
 			return nil, fmt.Errorf("set area names: %w: name %d: %v", ErrBadRequest, i+1, err)
 		}
 		code := prefix + strings.Repeat("0", 12-len(prefix))
-		if !strings.HasPrefix(prefix, s.cfg.Area) && !strings.HasPrefix(s.cfg.Area, prefix) {
+		if !syncengine.Overlap(prefix, s.cfg.Area) {
 			return nil, fmt.Errorf("set area names: %w: name %d: area %s is outside the server's area %s", ErrBadRequest, i+1, code, s.cfg.Area)
 		}
 		name := strings.TrimSpace(n.GetName())

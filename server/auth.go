@@ -185,10 +185,10 @@ func (s *Server) issue(ctx context.Context, c boltstore.EnrolCode, ttl time.Dura
 		return "", time.Time{}, fmt.Errorf("issue enrolment code: %w: need areas and a positive ttl", ErrBadRequest)
 	}
 	for _, a := range areas {
-		if !validPrefix(a) {
+		if !survey.DivisionPrefix(a) {
 			return "", time.Time{}, fmt.Errorf("issue enrolment code: %w: area prefix %q is not a county (6 digits), township (9) or village (12) code", ErrBadRequest, a)
 		}
-		if !strings.HasPrefix(a, s.cfg.Area) {
+		if !s.serves(a) {
 			return "", time.Time{}, fmt.Errorf("issue enrolment code: %w: area %s is outside this server's area %s", ErrBadRequest, a, s.cfg.Area)
 		}
 	}
@@ -281,24 +281,4 @@ func (s *Server) issueReplace(ctx context.Context, old syncengine.ReplicaID, are
 		}
 	}
 	return s.issue(ctx, boltstore.EnrolCode{Areas: slices.Clone(areas), Name: d.Name, Relay: d.Relay, Replaces: old}, ttl, note)
-}
-
-// validPrefix reports whether p is the prefix of a county (6 digits), a
-// township (9) or a village (12), the only scopes a device or server gets.
-func validPrefix(p string) bool {
-	if len(p) != 6 && len(p) != 9 && len(p) != syncengine.AreaLen {
-		return false
-	}
-	got, err := survey.AreaPrefix(p + strings.Repeat("0", syncengine.AreaLen-len(p)))
-	return err == nil && got == p
-}
-
-// inScope reports whether area lies under one of prefixes.
-func inScope(area string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(area, p) {
-			return true
-		}
-	}
-	return false
 }

@@ -24,7 +24,7 @@ func (a admin) ListConflicts(ctx context.Context, req *fieldsyncv1.ListConflicts
 	if prefix == "" {
 		prefix = a.s.cfg.Area
 	}
-	if prefix != "" && !validPrefix(prefix) {
+	if prefix != "" && !survey.DivisionPrefix(prefix) {
 		return nil, fmt.Errorf("list conflicts: %w: area prefix %q is not a county (6 digits), township (9) or village (12) code", ErrBadRequest, prefix)
 	}
 	resp := &fieldsyncv1.ListConflictsResponse{}

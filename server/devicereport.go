@@ -20,6 +20,7 @@ import (
 	"github.com/fieldsync/fieldsync/indicators"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncclient"
 	"github.com/fieldsync/fieldsync/syncengine"
 )
@@ -88,7 +89,7 @@ func deviceReportOf(d boltstore.Device) *fieldsyncv1.DeviceReport {
 // within reports whether every one of prefixes lies within one of areas.
 func within(prefixes, areas []string) bool {
 	for _, p := range prefixes {
-		if !inScope(p, areas) {
+		if !syncengine.InAreas(p, areas) {
 			return false
 		}
 	}
@@ -222,10 +223,10 @@ func reportedFromProto(pd *fieldsyncv1.DeviceReport, p Peer, self syncengine.Rep
 		return d, fmt.Errorf("pending_changes %d is negative", pd.GetPendingChanges())
 	}
 	for _, a := range pd.GetAreaPrefixes() {
-		if !validPrefix(a) {
+		if !survey.DivisionPrefix(a) {
 			return d, fmt.Errorf("area %q is not an area code", clean(a, 20))
 		}
-		if !inScope(a, p.Areas) {
+		if !syncengine.InAreas(a, p.Areas) {
 			return d, fmt.Errorf("area %s is outside the relay's areas %s: a township reports only its own devices", a, strings.Join(p.Areas, ","))
 		}
 	}

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -29,7 +28,7 @@ func (a admin) Indicators(ctx context.Context, req *fieldsyncv1.IndicatorsReques
 	if err != nil {
 		return nil, fmt.Errorf("indicators: %w: %v", ErrBadRequest, err)
 	}
-	if !strings.HasPrefix(prefix, s.cfg.Area) {
+	if !s.serves(prefix) {
 		return nil, fmt.Errorf("indicators: %w: area %q is not in the server's area %q", ErrBadRequest, o.Area, s.cfg.Area)
 	}
 	if d := req.GetDepth(); d != "" {

@@ -3,14 +3,12 @@ package server
 import (
 	"context"
 	"fmt"
-	"strings"
-
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/fieldsync/fieldsync/save"
 	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
 )
 
 // Records that move between areas.
@@ -56,28 +54,15 @@ import (
 // A push could settle in its own transaction (ReceiveOptions.Also); this
 // build settles when the record is next read by a pull.
 
-// areaCodeField is the field number of area_code in every record kind's body
-// (wire.Identity).
-const areaCodeField = 2
+// areaCodeField is the field number of area_code in every record kind's body.
+const areaCodeField = wire.AreaField
 
 // bodyArea returns the area_code of r's shown body, if it is a valid area
 // code.
 func bodyArea(r syncengine.Record) (string, bool) {
-	v, ok := r.Value(areaCodeField)
+	area, ok := wire.BodyArea(r)
 	if !ok {
 		return "", false
-	}
-	var area string
-	for len(v) > 0 {
-		num, typ, n := protowire.ConsumeTag(v)
-		if n < 0 || num != areaCodeField || typ != protowire.BytesType {
-			return "", false
-		}
-		s, m := protowire.ConsumeBytes(v[n:])
-		if m < 0 {
-			return "", false
-		}
-		area, v = string(s), v[n+m:] // the last occurrence wins, as in protobuf
 	}
 	if _, err := survey.ParseAreaCode(area); err != nil {
 		return "", false
@@ -182,7 +167,7 @@ func knownContext(c syncengine.Change, prev syncengine.Record) bool {
 // c (not in its context). The record's area_code is then the moves' business
 // (a township may hold a record that left it without the later moves).
 func concurrentWithMove(c syncengine.Change, prev syncengine.Record, areas []string) bool {
-	if prev.IsEmpty() || c.Context.Len() == 0 || !inScope(c.Area, areas) || inScope(prev.Area(), areas) || !knownContext(c, prev) {
+	if prev.IsEmpty() || c.Context.Len() == 0 || !syncengine.InAreas(c.Area, areas) || syncengine.InAreas(prev.Area(), areas) || !knownContext(c, prev) {
 		return false
 	}
 	if _, moves := c.Fields[areaCodeField]; moves {
@@ -190,7 +175,7 @@ func concurrentWithMove(c syncengine.Change, prev syncengine.Record, areas []str
 	}
 	outside := false
 	for _, w := range prev.Writes(syncengine.ExistenceField) {
-		if inScope(string(w.Value), areas) {
+		if syncengine.InAreas(string(w.Value), areas) {
 			continue
 		}
 		if c.Context.Contains(w.Dot) {
@@ -202,7 +187,7 @@ func concurrentWithMove(c syncengine.Change, prev syncengine.Record, areas []str
 }
 
 // serves reports whether area is within the server's own area.
-func (s *Server) serves(area string) bool { return strings.HasPrefix(area, s.cfg.Area) }
+func (s *Server) serves(area string) bool { return syncengine.InAreas(area, []string{s.cfg.Area}) }
 
 // settleMoves settles, each with a change of this server, the records of ids
 // that are unsettled moves (unsettledMove) into an area this server serves,
@@ -315,7 +300,7 @@ func (s *Server) movedStates(ctx context.Context, entries []boltstore.AreaEntry,
 			if err != nil {
 				return err
 			}
-			if !r.IsEmpty() && inScope(r.Area(), prefixes) {
+			if !r.IsEmpty() && syncengine.InAreas(r.Area(), prefixes) {
 				out[id] = r
 			}
 		}

@@ -185,13 +185,13 @@ func (s *Server) listPrefix(prefix string) (string, error) {
 	if prefix == "" {
 		return s.cfg.Area, nil
 	}
-	if !validPrefix(prefix) {
+	if !survey.DivisionPrefix(prefix) {
 		return "", fmt.Errorf("%w: area prefix %q is not a county (6 digits), township (9) or village (12) code", ErrBadRequest, prefix)
 	}
 	switch {
-	case strings.HasPrefix(prefix, s.cfg.Area):
+	case s.serves(prefix):
 		return prefix, nil
-	case strings.HasPrefix(s.cfg.Area, prefix):
+	case syncengine.Overlap(prefix, s.cfg.Area):
 		return s.cfg.Area, nil
 	}
 	return "", fmt.Errorf("%w: area prefix %s is outside this server's area %s", ErrBadRequest, prefix, s.cfg.Area)

@@ -91,18 +91,14 @@ func decodeCursor(b []byte) (pullCursor, error) {
 }
 
 // scopePrefixes sorts areas and drops every prefix another one covers, so no
-// record is sent twice.
+// record is sent twice (syncengine.ParseScope; a device's areas were
+// checked when it was enrolled).
 func scopePrefixes(areas []string) []string {
-	ps := slices.Clone(areas)
-	slices.Sort(ps)
-	out := ps[:0]
-	for _, p := range ps {
-		if len(out) > 0 && strings.HasPrefix(p, out[len(out)-1]) {
-			continue
-		}
-		out = append(out, p)
+	s, err := syncengine.ParseScope(areas)
+	if err != nil {
+		return nil
 	}
-	return out
+	return s.Prefixes()
 }
 
 func scopeHash(prefixes []string, epoch string) uint32 {

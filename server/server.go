@@ -41,6 +41,7 @@ import (
 	"github.com/fieldsync/fieldsync/indicators/factstore"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
 )
 
@@ -203,7 +204,7 @@ const AreaFile = "area"
 // or the recorded one when want is empty. A want that differs from the
 // recorded area is refused: devices were enrolled within the recorded one.
 func loadArea(dir, want string) (string, error) {
-	if want != "" && ((len(want) != 6 && len(want) != 9) || !validPrefix(want)) {
+	if want != "" && ((len(want) != 6 && len(want) != 9) || !survey.DivisionPrefix(want)) {
 		return "", fmt.Errorf("area %q is not a county (6 digits) or township (9 digits) code", want)
 	}
 	path := filepath.Join(dir, AreaFile)
@@ -218,7 +219,7 @@ func loadArea(dir, want string) (string, error) {
 		return "", err
 	}
 	have := strings.TrimSpace(string(b))
-	if have != "" && !validPrefix(have) {
+	if have != "" && !survey.DivisionPrefix(have) {
 		return "", fmt.Errorf("%s holds %q, not an area code: restore it from backup", path, have)
 	}
 	if want != "" && want != have {

@@ -20,6 +20,7 @@ import (
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/boltstore"
+	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
 )
 
@@ -154,10 +155,10 @@ func checkStaffName(name string) error {
 // 9, within the server's area) and returns it, taken from the area's length
 // when unspecified.
 func (s *Server) staffRole(area string, role fieldsyncv1.StaffRole) (string, error) {
-	if !validPrefix(area) || len(area) == 12 {
+	if !survey.DivisionPrefix(area) || len(area) == 12 {
 		return "", fmt.Errorf("%w: area %q is not a county (6 digits) or township (9 digits) code", ErrBadRequest, area)
 	}
-	if !strings.HasPrefix(area, s.cfg.Area) {
+	if !s.serves(area) {
 		return "", fmt.Errorf("%w: area %s is outside this server's area %s", ErrBadRequest, area, s.cfg.Area)
 	}
 	byLen := map[int]fieldsyncv1.StaffRole{6: fieldsyncv1.StaffRole_STAFF_ROLE_COUNTY, 9: fieldsyncv1.StaffRole_STAFF_ROLE_TOWNSHIP}[len(area)]

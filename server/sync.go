@@ -456,7 +456,7 @@ type validator struct {
 func (v *validator) validate(ctx context.Context, tx syncengine.ReadTx, c syncengine.Change, prev, next syncengine.Record) error {
 	moved := concurrentWithMove(c, prev, v.areas)
 	for _, area := range []string{prev.Area(), c.Area, next.Area()} {
-		if area != "" && !inScope(area, v.areas) && !moved {
+		if area != "" && !syncengine.InAreas(area, v.areas) && !moved {
 			return fmt.Errorf("%w: record %v in area %s", syncengine.ErrOutOfScope, c.RecordID, area)
 		}
 	}

@@ -99,7 +99,7 @@ func (s *Server) EnrollUpstream(ctx context.Context, addr, code string, tlsCfg *
 		return "", nil, fmt.Errorf("enroll upstream: this server syncs with upstream replica %v, and %s is %v: a township keeps its county", old, addr, up)
 	}
 	for _, a := range resp.GetAreaPrefixes() {
-		if s.cfg.Area != "" && !strings.HasPrefix(a, s.cfg.Area) && !strings.HasPrefix(s.cfg.Area, a) {
+		if s.cfg.Area != "" && !syncengine.Overlap(a, s.cfg.Area) {
 			return "", nil, fmt.Errorf("enroll upstream: the county enrolled this server for area %s, outside its area %s: ask the county for a code of area %s", a, s.cfg.Area, s.cfg.Area)
 		}
 	}

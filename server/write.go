@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -43,7 +42,7 @@ func (s *Server) save(ctx context.Context, rec *fieldsyncv1.Record, also func(sy
 	if err != nil {
 		return syncengine.ChangeID{}, fmt.Errorf("save: %w: %v", ErrBadRequest, err)
 	}
-	if !strings.HasPrefix(area, s.cfg.Area) {
+	if !s.serves(area) {
 		return syncengine.ChangeID{}, fmt.Errorf("save record %v: %w: area %s is outside this server's area %s", id, ErrBadRequest, area, s.cfg.Area)
 	}
 	rules, _, err := s.rules(ctx)

@@ -93,3 +93,12 @@ func ParseArea(code string) (string, AreaLevel, error) {
 	prefix, err := AreaPrefix(padded)
 	return prefix, level, err
 }
+
+// DivisionPrefix reports whether p is the scope prefix of a county (6
+// digits), a township (9) or a village (12), as AreaPrefix gives it: the only
+// scopes a device, relay or server is given. What any area prefix is, and
+// whether an area lies in a scope, is syncengine's (ValidPrefix, Scope).
+func DivisionPrefix(p string) bool {
+	prefix, _, err := ParseArea(p)
+	return err == nil && prefix == p
+}

@@ -172,7 +172,34 @@ func RecordID(id string) (syncengine.RecordID, error) {
 const (
 	idField   = 1
 	areaField = 2
+	// AreaField is the field number of area_code in every record kind's
+	// body: the field a move sets.
+	AreaField = areaField
 )
+
+// BodyArea returns the area_code r's state shows (the field's value, the
+// last occurrence winning as in protobuf), which is not always the area the
+// engine files the record under (Record.Area) while a move settles; false
+// when r shows none or it does not decode.
+func BodyArea(r syncengine.Record) (string, bool) {
+	v, ok := r.Value(areaField)
+	if !ok {
+		return "", false
+	}
+	var area string
+	for len(v) > 0 {
+		num, typ, n := protowire.ConsumeTag(v)
+		if n < 0 || num != areaField || typ != protowire.BytesType {
+			return "", false
+		}
+		s, m := protowire.ConsumeBytes(v[n:])
+		if m < 0 {
+			return "", false
+		}
+		area, v = string(s), v[n+m:]
+	}
+	return area, true
+}
 
 // Identity returns the id and area code of rec's body (fields 1 and 2 of every
 // record kind), with an error when no body is set or the id is not a

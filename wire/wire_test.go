@@ -106,3 +106,47 @@ func TestEditOf(t *testing.T) {
 		t.Error("EditOf with another kind under the same id succeeded")
 	}
 }
+
+// BodyArea reads the area_code a record's state shows: the last occurrence
+// of the field, none when the state shows none or the bytes are not a
+// length-delimited area_code.
+func TestBodyArea(t *testing.T) {
+	state := func(area []byte) syncengine.Record {
+		t.Helper()
+		c := syncengine.Change{
+			ID: syncengine.ChangeID{1}, RecordID: syncengine.RecordID{2}, Kind: syncengine.Kind(fieldsyncv1.RecordKind_RECORD_KIND_HOUSEHOLD),
+			Area: "532523101201", Origin: syncengine.ReplicaID{3}, Dot: syncengine.Dot{Replica: syncengine.ReplicaID{3}, Counter: 1},
+			Stamp: syncengine.Stamp{WallMS: 1, Replica: syncengine.ReplicaID{3}}, Context: syncengine.NewVersionVector(),
+			Fields: map[int32][]byte{1: protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "id")},
+		}
+		if area != nil {
+			c.Fields[wire.AreaField] = area
+		}
+		r, err := syncengine.Apply(syncengine.Record{}, &c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	field := func(s string) []byte {
+		return protowire.AppendString(protowire.AppendTag(nil, wire.AreaField, protowire.BytesType), s)
+	}
+	for _, tc := range []struct {
+		name  string
+		value []byte
+		want  string
+		ok    bool
+	}{
+		{"one", field("532523101202"), "532523101202", true},
+		{"the last of two", append(field("532523101201"), field("532523101202")...), "532523101202", true},
+		{"none", nil, "", false},
+		{"another field's tag", protowire.AppendString(protowire.AppendTag(nil, 3, protowire.BytesType), "x"), "", false},
+		{"a varint", protowire.AppendVarint(protowire.AppendTag(nil, wire.AreaField, protowire.VarintType), 7), "", false},
+		{"cut short", field("532523101202")[:5], "", false},
+	} {
+		got, ok := wire.BodyArea(state(tc.value))
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%s: BodyArea = %q, %v; want %q, %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+}

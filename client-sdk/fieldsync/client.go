@@ -243,7 +243,7 @@ func (c *Client) SaveRecord(ctx context.Context, rec *fieldsyncv1.Record) (Saved
 		if err != nil {
 			return Saved{}, fmt.Errorf("fieldsync: save: %w", err)
 		}
-		if len(areas) > 0 && !inAreas(area, areas) {
+		if len(areas) > 0 && !syncengine.InAreas(area, areas) {
 			return Saved{}, fmt.Errorf("fieldsync: save: area %s: %w", area, ErrOutOfScope)
 		}
 	}
@@ -440,15 +440,6 @@ func (c *Client) OpenProblems(ctx context.Context) ([]*fieldsyncv1.Problem, erro
 		return nil, err
 	}
 	return c.store.OpenProblems(ctx, areas)
-}
-
-func inAreas(area string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(area, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // Rejection is a change of this device the server refused for good.

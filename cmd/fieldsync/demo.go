@@ -16,6 +16,7 @@ import (
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/sqlitestore"
 	"github.com/fieldsync/fieldsync/survey/countygen"
+	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
 )
 
@@ -74,12 +75,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil || len(scope) == 0 {
 			return true
 		}
-		for _, p := range scope {
-			if strings.HasPrefix(area, p) {
-				return true
-			}
-		}
-		return false
+		return syncengine.InAreas(area, scope)
 	}
 	var areas []string
 	seen := map[string]bool{}

@@ -205,7 +205,7 @@ func checkMovedFrom(t *tx, from []byte, area string, pos syncengine.Position) st
 	areas := splitAreas(from)
 	for i, a := range areas {
 		switch {
-		case !validPrefix(a) || a == area || (i > 0 && a <= areas[i-1]):
+		case !syncengine.ValidPrefix(a) || a == area || (i > 0 && a <= areas[i-1]):
 			return fmt.Sprintf("moved from %q", from)
 		case !bytes.Equal(t.logArea.Get(areaPosKey([]byte(a), pos)), []byte(area)):
 			return fmt.Sprintf("moved from %s, not indexed there", a)

@@ -137,7 +137,7 @@ func (s *Store) PutDeviceReport(ctx context.Context, relay syncengine.ReplicaID,
 			return false, fmt.Errorf("boltstore: device report of %v: %w: device %v without an id or areas", relay, ErrInvalidReport, d.ID)
 		}
 		for _, a := range d.Areas {
-			if !validPrefix(a) || a == "" {
+			if !syncengine.ValidPrefix(a) || a == "" {
 				return false, fmt.Errorf("boltstore: device report of %v: %w: device %v: area %q", relay, ErrInvalidReport, d.ID, a)
 			}
 		}

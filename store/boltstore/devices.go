@@ -119,7 +119,7 @@ func (s *Store) PutDevice(ctx context.Context, d Device) error {
 		return fmt.Errorf("boltstore: put device: %w: zero id", ErrInvalidDevice)
 	}
 	for _, a := range d.Areas {
-		if !validPrefix(a) || a == "" {
+		if !syncengine.ValidPrefix(a) || a == "" {
 			return fmt.Errorf("boltstore: put device %v: %w: area %q", d.ID, ErrInvalidDevice, a)
 		}
 	}

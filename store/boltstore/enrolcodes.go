@@ -105,7 +105,7 @@ func PutEnrolCodeTx(ctx context.Context, in syncengine.Tx, c EnrolCode, now time
 		return fmt.Errorf("boltstore: put enrolment code: %w: no areas", ErrInvalidDevice)
 	}
 	for _, a := range c.Areas {
-		if !validPrefix(a) || a == "" {
+		if !syncengine.ValidPrefix(a) || a == "" {
 			return fmt.Errorf("boltstore: put enrolment code: %w: area %q", ErrInvalidDevice, a)
 		}
 	}

@@ -33,11 +33,11 @@ import (
 // No prefixes, or the prefix "", forget nothing. It returns an error wrapping
 // ErrInvalidPrefix for a bad prefix.
 func (s *Store) ForgetOutside(ctx context.Context, prefixes []string, upstream syncengine.ReplicaID) (int, error) {
-	prefixes, err := normalizePrefixes(prefixes)
+	scope, err := syncengine.ParseScope(prefixes)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("boltstore: forget records outside %v: %w", prefixes, err)
 	}
-	if len(prefixes) == 0 || prefixes[0] == "" {
+	if len(scope.Prefixes()) == 0 || scope.All() {
 		return 0, nil
 	}
 	n := 0
@@ -56,7 +56,7 @@ func (s *Store) ForgetOutside(ctx context.Context, prefixes []string, upstream s
 					return err
 				}
 			}
-			if p, ok := coveringPrefix(k, prefixes); ok {
+			if p, ok := scope.Covering(string(k)); ok {
 				k, _ = c.Seek(prefixEnd(p))
 				continue
 			}
@@ -123,17 +123,6 @@ func (t *tx) unackedRecords(ctx context.Context, self, peer syncengine.ReplicaID
 		out[ch.RecordID] = true
 	}
 	return out, nil
-}
-
-// coveringPrefix returns the prefix of prefixes that key (an area code and
-// more) starts with.
-func coveringPrefix(key []byte, prefixes []string) (string, bool) {
-	for _, p := range prefixes {
-		if bytes.HasPrefix(key, []byte(p)) {
-			return p, true
-		}
-	}
-	return "", false
 }
 
 // prefixEnd returns the smallest key after every key that starts with p, a

@@ -81,16 +81,3 @@ func openEnvelope(v []byte) (area, rest []byte, err error) {
 	n := 1 + int(v[0])
 	return v[1:n], v[n:], nil
 }
-
-// validPrefix reports whether p can prefix an area code: up to 12 ASCII digits.
-func validPrefix(p string) bool {
-	if len(p) > syncengine.AreaLen {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		if p[i] < '0' || p[i] > '9' {
-			return false
-		}
-	}
-	return true
-}

@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"strings"
 
 	"go.etcd.io/bbolt"
 
@@ -162,8 +161,8 @@ func (s *Store) ReadLogAreaMoves(ctx context.Context, prefixes []string, after s
 				e.From = splitAreas(t.logArea.Get(areaPosKey([]byte(c.Area), pos)))
 			}
 			if len(e.From) > 0 {
-				wasIn := slices.ContainsFunc(e.From, func(a string) bool { return underAny(a, prefixes) })
-				switch in := underAny(c.Area, prefixes); {
+				wasIn := slices.ContainsFunc(e.From, func(a string) bool { return syncengine.InAreas(a, prefixes) })
+				switch in := syncengine.InAreas(c.Area, prefixes); {
 				case in && !wasIn:
 					e.Move = MovesIn
 				case wasIn && !in:
@@ -183,33 +182,14 @@ func (s *Store) ReadLogAreaMoves(ctx context.Context, prefixes []string, after s
 	return out, through, nil
 }
 
-// underAny reports whether area starts with one of prefixes.
-func underAny(area string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(area, p) {
-			return true
-		}
-	}
-	return false
-}
-
 // normalizePrefixes validates prefixes, sorts them and drops every prefix
-// that another one covers, so no area is read twice.
+// that another one covers, so no area is read twice (syncengine.ParseScope).
 func normalizePrefixes(prefixes []string) ([]string, error) {
-	ps := slices.Clone(prefixes)
-	for _, p := range ps {
-		if !validPrefix(p) {
-			return nil, fmt.Errorf("boltstore: %w: %q", ErrInvalidPrefix, p)
-		}
+	s, err := syncengine.ParseScope(prefixes)
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: %w", err)
 	}
-	slices.Sort(ps)
-	out := ps[:0]
-	for _, p := range ps {
-		if len(out) == 0 || !strings.HasPrefix(p, out[len(out)-1]) {
-			out = append(out, p)
-		}
-	}
-	return out, nil
+	return s.Prefixes(), nil
 }
 
 // areaRun is the part after some position of one area's run of keys in the

@@ -21,7 +21,7 @@ import (
 // It returns an error wrapping ErrInvalidPrefix for a prefix that is not up
 // to 12 digits.
 func (s *Store) RecordsUnder(ctx context.Context, prefix string, kinds ...syncengine.Kind) ([]syncengine.Record, error) {
-	if !validPrefix(prefix) {
+	if !syncengine.ValidPrefix(prefix) {
 		return nil, fmt.Errorf("boltstore: records under: %w: %q", ErrInvalidPrefix, prefix)
 	}
 	if len(kinds) == 0 {

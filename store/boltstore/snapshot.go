@@ -26,7 +26,7 @@ const tokenFormat = 1
 // It returns an error wrapping ErrInvalidPrefix or ErrInvalidToken for a bad
 // prefix or a token that Snapshot did not make for this prefix.
 func (s *Store) Snapshot(ctx context.Context, prefix string, token []byte, limit int) (syncengine.SnapshotPage, error) {
-	if !validPrefix(prefix) {
+	if !syncengine.ValidPrefix(prefix) {
 		return syncengine.SnapshotPage{}, fmt.Errorf("boltstore: snapshot: %w: %q", ErrInvalidPrefix, prefix)
 	}
 	var last []byte

@@ -77,7 +77,7 @@ func AddStaffTx(ctx context.Context, in syncengine.Tx, s Staff) error {
 	if err := checkStaffName(s.Name); err != nil {
 		return err
 	}
-	if s.Area == "" || !validPrefix(s.Area) || s.PasswordHash == "" {
+	if s.Area == "" || !syncengine.ValidPrefix(s.Area) || s.PasswordHash == "" {
 		return fmt.Errorf("boltstore: staff %q: %w: area %q, hash of %d bytes", s.Name, ErrInvalidStaff, s.Area, len(s.PasswordHash))
 	}
 	b := t.btx.Bucket(bucketStaff)
@@ -151,7 +151,7 @@ func (ck *checker) staff() error {
 		switch {
 		case err != nil:
 			ck.fail("%v", err)
-		case checkStaffName(m.Name) != nil || !validPrefix(m.Area) || m.Area == "" || m.PasswordHash == "":
+		case checkStaffName(m.Name) != nil || !syncengine.ValidPrefix(m.Area) || m.Area == "" || m.PasswordHash == "":
 			ck.fail("staff %q: no valid name, area or password hash", k)
 		}
 		return nil

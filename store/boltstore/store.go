@@ -40,7 +40,7 @@ var (
 
 	// ErrInvalidPrefix is returned when an area prefix is not up to 12 ASCII
 	// digits.
-	ErrInvalidPrefix = errors.New("invalid area prefix")
+	ErrInvalidPrefix = syncengine.ErrInvalidPrefix
 
 	// ErrInvalidToken is returned by Snapshot when the page token was not
 	// made by Snapshot for the same prefix, and by Audit when it was not made

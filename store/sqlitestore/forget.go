@@ -6,10 +6,9 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/protobuf/encoding/protowire"
-
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
 )
 
 // Forgotten is what ForgetOutside deleted.
@@ -52,10 +51,14 @@ type Forgotten struct {
 // nothing: a handshake without areas must not empty the phone. It returns an
 // error for a prefix that is not up to 12 digits.
 func (s *Store) ForgetOutside(ctx context.Context, prefixes []string, server syncengine.ReplicaID) (Forgotten, error) {
-	ps, err := scopeRanges(prefixes)
-	if err != nil || len(ps) == 0 {
-		return Forgotten{}, err
+	scope, err := syncengine.ParseScope(prefixes)
+	if err != nil {
+		return Forgotten{}, fmt.Errorf("sqlitestore: %w", err)
 	}
+	if scope.All() || len(scope.Prefixes()) == 0 {
+		return Forgotten{}, nil
+	}
+	ps := scope.Prefixes()
 	var out Forgotten
 	self := s.replica
 	err = s.Update(ctx, func(st syncengine.Tx) error {
@@ -173,26 +176,14 @@ func (t *tx) forget(ctx context.Context, id syncengine.RecordID, kind int64, sel
 // it now: typically the device's own edit, pushed in the same sync round as
 // the pull that brought the move.
 func movedAway(r syncengine.Record, prefixes []string) bool {
-	if !r.Exists() || !underAny(r.Area(), prefixes) {
+	if !r.Exists() || !syncengine.InAreas(r.Area(), prefixes) {
 		return false
 	}
-	v, ok := r.Value(areaCodeField)
+	target, ok := wire.BodyArea(r)
 	if !ok {
 		return false
 	}
-	var target string
-	for len(v) > 0 {
-		num, typ, n := protowire.ConsumeTag(v)
-		if n < 0 || num != areaCodeField || typ != protowire.BytesType {
-			return false
-		}
-		b, m := protowire.ConsumeBytes(v[n:])
-		if m < 0 {
-			return false
-		}
-		target, v = string(b), v[n+m:]
-	}
-	if len(target) != syncengine.AreaLen || target == r.Area() || underAny(target, prefixes) {
+	if len(target) != syncengine.AreaLen || target == r.Area() || syncengine.InAreas(target, prefixes) {
 		return false
 	}
 	for _, w := range r.Writes(syncengine.ExistenceField) {
@@ -201,41 +192,6 @@ func movedAway(r syncengine.Record, prefixes []string) bool {
 		}
 	}
 	return false
-}
-
-// areaCodeField is the field number of area_code in every record kind's body.
-const areaCodeField = 2
-
-func underAny(area string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(area, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// scopeRanges validates prefixes (up to 12 ASCII digits each), sorts them and
-// drops those another covers. It returns nil when they cover every area (a
-// prefix "") or there are none.
-func scopeRanges(prefixes []string) ([]string, error) {
-	ps := slices.Clone(prefixes)
-	for _, p := range ps {
-		if len(p) > syncengine.AreaLen || strings.Trim(p, "0123456789") != "" {
-			return nil, fmt.Errorf("sqlitestore: area prefix %q is not up to %d digits", p, syncengine.AreaLen)
-		}
-	}
-	slices.Sort(ps)
-	out := ps[:0]
-	for _, p := range ps {
-		if p == "" {
-			return nil, nil
-		}
-		if len(out) == 0 || !strings.HasPrefix(p, out[len(out)-1]) {
-			out = append(out, p)
-		}
-	}
-	return out, nil
 }
 
 // outsideFilter returns an SQL condition matching column when it is under
