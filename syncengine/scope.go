@@ -73,18 +73,6 @@ func (s Scope) Covering(area string) (string, bool) {
 	return "", false
 }
 
-// Overlaps reports whether some area lies in both s and o.
-func (s Scope) Overlaps(o Scope) bool {
-	for _, p := range s.prefixes {
-		for _, q := range o.prefixes {
-			if Overlap(p, q) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // Overlap reports whether some area lies under both prefix a and prefix b:
 // one of them starts with the other.
 func Overlap(a, b string) bool { return strings.HasPrefix(a, b) || strings.HasPrefix(b, a) }
