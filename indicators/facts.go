@@ -131,185 +131,221 @@ func recordOf(k []byte) string {
 // none). For a Person, conditionsRecorded is when its conditions were last
 // written (see Set.Add). A record without an id gives none.
 func FactsOf(rec *fieldsyncv1.Record, conditionsRecorded time.Time) []Fact {
-	own := func(kind byte, id, area string, e *enc) Fact {
-		return Fact{Unit: unitKey(kind, id), Key: string(rune(factOwn)), Value: e.b, Area: area}
-	}
 	switch b := rec.GetBody().(type) {
 	case *fieldsyncv1.Record_Person:
-		p := b.Person
-		if p.GetId() == "" {
-			return nil
-		}
-		var e enc
-		e.str(p.GetAreaCode())
-		e.str(encID(p.GetHouseholdId()))
-		e.str(p.GetName())
-		e.str(p.GetIdNumber().GetMasked())
-		e.flags(p.GetResidency() == fieldsyncv1.Residency_RESIDENCY_DECEASED, p.GetHasHealthRecord(), p.GetHasOnePersonPlan())
-		var conds []*fieldsyncv1.Condition
-		for _, cd := range p.GetConditions() {
-			if cd.GetDisease() != fieldsyncv1.ChronicDisease_CHRONIC_DISEASE_UNSPECIFIED {
-				conds = append(conds, cd)
-			}
-		}
-		e.uvarint(uint64(len(conds)))
-		for _, cd := range conds {
-			e.uvarint(uint64(cd.GetDisease()))
-			e.date(cd.GetDiagnosedOn())
-			e.flags(cd.GetMajorIllness(), cd.GetSevereIllness())
-		}
-		signed := p.GetContract().GetSignedOn()
-		e.date(signed)
-		if signed != nil {
-			e.date(survey.AddMonths(signed, ContractTerm))
-		}
-		e.date(p.GetBirthDate())
-		e.date(p.GetLastHealthCheckOn())
-		var recorded *fieldsyncv1.Date
-		if !conditionsRecorded.IsZero() {
-			recorded = survey.Today(conditionsRecorded)
-		}
-		e.date(recorded)
-		out := []Fact{own(unitPerson, p.GetId(), p.GetAreaCode(), &e)}
-		if h := p.GetHouseholdId(); h != "" {
-			out = append(out, Fact{Unit: unitKey(unitHousehold, h), Key: factKey(factMember, p.GetId())})
-		}
-		return out
+		return personFacts(b.Person, conditionsRecorded)
 	case *fieldsyncv1.Record_Household:
-		h := b.Household
-		if h.GetId() == "" {
-			return nil
-		}
-		var e enc
-		e.str(h.GetAreaCode())
-		e.uvarint(uint64(h.GetStatus()))
-		e.str(h.GetHeadName())
-		return []Fact{own(unitHousehold, h.GetId(), h.GetAreaCode(), &e)}
+		return householdFacts(b.Household)
 	case *fieldsyncv1.Record_Clinic:
-		c := b.Clinic
-		if c.GetId() == "" {
-			return nil
-		}
-		var e enc
-		e.str(c.GetAreaCode())
-		e.str(c.GetName())
-		return []Fact{own(unitClinic, c.GetId(), c.GetAreaCode(), &e)}
+		return clinicFacts(b.Clinic)
 	case *fieldsyncv1.Record_Problem:
-		p := b.Problem
-		if p.GetId() == "" {
-			return nil
-		}
-		var e enc
-		e.str(p.GetAreaCode())
-		e.str(p.GetItem())
-		e.str(p.GetPersonId())
-		e.uvarint(uint64(p.GetStatus()))
-		e.flags(p.GetSeverity() == fieldsyncv1.Severity_SEVERITY_CRITICAL)
-		e.date(p.GetDeadline())
-		for _, t := range []*timestamppb.Timestamp{p.GetRaisedAt(), p.GetRectifiedAt(), p.GetVerifiedAt(), p.GetReopenedAt()} {
-			e.moment(t)
-		}
-		return []Fact{own(unitProblem, p.GetId(), p.GetAreaCode(), &e)}
+		return problemFacts(b.Problem)
 	case *fieldsyncv1.Record_HouseholdVisit:
-		v := b.HouseholdVisit
-		if v.GetId() == "" {
-			return nil
-		}
-		var out []Fact
-		if h := v.GetHouseholdId(); h != "" {
-			var e enc
-			e.str(v.GetCampaign())
-			e.moment(v.GetStartedAt())
-			out = append(out, Fact{Unit: unitKey(unitHousehold, h), Key: factKey(factVisit, v.GetId()), Value: e.b})
-		}
-		// A visit's findings for a person, in the visit's order (a later
-		// finding for the same person overrides an earlier one).
-		byPerson := map[string][]*fieldsyncv1.MemberFinding{}
-		var order []string
-		for _, f := range v.GetFindings() {
-			id := f.GetPersonId()
-			if id == "" {
-				continue
-			}
-			if byPerson[id] == nil {
-				order = append(order, id)
-			}
-			byPerson[id] = append(byPerson[id], f)
-		}
-		for _, id := range order {
-			var e enc
-			e.moment(v.GetStartedAt())
-			e.uvarint(uint64(len(byPerson[id])))
-			for _, f := range byPerson[id] {
-				e.tri(f.ContractServedOnTime)
-				e.tri(f.MajorIllnessTreated)
-				e.tri(f.MajorIllnessReviewed)
-				e.tri(f.SafetyNetApplied)
-				e.optInt(f.OutOfPocketFen)
-				e.optInt(f.TotalMedicalCostFen)
-				for _, q := range []*bool{f.KnowsContractedDoctor, f.KnowsSecondaryHospitalDoctor, f.CanExplainKanbing_120, f.CanExplainFuwu_111} {
-					e.tri(q)
-				}
-				var sat *bool
-				switch f.GetSatisfaction() {
-				case fieldsyncv1.Satisfaction_SATISFACTION_SATISFIED:
-					sat = ptr(true)
-				case fieldsyncv1.Satisfaction_SATISFACTION_DISSATISFIED:
-					sat = ptr(false)
-				}
-				e.tri(sat)
-			}
-			out = append(out, Fact{Unit: unitKey(unitPerson, id), Key: factKey(factFinding, v.GetId()), Value: e.b})
-		}
-		return out
+		return visitFacts(b.HouseholdVisit)
 	case *fieldsyncv1.Record_FollowUp:
-		f := b.FollowUp
-		if f.GetId() == "" || f.GetPersonId() == "" {
-			return nil
-		}
-		var e enc
-		e.uvarint(uint64(f.GetDisease()))
-		m := f.GetMethod()
-		e.flags(m != fieldsyncv1.FollowUpMethod_FOLLOW_UP_METHOD_PHONE && m != fieldsyncv1.FollowUpMethod_FOLLOW_UP_METHOD_UNSPECIFIED)
-		e.moment(f.GetFollowedUpAt())
-		// NextDue falls back to the report's day only when the follow-up
-		// gives no valid day: nil says so.
-		var due *fieldsyncv1.Date
-		if d := survey.NextDue(f, &fieldsyncv1.Date{}); d.GetYear() != 0 {
-			due = d
-		}
-		e.date(due)
-		return []Fact{{Unit: unitKey(unitPerson, f.GetPersonId()), Key: factKey(factFollowUp, f.GetId()), Value: e.b}}
+		return followUpFacts(b.FollowUp)
 	case *fieldsyncv1.Record_RiskFlag:
-		f := b.RiskFlag
-		if f.GetId() == "" {
-			return nil
-		}
-		unit := unitKey(unitPerson, f.GetPersonId())
-		if f.GetPersonId() == "" {
-			unit = unitKey(unitHousehold, f.GetHouseholdId())
-		}
-		var e enc
-		e.uvarint(uint64(f.GetStatus()))
-		e.moment(f.GetFlaggedAt())
-		e.str(f.GetHouseholdId())
-		e.str(f.GetAreaCode())
-		return []Fact{{Unit: unit, Key: factKey(factFlag, f.GetId()), Value: e.b}}
+		return flagFacts(b.RiskFlag)
 	case *fieldsyncv1.Record_ClinicAudit:
-		a := b.ClinicAudit
-		if a.GetId() == "" || a.GetClinicId() == "" {
-			return nil
-		}
-		var e enc
-		e.moment(a.GetAuditedAt())
-		pb, err := proto.MarshalOptions{Deterministic: true}.Marshal(a)
-		if err != nil {
-			return nil
-		}
-		e.bytes(pb)
-		return []Fact{{Unit: unitKey(unitClinic, a.GetClinicId()), Key: factKey(factAudit, a.GetId()), Value: e.b}}
+		return auditFacts(b.ClinicAudit)
 	}
 	return nil
+}
+
+// own is the own fact of the unit of kind with id, in area.
+func own(kind byte, id, area string, e *enc) Fact {
+	return Fact{Unit: unitKey(kind, id), Key: string(rune(factOwn)), Value: e.b, Area: area}
+}
+
+// personFacts are a person's own fact and, under the household, its member fact.
+func personFacts(p *fieldsyncv1.Person, conditionsRecorded time.Time) []Fact {
+	if p.GetId() == "" {
+		return nil
+	}
+	var e enc
+	e.str(p.GetAreaCode())
+	e.str(encID(p.GetHouseholdId()))
+	e.str(p.GetName())
+	e.str(p.GetIdNumber().GetMasked())
+	e.flags(p.GetResidency() == fieldsyncv1.Residency_RESIDENCY_DECEASED, p.GetHasHealthRecord(), p.GetHasOnePersonPlan())
+	var conds []*fieldsyncv1.Condition
+	for _, cd := range p.GetConditions() {
+		if cd.GetDisease() != fieldsyncv1.ChronicDisease_CHRONIC_DISEASE_UNSPECIFIED {
+			conds = append(conds, cd)
+		}
+	}
+	e.uvarint(uint64(len(conds)))
+	for _, cd := range conds {
+		e.uvarint(uint64(cd.GetDisease()))
+		e.date(cd.GetDiagnosedOn())
+		e.flags(cd.GetMajorIllness(), cd.GetSevereIllness())
+	}
+	signed := p.GetContract().GetSignedOn()
+	e.date(signed)
+	if signed != nil {
+		e.date(survey.AddMonths(signed, ContractTerm))
+	}
+	e.date(p.GetBirthDate())
+	e.date(p.GetLastHealthCheckOn())
+	var recorded *fieldsyncv1.Date
+	if !conditionsRecorded.IsZero() {
+		recorded = survey.Today(conditionsRecorded)
+	}
+	e.date(recorded)
+	out := []Fact{own(unitPerson, p.GetId(), p.GetAreaCode(), &e)}
+	if h := p.GetHouseholdId(); h != "" {
+		out = append(out, Fact{Unit: unitKey(unitHousehold, h), Key: factKey(factMember, p.GetId())})
+	}
+	return out
+}
+
+// householdFacts are a household's own fact.
+func householdFacts(h *fieldsyncv1.Household) []Fact {
+	if h.GetId() == "" {
+		return nil
+	}
+	var e enc
+	e.str(h.GetAreaCode())
+	e.uvarint(uint64(h.GetStatus()))
+	e.str(h.GetHeadName())
+	return []Fact{own(unitHousehold, h.GetId(), h.GetAreaCode(), &e)}
+}
+
+// clinicFacts are a clinic's own fact.
+func clinicFacts(c *fieldsyncv1.Clinic) []Fact {
+	if c.GetId() == "" {
+		return nil
+	}
+	var e enc
+	e.str(c.GetAreaCode())
+	e.str(c.GetName())
+	return []Fact{own(unitClinic, c.GetId(), c.GetAreaCode(), &e)}
+}
+
+// problemFacts are a problem's own fact: a problem is its own unit.
+func problemFacts(p *fieldsyncv1.Problem) []Fact {
+	if p.GetId() == "" {
+		return nil
+	}
+	var e enc
+	e.str(p.GetAreaCode())
+	e.str(p.GetItem())
+	e.str(p.GetPersonId())
+	e.uvarint(uint64(p.GetStatus()))
+	e.flags(p.GetSeverity() == fieldsyncv1.Severity_SEVERITY_CRITICAL)
+	e.date(p.GetDeadline())
+	for _, t := range []*timestamppb.Timestamp{p.GetRaisedAt(), p.GetRectifiedAt(), p.GetVerifiedAt(), p.GetReopenedAt()} {
+		e.moment(t)
+	}
+	return []Fact{own(unitProblem, p.GetId(), p.GetAreaCode(), &e)}
+}
+
+// visitFacts are a visit's campaign and day under its household, and each
+// member's findings under the member.
+func visitFacts(v *fieldsyncv1.HouseholdVisit) []Fact {
+	if v.GetId() == "" {
+		return nil
+	}
+	var out []Fact
+	if h := v.GetHouseholdId(); h != "" {
+		var e enc
+		e.str(v.GetCampaign())
+		e.moment(v.GetStartedAt())
+		out = append(out, Fact{Unit: unitKey(unitHousehold, h), Key: factKey(factVisit, v.GetId()), Value: e.b})
+	}
+	// A visit's findings for a person, in the visit's order (a later
+	// finding for the same person overrides an earlier one).
+	byPerson := map[string][]*fieldsyncv1.MemberFinding{}
+	var order []string
+	for _, f := range v.GetFindings() {
+		id := f.GetPersonId()
+		if id == "" {
+			continue
+		}
+		if byPerson[id] == nil {
+			order = append(order, id)
+		}
+		byPerson[id] = append(byPerson[id], f)
+	}
+	for _, id := range order {
+		var e enc
+		e.moment(v.GetStartedAt())
+		e.uvarint(uint64(len(byPerson[id])))
+		for _, f := range byPerson[id] {
+			e.tri(f.ContractServedOnTime)
+			e.tri(f.MajorIllnessTreated)
+			e.tri(f.MajorIllnessReviewed)
+			e.tri(f.SafetyNetApplied)
+			e.optInt(f.OutOfPocketFen)
+			e.optInt(f.TotalMedicalCostFen)
+			for _, q := range []*bool{f.KnowsContractedDoctor, f.KnowsSecondaryHospitalDoctor, f.CanExplainKanbing_120, f.CanExplainFuwu_111} {
+				e.tri(q)
+			}
+			var sat *bool
+			switch f.GetSatisfaction() {
+			case fieldsyncv1.Satisfaction_SATISFACTION_SATISFIED:
+				sat = ptr(true)
+			case fieldsyncv1.Satisfaction_SATISFACTION_DISSATISFIED:
+				sat = ptr(false)
+			}
+			e.tri(sat)
+		}
+		out = append(out, Fact{Unit: unitKey(unitPerson, id), Key: factKey(factFinding, v.GetId()), Value: e.b})
+	}
+	return out
+}
+
+// followUpFacts are a follow-up's fact under its person.
+func followUpFacts(f *fieldsyncv1.FollowUp) []Fact {
+	if f.GetId() == "" || f.GetPersonId() == "" {
+		return nil
+	}
+	var e enc
+	e.uvarint(uint64(f.GetDisease()))
+	m := f.GetMethod()
+	e.flags(m != fieldsyncv1.FollowUpMethod_FOLLOW_UP_METHOD_PHONE && m != fieldsyncv1.FollowUpMethod_FOLLOW_UP_METHOD_UNSPECIFIED)
+	e.moment(f.GetFollowedUpAt())
+	// NextDue falls back to the report's day only when the follow-up
+	// gives no valid day: nil says so.
+	var due *fieldsyncv1.Date
+	if d := survey.NextDue(f, &fieldsyncv1.Date{}); d.GetYear() != 0 {
+		due = d
+	}
+	e.date(due)
+	return []Fact{{Unit: unitKey(unitPerson, f.GetPersonId()), Key: factKey(factFollowUp, f.GetId()), Value: e.b}}
+}
+
+// flagFacts are a flag's fact under its person, or its household when it
+// names nobody.
+func flagFacts(f *fieldsyncv1.RiskFlag) []Fact {
+	if f.GetId() == "" {
+		return nil
+	}
+	unit := unitKey(unitPerson, f.GetPersonId())
+	if f.GetPersonId() == "" {
+		unit = unitKey(unitHousehold, f.GetHouseholdId())
+	}
+	var e enc
+	e.uvarint(uint64(f.GetStatus()))
+	e.moment(f.GetFlaggedAt())
+	e.str(f.GetHouseholdId())
+	e.str(f.GetAreaCode())
+	return []Fact{{Unit: unit, Key: factKey(factFlag, f.GetId()), Value: e.b}}
+}
+
+// auditFacts are an audit's fact under its clinic.
+func auditFacts(a *fieldsyncv1.ClinicAudit) []Fact {
+	if a.GetId() == "" || a.GetClinicId() == "" {
+		return nil
+	}
+	var e enc
+	e.moment(a.GetAuditedAt())
+	pb, err := proto.MarshalOptions{Deterministic: true}.Marshal(a)
+	if err != nil {
+		return nil
+	}
+	e.bytes(pb)
+	return []Fact{{Unit: unitKey(unitClinic, a.GetClinicId()), Key: factKey(factAudit, a.GetId()), Value: e.b}}
 }
 
 // enc appends a fact's fields.
