@@ -136,32 +136,10 @@ func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "conflicts" {
-		return runAdminConflicts(ctx, args[1:], stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "status" {
-		return runAdminStatus(ctx, args[1:], stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "move" {
-		return runAdminMove(ctx, args[1:], stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "problems" {
-		return runAdminProblems(ctx, args[1:], stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "audit" {
-		return runAdminAudit(ctx, args[1:], stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "areas" {
-		return runAdminAreas(ctx, args[1:], stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "report" {
-		return runAdminReport(ctx, args[1:], stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "backup" {
-		return runAdminBackup(ctx, args[1:], stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "user" {
-		return runAdminUser(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		if run, ok := adminCommands[args[0]]; ok {
+			return run(ctx, args[1:], stdout, stderr)
+		}
 	}
 	if len(args) < 2 || args[0] != "device" {
 		fmt.Fprint(stderr, adminUsage)
@@ -175,114 +153,154 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, adminUsage, "\nflags:\n"); fs.PrintDefaults() }
 	a.register(fs)
-	switch args[1] {
-	case "add":
-		var areas stringList
-		fs.Var(&areas, "area", "area `code` prefix the device may sync (repeatable)")
-		name := fs.String("name", "", "device or doctor `name`")
-		ttl := fs.Duration("ttl", 24*time.Hour, "how long the enrolment code stays valid")
-		relay := fs.Bool("relay", false, "the code enrols a township server relaying to this county (fieldsyncd enroll-upstream), not a phone; --area is then the township's 9 digits")
-		if err := fs.Parse(args[2:]); err != nil {
-			return err
-		}
-		if len(areas) == 0 || *name == "" {
-			return errors.New("admin device add: --area and --name are required")
-		}
-		return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
-			secs := int64(ttl.Seconds())
-			resp, err := c.AddDevice(ctx, &fieldsyncv1.AddDeviceRequest{Name: *name, AreaPrefixes: areas, TtlSeconds: &secs, Relay: *relay})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "enrolment code: %s\nvalid until:    %s\n", resp.GetCode(), resp.GetExpiresAt().AsTime().Local().Format("2006-01-02 15:04 MST"))
-			return nil
-		})
-	case "list":
-		asJSON := fs.Bool("json", false, "print JSON")
-		if err := fs.Parse(args[2:]); err != nil {
-			return err
-		}
-		return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
-			resp, err := c.ListDevices(ctx, &fieldsyncv1.ListDevicesRequest{})
-			if err != nil {
-				return err
-			}
-			return printDevices(stdout, resp.GetDevices(), *asJSON)
-		})
-	case "replace":
-		var areas stringList
-		fs.Var(&areas, "area", "area `code` prefix the phone syncs from now on (repeatable; default the replaced device's)")
-		ttl := fs.Duration("ttl", 24*time.Hour, "how long the enrolment code stays valid")
-		if err := fs.Parse(args[2:]); err != nil {
-			return err
-		}
-		if fs.NArg() != 1 {
-			return errors.New("admin device replace: give the replica id of the device to replace (from 'admin device list')")
-		}
-		id, err := parseReplicaID(fs.Arg(0))
-		if err != nil {
-			return err
-		}
-		return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
-			secs := int64(ttl.Seconds())
-			resp, err := c.AddDevice(ctx, &fieldsyncv1.AddDeviceRequest{ReplacesReplicaId: id, AreaPrefixes: areas, TtlSeconds: &secs})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "enrolment code: %s\nvalid until:    %s\nreplaces:       %s (the same phone enrolling again keeps its history; a new one revokes it)\n",
-				resp.GetCode(), resp.GetExpiresAt().AsTime().Local().Format("2006-01-02 15:04 MST"), fs.Arg(0))
-			return nil
-		})
-	case "revoke":
-		if err := fs.Parse(args[2:]); err != nil {
-			return err
-		}
-		if fs.NArg() != 1 {
-			return errors.New("admin device revoke: give the device's replica id (from 'admin device list')")
-		}
-		id, err := parseReplicaID(fs.Arg(0))
-		if err != nil {
-			return err
-		}
-		return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
-			if _, err := c.RevokeDevice(ctx, &fieldsyncv1.RevokeDeviceRequest{ReplicaId: id}); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "revoked %s\n", fs.Arg(0))
-			return nil
-		})
-	case "rebind":
-		to := fs.String("to", "", "replica id of the township server (a relay enrolled here) that speaks for the phone from now on")
-		pos, err := parseArgs(fs, args[2:])
-		if err != nil {
-			return err
-		}
-		if len(pos) != 1 || *to == "" {
-			return errors.New("admin device rebind: give the phone's replica id and --to TOWNSHIP_REPLICA_ID (from 'admin device list')")
-		}
-		id, err := parseReplicaID(pos[0])
-		if err != nil {
-			return err
-		}
-		relay, err := parseReplicaID(*to)
-		if err != nil {
-			return err
-		}
-		return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
-			resp, err := c.RebindDevice(ctx, &fieldsyncv1.RebindDeviceRequest{ReplicaId: id, RelayReplicaId: relay})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "township %s now speaks for %s", *to, pos[0])
-			if prev := resp.GetPreviousRelayReplicaId(); len(prev) > 0 {
-				fmt.Fprintf(stdout, " (before: %s)", formatReplicaID(prev))
-			}
-			fmt.Fprintln(stdout)
-			return nil
-		})
+	run, ok := adminDeviceCommands[args[1]]
+	if !ok {
+		fmt.Fprint(stderr, adminUsage)
+		return fmt.Errorf("admin device: unknown command %q", args[1])
 	}
-	fmt.Fprint(stderr, adminUsage)
-	return fmt.Errorf("admin device: unknown command %q", args[1])
+	return run(ctx, adminDeviceCmd{a: &a, fs: fs, args: args[2:]}, stdout)
+}
+
+// adminCommands are the admin commands other than device's, by name.
+var adminCommands map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+func init() {
+	adminCommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+		"conflicts": runAdminConflicts, "status": runAdminStatus, "move": runAdminMove,
+		"problems": runAdminProblems, "audit": runAdminAudit, "areas": runAdminAreas,
+		"report": runAdminReport, "backup": runAdminBackup, "user": runAdminUser,
+	}
+}
+
+// adminDeviceCmd is an admin device command's flags and arguments.
+type adminDeviceCmd struct {
+	a    *adminFlags // registered on fs: read after the parse
+	fs   *flag.FlagSet
+	args []string
+}
+
+// adminDeviceCommands are admin device's commands, by name.
+var adminDeviceCommands = map[string]func(ctx context.Context, d adminDeviceCmd, stdout io.Writer) error{
+	"add": adminDeviceAdd, "list": adminDeviceList, "replace": adminDeviceReplace, "revoke": adminDeviceRevoke, "rebind": adminDeviceRebind,
+}
+
+// adminDeviceAdd issues an enrolment code for a new phone or township.
+func adminDeviceAdd(ctx context.Context, d adminDeviceCmd, stdout io.Writer) error {
+	var areas stringList
+	d.fs.Var(&areas, "area", "area `code` prefix the device may sync (repeatable)")
+	name := d.fs.String("name", "", "device or doctor `name`")
+	ttl := d.fs.Duration("ttl", 24*time.Hour, "how long the enrolment code stays valid")
+	relay := d.fs.Bool("relay", false, "the code enrols a township server relaying to this county (fieldsyncd enroll-upstream), not a phone; --area is then the township's 9 digits")
+	if err := d.fs.Parse(d.args); err != nil {
+		return err
+	}
+	if len(areas) == 0 || *name == "" {
+		return errors.New("admin device add: --area and --name are required")
+	}
+	return adminCall(ctx, *d.a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
+		secs := int64(ttl.Seconds())
+		resp, err := c.AddDevice(ctx, &fieldsyncv1.AddDeviceRequest{Name: *name, AreaPrefixes: areas, TtlSeconds: &secs, Relay: *relay})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "enrolment code: %s\nvalid until:    %s\n", resp.GetCode(), resp.GetExpiresAt().AsTime().Local().Format("2006-01-02 15:04 MST"))
+		return nil
+	})
+}
+
+// adminDeviceList lists the devices enrolled here.
+func adminDeviceList(ctx context.Context, d adminDeviceCmd, stdout io.Writer) error {
+	asJSON := d.fs.Bool("json", false, "print JSON")
+	if err := d.fs.Parse(d.args); err != nil {
+		return err
+	}
+	return adminCall(ctx, *d.a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
+		resp, err := c.ListDevices(ctx, &fieldsyncv1.ListDevicesRequest{})
+		if err != nil {
+			return err
+		}
+		return printDevices(stdout, resp.GetDevices(), *asJSON)
+	})
+}
+
+// adminDeviceReplace issues a code that re-enrols a replaced phone.
+func adminDeviceReplace(ctx context.Context, d adminDeviceCmd, stdout io.Writer) error {
+	var areas stringList
+	d.fs.Var(&areas, "area", "area `code` prefix the phone syncs from now on (repeatable; default the replaced device's)")
+	ttl := d.fs.Duration("ttl", 24*time.Hour, "how long the enrolment code stays valid")
+	if err := d.fs.Parse(d.args); err != nil {
+		return err
+	}
+	if d.fs.NArg() != 1 {
+		return errors.New("admin device replace: give the replica id of the device to replace (from 'admin device list')")
+	}
+	id, err := parseReplicaID(d.fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	return adminCall(ctx, *d.a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
+		secs := int64(ttl.Seconds())
+		resp, err := c.AddDevice(ctx, &fieldsyncv1.AddDeviceRequest{ReplacesReplicaId: id, AreaPrefixes: areas, TtlSeconds: &secs})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "enrolment code: %s\nvalid until:    %s\nreplaces:       %s (the same phone enrolling again keeps its history; a new one revokes it)\n",
+			resp.GetCode(), resp.GetExpiresAt().AsTime().Local().Format("2006-01-02 15:04 MST"), d.fs.Arg(0))
+		return nil
+	})
+}
+
+// adminDeviceRevoke revokes a device.
+func adminDeviceRevoke(ctx context.Context, d adminDeviceCmd, stdout io.Writer) error {
+	if err := d.fs.Parse(d.args); err != nil {
+		return err
+	}
+	if d.fs.NArg() != 1 {
+		return errors.New("admin device revoke: give the device's replica id (from 'admin device list')")
+	}
+	id, err := parseReplicaID(d.fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	return adminCall(ctx, *d.a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
+		if _, err := c.RevokeDevice(ctx, &fieldsyncv1.RevokeDeviceRequest{ReplicaId: id}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked %s\n", d.fs.Arg(0))
+		return nil
+	})
+}
+
+// adminDeviceRebind hands a phone over to another township's relay.
+func adminDeviceRebind(ctx context.Context, d adminDeviceCmd, stdout io.Writer) error {
+	to := d.fs.String("to", "", "replica id of the township server (a relay enrolled here) that speaks for the phone from now on")
+	pos, err := parseArgs(d.fs, d.args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *to == "" {
+		return errors.New("admin device rebind: give the phone's replica id and --to TOWNSHIP_REPLICA_ID (from 'admin device list')")
+	}
+	id, err := parseReplicaID(pos[0])
+	if err != nil {
+		return err
+	}
+	relay, err := parseReplicaID(*to)
+	if err != nil {
+		return err
+	}
+	return adminCall(ctx, *d.a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
+		resp, err := c.RebindDevice(ctx, &fieldsyncv1.RebindDeviceRequest{ReplicaId: id, RelayReplicaId: relay})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "township %s now speaks for %s", *to, pos[0])
+		if prev := resp.GetPreviousRelayReplicaId(); len(prev) > 0 {
+			fmt.Fprintf(stdout, " (before: %s)", formatReplicaID(prev))
+		}
+		fmt.Fprintln(stdout)
+		return nil
+	})
 }
 
 func adminCall(ctx context.Context, a adminFlags, fn func(context.Context, fieldsyncv1.AdminServiceClient) error) error {
