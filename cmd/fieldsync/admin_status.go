@@ -114,40 +114,7 @@ func runAdminStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 				fmt.Fprintf(stdout, "%s\n", b)
 				continue
 			}
-			last := "never"
-			if j.LastSync != nil {
-				last = j.LastSync.Local().Format("2006-01-02 15:04 MST")
-			}
-			lag := fmt.Sprint(j.Lag)
-			if j.LagCapped {
-				lag += "+"
-			}
-			state := "active"
-			if j.Relay {
-				state = "relay"
-			}
-			if j.Revoked {
-				state = "revoked"
-			}
-			if j.ReportedBy != "" {
-				// A township's device, under the township: its syncs with
-				// the township, as the township last reported them.
-				fmt.Fprintf(stdout, "  %s  %-7s  %-18s  last sync %s, %d pending", j.ReplicaID, state, strings.Join(j.Areas, ","), last, j.Pending)
-				if j.LastError != "" {
-					fmt.Fprintf(stdout, ", last error: %s", j.LastError)
-				}
-				when := "at an unknown time"
-				if j.ReportedAt != nil {
-					when = j.ReportedAt.Local().Format("2006-01-02 15:04 MST")
-				}
-				fmt.Fprintf(stdout, "  (reported %s)\n", when)
-				continue
-			}
-			fmt.Fprintf(stdout, "%s  %-7s  %-20s  last sync %s, %d pending, %s behind", j.ReplicaID, state, strings.Join(j.Areas, ","), last, j.Pending, lag)
-			if j.LastError != "" {
-				fmt.Fprintf(stdout, ", last error: %s", j.LastError)
-			}
-			fmt.Fprintf(stdout, "  %s\n", j.Name)
+			printDeviceStatus(stdout, j)
 		}
 		up := resp.GetUpstream()
 		if *asJSON {
@@ -202,4 +169,43 @@ func upstreamStatusJSON(up *fieldsyncv1.UpstreamStatus) upstreamJSON {
 		j.LastAttempt = &t
 	}
 	return j
+}
+
+// printDeviceStatus prints a device's line of admin status (a township's
+// phone indented under the township).
+func printDeviceStatus(stdout io.Writer, j deviceStatusJSON) {
+	last := "never"
+	if j.LastSync != nil {
+		last = j.LastSync.Local().Format("2006-01-02 15:04 MST")
+	}
+	lag := fmt.Sprint(j.Lag)
+	if j.LagCapped {
+		lag += "+"
+	}
+	state := "active"
+	if j.Relay {
+		state = "relay"
+	}
+	if j.Revoked {
+		state = "revoked"
+	}
+	if j.ReportedBy != "" {
+		// A township's device, under the township: its syncs with
+		// the township, as the township last reported them.
+		fmt.Fprintf(stdout, "  %s  %-7s  %-18s  last sync %s, %d pending", j.ReplicaID, state, strings.Join(j.Areas, ","), last, j.Pending)
+		if j.LastError != "" {
+			fmt.Fprintf(stdout, ", last error: %s", j.LastError)
+		}
+		when := "at an unknown time"
+		if j.ReportedAt != nil {
+			when = j.ReportedAt.Local().Format("2006-01-02 15:04 MST")
+		}
+		fmt.Fprintf(stdout, "  (reported %s)\n", when)
+		return
+	}
+	fmt.Fprintf(stdout, "%s  %-7s  %-20s  last sync %s, %d pending, %s behind", j.ReplicaID, state, strings.Join(j.Areas, ","), last, j.Pending, lag)
+	if j.LastError != "" {
+		fmt.Fprintf(stdout, ", last error: %s", j.LastError)
+	}
+	fmt.Fprintf(stdout, "  %s\n", j.Name)
 }

@@ -67,13 +67,9 @@ func runAdminUser(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if *name == "" || *area == "" || fs.NArg() > 0 {
 			return errors.New("admin user add: --name and --area are required, and nothing else")
 		}
-		r := fieldsyncv1.StaffRole_STAFF_ROLE_UNSPECIFIED
-		if *role != "" {
-			v, ok := fieldsyncv1.StaffRole_value["STAFF_ROLE_"+strings.ToUpper(*role)]
-			if !ok || v == 0 {
-				return fmt.Errorf("admin user add: --role %q: want county or township", *role)
-			}
-			r = fieldsyncv1.StaffRole(v)
+		r, err := parseRole(*role)
+		if err != nil {
+			return err
 		}
 		return adminCall(ctx, a, func(ctx context.Context, c fieldsyncv1.AdminServiceClient) error {
 			resp, err := c.AddStaff(ctx, &fieldsyncv1.AddStaffRequest{Name: *name, AreaCode: *area, Role: r})
@@ -95,22 +91,7 @@ func runAdminUser(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			if err != nil {
 				return err
 			}
-			if *asJSON {
-				enc := json.NewEncoder(stdout)
-				for _, m := range resp.GetStaff() {
-					created := m.GetCreatedAt().AsTime().In(survey.ChinaTime).Format(time.RFC3339)
-					if err := enc.Encode(staffJSON{Name: m.GetName(), Area: m.GetAreaCode(), Role: roleWord(m.GetRole()), CreatedAt: created}); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tROLE\tAREA\tCREATED")
-			for _, m := range resp.GetStaff() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.GetName(), roleWord(m.GetRole()), m.GetAreaCode(), m.GetCreatedAt().AsTime().In(survey.ChinaTime).Format("2006-01-02 15:04"))
-			}
-			return tw.Flush()
+			return printStaff(stdout, resp.GetStaff(), *asJSON)
 		})
 	}
 	rest, name := args[1:], ""
@@ -132,4 +113,36 @@ func runAdminUser(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stdout, "staff %s removed; their web sessions have ended\n", name)
 		return nil
 	})
+}
+
+// parseRole reads --role: county, township, or "" for the area's.
+func parseRole(role string) (fieldsyncv1.StaffRole, error) {
+	if role == "" {
+		return fieldsyncv1.StaffRole_STAFF_ROLE_UNSPECIFIED, nil
+	}
+	v, ok := fieldsyncv1.StaffRole_value["STAFF_ROLE_"+strings.ToUpper(role)]
+	if !ok || v == 0 {
+		return 0, fmt.Errorf("admin user add: --role %q: want county or township", role)
+	}
+	return fieldsyncv1.StaffRole(v), nil
+}
+
+// printStaff prints the staff list as a table, or JSON lines.
+func printStaff(stdout io.Writer, staff []*fieldsyncv1.StaffInfo, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, m := range staff {
+			created := m.GetCreatedAt().AsTime().In(survey.ChinaTime).Format(time.RFC3339)
+			if err := enc.Encode(staffJSON{Name: m.GetName(), Area: m.GetAreaCode(), Role: roleWord(m.GetRole()), CreatedAt: created}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tAREA\tCREATED")
+	for _, m := range staff {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.GetName(), roleWord(m.GetRole()), m.GetAreaCode(), m.GetCreatedAt().AsTime().In(survey.ChinaTime).Format("2006-01-02 15:04"))
+	}
+	return tw.Flush()
 }
