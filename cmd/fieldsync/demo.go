@@ -49,77 +49,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	// Every record goes through the device SDK's save path, as a doctor's
-	// phone saves it: follow-ups get their derived schedule, visits and
-	// audits raise their problems and risk flags, and the generated ledger's
-	// problems are moved through its workflow step by step.
-	c, err := fieldsync.Open(ctx, *replica)
+	start := time.Now()
+	rec, err := recordDemo(ctx, g, *replica, *server, *code)
 	if err != nil {
 		return err
 	}
-	// Enrolled first, the phone records only what lies in its areas (not
-	// the county's own records, its inspectors).
-	var scope []string
-	if *server != "" {
-		if err := c.Enroll(ctx, *server, *code); err != nil {
-			c.Close()
-			return fmt.Errorf("demo: enrol with %s: %w", *server, err)
-		}
-		if scope, err = c.Areas(ctx); err != nil {
-			c.Close()
-			return err
-		}
-	}
-	inScope := func(rec *fieldsyncv1.Record) bool {
-		_, area, err := wire.Identity(rec)
-		if err != nil || len(scope) == 0 {
-			return true
-		}
-		return syncengine.InAreas(area, scope)
-	}
-	var areas []string
-	seen := map[string]bool{}
-	n, changes, problems, flags, start := 0, 0, 0, 0, time.Now()
-	save := func(rec *fieldsyncv1.Record) error {
-		res, err := c.SaveRecord(ctx, rec)
-		if err != nil {
-			id, _, _ := wire.Identity(rec)
-			return fmt.Errorf("generated record %v: %w", id, err)
-		}
-		problems += res.Problems
-		flags += res.Flags
-		changes += res.Problems + res.Flags
-		if res.Changed {
-			changes++
-		}
-		return nil
-	}
-	err = g.Each(func(rec *fieldsyncv1.Record) error {
-		if !inScope(rec) {
-			return nil
-		}
-		if p := rec.GetProblem(); p != nil {
-			for _, step := range countygen.LedgerSteps(p) {
-				if err := save(&fieldsyncv1.Record{Body: &fieldsyncv1.Record_Problem{Problem: step}}); err != nil {
-					return err
-				}
-			}
-		} else if err := save(rec); err != nil {
-			return err
-		}
-		if _, area, err := wire.Identity(rec); err == nil && rec.GetHousehold() != nil && !seen[area] {
-			seen[area] = true
-			areas = append(areas, area)
-		}
-		n++
-		return nil
-	})
-	if cerr := c.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
+	n, changes, problems, flags, areas := rec.records, rec.changes, rec.problems, rec.flags, rec.areas
 	elapsed := time.Since(start)
 	fmt.Fprintf(stdout, "recorded %d records of %d villages on replica %s in %v (%.0f saves/s, each one transaction)\n",
 		n, len(areas), *replica, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
@@ -250,4 +185,84 @@ func dueState(d sqlitestore.DuePatient) string {
 		return "OVERDUE " + plural(d.DaysOverdue, "day")
 	}
 	return "due today"
+}
+
+// demoRecorded is what recordDemo saved: records, changes in the log (the
+// problems and flags raised among them), and the villages recorded.
+type demoRecorded struct {
+	records, changes, problems, flags int
+	areas                             []string
+}
+
+// recordDemo saves g's records on a new replica, enrolled at server with
+// code first when server is given (then only what lies in its areas).
+func recordDemo(ctx context.Context, g *countygen.Generator, replica, server, code string) (demoRecorded, error) {
+	// Every record goes through the device SDK's save path, as a doctor's
+	// phone saves it: follow-ups get their derived schedule, visits and
+	// audits raise their problems and risk flags, and the generated ledger's
+	// problems are moved through its workflow step by step.
+	c, err := fieldsync.Open(ctx, replica)
+	if err != nil {
+		return demoRecorded{}, err
+	}
+	// Enrolled first, the phone records only what lies in its areas (not
+	// the county's own records, its inspectors).
+	var scope []string
+	if server != "" {
+		if err := c.Enroll(ctx, server, code); err != nil {
+			c.Close()
+			return demoRecorded{}, fmt.Errorf("demo: enrol with %s: %w", server, err)
+		}
+		if scope, err = c.Areas(ctx); err != nil {
+			c.Close()
+			return demoRecorded{}, err
+		}
+	}
+	inScope := func(rec *fieldsyncv1.Record) bool {
+		_, area, err := wire.Identity(rec)
+		if err != nil || len(scope) == 0 {
+			return true
+		}
+		return syncengine.InAreas(area, scope)
+	}
+	var r demoRecorded
+	seen := map[string]bool{}
+	save := func(rec *fieldsyncv1.Record) error {
+		res, err := c.SaveRecord(ctx, rec)
+		if err != nil {
+			id, _, _ := wire.Identity(rec)
+			return fmt.Errorf("generated record %v: %w", id, err)
+		}
+		r.problems += res.Problems
+		r.flags += res.Flags
+		r.changes += res.Problems + res.Flags
+		if res.Changed {
+			r.changes++
+		}
+		return nil
+	}
+	err = g.Each(func(rec *fieldsyncv1.Record) error {
+		if !inScope(rec) {
+			return nil
+		}
+		if p := rec.GetProblem(); p != nil {
+			for _, step := range countygen.LedgerSteps(p) {
+				if err := save(&fieldsyncv1.Record{Body: &fieldsyncv1.Record_Problem{Problem: step}}); err != nil {
+					return err
+				}
+			}
+		} else if err := save(rec); err != nil {
+			return err
+		}
+		if _, area, err := wire.Identity(rec); err == nil && rec.GetHousehold() != nil && !seen[area] {
+			seen[area] = true
+			r.areas = append(r.areas, area)
+		}
+		r.records++
+		return nil
+	})
+	if cerr := c.Close(); err == nil {
+		err = cerr
+	}
+	return r, err
 }

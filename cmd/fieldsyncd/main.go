@@ -144,7 +144,7 @@ type serveOptions struct {
 }
 
 func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready chan<- net.Addr) error {
-	data, listen, certFile, keyFile := o.data, o.listen, o.certFile, o.keyFile
+	data, listen := o.data, o.listen
 	if o.logRetention < 0 {
 		return errors.New("--log-retention must be 0 (never by age) or positive")
 	}
@@ -155,44 +155,18 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 	if err != nil {
 		return err
 	}
-	var creds credentials.TransportCredentials
-	var cert *tls.Certificate
-	if certFile != "" || keyFile != "" {
-		c, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return fmt.Errorf("load TLS key pair: %w", err)
-		}
-		cert = &c
-		creds = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS13})
-	} else if err := requireLoopback(listen); err != nil {
+	creds, cert, err := serveTLS(o)
+	if err != nil {
 		return err
-	}
-	if o.httpAddr != "" && cert == nil {
-		if err := requireLoopback(o.httpAddr); err != nil {
-			return fmt.Errorf("--http: %w", err)
-		}
 	}
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	sec, err := secretsFromEnv(log)
+	key, up, err := serveSecrets(o, log)
 	if err != nil {
 		return err
 	}
-	sec.warnInside(data)
-	key, err := idHashKey(sec, filepath.Join(data, idHashKeyFile))
-	if err != nil {
-		return err
-	}
-	var up server.Upstream
-	if o.upstream != "" {
-		if up, err = upstreamConfig(sec, o.upstream, o.upstreamToken, o.upstreamCA); err != nil {
-			return err
-		}
-		up.Every = o.upstreamEvery
-	}
-	sec.warnClear()
 	srv, err := server.New(server.Config{DataDir: data, Area: o.area, IDHashKey: key, Logger: log, Rules: rules, Operator: osUser()})
 	if err != nil {
 		return err
@@ -203,28 +177,14 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 			return err
 		}
 	}
-	if o.backupDir != "" {
-		if o.backupEvery <= 0 {
-			return errors.New("--backup-every must be positive")
-		}
-		if err := os.MkdirAll(o.backupDir, 0o700); err != nil {
-			return err
-		}
+	if err := prepareBackups(o); err != nil {
+		return err
 	}
 	// The server's loops run until serve returns; deferred calls run last
 	// first, so they stop before the store closes.
 	bg := startBackground(ctx, log)
 	defer bg.stop()
-	if o.compactEvery > 0 {
-		bg.run("log compaction", func(ctx context.Context) error { return srv.RunCompaction(ctx, o.logRetention, o.compactEvery) })
-	}
-	bg.run("indicators", func(ctx context.Context) error { return srv.RunIndicators(ctx, time.Second) })
-	if o.backupDir != "" {
-		bg.run("backups", func(ctx context.Context) error { return srv.RunBackups(ctx, o.backupDir, o.backupEvery) })
-	}
-	if o.upstream != "" {
-		bg.run("upstream relay", srv.RunUpstream)
-	}
+	bg.serverLoops(srv, o)
 	opts := srv.GRPCOptions()
 	if creds != nil {
 		opts = append(opts, grpc.Creds(creds))
@@ -259,6 +219,62 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer, ready 
 		<-errc
 		return nil
 	}
+}
+
+// serveSecrets reads the county's ID-hash key (made on first start) and,
+// for a township relaying to its county, its upstream's settings, with the
+// passphrase of FIELDSYNCD_PASSPHRASE_FILE when given.
+func serveSecrets(o serveOptions, log *slog.Logger) ([]byte, server.Upstream, error) {
+	sec, err := secretsFromEnv(log)
+	if err != nil {
+		return nil, server.Upstream{}, err
+	}
+	sec.warnInside(o.data)
+	key, err := idHashKey(sec, filepath.Join(o.data, idHashKeyFile))
+	if err != nil {
+		return nil, server.Upstream{}, err
+	}
+	var up server.Upstream
+	if o.upstream != "" {
+		if up, err = upstreamConfig(sec, o.upstream, o.upstreamToken, o.upstreamCA); err != nil {
+			return nil, server.Upstream{}, err
+		}
+		up.Every = o.upstreamEvery
+	}
+	sec.warnClear()
+	return key, up, nil
+}
+
+// prepareBackups checks --backup-every and makes --backup-dir, when given.
+func prepareBackups(o serveOptions) error {
+	if o.backupDir == "" {
+		return nil
+	}
+	if o.backupEvery <= 0 {
+		return errors.New("--backup-every must be positive")
+	}
+	return os.MkdirAll(o.backupDir, 0o700)
+}
+
+// serveTLS loads the server's TLS key pair, or without one checks that
+// both listen addresses are loopback.
+func serveTLS(o serveOptions) (credentials.TransportCredentials, *tls.Certificate, error) {
+	if o.certFile != "" || o.keyFile != "" {
+		c, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("load TLS key pair: %w", err)
+		}
+		return credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS13}), &c, nil
+	}
+	if err := requireLoopback(o.listen); err != nil {
+		return nil, nil, err
+	}
+	if o.httpAddr != "" {
+		if err := requireLoopback(o.httpAddr); err != nil {
+			return nil, nil, fmt.Errorf("--http: %w", err)
+		}
+	}
+	return nil, nil, nil
 }
 
 // requireLoopback refuses a plaintext listen address that is not loopback.
@@ -379,6 +395,20 @@ func (b *background) run(name string, loop func(context.Context) error) {
 			b.log.Error("background work stopped", "work", name, "err", err)
 		}
 	})
+}
+
+// serverLoops runs the server's background work that o asks for.
+func (b *background) serverLoops(srv *server.Server, o serveOptions) {
+	if o.compactEvery > 0 {
+		b.run("log compaction", func(ctx context.Context) error { return srv.RunCompaction(ctx, o.logRetention, o.compactEvery) })
+	}
+	b.run("indicators", func(ctx context.Context) error { return srv.RunIndicators(ctx, time.Second) })
+	if o.backupDir != "" {
+		b.run("backups", func(ctx context.Context) error { return srv.RunBackups(ctx, o.backupDir, o.backupEvery) })
+	}
+	if o.upstream != "" {
+		b.run("upstream relay", srv.RunUpstream)
+	}
 }
 
 // stop cancels the loops and waits for them to return.
