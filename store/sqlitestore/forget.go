@@ -68,53 +68,10 @@ func (s *Store) ForgetOutside(ctx context.Context, prefixes []string, server syn
 		if err != nil {
 			return err
 		}
-		// The records outside, and those that changes of other replicas
-		// placed outside (a move the device's own later edit hides: see
-		// movedAway), less those with changes not yet acknowledged.
-		// Both tables name the area column area_code.
 		outside, outArgs := outsideFilter("area_code", ps)
 		pending := []any{int64(cur.Acked), self[:]}
-		rows, err := t.query(ctx, `SELECT record_id, kind, `+outside+`, state FROM records
-			WHERE (`+outside+` OR record_id IN (SELECT record_id FROM log WHERE origin <> ? AND `+outside+`))
-			AND record_id NOT IN (SELECT record_id FROM log WHERE position > ? AND origin = ?)`,
-			slices.Concat(outArgs, outArgs, []any{self[:]}, outArgs, pending)...)
+		drop, err := t.toForget(ctx, ps, outside, outArgs, pending)
 		if err != nil {
-			return err
-		}
-		type rec struct {
-			id   syncengine.RecordID
-			kind int64
-		}
-		var drop []rec
-		for rows.Next() {
-			var id, state []byte
-			var r rec
-			var away bool // its area is outside
-			if err := rows.Scan(&id, &r.kind, &away, &state); err != nil {
-				rows.Close()
-				return err
-			}
-			if len(id) != len(r.id) {
-				rows.Close()
-				return fmt.Errorf("record id of %d bytes", len(id))
-			}
-			copy(r.id[:], id)
-			if !away {
-				st, err := t.decodeRecord(id, state)
-				if err != nil {
-					rows.Close()
-					return err
-				}
-				if !movedAway(st, ps) {
-					continue
-				}
-			}
-			drop = append(drop, r)
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		for _, r := range drop {
@@ -211,4 +168,58 @@ func outsideFilter(column string, prefixes []string) (string, []any) {
 		args = append(args, end)
 	}
 	return "(" + strings.Join(conds, " OR ") + ")", args
+}
+
+// forgetting is a record ForgetOutside drops.
+type forgetting struct {
+	id   syncengine.RecordID
+	kind int64
+}
+
+// toForget returns the records outside prefixes ps (outside, outArgs: the
+// SQL condition outsideFilter makes), and those that changes of other
+// replicas placed outside, less those with changes after pending's position
+// of pending's origin (the device's own, not yet acknowledged).
+func (t *tx) toForget(ctx context.Context, ps []string, outside string, outArgs, pending []any) ([]forgetting, error) {
+	// The records outside, and those that changes of other replicas
+	// placed outside (a move the device's own later edit hides: see
+	// movedAway), less those with changes not yet acknowledged.
+	// Both tables name the area column area_code.
+	rows, err := t.query(ctx, `SELECT record_id, kind, `+outside+`, state FROM records
+		WHERE (`+outside+` OR record_id IN (SELECT record_id FROM log WHERE origin <> ? AND `+outside+`))
+		AND record_id NOT IN (SELECT record_id FROM log WHERE position > ? AND origin = ?)`,
+		slices.Concat(outArgs, outArgs, []any{pending[1]}, outArgs, pending)...)
+	if err != nil {
+		return nil, err
+	}
+	var drop []forgetting
+	for rows.Next() {
+		var id, state []byte
+		var r forgetting
+		var away bool // its area is outside
+		if err := rows.Scan(&id, &r.kind, &away, &state); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if len(id) != len(r.id) {
+			rows.Close()
+			return nil, fmt.Errorf("record id of %d bytes", len(id))
+		}
+		copy(r.id[:], id)
+		if !away {
+			st, err := t.decodeRecord(id, state)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if !movedAway(st, ps) {
+				continue
+			}
+		}
+		drop = append(drop, r)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	return drop, rows.Err()
 }
