@@ -217,27 +217,11 @@ func (s *Server) listPrefix(prefix string) (string, error) {
 // problem, verifying by the worker who rectified it, reopening an OPEN one).
 func (a admin) UpdateProblem(ctx context.Context, req *fieldsyncv1.UpdateProblemRequest) (*fieldsyncv1.UpdateProblemResponse, error) {
 	s := a.s
-	id, err := wire.RecordID(req.GetProblemId())
+	id, wid, err := problemUpdateIDs(req)
 	if err != nil {
-		return nil, fmt.Errorf("update problem: %w: problem_id: %v", ErrBadRequest, err)
+		return nil, err
 	}
-	to := req.GetStatus()
-	if to != statusVerified && to != statusOpen {
-		return nil, fmt.Errorf("update problem %v: %w: status %v: want VERIFIED (verify) or OPEN (reopen)", id, ErrBadRequest, to)
-	}
-	worker := req.GetWorkerId()
-	if worker == "" {
-		return nil, fmt.Errorf("update problem %v: %w: worker_id is required: the Worker who verifies or reopens the problem", id, ErrBadRequest)
-	}
-	wid, err := wire.RecordID(worker)
-	if err != nil {
-		return nil, fmt.Errorf("update problem %v: %w: worker_id: %v", id, ErrBadRequest, err)
-	}
-	reason := strings.TrimSpace(req.GetReason())
-	if to == statusOpen && reason == "" {
-		return nil, fmt.Errorf("update problem %v: %w: reopening needs --reason: why the problem goes back to OPEN", id, ErrBadRequest)
-	}
-
+	to, worker, reason := req.GetStatus(), req.GetWorkerId(), strings.TrimSpace(req.GetReason())
 	var cur, w syncengine.Record
 	err = s.store.View(ctx, func(tx syncengine.ReadTx) error {
 		var err error
@@ -346,4 +330,27 @@ func refusedMove(id syncengine.RecordID, errs []survey.FieldError) error {
 	}
 	return withReason(codes.InvalidArgument, ReasonProblemTransition,
 		fmt.Sprintf("update problem %v: refused: %s", id, strings.Join(msgs, "; ")))
+}
+
+// problemUpdateIDs checks an UpdateProblemRequest and returns the ids of the
+// problem and of the worker who verifies or reopens it.
+func problemUpdateIDs(req *fieldsyncv1.UpdateProblemRequest) (id, worker syncengine.RecordID, err error) {
+	id, err = wire.RecordID(req.GetProblemId())
+	if err != nil {
+		return id, worker, fmt.Errorf("update problem: %w: problem_id: %v", ErrBadRequest, err)
+	}
+	to := req.GetStatus()
+	if to != statusVerified && to != statusOpen {
+		return id, worker, fmt.Errorf("update problem %v: %w: status %v: want VERIFIED (verify) or OPEN (reopen)", id, ErrBadRequest, to)
+	}
+	if req.GetWorkerId() == "" {
+		return id, worker, fmt.Errorf("update problem %v: %w: worker_id is required: the Worker who verifies or reopens the problem", id, ErrBadRequest)
+	}
+	if worker, err = wire.RecordID(req.GetWorkerId()); err != nil {
+		return id, worker, fmt.Errorf("update problem %v: %w: worker_id: %v", id, ErrBadRequest, err)
+	}
+	if to == statusOpen && strings.TrimSpace(req.GetReason()) == "" {
+		return id, worker, fmt.Errorf("update problem %v: %w: reopening needs --reason: why the problem goes back to OPEN", id, ErrBadRequest)
+	}
+	return id, worker, nil
 }

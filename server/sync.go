@@ -287,21 +287,7 @@ func (s *Server) refuseForgedOrigins(ctx context.Context, p Peer, b syncengine.B
 	if err != nil {
 		return b, err
 	}
-	enrolledHere := make(map[syncengine.ReplicaID]bool)
-	for _, o := range foreign {
-		if _, err := s.store.Device(ctx, o); err == nil {
-			enrolledHere[o] = true
-		} else if !errors.Is(err, boltstore.ErrNoDevice) {
-			return b, err
-		}
-	}
-	var unbound []syncengine.ReplicaID
-	for _, o := range foreign {
-		if !enrolledHere[o] {
-			unbound = append(unbound, o)
-		}
-	}
-	taken, err := s.store.OriginsTaken(ctx, p.ID, unbound)
+	enrolledHere, taken, err := s.speaksFor(ctx, p, foreign)
 	if err != nil {
 		return b, err
 	}
@@ -336,6 +322,26 @@ func (s *Server) refuseForgedOrigins(ctx context.Context, p Peer, b syncengine.B
 	}
 	b.Changes = kept
 	return b, nil
+}
+
+// speaksFor says, of the origins a relay pushes changes of, those enrolled
+// here themselves and those another relay speaks for (its id).
+func (s *Server) speaksFor(ctx context.Context, p Peer, origins []syncengine.ReplicaID) (map[syncengine.ReplicaID]bool, map[syncengine.ReplicaID]syncengine.ReplicaID, error) {
+	enrolledHere := make(map[syncengine.ReplicaID]bool)
+	var unbound []syncengine.ReplicaID
+	for _, o := range origins {
+		_, err := s.store.Device(ctx, o)
+		switch {
+		case err == nil:
+			enrolledHere[o] = true
+		case errors.Is(err, boltstore.ErrNoDevice):
+			unbound = append(unbound, o)
+		default:
+			return nil, nil, err
+		}
+	}
+	taken, err := s.store.OriginsTaken(ctx, p.ID, unbound)
+	return enrolledHere, taken, err
 }
 
 // bindOrigins binds to relay p the origins of the changes of others it got
