@@ -322,25 +322,10 @@ func (s *session) push(ctx context.Context, hello *fieldsyncv1.HelloResponse) er
 		if err != nil {
 			return fmt.Errorf("fieldsync: push: %w", err)
 		}
-		rc, rejected, err := receipt(srv, b, resp)
+		rc, err := s.acknowledge(ctx, b, resp)
 		if err != nil {
 			return fmt.Errorf("fieldsync: push: %w", err)
 		}
-		if err := syncengine.Acknowledge(ctx, cfg.Store, srv, rc); err != nil {
-			return fmt.Errorf("fieldsync: push: %w", err)
-		}
-		if len(rejected) > 0 && cfg.OnRejected != nil {
-			if err := cfg.OnRejected(ctx, rejected); err != nil {
-				return fmt.Errorf("fieldsync: push: %w", err)
-			}
-		}
-		for _, e := range b.Changes {
-			if e.Pos <= rc.Through {
-				s.run.p.Pushed++
-			}
-		}
-		s.run.p.Rejected += len(rejected)
-		s.run.report(PhasePush)
 		if rc.Through <= after {
 			// The first change was refused for clock skew: it stays pending
 			// and is restamped at the next handshake.
@@ -351,6 +336,33 @@ func (s *session) push(ctx context.Context, hello *fieldsyncv1.HelloResponse) er
 			return nil
 		}
 	}
+}
+
+// acknowledge records the server's answer to pushing b: the changes it took
+// are acknowledged, those it refused handed to OnRejected, and the progress
+// reported.
+func (s *session) acknowledge(ctx context.Context, b syncengine.Batch, resp *fieldsyncv1.PushResponse) (syncengine.Receipt, error) {
+	srv := s.t.Server
+	rc, rejected, err := receipt(srv, b, resp)
+	if err != nil {
+		return rc, err
+	}
+	if err := syncengine.Acknowledge(ctx, s.cfg.Store, srv, rc); err != nil {
+		return rc, err
+	}
+	if len(rejected) > 0 && s.cfg.OnRejected != nil {
+		if err := s.cfg.OnRejected(ctx, rejected); err != nil {
+			return rc, err
+		}
+	}
+	for _, e := range b.Changes {
+		if e.Pos <= rc.Through {
+			s.run.p.Pushed++
+		}
+	}
+	s.run.p.Rejected += len(rejected)
+	s.run.report(PhasePush)
+	return rc, nil
 }
 
 func lastDetail(rc syncengine.Receipt) string {
