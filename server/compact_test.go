@@ -168,8 +168,9 @@ func TestRunLoops(t *testing.T) {
 	run := func(ctx context.Context) map[string]chan error {
 		done := map[string]chan error{}
 		for name, loop := range loops {
-			done[name] = make(chan error, 1)
-			go func() { done[name] <- loop(ctx) }()
+			ch := make(chan error, 1)
+			done[name] = ch
+			go func() { ch <- loop(ctx) }()
 		}
 		return done
 	}
