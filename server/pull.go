@@ -364,7 +364,8 @@ func (ps *pullSession) fillLog(ctx context.Context, cur *pullCursor, resp *field
 			return false, fmt.Errorf("pull: %w", err)
 		}
 		for _, e := range entries {
-			if e.Change.Origin == ps.self {
+			if e.Change.Origin == ps.self || e.Entry.From == ps.self {
+				// The caller made it, or sent it here: it has it.
 				cur.pos = e.Pos
 				continue
 			}

@@ -355,3 +355,60 @@ func TestRelayUplinkDown(t *testing.T) {
 		t.Errorf("county LogEnd after the uplink came back = %d, %v; want 1", end, err)
 	}
 }
+
+// The county does not send a township back the changes the township relayed
+// to it: a pull after the township's push brings the county's own change of
+// the township's area, and not the one the township pushed.
+func TestRelayGetsNoEchoes(t *testing.T) {
+	tr := newTiers(t)
+	conn, err := grpc.NewClient(tr.countyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rpc := fieldsyncv1.NewSyncServiceClient(conn)
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+tr.token)
+	if _, err := rpc.Hello(ctx, &fieldsyncv1.HelloRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	pullAll := func(cursor *fieldsyncv1.Cursor) ([]*fieldsyncv1.Change, *fieldsyncv1.Cursor) {
+		t.Helper()
+		stream, err := rpc.Pull(ctx, &fieldsyncv1.PullRequest{Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []*fieldsyncv1.Change
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				break
+			}
+			got = append(got, r.GetChanges()...)
+			if r.GetCursor() != nil {
+				cursor = r.GetCursor()
+			}
+		}
+		return got, cursor
+	}
+	_, cursor := pullAll(nil)
+	// The township relays a change of one of its phones.
+	pc, err := wire.ChangeToProto(localChange(t, followUp(t, villageA, 120, 80)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := rpc.Push(ctx, &fieldsyncv1.PushRequest{Changes: []*fieldsyncv1.Change{pc}, FirstPosition: 1, LastPosition: 1})
+	if err != nil || resp.GetResults()[0].GetOutcome() != fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED {
+		t.Fatalf("relay push: %v, %v", resp, err)
+	}
+	// The county records a change of the township's area itself.
+	if _, err := tr.county.Save(t.Context(), followUp(t, villageA, 130, 85)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := pullAll(cursor)
+	if len(got) != 1 {
+		t.Fatalf("the township pulled %d changes, want the county's one", len(got))
+	}
+	if string(got[0].GetChangeId()) == string(pc.GetChangeId()) {
+		t.Error("the township pulled back the change it relayed")
+	}
+}

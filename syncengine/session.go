@@ -86,8 +86,9 @@ const DefaultBatchLimit = 256
 type SendOptions struct {
 	// Limit is the most changes per batch; <= 0 means DefaultBatchLimit.
 	Limit int
-	// Exclude, if not zero, is a replica whose own changes are not sent
-	// (normally the receiver: it has them already).
+	// Exclude, if not zero, is a replica whose own changes, and those
+	// received from it, are not sent (normally the receiver: it has them
+	// already).
 	Exclude ReplicaID
 	// Filter, if not nil, keeps only the changes it returns true for (the
 	// receiver's scopes). It must not modify the change.
@@ -113,7 +114,7 @@ func NextBatch(ctx context.Context, s Store, sender ReplicaID, after Position, o
 			for _, e := range page {
 				b.Through = e.Pos
 				scanned++
-				if keep(&e.Change, opts) {
+				if keep(&e, opts) {
 					b.Changes = append(b.Changes, e)
 					if len(b.Changes) == limit {
 						b.More = true
@@ -134,11 +135,13 @@ func NextBatch(ctx context.Context, s Store, sender ReplicaID, after Position, o
 	return b, nil
 }
 
-func keep(c *Change, opts SendOptions) bool {
-	if !opts.Exclude.IsZero() && c.Origin == opts.Exclude {
+// keep reports whether e goes to the receiver: not when the receiver made
+// it, nor when it came from the receiver, and not when Filter says no.
+func keep(e *Entry, opts SendOptions) bool {
+	if !opts.Exclude.IsZero() && (e.Change.Origin == opts.Exclude || e.From == opts.Exclude) {
 		return false
 	}
-	return opts.Filter == nil || opts.Filter(c)
+	return opts.Filter == nil || opts.Filter(&e.Change)
 }
 
 // Receipt is the receiver's answer to a batch.
@@ -203,7 +206,7 @@ func ReceiveBatch(ctx context.Context, s Store, b Batch, opts ReceiveOptions) (R
 		}
 		through := b.Through
 		for _, e := range b.Changes {
-			res, err := receiveOne(ctx, tx, e, opts)
+			res, err := receiveOne(ctx, tx, e, b.Sender, opts)
 			if err != nil {
 				return err
 			}
@@ -231,9 +234,9 @@ func ReceiveBatch(ctx context.Context, s Store, b Batch, opts ReceiveOptions) (R
 	return rc, nil
 }
 
-// receiveOne processes one change inside the batch transaction. Its error is a
-// storage failure, which aborts the whole batch.
-func receiveOne(ctx context.Context, tx Tx, e Entry, opts ReceiveOptions) (ChangeResult, error) {
+// receiveOne processes one change, received from peer from, inside the batch
+// transaction. Its error is a storage failure, which aborts the whole batch.
+func receiveOne(ctx context.Context, tx Tx, e Entry, from ReplicaID, opts ReceiveOptions) (ChangeResult, error) {
 	c := &e.Change
 	res := ChangeResult{Pos: e.Pos, ID: c.ID, Dot: c.Dot}
 	refuse := func(o Outcome, err error) (ChangeResult, error) {
@@ -275,8 +278,14 @@ func receiveOne(ctx context.Context, tx Tx, e Entry, opts ReceiveOptions) (Chang
 	if err := tx.PutRecord(ctx, next); err != nil {
 		return res, err
 	}
-	if _, err := tx.Append(ctx, *c); err != nil {
+	pos, err := tx.Append(ctx, *c)
+	if err != nil {
 		return res, err
+	}
+	if !from.IsZero() {
+		if err := tx.NoteFrom(ctx, pos, from); err != nil {
+			return res, err
+		}
 	}
 	res.Outcome = OutcomeApplied
 	return res, nil

@@ -11,6 +11,10 @@ type Position uint64
 type Entry struct {
 	Pos    Position
 	Change Change
+	// From is the peer this replica received the change from, where the
+	// store keeps it (NoteFrom); zero for the replica's own changes and
+	// where it is not kept. A replica never sends a peer what came from it.
+	From ReplicaID
 }
 
 // Cursor is what a replica remembers about one peer.
@@ -90,6 +94,10 @@ type Tx interface {
 	// Append adds c at the end of the log and returns its position. It
 	// returns an error wrapping ErrDotExists if the log holds c.Dot already.
 	Append(ctx context.Context, c Change) (Position, error)
+	// NoteFrom records that the change at pos was received from peer from,
+	// for ReadLog's Entry.From. A store that keeps no such record (a phone,
+	// which sends only its own changes) does nothing.
+	NoteFrom(ctx context.Context, pos Position, from ReplicaID) error
 	// ReplaceChange overwrites the change at pos with c, which must have the
 	// same dot (only a device's unsent changes are rewritten, when their
 	// stamps are corrected). It returns an error wrapping ErrNoEntry if pos

@@ -26,12 +26,14 @@ var (
 	bucketStaff      = []byte("staff")
 	// bucketDeviceReports holds the registries relays reported.
 	bucketDeviceReports = []byte("devicereports")
+	// bucketLogFrom maps a log position to the peer its change came from.
+	bucketLogFrom = []byte("logfrom")
 
 	allBuckets = [][]byte{
 		bucketMeta, bucketLog, bucketLogArea, bucketDots, bucketRecords,
 		bucketRecArea, bucketCursors, bucketRejections, bucketDevices, bucketDevTokens,
 		bucketEnrolCodes, bucketOrigins, bucketAudit, bucketAuditTime, bucketStaff,
-		bucketDeviceReports,
+		bucketDeviceReports, bucketLogFrom,
 	}
 
 	keySchema    = []byte("schema")

@@ -152,7 +152,7 @@ func (s *Store) ReadLogAreaMoves(ctx context.Context, prefixes []string, after s
 			if err != nil {
 				return err
 			}
-			e := AreaEntry{Entry: syncengine.Entry{Pos: pos, Change: c}}
+			e := AreaEntry{Entry: syncengine.Entry{Pos: pos, Change: c, From: t.from(posKey(pos))}}
 			if area == c.Area {
 				e.From = splitAreas([]byte(other))
 			} else {
@@ -310,6 +310,9 @@ func (t *tx) compactChunk(through syncengine.Position) (int, error) {
 	}
 	for _, e := range drop {
 		if err := t.log.Delete(e.k); err != nil {
+			return 0, err
+		}
+		if err := t.logFrom.Delete(e.k); err != nil {
 			return 0, err
 		}
 		if _, err := t.unindexArea(e.area, e.pos); err != nil {

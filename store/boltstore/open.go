@@ -33,7 +33,9 @@ import (
 //   - 5: the audit and audittime buckets (the audit trail of admin actions).
 //   - 6: the staff bucket (who may sign in to the web page).
 //   - 7: the devicereports bucket (the registries townships report).
-const schemaVersion = 7
+//   - 8: the logfrom bucket (the peer each received change came from, so
+//     that no peer is sent back what it sent).
+const schemaVersion = 8
 
 // upgrades migrate a store from the version of the key to the next one, in
 // the transaction given.
@@ -56,6 +58,7 @@ var upgrades = map[uint64]func(*bbolt.Tx) error{
 	},
 	5: createMissingBuckets,
 	6: createMissingBuckets,
+	7: createMissingBuckets,
 }
 
 // createMissingBuckets creates every bucket of this build that the store

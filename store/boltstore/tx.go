@@ -32,6 +32,7 @@ type tx struct {
 	meta, log, logArea, dots, records, recArea *bbolt.Bucket
 	cursors, rejections, devices, devTokens    *bbolt.Bucket
 	enrolCodes, origins, audit, auditTime      *bbolt.Bucket
+	logFrom                                    *bbolt.Bucket
 
 	// The engine reads a record and then writes it, and asks whether a dot
 	// was seen and then appends it; these remember the answers so that the
@@ -72,6 +73,7 @@ func begin(btx *bbolt.Tx) (*tx, error) {
 		{bucketDevices, &t.devices}, {bucketDevTokens, &t.devTokens},
 		{bucketEnrolCodes, &t.enrolCodes}, {bucketOrigins, &t.origins},
 		{bucketAudit, &t.audit}, {bucketAuditTime, &t.auditTime},
+		{bucketLogFrom, &t.logFrom},
 	} {
 		if *b.dst = btx.Bucket(b.name); *b.dst == nil {
 			return nil, fmt.Errorf("boltstore: bucket %q missing: %w", b.name, ErrCorrupt)
@@ -234,9 +236,26 @@ func (t *tx) ReadLog(ctx context.Context, after syncengine.Position, limit int) 
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, syncengine.Entry{Pos: pos, Change: ch})
+		out = append(out, syncengine.Entry{Pos: pos, Change: ch, From: t.from(k)})
 	}
 	return out, nil
+}
+
+// from returns the peer the change at log key k came from (NoteFrom), zero
+// when not recorded.
+func (t *tx) from(k []byte) syncengine.ReplicaID {
+	var r syncengine.ReplicaID
+	copy(r[:], t.logFrom.Get(k))
+	return r
+}
+
+// NoteFrom records the peer the change at pos came from: a pull or relay
+// push leaves it out for that peer.
+func (t *tx) NoteFrom(ctx context.Context, pos syncengine.Position, from syncengine.ReplicaID) error {
+	if err := t.check(ctx); err != nil {
+		return err
+	}
+	return t.logFrom.Put(posKey(pos), from[:])
 }
 
 // Cursor returns what the store remembers about peer, zero if nothing.

@@ -182,6 +182,10 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 	return syncengine.Position(pos), nil
 }
 
+// NoteFrom does nothing: a device sends only its own changes, so it needs
+// no record of where the others came from.
+func (t *tx) NoteFrom(context.Context, syncengine.Position, syncengine.ReplicaID) error { return nil }
+
 func (t *tx) ReplaceChange(ctx context.Context, pos syncengine.Position, c syncengine.Change) error {
 	b, err := t.encodeChange(c)
 	if err != nil {

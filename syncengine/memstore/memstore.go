@@ -36,6 +36,7 @@ type state struct {
 	maxCounter map[syncengine.ReplicaID]uint64
 	cursors    map[syncengine.ReplicaID]syncengine.Cursor
 	rejections map[rejectionKey]syncengine.Rejection
+	from       map[syncengine.Position]syncengine.ReplicaID // NoteFrom
 }
 
 // Store is an in-memory syncengine.Store. Positions are dense: the n-th change
@@ -55,6 +56,7 @@ func New() *Store {
 		maxCounter: make(map[syncengine.ReplicaID]uint64),
 		cursors:    make(map[syncengine.ReplicaID]syncengine.Cursor),
 		rejections: make(map[rejectionKey]syncengine.Rejection),
+		from:       make(map[syncengine.Position]syncengine.ReplicaID),
 	}}
 }
 

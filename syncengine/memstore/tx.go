@@ -24,6 +24,7 @@ type tx struct {
 	maxCounter map[syncengine.ReplicaID]uint64
 	cursors    map[syncengine.ReplicaID]syncengine.Cursor
 	rejections map[rejectionKey]syncengine.Rejection
+	from       map[syncengine.Position]syncengine.ReplicaID
 }
 
 func newTx(base *state, writable bool) *tx {
@@ -35,6 +36,7 @@ func newTx(base *state, writable bool) *tx {
 		t.maxCounter = make(map[syncengine.ReplicaID]uint64)
 		t.cursors = make(map[syncengine.ReplicaID]syncengine.Cursor)
 		t.rejections = make(map[rejectionKey]syncengine.Rejection)
+		t.from = make(map[syncengine.Position]syncengine.ReplicaID)
 	}
 	return t
 }
@@ -53,6 +55,9 @@ func (t *tx) check(ctx context.Context, write bool) error {
 
 func (t *tx) commit() {
 	b := t.base
+	for pos, from := range t.from {
+		b.from[pos] = from
+	}
 	for id, r := range t.records {
 		b.records[id] = r
 	}
@@ -163,7 +168,11 @@ func (t *tx) ReadLog(ctx context.Context, after syncengine.Position, limit int) 
 		if !ok {
 			break
 		}
-		out = append(out, syncengine.Entry{Pos: pos, Change: mustChange(b)})
+		from, ok := t.from[pos]
+		if !ok {
+			from = t.base.from[pos]
+		}
+		out = append(out, syncengine.Entry{Pos: pos, Change: mustChange(b), From: from})
 	}
 	return out, nil
 }
@@ -208,6 +217,15 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 		t.maxCounter[c.Origin] = c.Dot.Counter
 	}
 	return pos, nil
+}
+
+// NoteFrom records the peer the change at pos came from.
+func (t *tx) NoteFrom(ctx context.Context, pos syncengine.Position, from syncengine.ReplicaID) error {
+	if err := t.check(ctx, true); err != nil {
+		return err
+	}
+	t.from[pos] = from
+	return nil
 }
 
 func (t *tx) ReplaceChange(ctx context.Context, pos syncengine.Position, c syncengine.Change) error {
