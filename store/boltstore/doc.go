@@ -28,6 +28,8 @@
 //	            "x/" + key  → Meta and SetMeta (the upstream relay's state)
 //	log         position → area envelope + syncengine.Change binary
 //	            (the bucket's sequence is the last position ever assigned)
+//	logfrom     position → the replica id of the peer the change came from
+//	            (NoteFrom; none for the store's own changes)
 //	logarea     area code + position → empty, or the other end of a move
 //	            (see below)
 //	dots        origin + dot counter → position
