@@ -6,11 +6,9 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/indicators"
-	"github.com/fieldsync/fieldsync/indicators/factstore"
 	"github.com/fieldsync/fieldsync/indicators/indicatorstest"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/survey"
-	"github.com/fieldsync/fieldsync/wire"
 )
 
 // checkIndicators compares, for every area of srv (itself, its townships
@@ -22,27 +20,9 @@ func (w *tierWorld) checkIndicators(t *testing.T, srv *tierServer, when string) 
 	if srv.srv == nil {
 		return
 	}
-	set := indicatorstest.NewSet()
-	var token []byte
-	for {
-		page, err := srv.srv.Store().Snapshot(t.Context(), "", token, 2000)
-		if err != nil {
-			t.Fatalf("%s: %v", srv.name, err)
-		}
-		for _, r := range page.Records {
-			if !r.Exists() {
-				continue
-			}
-			rec, err := wire.FromState(r)
-			if err != nil {
-				t.Fatalf("%s: %v", srv.name, err)
-			}
-			set.Add(rec, factstore.ConditionsRecorded(r))
-		}
-		if page.Next == nil {
-			break
-		}
-		token = page.Next
+	set, err := indicatorstest.FromStore(t.Context(), srv.srv.Store())
+	if err != nil {
+		t.Fatalf("%s: %v", srv.name, err)
 	}
 	areas := []string{srv.area}
 	for _, v := range w.villages {

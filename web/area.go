@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -245,44 +246,40 @@ func (h *Handler) areaPage(w http.ResponseWriter, r *http.Request, q request) {
 	h.render(w, http.StatusOK, "area", d)
 }
 
-// areaCSV writes what the area's page shows in the long CSV format of
-// fieldsync admin report --format csv.
-func (h *Handler) areaCSV(w http.ResponseWriter, r *http.Request, q request) {
-	area, level, ok := h.areaFor(w, r, q)
-	if !ok {
-		return
-	}
-	resp, err := h.report(r, &fieldsyncv1.IndicatorsRequest{AreaCode: area, Depth: below(level).String()}, false)
-	if err != nil {
-		h.fail(w, r, q.t, err)
-		return
-	}
-	var buf bytes.Buffer
-	if err := reportfile.IndicatorsCSV(&buf, resp, keysOf(level)); err != nil {
-		h.fail(w, r, q.t, err)
-		return
-	}
-	download(w, "text/csv; charset=utf-8", fmt.Sprintf("fieldsync-%s-%s.csv", area, survey.FormatDate(resp.GetAsOf())), buf.Bytes())
+// fileFormat is a download's format: the writers of the indicators and of
+// a list, as fieldsync admin report writes them.
+type fileFormat struct {
+	ext, ctype string
+	indicators func(io.Writer, *fieldsyncv1.IndicatorsResponse, []indicators.Def) error
+	list       func(io.Writer, *fieldsyncv1.IndicatorsResponse, []*fieldsyncv1.IndicatorItem) error
 }
 
-// areaXLSX writes what the area's page shows as a workbook in the format of
-// fieldsync admin report --format xlsx.
-func (h *Handler) areaXLSX(w http.ResponseWriter, r *http.Request, q request) {
-	area, level, ok := h.areaFor(w, r, q)
-	if !ok {
-		return
+// The download formats: the long CSV of admin report --format csv, and the
+// workbook of --format xlsx.
+var (
+	csvFile  = fileFormat{"csv", "text/csv; charset=utf-8", reportfile.IndicatorsCSV, reportfile.ListCSV}
+	xlsxFile = fileFormat{"xlsx", reportfile.XLSXType, reportfile.IndicatorsXLSX, reportfile.ListXLSX}
+)
+
+// areaFile writes what the area's page shows in format f.
+func (h *Handler) areaFile(f fileFormat) func(http.ResponseWriter, *http.Request, request) {
+	return func(w http.ResponseWriter, r *http.Request, q request) {
+		area, level, ok := h.areaFor(w, r, q)
+		if !ok {
+			return
+		}
+		resp, err := h.report(r, &fieldsyncv1.IndicatorsRequest{AreaCode: area, Depth: below(level).String()}, false)
+		if err != nil {
+			h.fail(w, r, q.t, err)
+			return
+		}
+		var buf bytes.Buffer
+		if err := f.indicators(&buf, resp, keysOf(level)); err != nil {
+			h.fail(w, r, q.t, err)
+			return
+		}
+		download(w, f.ctype, fmt.Sprintf("fieldsync-%s-%s.%s", area, survey.FormatDate(resp.GetAsOf()), f.ext), buf.Bytes())
 	}
-	resp, err := h.report(r, &fieldsyncv1.IndicatorsRequest{AreaCode: area, Depth: below(level).String()}, false)
-	if err != nil {
-		h.fail(w, r, q.t, err)
-		return
-	}
-	var buf bytes.Buffer
-	if err := reportfile.IndicatorsXLSX(&buf, resp, keysOf(level)); err != nil {
-		h.fail(w, r, q.t, err)
-		return
-	}
-	download(w, reportfile.XLSXType, fmt.Sprintf("fieldsync-%s-%s.xlsx", area, survey.FormatDate(resp.GetAsOf())), buf.Bytes())
 }
 
 // download answers a file to save, of type ctype, as name (ASCII).

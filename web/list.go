@@ -149,7 +149,7 @@ func (h *Handler) overduePage(w http.ResponseWriter, r *http.Request, q request)
 // now, and the villages no device has synced for in that time. It reads the
 // list of the server's whole area, in which a device serving more than the
 // page's area (a township's tablet, seen from a village) is listed too; it
-// costs no more than the area's own, since the server reads every record of
+// costs no more than the area's own, since the server computes the figures of
 // its area for either.
 func (h *Handler) devicesPage(w http.ResponseWriter, r *http.Request, q request) {
 	area, _, ok := h.areaFor(w, r, q)
@@ -289,36 +289,23 @@ func staleVillages(t *texts, area string, resp *fieldsyncv1.IndicatorsResponse, 
 	return out
 }
 
-// listCSV writes a list in the format of fieldsync admin report list
-// --format csv: area_code,area_name,kind,id,name,masked_id,detail.
-func (h *Handler) listCSV(w http.ResponseWriter, r *http.Request, q request) {
-	key := indicators.Key(r.PathValue("key"))
-	area, _, resp, ok := h.listOf(w, r, q, key)
-	if !ok {
-		return
+// listFile writes a list in format f: the columns of fieldsync admin report
+// list --format csv (area_code,area_name,kind,id,name,masked_id,detail), in
+// a workbook under a Chinese header.
+func (h *Handler) listFile(f fileFormat) func(http.ResponseWriter, *http.Request, request) {
+	return func(w http.ResponseWriter, r *http.Request, q request) {
+		key := indicators.Key(r.PathValue("key"))
+		area, _, resp, ok := h.listOf(w, r, q, key)
+		if !ok {
+			return
+		}
+		var buf bytes.Buffer
+		if err := f.list(&buf, resp, listed(resp, area)); err != nil {
+			h.fail(w, r, q.t, err)
+			return
+		}
+		download(w, f.ctype, fmt.Sprintf("fieldsync-%s-%s-%s.%s", area, key, survey.FormatDate(resp.GetAsOf()), f.ext), buf.Bytes())
 	}
-	var buf bytes.Buffer
-	if err := reportfile.ListCSV(&buf, resp, listed(resp, area)); err != nil {
-		h.fail(w, r, q.t, err)
-		return
-	}
-	download(w, "text/csv; charset=utf-8", fmt.Sprintf("fieldsync-%s-%s-%s.csv", area, key, survey.FormatDate(resp.GetAsOf())), buf.Bytes())
-}
-
-// listXLSX writes a list as a workbook: the CSV's columns, under a Chinese
-// header.
-func (h *Handler) listXLSX(w http.ResponseWriter, r *http.Request, q request) {
-	key := indicators.Key(r.PathValue("key"))
-	area, _, resp, ok := h.listOf(w, r, q, key)
-	if !ok {
-		return
-	}
-	var buf bytes.Buffer
-	if err := reportfile.ListXLSX(&buf, resp, listed(resp, area)); err != nil {
-		h.fail(w, r, q.t, err)
-		return
-	}
-	download(w, reportfile.XLSXType, fmt.Sprintf("fieldsync-%s-%s-%s.xlsx", area, key, survey.FormatDate(resp.GetAsOf())), buf.Bytes())
 }
 
 // rowOf is the row of resp for code (12 digits), nil when it has none.

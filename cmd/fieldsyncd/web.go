@@ -24,7 +24,7 @@ func serveWeb(addr string, srv *server.Server, cert *tls.Certificate, log *slog.
 		Handler:           web.New(web.Config{Server: srv, Secure: cert != nil, Logger: log}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      5 * time.Minute, // a county's figures are computed per request
+		WriteTimeout:      5 * time.Minute, // a county-wide list or workbook as of another day
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

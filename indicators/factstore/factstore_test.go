@@ -158,27 +158,9 @@ func recordID(r *fieldsyncv1.Record) string {
 // recomputed computes o from every live record of the store, read afresh.
 func (c *county) recomputed(o indicators.Options) indicators.Report {
 	c.t.Helper()
-	set := indicatorstest.NewSet()
-	var token []byte
-	for {
-		page, err := c.store.Snapshot(context.Background(), "", token, 5000)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		for _, r := range page.Records {
-			if !r.Exists() {
-				continue
-			}
-			rec, err := wire.FromState(r)
-			if err != nil {
-				c.t.Fatal(err)
-			}
-			set.Add(rec, factstore.ConditionsRecorded(r))
-		}
-		if page.Next == nil {
-			break
-		}
-		token = page.Next
+	set, err := indicatorstest.FromStore(context.Background(), c.store)
+	if err != nil {
+		c.t.Fatal(err)
 	}
 	r, err := set.Compute(o)
 	if err != nil {
@@ -308,28 +290,14 @@ func TestIncrementalEqualsRecomputed(t *testing.T) {
 // reload reads the records the store holds again, for the test to edit.
 func (c *county) reload() {
 	c.t.Helper()
-	var token []byte
 	c.ids = c.ids[:0]
-	for {
-		page, err := c.store.Snapshot(context.Background(), "", token, 5000)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		for _, r := range page.Records {
-			if !r.Exists() {
-				continue
-			}
-			rec, err := wire.FromState(r)
-			if err != nil {
-				c.t.Fatal(err)
-			}
-			id := recordID(rec)
-			c.ids, c.records[id] = append(c.ids, id), rec
-		}
-		if page.Next == nil {
-			break
-		}
-		token = page.Next
+	err := indicatorstest.EachRecord(context.Background(), c.store, func(rec *fieldsyncv1.Record, _ syncengine.Record) error {
+		id := recordID(rec)
+		c.ids, c.records[id] = append(c.ids, id), rec
+		return nil
+	})
+	if err != nil {
+		c.t.Fatal(err)
 	}
 }
 

@@ -5,12 +5,16 @@ package indicatorstest
 
 import (
 	"bytes"
+	"context"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/fieldsync/fieldsync/indicators"
+	"github.com/fieldsync/fieldsync/indicators/factstore"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
 )
 
 // Set holds the merged records an indicator report is computed from, as
@@ -120,4 +124,48 @@ func (s *Set) unit(k string) indicators.Unit {
 // Compute computes the report o asks for.
 func (s *Set) Compute(o indicators.Options) (indicators.Report, error) {
 	return indicators.Compute(s, o, s.devices, nil)
+}
+
+// A Snapshotter reads a store's records in pages, as boltstore.Store does.
+type Snapshotter interface {
+	Snapshot(ctx context.Context, prefix string, token []byte, limit int) (syncengine.SnapshotPage, error)
+}
+
+// EachRecord calls fn with every live record st holds, decoded, and its
+// state.
+func EachRecord(ctx context.Context, st Snapshotter, fn func(*fieldsyncv1.Record, syncengine.Record) error) error {
+	var token []byte
+	for {
+		page, err := st.Snapshot(ctx, "", token, 2000)
+		if err != nil {
+			return err
+		}
+		for _, r := range page.Records {
+			if !r.Exists() {
+				continue
+			}
+			rec, err := wire.FromState(r)
+			if err != nil {
+				return err
+			}
+			if err := fn(rec, r); err != nil {
+				return err
+			}
+		}
+		if page.Next == nil {
+			return nil
+		}
+		token = page.Next
+	}
+}
+
+// FromStore is the set of every live record st holds: what a report
+// computed afresh from a server's records reads.
+func FromStore(ctx context.Context, st Snapshotter) (*Set, error) {
+	s := NewSet()
+	err := EachRecord(ctx, st, func(rec *fieldsyncv1.Record, r syncengine.Record) error {
+		s.Add(rec, factstore.ConditionsRecorded(r))
+		return nil
+	})
+	return s, err
 }
