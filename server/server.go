@@ -331,6 +331,12 @@ func Recover(dataDir string) (string, error) {
 			n, _ := strconv.ParseUint(string(epoch), 10, 64)
 			err = st.SetMeta(ctx, metaSnapshotEpoch, []byte(strconv.FormatUint(n+1, 10)))
 		}
+		// A township takes a snapshot from its county again: the county
+		// leaves out of its pulls what the township relayed to it, which
+		// the restored copy may have lost.
+		if err == nil {
+			err = st.SetMeta(ctx, metaUpstreamCursor, nil)
+		}
 		if err == nil {
 			err = st.SetMeta(ctx, "recovered_at", []byte(time.Now().UTC().Format(time.RFC3339)))
 		}
