@@ -160,6 +160,16 @@ func (d *device) close(t testing.TB) {
 	}
 }
 
+// reopen opens d's replica again after a close, with opts.
+func (d *device) reopen(t testing.TB, opts ...fieldsync.Option) {
+	t.Helper()
+	c, err := fieldsync.Open(t.Context(), d.path, opts...)
+	if err != nil {
+		t.Fatalf("%s: reopen: %v", d.name, err)
+	}
+	d.Client, d.closed = c, false
+}
+
 // quickRetry has Sync make at most attempts attempts, with waits of
 // milliseconds, and gRPC reconnect just as quickly: the tests cut links and
 // kill servers far more often than a 2G link fails, and would otherwise spend

@@ -136,9 +136,9 @@ func checkMovable(h syncengine.Record, id syncengine.RecordID, to string) (strin
 // in to's area, over the record's current version.
 func moveEdit(id syncengine.RecordID, to string) syncengine.Edit {
 	cid := save.NewChangeID()
-	field := protowire.AppendTag(nil, areaCodeField, protowire.BytesType)
+	field := protowire.AppendTag(nil, wire.AreaField, protowire.BytesType)
 	field = protowire.AppendString(field, to)
-	return syncengine.Edit{ID: cid, Record: id, Area: to, Fields: map[int32][]byte{areaCodeField: field}}
+	return syncengine.Edit{ID: cid, Record: id, Area: to, Fields: map[int32][]byte{wire.AreaField: field}}
 }
 
 // checkMoved refuses, wrapping ErrBadRequest, a moved record that would fail

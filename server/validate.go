@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fieldsync/fieldsync/moves"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/save"
 	"github.com/fieldsync/fieldsync/survey"
@@ -48,7 +49,7 @@ type validator struct {
 // the area_code it leaves, which the move set; and an area_code that names
 // where a concurrent move took the record is consistent (moves.go).
 func (v *validator) validate(ctx context.Context, tx syncengine.ReadTx, c syncengine.Change, prev, next syncengine.Record) error {
-	moved := concurrentWithMove(c, prev, v.areas)
+	moved := moves.ConcurrentEdit(c, prev, v.areas)
 	for _, area := range []string{prev.Area(), c.Area, next.Area()} {
 		if area != "" && !syncengine.InAreas(area, v.areas) && !moved {
 			return fmt.Errorf("%w: record %v in area %s", syncengine.ErrOutOfScope, c.RecordID, area)
@@ -83,7 +84,7 @@ func (v *validator) validate(ctx context.Context, tx syncengine.ReadTx, c syncen
 		if id != c.RecordID {
 			errs = append(errs, survey.FieldError{Path: "id", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_INCONSISTENT, Message: "id differs from the change's record id"})
 		}
-		if area != next.Area() && !moved && !settlesTo(next, area) && !keepsUnsettled(c, prev, area) {
+		if !moves.AreaCodeAgrees(c, prev, next, area, moved) {
 			errs = append(errs, survey.FieldError{Path: "area_code", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_INCONSISTENT, Message: "area_code differs from the change's area"})
 		}
 	}

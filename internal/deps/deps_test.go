@@ -43,6 +43,10 @@ var rules = []rule{
 	{"./client-sdk/...", []string{
 		module + "/server/...", module + "/store/boltstore/...", module + "/indicators/...", module + "/web/...", "go.etcd.io/bbolt/...",
 	}, "phone apps link no server code and no bbolt"},
+	{"./moves", []string{
+		module + "/store/...", module + "/server/...", module + "/syncclient/...", module + "/client-sdk/...",
+		"database/sql", "modernc.org/sqlite/...", "go.etcd.io/bbolt/...",
+	}, "what a move is, said over the engine's records: no store, server or client"},
 	{"./indicators", []string{
 		module + "/syncengine/...", module + "/store/...", module + "/wire/...", module + "/server/...", module + "/syncclient/...",
 		"database/sql", "modernc.org/sqlite/...", "go.etcd.io/bbolt/...",

@@ -11,6 +11,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/fieldsync/fieldsync/moves"
 	"github.com/fieldsync/fieldsync/syncengine"
 )
 
@@ -49,13 +50,12 @@ type tx struct {
 	scratch []byte         // encoding buffer, reused within the tx
 
 	// putFrom is the state record id had before the last PutRecord of it
-	// (zero if it was not stored), with its area. The engine puts a record's
+	// (zero if it was not stored). The engine puts a record's
 	// new state and then appends the change that made it (ReceiveBatch,
 	// WriteLocalTx): Append files that change under the areas it took the
 	// record out of too (movedFrom), so that pulls of those areas see it.
 	putFrom struct {
 		id    syncengine.RecordID
-		area  string
 		rec   syncengine.Record
 		valid bool
 	}
@@ -294,10 +294,7 @@ func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
 		}
 	}
 	prev := t.lastRecord
-	t.putFrom.id, t.putFrom.area, t.putFrom.rec, t.putFrom.valid = id, "", prev.rec, true
-	if prev.exists {
-		t.putFrom.area = prev.area
-	}
+	t.putFrom.id, t.putFrom.rec, t.putFrom.valid = id, prev.rec, true
 	t.remember(id, area, true)
 	t.lastRecord.rec, t.lastRecord.hasRec = r, true
 	if prev.exists && prev.area != area {
@@ -353,36 +350,17 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 	return pos, nil
 }
 
-// movedFrom returns the areas c took its record out of, other than c.Area,
-// sorted: the area the record had before the PutRecord that preceded c's
-// Append in this transaction, and, if c sets no field and deletes nothing (a
-// change that only says where the record is, as a server's settling of a
-// move), the areas of the upserts of the record's existence field that c
-// overwrites, where replicas holding them show the record. It returns nil
-// for a change that moves nothing (a new record, the same area, no PutRecord
-// of the record). It consumes what PutRecord remembered.
+// movedFrom returns the areas c took its record out of (moves.From), from
+// the state the PutRecord that preceded c's Append in this transaction
+// replaced; nil when there was no such PutRecord of c's record. It consumes
+// what PutRecord remembered.
 func (t *tx) movedFrom(c *syncengine.Change) []string {
 	pf := t.putFrom
 	t.putFrom.valid, t.putFrom.rec = false, syncengine.Record{}
 	if !pf.valid || pf.id != c.RecordID {
 		return nil
 	}
-	var out []string
-	add := func(a string) {
-		if a != "" && a != c.Area && !slices.Contains(out, a) {
-			out = append(out, a)
-		}
-	}
-	add(pf.area)
-	if !c.Delete {
-		for _, w := range pf.rec.Writes(syncengine.ExistenceField) {
-			if !w.Delete && c.Context.Contains(w.Dot) && len(w.Value) == syncengine.AreaLen {
-				add(string(w.Value))
-			}
-		}
-	}
-	slices.Sort(out)
-	return out
+	return moves.From(pf.rec, c)
 }
 
 // indexArea files the log entry at pos in the log area index: under area,

@@ -6,9 +6,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/fieldsync/fieldsync/moves"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncengine"
-	"github.com/fieldsync/fieldsync/wire"
 )
 
 // Forgotten is what ForgetOutside deleted.
@@ -31,10 +31,12 @@ type Forgotten struct {
 // whose records it keeps (an edit made in a household's old village, which
 // reaches the new village's devices): the records' states have them.
 //
-// A record whose state shows it in the areas only because the device's own
-// edit, concurrent with a move out of them and stamped after it, wrote the
-// old area is forgotten too: its area_code names the new area, where its
-// server keeps it (movedAway).
+// A record whose state shows it in the areas only because an edit
+// concurrent with a move out of them, stamped after it, wrote the old area is
+// forgotten too: its area_code names the new area, where its server keeps it
+// (moves.Away). So is a fragment: a live record without an area_code, made
+// of an edit of the device's village pulled after a move took the record away
+// (moves.Fragment).
 //
 // Nothing of the device's own is lost:
 //   - the log entries of the replica's own changes are all kept: they are
@@ -124,33 +126,6 @@ func (t *tx) forget(ctx context.Context, id syncengine.RecordID, kind int64, sel
 	return int(n), err
 }
 
-// movedAway reports whether r is a live record that a move took out of
-// prefixes and that only shows in them because an edit concurrent with the
-// move, stamped later, wrote the old area: its area_code (field 2 of every
-// record kind) names an area outside prefixes, and its existence field keeps
-// a surviving upsert of that area. Its server settles such a record in the
-// area the move named (server/moves.go, unsettledMove), so the device forgets
-// it now: typically the device's own edit, pushed in the same sync round as
-// the pull that brought the move.
-func movedAway(r syncengine.Record, prefixes []string) bool {
-	if !r.Exists() || !syncengine.InAreas(r.Area(), prefixes) {
-		return false
-	}
-	target, ok := wire.BodyArea(r)
-	if !ok {
-		return false
-	}
-	if len(target) != syncengine.AreaLen || target == r.Area() || syncengine.InAreas(target, prefixes) {
-		return false
-	}
-	for _, w := range r.Writes(syncengine.ExistenceField) {
-		if !w.Delete && string(w.Value) == target {
-			return true
-		}
-	}
-	return false
-}
-
 // outsideFilter returns an SQL condition matching column when it is under
 // none of prefixes (sorted, none covering another), as ranges of the
 // records_area index between them, and its arguments.
@@ -177,22 +152,23 @@ type forgetting struct {
 }
 
 // toForget returns the records outside prefixes ps (outside, outArgs: the
-// SQL condition outsideFilter makes), and those that changes of other
-// replicas placed outside, less those with changes after pending's position
-// of pending's origin (the device's own, not yet acknowledged).
+// SQL condition outsideFilter makes); those that changes of other replicas
+// placed outside, or marked misplaced, which a move took away (moves.Away) or
+// of which the replica holds a fragment (moves.Fragment); less those with
+// changes after pending's position of pending's origin (the device's own, not
+// yet acknowledged). A record marked misplaced that no longer is loses its
+// mark (the schema step that added the mark marked every record).
 func (t *tx) toForget(ctx context.Context, ps []string, outside string, outArgs, pending []any) ([]forgetting, error) {
-	// The records outside, and those that changes of other replicas
-	// placed outside (a move the device's own later edit hides: see
-	// movedAway), less those with changes not yet acknowledged.
 	// Both tables name the area column area_code.
 	rows, err := t.query(ctx, `SELECT record_id, kind, `+outside+`, state FROM records
-		WHERE (`+outside+` OR record_id IN (SELECT record_id FROM log WHERE origin <> ? AND `+outside+`))
+		WHERE (`+outside+` OR misplaced = 1 OR record_id IN (SELECT record_id FROM log WHERE origin <> ? AND `+outside+`))
 		AND record_id NOT IN (SELECT record_id FROM log WHERE position > ? AND origin = ?)`,
 		slices.Concat(outArgs, outArgs, []any{pending[1]}, outArgs, pending)...)
 	if err != nil {
 		return nil, err
 	}
 	var drop []forgetting
+	var placed [][]byte
 	for rows.Next() {
 		var id, state []byte
 		var r forgetting
@@ -212,7 +188,10 @@ func (t *tx) toForget(ctx context.Context, ps []string, outside string, outArgs,
 				rows.Close()
 				return nil, err
 			}
-			if !movedAway(st, ps) {
+			if !moves.Away(st, ps) && !moves.Fragment(st) {
+				if !moves.Misplaced(st) {
+					placed = append(placed, id)
+				}
 				continue
 			}
 		}
@@ -221,5 +200,13 @@ func (t *tx) toForget(ctx context.Context, ps []string, outside string, outArgs,
 	if err := rows.Close(); err != nil {
 		return nil, err
 	}
-	return drop, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, id := range placed {
+		if _, err := t.exec(ctx, "UPDATE records SET misplaced = 0 WHERE record_id = ?", id); err != nil {
+			return nil, err
+		}
+	}
+	return drop, nil
 }

@@ -372,3 +372,85 @@ func TestForgetOutsideDropsChangesOfOtherAreas(t *testing.T) {
 		}
 	}
 }
+
+// A phone of village A that forgot a household moved to village B receives
+// an edit another phone of A made before it knew of the move: the edit
+// alone (the notes, no id, no area code) is a fragment, forgotten with its
+// change. The household's state put whole (as a pull merges a record it
+// sends whole), shown in A only because a later edit of A raced the move,
+// is forgotten too; a household moved between two of the phone's villages,
+// not settled yet, is kept.
+func TestForgetOutsideFragmentsAndRacedMoves(t *testing.T) {
+	s := openTemp(t)
+	ctx := t.Context()
+	srv, doctor := syncengine.ReplicaID{0x5e, 0x51}, syncengine.ReplicaID{0xd1}
+	h := household(9, forgetVillageA, "赵")
+	created := serverChange(t, srv, 1, h, syncengine.VersionVector{})
+	edited := proto.Clone(h).(*fieldsyncv1.Record)
+	edited.GetHousehold().Notes = "户主外出务工"
+	edit := serverChange(t, doctor, 1, edited, syncengine.NewVersionVector(created.Dot), 9)
+	receive(t, s, srv, edit)
+	if r := stateOf(t, s, h); !r.Exists() || r.Area() != forgetVillageA {
+		t.Fatalf("fragment shows in %q (exists %v), want %s: the test no longer makes one", r.Area(), r.Exists(), forgetVillageA)
+	}
+	f, err := s.ForgetOutside(ctx, []string{forgetVillageA}, srv)
+	if err != nil || f != (sqlitestore.Forgotten{Records: 1, Changes: 1}) {
+		t.Errorf("ForgetOutside = %+v, %v; want the fragment and its change", f, err)
+	}
+	if !stateOf(t, s, h).IsEmpty() {
+		t.Error("fragment kept")
+	}
+
+	// The household whole, as the server holds it: created in A, moved to
+	// B, edited in A concurrently and stamped after the move.
+	moved := proto.Clone(h).(*fieldsyncv1.Record)
+	moved.GetHousehold().AreaCode = forgetVillageB
+	move := serverChange(t, srv, 2, moved, syncengine.NewVersionVector(created.Dot), 2)
+	move.Stamp.WallMS -= 60_000
+	whole := syncengine.Record{}
+	for _, c := range []syncengine.Change{created, move, edit} {
+		if whole, err = syncengine.Apply(whole, &c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if whole.Area() != forgetVillageA {
+		t.Fatalf("raced move shows in %s, want %s", whole.Area(), forgetVillageA)
+	}
+	// Moved instead to village C, another village of the phone's.
+	inC := proto.Clone(h).(*fieldsyncv1.Record)
+	inC.GetHousehold().Id = household(10, "", "").GetHousehold().GetId()
+	cCreated := serverChange(t, srv, 3, inC, syncengine.VersionVector{})
+	inC.GetHousehold().AreaCode = forgetVillageC
+	cMove := serverChange(t, srv, 4, inC, syncengine.NewVersionVector(cCreated.Dot), 2)
+	cMove.Stamp.WallMS -= 60_000
+	cEdit := serverChange(t, doctor, 2, edited, syncengine.NewVersionVector(cCreated.Dot), 9)
+	cEdit.RecordID = cCreated.RecordID
+	kept := syncengine.Record{}
+	for _, c := range []syncengine.Change{cCreated, cMove, cEdit} {
+		if kept, err = syncengine.Apply(kept, &c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = s.Update(ctx, func(tx syncengine.Tx) error {
+		if err := tx.PutRecord(ctx, whole); err != nil {
+			return err
+		}
+		return tx.PutRecord(ctx, kept)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, "SELECT count(*) FROM records WHERE misplaced = 1"); n != 2 {
+		t.Errorf("%d records marked misplaced, want 2", n)
+	}
+	f, err = s.ForgetOutside(ctx, []string{forgetVillageA, forgetVillageC}, srv)
+	if err != nil || f.Records != 1 {
+		t.Errorf("ForgetOutside = %+v, %v; want the household moved away", f, err)
+	}
+	if !stateOf(t, s, h).IsEmpty() {
+		t.Error("household moved to B kept")
+	}
+	if r := stateOf(t, s, inC); !r.Exists() {
+		t.Error("household moved within the phone's villages forgotten")
+	}
+}

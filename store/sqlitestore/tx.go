@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/fieldsync/fieldsync/moves"
 	"github.com/fieldsync/fieldsync/syncengine"
 )
 
@@ -133,10 +134,10 @@ func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
 		return err
 	}
 	id := r.ID()
-	_, err = t.exec(ctx, `INSERT INTO records (record_id, kind, area_code, deleted, state) VALUES (?, ?, ?, ?, ?)
+	_, err = t.exec(ctx, `INSERT INTO records (record_id, kind, area_code, deleted, state, misplaced) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (record_id) DO UPDATE SET kind = excluded.kind, area_code = excluded.area_code,
-		deleted = excluded.deleted, state = excluded.state`,
-		id[:], int64(r.Kind()), r.Area(), r.Deleted(), b)
+		deleted = excluded.deleted, state = excluded.state, misplaced = excluded.misplaced`,
+		id[:], int64(r.Kind()), r.Area(), r.Deleted(), b, moves.Misplaced(r))
 	if err != nil {
 		return fmt.Errorf("store record %v: %w", id, err)
 	}
