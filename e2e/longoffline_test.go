@@ -38,14 +38,7 @@ func TestLongOfflineAfterCompaction(t *testing.T) {
 	ctx := t.Context()
 	cty := newCounty(t, 60, 12, householdsAndVisits)
 	village := cty.villages[0]
-	var households, visits []*fieldsyncv1.Record
-	for _, r := range cty.records[0] {
-		if r.GetHousehold() != nil {
-			households = append(households, r)
-		} else {
-			visits = append(visits, r)
-		}
-	}
+	households, visits := splitHouseholds(cty.records[0])
 	if len(households) < 3 || len(visits) < 6 {
 		t.Fatalf("village too small: %d households, %d visits", len(households), len(visits))
 	}
@@ -413,4 +406,72 @@ func checkSameRecords(t *testing.T, srv replicaState, devs ...replicaState) {
 		}
 		t.Logf("%s: %d records compared with the server's", d.name, n)
 	}
+}
+
+// A phone back after the log's retention takes a fresh snapshot, which says
+// nothing of the records that left its village meanwhile: it drops every
+// record the snapshot did not bring (a household moved to another village
+// while it was away), keeps the records it created and synced before, and
+// keeps and delivers what it saved while away.
+func TestLongOfflinePhoneDropsWhatMovedAway(t *testing.T) {
+	var clock dayClock
+	dir := t.TempDir()
+	srv, addr := servertest.Start(t, server.Config{DataDir: dir, IDHashKey: testIDHashKey, Now: clock.now})
+	cty := newCounty(t, 61, 6, householdsAndVisits)
+	villageA, villageB := cty.villages[0], cty.villages[1]
+	households, visits := splitHouseholds(cty.records[0])
+	if len(households) < 2 || len(visits) < 2 {
+		t.Fatalf("village too small: %d households, %d visits", len(households), len(visits))
+	}
+	a := openDevice(t, "phoneA", []string{villageA}, quickRetry(3)...)
+	b := openDevice(t, "phoneB", []string{villageB}, quickRetry(3)...)
+	a.enrollWith(t, srv, addr)
+	b.enrollWith(t, srv, addr)
+	for _, r := range slices.Concat(households, visits[:1]) {
+		save(t, a, r)
+	}
+	mustSync(t, a, b)
+
+	// A goes away. The household leaves for village B; A records a visit.
+	moved := households[0]
+	moveHousehold(t, dir, addr, recordID(t, moved), villageB)
+	save(t, a, visits[1])
+	mustSync(t, b)
+	for range 60 {
+		clock.advance(24 * time.Hour)
+		editNotes(t, b, inVillage(moved, villageB), "B: 已迁入")
+		mustSync(t, b)
+		compactEveryDay(t, srv, 30*24*time.Hour)
+	}
+	if compacted, err := srv.Store().Compacted(t.Context()); err != nil || compacted <= pulledThrough(t, srv, a) {
+		t.Fatalf("log compacted through %d (%v), not past A's pull position %d", compacted, err, pulledThrough(t, srv, a))
+	}
+
+	dropped := 0
+	err := a.Sync(t.Context(), fieldsync.OnProgress(func(p fieldsync.Progress) { dropped = p.Dropped }))
+	if err != nil {
+		t.Fatalf("A's sync after 60 days: %v", err)
+	}
+	if dropped != 1 {
+		t.Errorf("A's snapshot dropped %d records, want the household that moved away", dropped)
+	}
+	notFound(t, a, []*fieldsyncv1.Record{moved})
+	checkHas(t, a, slices.Concat(households[1:], visits[:2])...)
+	mustSync(t, a, b)
+	a.checkClean(t)
+	srvState := readCompactedServer(t, srv)
+	checkSaved(t, srvState, map[syncengine.RecordID]*fieldsyncv1.Record{recordID(t, visits[1]): visits[1]})
+	checkSameRecords(t, srvState, readDevice(t, a), readDevice(t, b))
+}
+
+// splitHouseholds returns the households of recs, and the other records.
+func splitHouseholds(recs []*fieldsyncv1.Record) (households, others []*fieldsyncv1.Record) {
+	for _, r := range recs {
+		if r.GetHousehold() != nil {
+			households = append(households, r)
+		} else {
+			others = append(others, r)
+		}
+	}
+	return households, others
 }

@@ -318,8 +318,9 @@ func (ps *pullSession) log(ctx context.Context, cur *pullCursor) error {
 // snapshot sends the records in the areas and says nothing of those that
 // left, which the caller would otherwise keep. Its responses carry old's
 // scope, so a pull cut short starts them again from where they got to, and
-// then the snapshot. A log compacted past old has nothing left to tell: the
-// caller keeps what it has (a limit of this build).
+// then the snapshot. A log compacted past old has nothing left to tell: a
+// phone then drops, as the snapshot ends, every record it did not bring
+// (syncclient's unseenSweeper).
 func (ps *pullSession) departures(ctx context.Context, old pullCursor) error {
 	ps.departing = true
 	defer func() { ps.departing = false }()

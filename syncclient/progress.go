@@ -39,6 +39,10 @@ type Progress struct {
 	// of every record in the device's areas, sent to a new device or one
 	// whose cursor the server can no longer continue from.
 	Snapshot bool
+	// Dropped is the number of records a fresh snapshot no longer had in
+	// the device's areas, dropped from the replica (moved away while the
+	// server's log that would have said so was compacted).
+	Dropped int
 }
 
 // run is the state of one Sync call.

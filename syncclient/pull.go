@@ -29,7 +29,7 @@ func (s *session) pull(ctx context.Context, pl *pullStream) error {
 	timer := time.AfterFunc(idle, func() { pl.cancel(stalled) })
 	defer timer.Stop()
 	inSnapshot := false
-	snap := &snapshotBuffer{s: s}
+	snap := &snapshotBuffer{s: s, keep: pl.acked}
 	for {
 		resp, err := stream.Recv()
 		if !timer.Stop() {
@@ -66,6 +66,8 @@ func (s *session) pull(ctx context.Context, pl *pullStream) error {
 				return fmt.Errorf("fieldsync: pull: %w", err)
 			}
 		} else {
+			snap.begin = snap.begin || phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_BEGIN
+			snap.end = phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_END
 			snap.add(resp.GetRecords(), tok)
 			if snap.due() || len(resp.GetRecords()) == 0 || phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_END {
 				if err := snap.flush(ctx); err != nil {
@@ -93,6 +95,28 @@ type snapshotBuffer struct {
 	recs  []*fieldsyncv1.RecordState
 	tok   []byte
 	since time.Time // when the first of recs arrived
+	// begin and end: the records begin a fresh snapshot, or end one, so the
+	// replica's records are marked before they are merged, or those the
+	// snapshot did not bring dropped after (unseenSweeper). keep is the
+	// replica's acknowledged position when the round began: its changes
+	// after it may have reached the server after the snapshot was read.
+	begin, end bool
+	keep       syncengine.Position
+}
+
+// unseenSweeper is what a store's transaction offers so that a fresh
+// snapshot (the server's log compacted past the replica's cursor) drops the
+// records the server no longer has in the replica's areas: those that moved
+// away while the log that said so was compacted. The phone's SQLite replica
+// offers it; a relay's store does not (its county's snapshot is of its whole
+// area, and its records outside it are dropped by compaction's forgetting).
+type unseenSweeper interface {
+	// MarkUnseen marks every record held but those with a change of self
+	// after position keep.
+	MarkUnseen(ctx context.Context, self syncengine.ReplicaID, keep syncengine.Position) error
+	// DropUnseen forgets the records still marked: no write reached them
+	// since MarkUnseen.
+	DropUnseen(ctx context.Context, self syncengine.ReplicaID) (int, error)
 }
 
 // due reports whether the gathered records should be committed now.
@@ -112,11 +136,11 @@ func (b *snapshotBuffer) add(recs []*fieldsyncv1.RecordState, tok []byte) {
 
 // flush stores the gathered records and the token in one transaction.
 func (b *snapshotBuffer) flush(ctx context.Context) error {
-	if len(b.recs) == 0 && len(b.tok) == 0 {
+	if len(b.recs) == 0 && len(b.tok) == 0 && !b.begin && !b.end {
 		return nil
 	}
-	err := b.s.mergeSnapshot(ctx, b.recs, b.tok)
-	b.recs, b.tok = nil, nil
+	err := b.s.mergeSnapshot(ctx, b.recs, b.tok, b.begin, b.end, b.keep)
+	b.recs, b.tok, b.begin, b.end = nil, nil, false, false
 	return err
 }
 
@@ -127,12 +151,18 @@ type pullStream struct {
 	cancel  context.CancelCauseFunc
 	idle    time.Duration
 	stalled *stalledError
+	// acked is the replica's acknowledged position before the round's push.
+	acked syncengine.Position
 }
 
 // openPull asks for the server's changes after the stored cursor. The caller
 // must call the result's cancel when done with it.
 func (s *session) openPull(ctx context.Context, hello *fieldsyncv1.HelloResponse) (*pullStream, error) {
 	tok, err := s.cfg.LoadCursor(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fieldsync: pull: %w", err)
+	}
+	cur, err := cursor(ctx, s.cfg.Store, s.t.Server)
 	if err != nil {
 		return nil, fmt.Errorf("fieldsync: pull: %w", err)
 	}
@@ -147,7 +177,7 @@ func (s *session) openPull(ctx context.Context, hello *fieldsyncv1.HelloResponse
 		cancel(nil)
 		return nil, fmt.Errorf("fieldsync: pull: %w", err)
 	}
-	return &pullStream{stream: stream, ctx: sctx, cancel: cancel, idle: idle, stalled: &stalledError{idle: idle}}, nil
+	return &pullStream{stream: stream, ctx: sctx, cancel: cancel, idle: idle, stalled: &stalledError{idle: idle}, acked: cur.Acked}, nil
 }
 
 // pullErr returns the stalled error when the idle timer cancelled the
@@ -172,8 +202,11 @@ func (s *session) saveToken(tok []byte) func(context.Context, syncengine.Tx) err
 }
 
 // mergeSnapshot merges the engine states of snapshot records into the stored
-// states, and stores the pull token tok if set, in one transaction.
-func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordState, tok []byte) error {
+// states, and stores the pull token tok if set, in one transaction. When the
+// records begin a fresh snapshot, the replica's records (but those with its
+// changes after keep) are marked first; when they end one, the records still
+// marked are dropped after (unseenSweeper, if the store offers it).
+func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordState, tok []byte, begin, end bool, keep syncengine.Position) error {
 	cfg := s.cfg
 	states := make([]syncengine.Record, len(recs))
 	wallMS := cfg.now().UnixMilli()
@@ -188,7 +221,14 @@ func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordS
 			}
 		}
 	}
-	return cfg.Store.Update(ctx, func(tx syncengine.Tx) error {
+	self, dropped := cfg.Store.Replica(), 0
+	err := cfg.Store.Update(ctx, func(tx syncengine.Tx) error {
+		sweep, _ := tx.(unseenSweeper)
+		if begin && sweep != nil {
+			if err := sweep.MarkUnseen(ctx, self, keep); err != nil {
+				return err
+			}
+		}
 		changed := false
 		for _, r := range states {
 			local, err := tx.Record(ctx, r.ID())
@@ -207,6 +247,12 @@ func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordS
 				return err
 			}
 		}
+		if end && sweep != nil {
+			var err error
+			if dropped, err = sweep.DropUnseen(ctx, self); err != nil {
+				return err
+			}
+		}
 		if changed && cfg.SnapshotChanged != nil {
 			if err := cfg.SnapshotChanged(ctx, tx); err != nil {
 				return err
@@ -217,6 +263,10 @@ func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordS
 		}
 		return nil
 	})
+	if err == nil {
+		s.run.p.Dropped += dropped
+	}
+	return err
 }
 
 // receiveChanges stores the server's changes through syncengine.ReceiveBatch

@@ -210,3 +210,56 @@ func (t *tx) toForget(ctx context.Context, ps []string, outside string, outArgs,
 	}
 	return drop, nil
 }
+
+// MarkUnseen marks, as a fresh snapshot begins, every record the replica
+// holds but those with a change of its own (self) after position keep: the
+// changes the server may not have had when it began reading the snapshot
+// (those not acknowledged before the sync round began). Every later write of
+// a record clears its mark (PutRecord): the snapshot bringing it, a change,
+// a save.
+func (t *tx) MarkUnseen(ctx context.Context, self syncengine.ReplicaID, keep syncengine.Position) error {
+	_, err := t.exec(ctx, `UPDATE records SET unseen = 1
+		WHERE record_id NOT IN (SELECT record_id FROM log WHERE origin = ? AND position > ?)`, self[:], int64(keep))
+	return err
+}
+
+// DropUnseen forgets, as a fresh snapshot ends, the records still marked
+// (MarkUnseen): the server no longer has them in the replica's areas (moved
+// to another village, or a village the device no longer serves, while the
+// server's log that would have said so was compacted). Their states,
+// conflicts, read-model rows and other replicas' changes go; the replica's
+// own changes stay in its log, and the dots index keeps every change
+// recognised. It returns how many records it forgot.
+func (t *tx) DropUnseen(ctx context.Context, self syncengine.ReplicaID) (int, error) {
+	rows, err := t.query(ctx, "SELECT record_id, kind FROM records WHERE unseen = 1")
+	if err != nil {
+		return 0, err
+	}
+	var drop []forgetting
+	for rows.Next() {
+		var id []byte
+		var r forgetting
+		if err := rows.Scan(&id, &r.kind); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if len(id) != len(r.id) {
+			rows.Close()
+			return 0, fmt.Errorf("record id of %d bytes", len(id))
+		}
+		copy(r.id[:], id)
+		drop = append(drop, r)
+	}
+	if err := rows.Close(); err != nil {
+		return 0, err
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, r := range drop {
+		if _, err := t.forget(ctx, r.id, r.kind, self); err != nil {
+			return 0, fmt.Errorf("forget record %v: %w", r.id, err)
+		}
+	}
+	return len(drop), nil
+}

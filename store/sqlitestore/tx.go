@@ -136,7 +136,7 @@ func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
 	id := r.ID()
 	_, err = t.exec(ctx, `INSERT INTO records (record_id, kind, area_code, deleted, state, misplaced) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (record_id) DO UPDATE SET kind = excluded.kind, area_code = excluded.area_code,
-		deleted = excluded.deleted, state = excluded.state, misplaced = excluded.misplaced`,
+		deleted = excluded.deleted, state = excluded.state, misplaced = excluded.misplaced, unseen = 0`,
 		id[:], int64(r.Kind()), r.Area(), r.Deleted(), b, moves.Misplaced(r))
 	if err != nil {
 		return fmt.Errorf("store record %v: %w", id, err)
