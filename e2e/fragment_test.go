@@ -33,48 +33,11 @@ func TestPhoneKeepsNoFragmentOfMovedHousehold(t *testing.T) {
 }
 
 func testNoFragment(t *testing.T, editFirst bool) {
-	g, err := countygen.New(countygen.Config{Townships: 2, VillagesPerTownship: 1, HouseholdsPerVillage: 2, Seed: 5,
-		AsOf: time.Date(2026, 6, 1, 0, 0, 0, 0, survey.ChinaTime)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vs := g.County.Villages()
-	villageA, villageB := vs[0].Code, vs[1].Code
-	var h *fieldsyncv1.Record
-	if err := g.EachInVillage(vs[0], func(r *fieldsyncv1.Record) error {
-		if h == nil && r.GetHousehold() != nil {
-			h = r
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	w := &tierWorld{rng: rand.New(rand.NewPCG(5, 5))}
-	w.county = startTier(t, "county", villageA[:6])
-	town1 := startTier(t, "township1", villageA[:9])
-	town2 := startTier(t, "township2", villageB[:9])
-	w.enrolTownship(t, town1)
-	w.enrolTownship(t, town2)
-	phone := func(name string, town *tierServer, village string) *device {
-		d := openDevice(t, name, []string{village}, quickRetry(2)...)
-		d.enrollWith(t, town.srv, town.addr)
-		return d
-	}
-	a1 := phone("phone-A1", town1, villageA)
-	a2 := phone("phone-A2", town1, villageA)
-	b := phone("phone-B", town2, villageB)
-	relay := func(towns ...*tierServer) {
-		t.Helper()
-		for _, town := range towns {
-			if err := town.relay(t); err != nil {
-				t.Fatalf("%s: relay: %v", town.name, err)
-			}
-		}
-	}
-
+	m := newMoveWorld(t, 5)
+	w, town1, town2, a1, a2, b, h, villageB, relay := m.w, m.town1, m.town2, m.a1, m.a2, m.b, m.h, m.villageB, m.relay
 	save(t, a1, h)
 	mustSync(t, a1, a2)
-	relay(town1, town2)
+	relay(t, town1, town2)
 	hid := recordID(t, h)
 	edited := proto.Clone(h).(*fieldsyncv1.Record)
 	edited.GetHousehold().Notes = "户主外出务工，妻子在家"
@@ -95,7 +58,7 @@ func testNoFragment(t *testing.T, editFirst bool) {
 		save(t, a2, edited)
 	}
 
-	relay(town1) // township 1 learns of the move
+	relay(t, town1) // township 1 learns of the move
 	mustSync(t, a1)
 	notFound(t, a1, []*fieldsyncv1.Record{h})
 	mustSync(t, a2) // pushes the edit; the household leaves A2 too
@@ -113,7 +76,7 @@ func testNoFragment(t *testing.T, editFirst bool) {
 
 	// Everything relayed: B holds the household, edit and all; A's phones
 	// nothing of it; every replica converged.
-	relay(town1, town2, town1, town2)
+	relay(t, town1, town2, town1, town2)
 	mustSync(t, a1, a2, b)
 	checkHas(t, b, inVillage(edited, villageB))
 	for _, d := range []*device{a1, a2} {
@@ -133,5 +96,128 @@ func testNoFragment(t *testing.T, editFirst bool) {
 	check(town2, b)
 	if r := serverRecord(t, w.county.srv, hid); r.Area() != villageB {
 		t.Errorf("county shows the household in %s, want %s", r.Area(), villageB)
+	}
+}
+
+// A township forgets a household its county moved to another township, once
+// every phone of the old village has pulled the move: until then it keeps
+// it, so that an edit made offline in the old village, concurrently with the
+// move, is still accepted there and reaches the household's new village.
+func TestTownshipForgetsWhatMovedAway(t *testing.T) {
+	m := newMoveWorld(t, 6)
+	w, town1, town2, a1, a2, b, h, villageB, relay := m.w, m.town1, m.town2, m.a1, m.a2, m.b, m.h, m.villageB, m.relay
+	compact := func() {
+		t.Helper()
+		if _, err := town1.srv.CompactLog(t.Context(), 0); err != nil {
+			t.Fatalf("township1: CompactLog: %v", err)
+		}
+	}
+	hid := recordID(t, h)
+	holds := func() bool { return !serverRecord(t, town1.srv, hid).IsEmpty() }
+
+	save(t, a1, h)
+	mustSync(t, a1, a2)
+	relay(t, town1, town2)
+	edited := proto.Clone(h).(*fieldsyncv1.Record)
+	edited.GetHousehold().Notes = "户主外出务工，妻子在家"
+	save(t, a2, edited) // offline until the end
+	c, done := w.county.admin(t)
+	if _, err := c.MoveRecord(w.county.adminCtx(t), &fieldsyncv1.MoveRecordRequest{RecordId: hid[:], AreaCode: villageB}); err != nil {
+		t.Fatalf("county: MoveRecord: %v", err)
+	}
+	done()
+	relay(t, town1, town2)
+	mustSync(t, a1)
+	for range 3 {
+		compact()
+	}
+	if !holds() {
+		t.Fatal("township 1 forgot the household before phone-A2 pulled its move")
+	}
+
+	// A2 comes back: its edit is accepted and relayed to the county and on
+	// to village B.
+	mustSync(t, a2)
+	a2.checkClean(t)
+	relay(t, town1, town2)
+	mustSync(t, b)
+	checkHas(t, b, inVillage(edited, villageB))
+
+	// Once both phones of village A have pulled everything of it (the edit,
+	// filed under village B too, and the county's settling of the move),
+	// the township lets it go, at the compaction after next.
+	relay(t, town1)
+	mustSync(t, a1, a2)
+	compact()
+	if !holds() {
+		t.Error("township 1 forgot the household without a compaction's grace")
+	}
+	compact()
+	if holds() {
+		t.Error("township 1 still holds the household every phone of village A let go")
+	}
+	if err := town1.srv.Store().Check(t.Context()); err != nil {
+		t.Error(err)
+	}
+	relay(t, town1, town2)
+	mustSync(t, a1, a2, b)
+	notFound(t, a1, []*fieldsyncv1.Record{h})
+	notFound(t, a2, []*fieldsyncv1.Record{h})
+	checkHas(t, b, inVillage(edited, villageB))
+	checkSameRecords(t, readCompactedServer(t, town1.srv), readDevice(t, a1), readDevice(t, a2))
+}
+
+// moveWorld is a county with two townships of one village each (A and B),
+// two phones in village A and one in village B, and a household of village
+// A not yet saved anywhere.
+type moveWorld struct {
+	w                  *tierWorld
+	town1, town2       *tierServer
+	a1, a2, b          *device
+	h                  *fieldsyncv1.Record
+	villageA, villageB string
+}
+
+func newMoveWorld(t *testing.T, seed uint64) *moveWorld {
+	t.Helper()
+	g, err := countygen.New(countygen.Config{Townships: 2, VillagesPerTownship: 1, HouseholdsPerVillage: 2, Seed: seed,
+		AsOf: time.Date(2026, 6, 1, 0, 0, 0, 0, survey.ChinaTime)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := g.County.Villages()
+	m := &moveWorld{villageA: vs[0].Code, villageB: vs[1].Code}
+	if err := g.EachInVillage(vs[0], func(r *fieldsyncv1.Record) error {
+		if m.h == nil && r.GetHousehold() != nil {
+			m.h = r
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m.w = &tierWorld{rng: rand.New(rand.NewPCG(seed, seed))}
+	m.w.county = startTier(t, "county", m.villageA[:6])
+	m.town1 = startTier(t, "township1", m.villageA[:9])
+	m.town2 = startTier(t, "township2", m.villageB[:9])
+	m.w.enrolTownship(t, m.town1)
+	m.w.enrolTownship(t, m.town2)
+	phone := func(name string, town *tierServer, village string) *device {
+		d := openDevice(t, name, []string{village}, quickRetry(2)...)
+		d.enrollWith(t, town.srv, town.addr)
+		return d
+	}
+	m.a1 = phone("phone-A1", m.town1, m.villageA)
+	m.a2 = phone("phone-A2", m.town1, m.villageA)
+	m.b = phone("phone-B", m.town2, m.villageB)
+	return m
+}
+
+// relay runs a relay round of each town in turn.
+func (m *moveWorld) relay(t *testing.T, towns ...*tierServer) {
+	t.Helper()
+	for _, town := range towns {
+		if err := town.relay(t); err != nil {
+			t.Fatalf("%s: relay: %v", town.name, err)
+		}
 	}
 }

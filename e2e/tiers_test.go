@@ -529,7 +529,8 @@ func tierRecord(t *testing.T, srv *tierServer, id syncengine.RecordID) (*fieldsy
 	if !r.Exists() || len(r.Conflicts()) > 0 || !strings.HasPrefix(r.Area(), srv.area) {
 		// A record with open conflicts is left to the resolutions. One
 		// outside the server's area may be a stub: the moves of a household
-		// that passed through (KNOWN GAP in the README).
+		// that passed through, which a township forgets at its compactions
+		// (these schedules do not compact).
 		return nil, false
 	}
 	rec, err := wire.FromState(r)

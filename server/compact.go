@@ -37,6 +37,9 @@ const (
 // back after two months pushes changes stamped two months ago that no other
 // device has pulled yet.
 //
+// On a township it then forgets the records that moved out of its area
+// (forgetMovedAway).
+//
 // It returns how many entries it dropped, and ErrClosed once the server is
 // closed. It is safe to call at any time; RunCompaction calls it
 // periodically.
@@ -65,7 +68,36 @@ func (s *Server) CompactLog(ctx context.Context, retention time.Duration) (int, 
 	level(ctx, "log compacted", "dropped", rep.Dropped, "through", uint64(rep.Through),
 		"pulled_by_all", uint64(rep.Pulled), "arrived_before_retention", uint64(rep.Aged),
 		"upstream_acked", uint64(rep.Held), "held_by_upstream", !rep.HeldBy.IsZero(), "retention", retention.String())
+	if !up.IsZero() {
+		if err := s.forgetMovedAway(ctx, up, rep.Pulled); err != nil {
+			return rep.Dropped, fmt.Errorf("compact log: %w", err)
+		}
+	}
 	return rep.Dropped, nil
+}
+
+// forgetMovedAway, on a township relaying to up, forgets the states of the
+// records outside its area (boltstore.Store.ForgetOutside): households its
+// county moved to another township, which it received the moves of and
+// which its own devices never see again. It keeps those with changes after
+// the position every device had pulled at the previous compaction (pulled
+// is this one's): a device of the old village that has not pulled the move,
+// or whose last push may still be landing, can still send an edit that
+// raced it, which must find the record (moves.ConcurrentEdit). The log is
+// kept whole; compaction drops it in time.
+func (s *Server) forgetMovedAway(ctx context.Context, up syncengine.ReplicaID, pulled syncengine.Position) error {
+	through := syncengine.Position(s.pulledByAll.Swap(uint64(pulled)))
+	if through == 0 {
+		return nil
+	}
+	n, err := s.store.ForgetOutside(ctx, []string{s.cfg.Area}, up, min(through, pulled))
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s.log.InfoContext(ctx, "records moved out of the area forgotten", "records", n, "through", uint64(through))
+	}
+	return nil
 }
 
 // The server's background work (compaction, the indicators' read model,

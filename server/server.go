@@ -118,6 +118,10 @@ type Server struct {
 	health    *health.Server
 	log       *slog.Logger
 	closed    atomic.Bool
+	// pulledByAll is the position every device had pulled at the last
+	// compaction: a township forgets the records that moved out of its area
+	// through it at the next (forgetMovedAway).
+	pulledByAll atomic.Uint64
 	// relay is the upstream relay, once SetUpstream ran.
 	relay atomic.Pointer[relay]
 	// enrolFailures, authFailures and signInFailures count refused

@@ -26,13 +26,16 @@ import (
 //
 // A record that comes back later arrives whole, as a pull sends a record
 // that enters its scope. Until the old village's devices have pulled the
-// move, a change one of them made concurrently finds no record to apply to,
-// so call it once those devices have synced past the move (after
-// CompactAcknowledged, say).
+// move, a change one of them made concurrently must find the record (the
+// server accepts it as an edit that raced the move: moves.ConcurrentEdit),
+// so it also keeps every record with a log entry after through filed under
+// an area outside prefixes (the move, and the county's later changes of the
+// record): the caller passes a position every device of the old village has
+// pulled, with time for the pushes of their last syncs to land.
 //
 // No prefixes, or the prefix "", forget nothing. It returns an error wrapping
 // ErrInvalidPrefix for a bad prefix.
-func (s *Store) ForgetOutside(ctx context.Context, prefixes []string, upstream syncengine.ReplicaID) (int, error) {
+func (s *Store) ForgetOutside(ctx context.Context, prefixes []string, upstream syncengine.ReplicaID, through syncengine.Position) (int, error) {
 	scope, err := syncengine.ParseScope(prefixes)
 	if err != nil {
 		return 0, fmt.Errorf("boltstore: forget records outside %v: %w", prefixes, err)
@@ -45,6 +48,9 @@ func (s *Store) ForgetOutside(ctx context.Context, prefixes []string, upstream s
 		n = 0
 		pending, err := t.unackedRecords(ctx, s.replica, upstream)
 		if err != nil {
+			return err
+		}
+		if err := t.recentOutside(ctx, scope, through, pending); err != nil {
 			return err
 		}
 		var drop [][]byte // record area index keys
@@ -123,6 +129,44 @@ func (t *tx) unackedRecords(ctx context.Context, self, peer syncengine.ReplicaID
 		out[ch.RecordID] = true
 	}
 	return out, nil
+}
+
+// recentOutside adds to keep the records of the log entries after position
+// through filed under an area outside scope: the moves that took records out
+// of it, and later changes of those records, which some device of the old
+// area may not have pulled yet.
+func (t *tx) recentOutside(ctx context.Context, scope syncengine.Scope, through syncengine.Position, keep map[syncengine.RecordID]bool) error {
+	c := t.logArea.Cursor()
+	n := 0
+	for k, _ := c.First(); k != nil; n++ {
+		if n%1024 == 0 {
+			if err := t.check(ctx); err != nil {
+				return err
+			}
+		}
+		if p, ok := scope.Covering(string(k)); ok {
+			k, _ = c.Seek(prefixEnd(p))
+			continue
+		}
+		if len(k) <= posLen {
+			return fmt.Errorf("log area key of %d bytes: %w", len(k), ErrCorrupt)
+		}
+		area := k[:len(k)-posLen]
+		pos := syncengine.Position(binary.BigEndian.Uint64(k[len(k)-posLen:]))
+		if pos <= through {
+			k, _ = c.Seek(areaPosKey(area, through+1))
+			continue
+		}
+		if v := t.log.Get(posKey(pos)); v != nil {
+			ch, err := decodeChange(pos, v)
+			if err != nil {
+				return err
+			}
+			keep[ch.RecordID] = true
+		}
+		k, _ = c.Next()
+	}
+	return nil
 }
 
 // prefixEnd returns the smallest key after every key that starts with p, a

@@ -459,18 +459,24 @@ func TestForgetOutside(t *testing.T) {
 		t.Fatal(err)
 	}
 	logBefore := readLog(t, s, 0)
+	end := logBefore[len(logBefore)-1].Pos
 
 	for _, prefixes := range [][]string{nil, {""}, {townA, ""}} {
-		if n, err := s.ForgetOutside(ctx, prefixes, county); err != nil || n != 0 {
+		if n, err := s.ForgetOutside(ctx, prefixes, county, end); err != nil || n != 0 {
 			t.Errorf("ForgetOutside(%q) = %d, %v; want nothing forgotten", prefixes, n, err)
 		}
 	}
-	if _, err := s.ForgetOutside(ctx, []string{"53x"}, county); !errors.Is(err, boltstore.ErrInvalidPrefix) {
+	if _, err := s.ForgetOutside(ctx, []string{"53x"}, county, end); !errors.Is(err, boltstore.ErrInvalidPrefix) {
 		t.Errorf("bad prefix: %v, want ErrInvalidPrefix", err)
 	}
-	n, err := s.ForgetOutside(ctx, []string{townA}, county)
-	if err != nil || n != len(gone) {
-		t.Fatalf("ForgetOutside(%s) = %d, %v; want %d", townA, n, err, len(gone))
+	// Changes outside the prefixes after through (a move not yet pulled by
+	// every device of the old area) keep their records.
+	if n, err := s.ForgetOutside(ctx, []string{townA}, county, end-2); err != nil || n != 1 {
+		t.Errorf("ForgetOutside(%s) through %d = %d, %v; want the record whose change is before it", townA, end-2, n, err)
+	}
+	n, err := s.ForgetOutside(ctx, []string{townA}, county, end)
+	if err != nil || n != len(gone)-1 {
+		t.Fatalf("ForgetOutside(%s) = %d, %v; want %d", townA, n, err, len(gone)-1)
 	}
 	for _, id := range gone {
 		if r := record(t, s, id); !r.IsEmpty() {
@@ -500,7 +506,7 @@ func TestForgetOutside(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.ForgetOutside(ctx, []string{villageA, villageB}, county); err != nil || n != 1 {
+	if n, err := s.ForgetOutside(ctx, []string{villageA, villageB}, county, end); err != nil || n != 1 {
 		t.Errorf("second ForgetOutside = %d, %v; want 1", n, err)
 	}
 }
