@@ -129,7 +129,7 @@ func TestScope(t *testing.T) {
 		t.Helper()
 		resp, err := rpc.Push(forger.ctx, req)
 		if err != nil {
-			t.Fatalf("%s push: %v (reason %q), want per-change outcomes", attempt, err, servertest.ReasonOf(err))
+			t.Fatalf("%s push: %v (reason %v), want per-change outcomes", attempt, err, servertest.ReasonOf(err))
 		}
 		if got := resp.GetAcknowledgedPosition(); got != uint64(len(batch)) {
 			t.Errorf("%s push: acknowledged position %d, want %d: a refused change is passed, not retried", attempt, got, len(batch))

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"log/slog"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
 )
 
 // Sentinel errors of the server. RPC handlers return them wrapped with %w and
@@ -67,35 +69,36 @@ var (
 )
 
 // Reasons are the stable machine-readable codes sent in the ErrorInfo detail
-// of every error status. Clients switch on them; they never change meaning.
+// of every error status (the protocol's Reason enum, wire.ReasonString).
+// Clients switch on them; they never change meaning.
 const (
-	ReasonMissingToken     = "MISSING_TOKEN"
-	ReasonUnknownToken     = "UNKNOWN_TOKEN"
-	ReasonDeviceRevoked    = "DEVICE_REVOKED"
-	ReasonReplicaMismatch  = "REPLICA_MISMATCH"
-	ReasonInvalidCode      = "INVALID_ENROLMENT_CODE"
-	ReasonBadRequest       = "BAD_REQUEST"
-	ReasonPositionMismatch = "POSITION_MISMATCH"
-	ReasonBadCursor        = "INVALID_CURSOR"
-	ReasonCursorGap        = "CURSOR_GAP"
-	ReasonUnavailable      = "UNAVAILABLE"
-	ReasonCanceled         = "CANCELED"
-	ReasonInternal         = "INTERNAL"
-	ReasonNoConflict       = "NO_OPEN_CONFLICT"
-	ReasonReplicaEnrolled  = "REPLICA_ALREADY_ENROLLED"
-	ReasonRateLimited      = "RATE_LIMITED"
-	ReasonNotRelay         = "NOT_A_RELAY"
-	ReasonBadCredentials   = "BAD_CREDENTIALS"
+	ReasonMissingToken     = fieldsyncv1.Reason_REASON_MISSING_TOKEN
+	ReasonUnknownToken     = fieldsyncv1.Reason_REASON_UNKNOWN_TOKEN
+	ReasonDeviceRevoked    = fieldsyncv1.Reason_REASON_DEVICE_REVOKED
+	ReasonReplicaMismatch  = fieldsyncv1.Reason_REASON_REPLICA_MISMATCH
+	ReasonInvalidCode      = fieldsyncv1.Reason_REASON_INVALID_ENROLMENT_CODE
+	ReasonBadRequest       = fieldsyncv1.Reason_REASON_BAD_REQUEST
+	ReasonPositionMismatch = fieldsyncv1.Reason_REASON_POSITION_MISMATCH
+	ReasonBadCursor        = fieldsyncv1.Reason_REASON_INVALID_CURSOR
+	ReasonCursorGap        = fieldsyncv1.Reason_REASON_CURSOR_GAP
+	ReasonUnavailable      = fieldsyncv1.Reason_REASON_UNAVAILABLE
+	ReasonCanceled         = fieldsyncv1.Reason_REASON_CANCELED
+	ReasonInternal         = fieldsyncv1.Reason_REASON_INTERNAL
+	ReasonNoConflict       = fieldsyncv1.Reason_REASON_NO_OPEN_CONFLICT
+	ReasonReplicaEnrolled  = fieldsyncv1.Reason_REASON_REPLICA_ALREADY_ENROLLED
+	ReasonRateLimited      = fieldsyncv1.Reason_REASON_RATE_LIMITED
+	ReasonNotRelay         = fieldsyncv1.Reason_REASON_NOT_A_RELAY
+	ReasonBadCredentials   = fieldsyncv1.Reason_REASON_BAD_CREDENTIALS
 )
 
 // ErrorDomain is the ErrorInfo domain of fieldsync's reasons.
-const ErrorDomain = "fieldsync.v1"
+const ErrorDomain = wire.ErrorDomain
 
 // errorKinds maps sentinels to their code and reason, first match wins.
 var errorKinds = []struct {
 	err    error
 	code   codes.Code
-	reason string
+	reason fieldsyncv1.Reason
 }{
 	{ErrMissingToken, codes.Unauthenticated, ReasonMissingToken},
 	{ErrUnknownToken, codes.Unauthenticated, ReasonUnknownToken},
@@ -140,10 +143,6 @@ func grpcError(ctx context.Context, log *slog.Logger, err error) error {
 }
 
 // withReason builds a status with an ErrorInfo detail.
-func withReason(code codes.Code, reason, msg string) error {
-	st := status.New(code, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
-		st = d
-	}
-	return st.Err()
+func withReason(code codes.Code, reason fieldsyncv1.Reason, msg string) error {
+	return wire.StatusError(code, reason, msg)
 }

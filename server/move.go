@@ -20,7 +20,7 @@ import (
 
 // ReasonNoRecord is the ErrorInfo reason of MoveRecord's NotFound: no live
 // record has the id.
-const ReasonNoRecord = "RECORD_NOT_FOUND"
+const ReasonNoRecord = fieldsyncv1.Reason_REASON_RECORD_NOT_FOUND
 
 // movePage is how many records MoveRecord reads per snapshot page when it
 // looks for a household's people.

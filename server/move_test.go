@@ -195,7 +195,7 @@ func TestMoveRecordRefuses(t *testing.T) {
 		id     []byte
 		to     string
 		code   codes.Code
-		reason string
+		reason fieldsyncv1.Reason
 	}{
 		{"same village", e, hid[:], w.villages[0], codes.InvalidArgument, server.ReasonBadRequest},
 		{"unknown record", e, unknown[:], w.villages[1], codes.NotFound, server.ReasonNoRecord},
@@ -209,7 +209,7 @@ func TestMoveRecordRefuses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := tt.env.admin.MoveRecord(tt.env.adminCtx(t), &fieldsyncv1.MoveRecordRequest{RecordId: tt.id, AreaCode: tt.to})
 			if status.Code(err) != tt.code || servertest.ReasonOf(err) != tt.reason || status.Convert(err).Message() == "" {
-				t.Errorf("MoveRecord = %v (reason %q), want %v %s with a message", err, servertest.ReasonOf(err), tt.code, tt.reason)
+				t.Errorf("MoveRecord = %v (reason %v), want %v %v with a message", err, servertest.ReasonOf(err), tt.code, tt.reason)
 			}
 		})
 	}

@@ -23,7 +23,7 @@ import (
 // refuses the move (verifying an OPEN problem, verifying by the worker who
 // rectified it, reopening without a reason); the status message carries the
 // rules' messages.
-const ReasonProblemTransition = "PROBLEM_TRANSITION_REFUSED"
+const ReasonProblemTransition = fieldsyncv1.Reason_REASON_PROBLEM_TRANSITION_REFUSED
 
 const (
 	kindProblem = syncengine.Kind(fieldsyncv1.RecordKind_RECORD_KIND_PROBLEM)

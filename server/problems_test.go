@@ -249,13 +249,13 @@ func TestUpdateProblem(t *testing.T) {
 		}
 		return end
 	}
-	refused := func(name string, req *fieldsyncv1.UpdateProblemRequest, code codes.Code, reason string, says ...string) {
+	refused := func(name string, req *fieldsyncv1.UpdateProblemRequest, code codes.Code, reason fieldsyncv1.Reason, says ...string) {
 		t.Helper()
 		before := logEnd()
 		_, err := l.e.admin.UpdateProblem(ctx, req)
 		msg := status.Convert(err).Message()
 		if status.Code(err) != code || servertest.ReasonOf(err) != reason {
-			t.Errorf("%s: UpdateProblem = %v (reason %q), want %v %s", name, err, servertest.ReasonOf(err), code, reason)
+			t.Errorf("%s: UpdateProblem = %v (reason %v), want %v %v", name, err, servertest.ReasonOf(err), code, reason)
 		}
 		for _, s := range says {
 			if !strings.Contains(msg, s) {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fieldsync/fieldsync/wire"
 	grpcpeer "google.golang.org/grpc/peer"
 )
 
@@ -114,8 +115,8 @@ func (s *Server) refused(ctx context.Context, f *failures, what string, err erro
 func reasonOf(err error) string {
 	for _, k := range errorKinds {
 		if errors.Is(err, k.err) {
-			return k.reason
+			return wire.ReasonString(k.reason)
 		}
 	}
-	return ReasonInternal
+	return wire.ReasonString(ReasonInternal)
 }

@@ -306,7 +306,7 @@ func TestAuthentication(t *testing.T) {
 	tests := []struct {
 		name   string
 		ctx    context.Context
-		reason string
+		reason fieldsyncv1.Reason
 	}{
 		{"no token", t.Context(), server.ReasonMissingToken},
 		{"not bearer", metadata.AppendToOutgoingContext(t.Context(), "authorization", "Basic "+d.token), server.ReasonMissingToken},

@@ -22,6 +22,7 @@ import (
 	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
 )
 
 // Staff credentials: county and township staff sign in to the read-only web
@@ -271,7 +272,7 @@ func (s *Server) SignIn(ctx context.Context, name, password, from string) (Staff
 		return Staff{Name: m.Name, ID: m.ID, Area: m.Area, Role: m.Role}, nil
 	}
 	s.signInFailures.fail(host, s.now())
-	s.log.WarnContext(ctx, "sign-in refused", "peer", host, "reason", ReasonBadCredentials)
+	s.log.WarnContext(ctx, "sign-in refused", "peer", host, "reason", wire.ReasonString(ReasonBadCredentials))
 	return Staff{}, fmt.Errorf("sign in: %w", ErrBadCredentials)
 }
 

@@ -11,7 +11,6 @@ import (
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/boltstore"
-	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
 )
@@ -113,7 +112,7 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 	if b, err = s.refuseForgedOrigins(ctx, p, b, results, slot); err != nil {
 		return nil, fmt.Errorf("push from device %v: %w", p.ID, err)
 	}
-	val := &validator{peer: p, areas: p.Areas, now: s.now(), fieldErrs: make(map[syncengine.Dot][]survey.FieldError)}
+	val := &validator{peer: p, areas: p.Areas, now: s.now()}
 	rc, err := syncengine.ReceiveBatch(ctx, s.store, b, syncengine.ReceiveOptions{
 		Validate: val.validate, Clock: s.clock, WallMS: s.now().UnixMilli(),
 	})
@@ -121,7 +120,7 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 		return nil, fmt.Errorf("push from device %v: %w", p.ID, err)
 	}
 	for _, r := range rc.Results {
-		results[slot[r.Pos]] = changeResult(r, val.fieldErrs[r.Dot])
+		results[slot[r.Pos]] = changeResult(r)
 	}
 	s.bindOrigins(ctx, p, rc)
 	if n := len(rc.Results); n > 0 && rc.Results[n-1].Outcome == syncengine.OutcomeClockSkew {
@@ -161,6 +160,7 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 				ChangeId: pc.GetChangeId(),
 				Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_MALFORMED,
 				Message:  why,
+				Reason:   fieldsyncv1.Reason_REASON_MALFORMED_CHANGE,
 			}
 			continue
 		}
@@ -173,6 +173,7 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 				ChangeId: pc.GetChangeId(),
 				Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_MALFORMED,
 				Message:  err.Error(),
+				Reason:   fieldsyncv1.Reason_REASON_MALFORMED_CHANGE,
 			}
 			continue
 		}
@@ -186,6 +187,7 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 				ChangeId: pc.GetChangeId(),
 				Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_OUT_OF_SCOPE,
 				Message:  fmt.Sprintf("change made by replica %v: a device may push only its own changes", c.Origin),
+				Reason:   fieldsyncv1.Reason_REASON_NOT_OWN_CHANGE,
 			}
 			continue
 		}
@@ -223,6 +225,7 @@ func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, resul
 		results[slot[e.Pos]] = &fieldsyncv1.ChangeResult{
 			ChangeId: append([]byte(nil), e.Change.ID[:]...),
 			Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_MALFORMED,
+			Reason:   fieldsyncv1.Reason_REASON_DOT_REUSED,
 			Message: fmt.Sprintf("the server holds another change under dot %d of this device: the replica was restored from an older copy of itself, "+
 				"so its new changes cannot sync under its identity; keep the phone's data and ask the operator to export it and enrol the phone as a new device", e.Change.Dot.Counter),
 		}
@@ -317,7 +320,7 @@ func (s *Server) refuseForgedOrigins(ctx context.Context, p Peer, b syncengine.B
 		}
 		s.log.WarnContext(ctx, "pushed change refused", "device", p.ID.String(), "origin", c.Origin.String(), "outcome", outcome.String())
 		results[slot[e.Pos]] = &fieldsyncv1.ChangeResult{
-			ChangeId: append([]byte(nil), c.ID[:]...), Outcome: outcome, Message: why,
+			ChangeId: append([]byte(nil), c.ID[:]...), Outcome: outcome, Message: why, Reason: fieldsyncv1.Reason_REASON_FORGED_ORIGIN,
 		}
 	}
 	b.Changes = kept
@@ -398,18 +401,14 @@ func pushPositions(req *fieldsyncv1.PushRequest) ([]syncengine.Position, error) 
 	return out, nil
 }
 
-func changeResult(r syncengine.ChangeResult, errs []survey.FieldError) *fieldsyncv1.ChangeResult {
-	out := &fieldsyncv1.ChangeResult{
-		ChangeId: append([]byte(nil), r.ID[:]...),
-		Outcome:  wire.OutcomeToProto(r.Outcome),
-		Message:  r.Detail,
+func changeResult(r syncengine.ChangeResult) *fieldsyncv1.ChangeResult {
+	return &fieldsyncv1.ChangeResult{
+		ChangeId:    append([]byte(nil), r.ID[:]...),
+		Outcome:     wire.OutcomeToProto(r.Outcome),
+		Message:     r.Detail,
+		Reason:      wire.ParseReason(r.Reason),
+		FieldErrors: wire.FieldErrorsToProto(r.Fields),
 	}
-	if r.Outcome == syncengine.OutcomeInvalid {
-		for _, e := range errs {
-			out.FieldErrors = append(out.FieldErrors, &fieldsyncv1.FieldError{Path: e.Path, Reason: e.Reason, Message: e.Message})
-		}
-	}
-	return out
 }
 
 // logPush logs counts only: no record contents, which hold personal data.

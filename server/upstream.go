@@ -24,13 +24,12 @@ import (
 
 // Meta keys of the upstream relay in the store (boltstore.Store.Meta).
 const (
-	metaUpstreamAddr     = "upstream_addr"
-	metaUpstreamReplica  = "upstream_replica_id"
-	metaUpstreamCursor   = "upstream_pull_cursor"
-	metaUpstreamSuccess  = "upstream_last_success"
-	metaUpstreamAttempt  = "upstream_last_attempt"
-	metaUpstreamError    = "upstream_last_error"
-	metaUpstreamRejected = "upstream_rejected"
+	metaUpstreamAddr    = "upstream_addr"
+	metaUpstreamReplica = "upstream_replica_id"
+	metaUpstreamCursor  = "upstream_pull_cursor"
+	metaUpstreamSuccess = "upstream_last_success"
+	metaUpstreamAttempt = "upstream_last_attempt"
+	metaUpstreamError   = "upstream_last_error"
 	// metaSnapshotEpoch counts the snapshots from upstream that changed
 	// records here. Such changes are not in this server's log, so a new
 	// epoch makes every device's cursor take a snapshot again (it is part
@@ -272,13 +271,6 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 			areas = hello.GetAreaPrefixes()
 			return s.keepUpstreamRules(ctx, hello.GetRules())
 		},
-		OnRejected: func(ctx context.Context, rs []syncclient.Rejection) error {
-			// Counts only: the messages may name fields of records.
-			s.log.WarnContext(ctx, "upstream refused relayed changes", "count", len(rs))
-			old, _ := s.store.Meta(ctx, metaUpstreamRejected)
-			n, _ := strconv.Atoi(string(old))
-			return s.store.SetMeta(ctx, metaUpstreamRejected, []byte(strconv.Itoa(n+len(rs))))
-		},
 		SnapshotChanged: func(ctx context.Context, tx syncengine.Tx) error {
 			epoch, err := s.store.Meta(ctx, metaSnapshotEpoch)
 			if err != nil {
@@ -294,10 +286,15 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 				s.afterRound(ctx, "device report", s.reportDevices(ctx, rpc, areas)))
 		},
 	}
-	var pushed, pulled int
+	var pushed, pulled, rejected int
 	err = syncclient.Sync(ctx, cfg, syncclient.Target{Addr: string(addr), Token: r.cfg.Token, Server: up}, func(p syncclient.Progress) {
-		pushed, pulled = p.Pushed, p.Pulled
+		pushed, pulled, rejected = p.Pushed, p.Pulled, p.Rejected
 	})
+	if rejected > 0 {
+		// Counts only: the messages may name fields of records. The
+		// store keeps each (boltstore.Store.Rejections).
+		s.log.WarnContext(ctx, "upstream refused relayed changes", "count", rejected)
+	}
 	s.log.InfoContext(ctx, "upstream sync", "pushed", pushed, "pulled", pulled, "ok", err == nil)
 	return err
 }

@@ -32,13 +32,12 @@ func (e *InvalidRecordError) Error() string {
 }
 
 // validator is the ReceiveOptions.Validate of one push. ReceiveBatch calls it
-// sequentially; it keeps the field errors of each refused change by dot,
-// since the engine's result keeps only a message.
+// sequentially; its refusals carry their field errors into the engine's
+// results (syncengine.RefusalError).
 type validator struct {
-	peer      Peer
-	areas     []string
-	now       time.Time
-	fieldErrs map[syncengine.Dot][]survey.FieldError
+	peer  Peer
+	areas []string
+	now   time.Time
 }
 
 // validate refuses, wrapping syncengine.ErrOutOfScope, a change whose record
@@ -60,7 +59,7 @@ func (v *validator) validate(ctx context.Context, tx syncengine.ReadTx, c syncen
 	}
 	rec, err := wire.FromState(next)
 	if err != nil {
-		return v.refuse(c, []survey.FieldError{{Path: "body", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_MALFORMED, Message: err.Error()}})
+		return v.refuse([]survey.FieldError{{Path: "body", Reason: fieldsyncv1.FieldErrorReason_FIELD_ERROR_REASON_MALFORMED, Message: err.Error()}})
 	}
 	errs := survey.Validate(rec, v.now)
 	if !c.Context.Covers(prev.Version()) {
@@ -89,7 +88,7 @@ func (v *validator) validate(ctx context.Context, tx syncengine.ReadTx, c syncen
 		}
 	}
 	if len(errs) > 0 {
-		return v.refuse(c, errs)
+		return v.refuse(errs)
 	}
 	return nil
 }
@@ -160,9 +159,12 @@ func (v *validator) problemMove(ctx context.Context, tx syncengine.ReadTx, c syn
 	return errs, nil
 }
 
-func (v *validator) refuse(c syncengine.Change, errs []survey.FieldError) error {
-	v.fieldErrs[c.Dot] = errs
-	return &InvalidRecordError{FieldErrors: errs}
+func (v *validator) refuse(errs []survey.FieldError) error {
+	fields := make([]syncengine.FieldError, len(errs))
+	for i, e := range errs {
+		fields[i] = syncengine.FieldError{Path: e.Path, Reason: int32(e.Reason), Message: e.Message}
+	}
+	return &syncengine.RefusalError{Reason: syncengine.ReasonInvalidRecord, Fields: fields, Err: &InvalidRecordError{FieldErrors: errs}}
 }
 
 func truncate(s string, n int) string {

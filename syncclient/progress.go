@@ -33,7 +33,7 @@ type Progress struct {
 	// stored.
 	Pulled int
 	// Rejected is the number of pushed changes the server refused for good
-	// (recorded through Config.OnRejected).
+	// (recorded in the replica's store with the receipt).
 	Rejected int
 	// Snapshot is true while the pull receives a snapshot: the current state
 	// of every record in the device's areas, sent to a new device or one

@@ -24,7 +24,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
-	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
 )
@@ -53,15 +52,6 @@ type Target struct {
 	Addr   string
 	Token  string
 	Server syncengine.ReplicaID
-}
-
-// Rejection is a change the server refused for good.
-type Rejection struct {
-	ChangeID string
-	RecordID string
-	Outcome  string // the engine's outcome name, e.g. "invalid"
-	Message  string
-	Fields   []survey.FieldError `json:",omitempty"`
 }
 
 // Config is what a round needs besides the target. Store, Clock and the
@@ -96,8 +86,6 @@ type Config struct {
 	// OnHello, if set, runs after each handshake (the device saves its
 	// clock and the upstream receipt).
 	OnHello func(ctx context.Context, hello *fieldsyncv1.HelloResponse) error
-	// OnRejected, if set, records the changes the server refused for good.
-	OnRejected func(ctx context.Context, rs []Rejection) error
 	// SnapshotChanged, if set, runs in the transaction of a snapshot batch
 	// that changed a stored record: a relay makes its own devices take a
 	// snapshot again, since such a change is not in its log.
@@ -339,28 +327,28 @@ func (s *session) push(ctx context.Context, hello *fieldsyncv1.HelloResponse) er
 }
 
 // acknowledge records the server's answer to pushing b: the changes it took
-// are acknowledged, those it refused handed to OnRejected, and the progress
-// reported.
+// are acknowledged and those it refused for good recorded with their reasons
+// and field errors, in one transaction (syncengine.Acknowledge), and the
+// progress reported.
 func (s *session) acknowledge(ctx context.Context, b syncengine.Batch, resp *fieldsyncv1.PushResponse) (syncengine.Receipt, error) {
 	srv := s.t.Server
-	rc, rejected, err := receipt(srv, b, resp)
+	rc, err := receipt(srv, b, resp)
 	if err != nil {
 		return rc, err
 	}
 	if err := syncengine.Acknowledge(ctx, s.cfg.Store, srv, rc); err != nil {
 		return rc, err
 	}
-	if len(rejected) > 0 && s.cfg.OnRejected != nil {
-		if err := s.cfg.OnRejected(ctx, rejected); err != nil {
-			return rc, err
-		}
-	}
 	for _, e := range b.Changes {
 		if e.Pos <= rc.Through {
 			s.run.p.Pushed++
 		}
 	}
-	s.run.p.Rejected += len(rejected)
+	for _, r := range rc.Results {
+		if r.Outcome.Refused() && r.Pos <= rc.Through {
+			s.run.p.Rejected++
+		}
+	}
 	s.run.report(PhasePush)
 	return rc, nil
 }
@@ -390,35 +378,28 @@ func pushRequest(b syncengine.Batch) (*fieldsyncv1.PushRequest, error) {
 	return req, nil
 }
 
-// receipt turns the server's answer to batch b into the engine's receipt and
-// the rejections to record.
-func receipt(srv syncengine.ReplicaID, b syncengine.Batch, resp *fieldsyncv1.PushResponse) (syncengine.Receipt, []Rejection, error) {
+// receipt turns the server's answer to batch b into the engine's receipt,
+// with each refused change's reason and field errors.
+func receipt(srv syncengine.ReplicaID, b syncengine.Batch, resp *fieldsyncv1.PushResponse) (syncengine.Receipt, error) {
 	if len(resp.GetResults()) > len(b.Changes) {
-		return syncengine.Receipt{}, nil, fmt.Errorf("%d results for %d changes", len(resp.GetResults()), len(b.Changes))
+		return syncengine.Receipt{}, fmt.Errorf("%d results for %d changes", len(resp.GetResults()), len(b.Changes))
 	}
 	rc := syncengine.Receipt{Sender: srv, Through: syncengine.Position(resp.GetAcknowledgedPosition())}
 	if rc.Through > b.Through {
-		return syncengine.Receipt{}, nil, fmt.Errorf("server acknowledged position %d beyond %d sent", rc.Through, b.Through)
+		return syncengine.Receipt{}, fmt.Errorf("server acknowledged position %d beyond %d sent", rc.Through, b.Through)
 	}
-	var rejected []Rejection
 	for i, r := range resp.GetResults() {
 		e := b.Changes[i]
 		out, ok := wire.OutcomeFromProto(r.GetOutcome())
 		if !ok {
-			return syncengine.Receipt{}, nil, fmt.Errorf("change %v: unknown outcome %v", e.Change.ID, r.GetOutcome())
+			return syncengine.Receipt{}, fmt.Errorf("change %v: unknown outcome %v", e.Change.ID, r.GetOutcome())
 		}
 		rc.Results = append(rc.Results, syncengine.ChangeResult{
 			Pos: e.Pos, ID: e.Change.ID, Dot: e.Change.Dot, Outcome: out, Detail: r.GetMessage(),
+			Reason: wire.ReasonString(r.GetReason()), Fields: wire.FieldErrorsFromProto(r.GetFieldErrors()),
 		})
-		if out.Refused() && out != syncengine.OutcomeClockSkew && e.Pos <= rc.Through {
-			rej := Rejection{ChangeID: e.Change.ID.String(), RecordID: e.Change.RecordID.String(), Outcome: out.String(), Message: r.GetMessage()}
-			for _, fe := range r.GetFieldErrors() {
-				rej.Fields = append(rej.Fields, survey.FieldError{Path: fe.GetPath(), Reason: fe.GetReason(), Message: fe.GetMessage()})
-			}
-			rejected = append(rejected, rej)
-		}
 	}
-	return rc, rejected, nil
+	return rc, nil
 }
 
 // A replica gathers snapshot records over several responses and commits them

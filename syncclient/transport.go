@@ -11,7 +11,9 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+
+	"github.com/fieldsync/fieldsync/wire"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -182,10 +184,5 @@ func certificateProblem(st *status.Status) bool {
 
 // fromServer reports whether st carries the fieldsync server's ErrorInfo.
 func fromServer(st *status.Status) bool {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == "fieldsync.v1" {
-			return true
-		}
-	}
-	return false
+	return wire.StatusReason(st) != fieldsyncv1.Reason_REASON_UNSPECIFIED
 }

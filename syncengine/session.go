@@ -2,7 +2,6 @@ package syncengine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 )
@@ -59,6 +58,11 @@ type ChangeResult struct {
 	Dot     Dot
 	Outcome Outcome
 	Detail  string // human-readable reason for a refusal
+	// Reason is why a refused change was refused, for programs: the
+	// protocol's Reason name (ReasonInvalidRecord, say). Fields are the
+	// field errors of the record it would have left (RefusalError).
+	Reason string
+	Fields []FieldError
 }
 
 // Batch is one message of changes taken from a sender's log.
@@ -164,7 +168,8 @@ type ReceiveOptions struct {
 	// the merged state the change would leave (next), so it can judge the whole
 	// record rather than the fields one change carries, and a move between
 	// areas by both ends. A change it returns an error for is reported and not
-	// stored; wrap ErrOutOfScope to report OutcomeOutOfScope.
+	// stored; wrap ErrOutOfScope to report OutcomeOutOfScope, and return a
+	// *RefusalError to give a reason and field errors.
 	// It reads the batch's transaction tx (the registry a rule looks up) and
 	// must not keep it.
 	Validate func(ctx context.Context, tx ReadTx, c Change, prev, next Record) error
@@ -239,12 +244,12 @@ func ReceiveBatch(ctx context.Context, s Store, b Batch, opts ReceiveOptions) (R
 func receiveOne(ctx context.Context, tx Tx, e Entry, from ReplicaID, opts ReceiveOptions) (ChangeResult, error) {
 	c := &e.Change
 	res := ChangeResult{Pos: e.Pos, ID: c.ID, Dot: c.Dot}
-	refuse := func(o Outcome, err error) (ChangeResult, error) {
-		res.Outcome, res.Detail = o, err.Error()
+	refuse := func(o Outcome, reason string, err error) (ChangeResult, error) {
+		res.Outcome, res.Reason, res.Detail = o, reason, err.Error()
 		return res, nil
 	}
 	if err := c.Validate(); err != nil {
-		return refuse(OutcomeMalformed, err)
+		return refuse(OutcomeMalformed, ReasonMalformed, err)
 	}
 	seen, err := tx.Seen(ctx, c.Dot)
 	if err != nil {
@@ -256,7 +261,7 @@ func receiveOne(ctx context.Context, tx Tx, e Entry, from ReplicaID, opts Receiv
 	}
 	if opts.Clock != nil {
 		if err := opts.Clock.Observe(c.Stamp, opts.WallMS); err != nil {
-			return refuse(OutcomeClockSkew, err)
+			return refuse(OutcomeClockSkew, ReasonClockSkew, err)
 		}
 	}
 	rec, err := tx.Record(ctx, c.RecordID)
@@ -265,14 +270,13 @@ func receiveOne(ctx context.Context, tx Tx, e Entry, from ReplicaID, opts Receiv
 	}
 	next, err := Apply(rec, c)
 	if err != nil {
-		return refuse(OutcomeMalformed, err)
+		return refuse(OutcomeMalformed, ReasonMalformed, err)
 	}
 	if opts.Validate != nil {
 		if err := opts.Validate(ctx, tx, *c, rec, next); err != nil {
-			if errors.Is(err, ErrOutOfScope) {
-				return refuse(OutcomeOutOfScope, err)
-			}
-			return refuse(OutcomeInvalid, err)
+			o, reason, fields := refusalOf(err)
+			res.Fields = fields
+			return refuse(o, reason, err)
 		}
 	}
 	if err := tx.PutRecord(ctx, next); err != nil {
@@ -306,7 +310,7 @@ func Acknowledge(ctx context.Context, s Store, peer ReplicaID, rc Receipt) error
 			if !r.Outcome.Refused() || r.Pos > rc.Through {
 				continue
 			}
-			rej := Rejection{Peer: peer, Pos: r.Pos, ID: r.ID, Dot: r.Dot, Outcome: r.Outcome, Detail: r.Detail}
+			rej := Rejection{Peer: peer, Pos: r.Pos, ID: r.ID, Dot: r.Dot, Outcome: r.Outcome, Detail: r.Detail, Reason: r.Reason, Fields: r.Fields}
 			if err := tx.PutRejection(ctx, rej); err != nil {
 				return err
 			}

@@ -133,9 +133,10 @@ func TestRejectedChangeIsMarkedAtTheSenderAndDoesNotBlockTheQueue(t *testing.T) 
 	writeN(t, phone, 3, 500)
 	ctx := t.Context()
 	bad := recordID(501)
+	fields := []syncengine.FieldError{{Path: "systolic", Reason: 1, Message: "systolic pressure missing"}}
 	validate := func(_ context.Context, _ syncengine.ReadTx, c syncengine.Change, _, _ syncengine.Record) error {
 		if c.RecordID == bad {
-			return errors.New("systolic pressure missing")
+			return &syncengine.RefusalError{Fields: fields, Err: errors.New("systolic pressure missing")}
 		}
 		return nil
 	}
@@ -158,8 +159,9 @@ func TestRejectedChangeIsMarkedAtTheSenderAndDoesNotBlockTheQueue(t *testing.T) 
 		t.Fatal(err)
 	}
 	rej := phone.store.Rejections()
-	if len(rej) != 1 || rej[0].Pos != 2 || rej[0].Outcome != syncengine.OutcomeInvalid || rej[0].Detail != "systolic pressure missing" {
-		t.Errorf("rejections = %+v, want the change at position 2, invalid", rej)
+	if len(rej) != 1 || rej[0].Pos != 2 || rej[0].Outcome != syncengine.OutcomeInvalid || rej[0].Detail != "systolic pressure missing" ||
+		rej[0].Reason != syncengine.ReasonInvalidRecord || !slices.Equal(rej[0].Fields, fields) {
+		t.Errorf("rejections = %+v, want the change at position 2, invalid, with its reason and field errors", rej)
 	}
 	if !server.record(bad).IsEmpty() {
 		t.Errorf("server stored the rejected record")
@@ -187,6 +189,28 @@ func TestOutOfScopeValidatorErrorIsReportedAsSuch(t *testing.T) {
 	}
 	if got := outcomes(rc.Results); !slices.Equal(got, []syncengine.Outcome{syncengine.OutcomeOutOfScope}) {
 		t.Errorf("outcomes = %v, want out_of_scope", got)
+	}
+	if got := rc.Results[0].Reason; got != syncengine.ReasonOutsideAreas {
+		t.Errorf("reason = %q, want the default of out_of_scope", got)
+	}
+}
+
+// Field errors go out and come back; damaged bytes are an error, never a
+// panic.
+func TestFieldErrorsEncoding(t *testing.T) {
+	fs := []syncengine.FieldError{{Path: "findings[2].absence_reason", Reason: 7, Message: "choose one"}, {Path: "", Reason: -3}}
+	b := syncengine.AppendFieldErrors(nil, fs)
+	got, rest, err := syncengine.ParseFieldErrors(append(b, "tail"...))
+	if err != nil || !slices.Equal(got, fs) || string(rest) != "tail" {
+		t.Fatalf("ParseFieldErrors = %+v, %q, %v", got, rest, err)
+	}
+	for n := 1; n < len(b); n++ {
+		if got, _, err := syncengine.ParseFieldErrors(b[:n]); err == nil {
+			t.Errorf("%d of %d bytes parsed: %+v", n, len(b), got)
+		}
+	}
+	if got, _, err := syncengine.ParseFieldErrors([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}); err == nil {
+		t.Errorf("a huge count parsed: %d errors", len(got))
 	}
 }
 

@@ -40,6 +40,10 @@ type Rejection struct {
 	Dot     Dot
 	Outcome Outcome
 	Detail  string
+	// Reason and Fields are the peer's reason code and field errors
+	// (ChangeResult).
+	Reason string
+	Fields []FieldError
 }
 
 // Store is the storage a replica's sync sessions and local writes run against:

@@ -32,11 +32,14 @@ const (
 	metaServerReplica = "sdk_server_replica_id"
 	metaIDHashKey     = "sdk_id_hash_key"
 	metaPullCursor    = "sdk_pull_cursor"
-	metaRejections    = "sdk_rejections"
-	metaLastSuccess   = "sdk_last_success"
-	metaLastError     = "sdk_last_error"
-	metaClock         = "sdk_clock"
-	metaRules         = "sdk_rules"
+	// metaRejections held a copy of the rejections, with their field
+	// errors, before the rejections table kept them (read, never written).
+	metaRejections  = "sdk_rejections"
+	metaLastSuccess = "sdk_last_success"
+	metaLastError   = "sdk_last_error"
+	metaLastRefused = "sdk_last_refused"
+	metaClock       = "sdk_clock"
+	metaRules       = "sdk_rules"
 )
 
 // Client is one device replica. It is safe for concurrent use.
@@ -443,7 +446,18 @@ func (c *Client) OpenProblems(ctx context.Context) ([]*fieldsyncv1.Problem, erro
 }
 
 // Rejection is a change of this device the server refused for good.
-type Rejection = syncclient.Rejection
+type Rejection struct {
+	ChangeID string
+	RecordID string
+	// Outcome is the engine's outcome name ("invalid", "out_of_scope", ...).
+	Outcome string
+	// Reason is the server's reason code, the protocol's Reason name without
+	// its prefix ("INVALID_RECORD", "DOT_REUSED", ...); "" from a server
+	// older than reason codes.
+	Reason  string `json:",omitempty"`
+	Message string
+	Fields  []survey.FieldError `json:",omitempty"`
+}
 
 // PendingChange is a change of this device the server has not acknowledged.
 type PendingChange struct {
@@ -468,6 +482,9 @@ type Status struct {
 	LastSuccess time.Time
 	// LastError is the error of the last Sync if it failed, else "".
 	LastError string
+	// Refused says, in a few words, why the server refused the device at
+	// the last Sync (revoked, or its token unknown), or "" (DeviceRefused).
+	Refused string
 	// Upstream is set when the server relays to an upstream tier (a
 	// township to its county), as the last sync learnt.
 	Upstream bool
@@ -516,46 +533,57 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
 	}
 	st.LastError = string(b)
+	if b, err = c.store.Meta(ctx, metaLastRefused); err != nil {
+		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
+	}
+	st.Refused = string(b)
 	return st, nil
 }
 
+// rejections returns the device's changes its server refused for good, in
+// log order, from the replica's one record of them (written with the
+// server's receipt: sqlitestore.Store.Rejections).
 func (c *Client) rejections(ctx context.Context) ([]Rejection, error) {
-	b, err := c.store.Meta(ctx, metaRejections)
-	if err != nil || len(b) == 0 {
+	srv, err := c.serverReplica(ctx)
+	if err != nil {
 		return nil, err
 	}
-	var out []Rejection
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, errors.New("stored rejections are damaged")
+	rs, err := c.store.Rejections(ctx, srv) // none before enrolment (srv zero)
+	if err != nil {
+		return nil, err
+	}
+	legacy, err := c.legacyRejections(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Rejection, len(rs))
+	for i, r := range rs {
+		out[i] = Rejection{ChangeID: r.ID.String(), RecordID: r.RecordID.String(), Outcome: r.Outcome.String(), Reason: r.Reason, Message: r.Detail}
+		for _, f := range r.Fields {
+			out[i].Fields = append(out[i].Fields, survey.FieldError{Path: f.Path, Reason: fieldsyncv1.FieldErrorReason(f.Reason), Message: f.Message})
+		}
+		if len(out[i].Fields) == 0 {
+			out[i].Fields = legacy[out[i].ChangeID]
+		}
 	}
 	return out, nil
 }
 
-// addRejections adds rs to the stored list, replacing entries of the same
-// change.
-func (c *Client) addRejections(ctx context.Context, rs []Rejection) error {
-	if len(rs) == 0 {
-		return nil
+// legacyRejections returns the field errors of the rejections a replica of
+// an earlier version kept in its meta table (metaRejections), by change id:
+// its rejections table lacks them.
+func (c *Client) legacyRejections(ctx context.Context) (map[string][]survey.FieldError, error) {
+	b, err := c.store.Meta(ctx, metaRejections)
+	if err != nil || len(b) == 0 {
+		return nil, err
 	}
-	old, err := c.rejections(ctx)
-	if err != nil {
-		return err
+	var old []Rejection
+	if err := json.Unmarshal(b, &old); err != nil {
+		return nil, errors.New("stored rejections are damaged")
 	}
-	byID := make(map[string]int, len(old))
-	for i, r := range old {
-		byID[r.ChangeID] = i
+	out := make(map[string][]survey.FieldError, len(old))
+	for _, r := range old {
+		out[r.ChangeID] = r.Fields
 	}
-	for _, r := range rs {
-		if i, ok := byID[r.ChangeID]; ok {
-			old[i] = r
-			continue
-		}
-		byID[r.ChangeID] = len(old)
-		old = append(old, r)
-	}
-	b, err := json.Marshal(old)
-	if err != nil {
-		return err
-	}
-	return c.store.SetMeta(ctx, metaRejections, b)
+	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -304,8 +305,14 @@ func TestRejectedChangeDoesNotBlock(t *testing.T) {
 		t.Fatalf("Rejected = %+v, want one", st.Rejected)
 	}
 	rej := st.Rejected[0]
-	if rej.RecordID != recordID(t, bad) || rej.Outcome != syncengine.OutcomeInvalid.String() || len(rej.Fields) == 0 || rej.Message == "" {
-		t.Errorf("rejection = %+v, want the invalid household with field errors", rej)
+	if rej.RecordID != recordID(t, bad) || rej.Outcome != syncengine.OutcomeInvalid.String() || len(rej.Fields) == 0 || rej.Message == "" ||
+		rej.Reason != "INVALID_RECORD" || !slices.ContainsFunc(rej.Fields, func(f survey.FieldError) bool { return f.Path == "head_name" }) {
+		t.Errorf("rejection = %+v, want the invalid household, reason INVALID_RECORD, with its head_name field error", rej)
+	}
+	// One copy: the rejections table, written with the receipt; none in
+	// the meta table, as earlier versions kept.
+	if b, err := a.store.Meta(t.Context(), metaRejections); err != nil || b != nil {
+		t.Errorf("meta %s = %q, %v; want none", metaRejections, b, err)
 	}
 
 	// Later changes go through.

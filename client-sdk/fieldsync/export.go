@@ -9,10 +9,8 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -124,6 +122,7 @@ type exportChange struct {
 
 type exportRejection struct {
 	Outcome     string             `json:"outcome"`
+	Reason      string             `json:"reason,omitempty"`
 	Message     string             `json:"message"`
 	FieldErrors []exportFieldError `json:"field_errors"`
 }
@@ -317,7 +316,7 @@ func exportChangeOf(ch unsentChange) (exportChange, error) {
 	}
 	if r := ch.rejection; r != nil {
 		x.ChangeID, x.RecordID = r.ChangeID, r.RecordID
-		x.Rejection = &exportRejection{Outcome: r.Outcome, Message: r.Message, FieldErrors: []exportFieldError{}}
+		x.Rejection = &exportRejection{Outcome: r.Outcome, Reason: r.Reason, Message: r.Message, FieldErrors: []exportFieldError{}}
 		for _, f := range r.Fields {
 			x.Rejection.FieldErrors = append(x.Rejection.FieldErrors, exportFieldError{Path: f.Path, Reason: f.Reason.String(), Message: f.Message})
 		}
@@ -547,35 +546,20 @@ func deviceRefusal(err error) (bool, string) {
 	if !ok || (st.Code() != codes.Unauthenticated && st.Code() != codes.PermissionDenied) {
 		return false, ""
 	}
-	switch serverReason(st) {
-	case "DEVICE_REVOKED":
+	switch wire.StatusReason(st) {
+	case fieldsyncv1.Reason_REASON_DEVICE_REVOKED:
 		return true, "it was revoked"
-	case "UNKNOWN_TOKEN":
+	case fieldsyncv1.Reason_REASON_UNKNOWN_TOKEN:
 		return true, "its token is unknown to the server"
-	case "REPLICA_MISMATCH":
+	case fieldsyncv1.Reason_REASON_REPLICA_MISMATCH:
 		return true, "its token belongs to another replica"
 	}
 	return true, "revoked or unknown to the server"
 }
 
-// serverReason returns the fieldsync ErrorInfo reason of st, or "".
-func serverReason(st *status.Status) string {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == "fieldsync.v1" {
-			return info.GetReason()
-		}
-	}
-	return ""
-}
-
 // DeviceRefused reports whether the last Sync failed because the server
 // refuses the device: it was revoked, or the server does not know its token
-// (gRPC Unauthenticated or PermissionDenied). Syncing again will not help;
-// the device's unsent work stays on it, and Export writes it out for the
-// operator. It reads LastError, the recorded text of the error.
-func (s Status) DeviceRefused() bool {
-	e := s.LastError
-	return strings.Contains(e, refusedNote) ||
-		strings.Contains(e, "code = "+codes.Unauthenticated.String()) ||
-		strings.Contains(e, "code = "+codes.PermissionDenied.String())
-}
+// (gRPC Unauthenticated or PermissionDenied; Refused says why). Syncing again
+// will not help; the device's unsent work stays on it, and Export writes it
+// out for the operator.
+func (s Status) DeviceRefused() bool { return s.Refused != "" }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -376,12 +375,8 @@ func TestExportNeverSynced(t *testing.T) {
 }
 
 func TestDescribeSyncError(t *testing.T) {
-	withReason := func(code codes.Code, reason, msg string) error {
-		st, err := status.New(code, msg).WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: server.ErrorDomain})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fmt.Errorf("fieldsync: hello: %w", st.Err())
+	withReason := func(code codes.Code, reason fieldsyncv1.Reason, msg string) error {
+		return fmt.Errorf("fieldsync: hello: %w", wire.StatusError(code, reason, msg))
 	}
 	for _, tc := range []struct {
 		name    string
@@ -403,8 +398,8 @@ func TestDescribeSyncError(t *testing.T) {
 			if refused := strings.Contains(got, "exported"); refused != tc.refused {
 				t.Errorf("describeSyncError = %q; says the work can be exported: %v, want %v", got, refused, tc.refused)
 			}
-			if st := (Status{LastError: got}); st.DeviceRefused() != tc.refused {
-				t.Errorf("DeviceRefused() = %v, want %v", st.DeviceRefused(), tc.refused)
+			if refused, _ := deviceRefusal(tc.err); refused != tc.refused {
+				t.Errorf("deviceRefusal = %v, want %v", refused, tc.refused)
 			}
 		})
 	}

@@ -40,6 +40,10 @@ func (c *Client) Sync(ctx context.Context, opts ...SyncOption) error {
 	err := c.sync(ctx, run)
 	// Record the outcome even when ctx is done.
 	rctx := context.WithoutCancel(ctx)
+	_, why := deviceRefusal(err)
+	if merr := c.store.SetMeta(rctx, metaLastRefused, []byte(why)); merr != nil {
+		return errors.Join(err, merr)
+	}
 	if err != nil {
 		if merr := c.store.SetMeta(rctx, metaLastError, []byte(describeSyncError(err))); merr != nil {
 			return errors.Join(err, merr)
@@ -104,7 +108,6 @@ func (c *Client) syncConfig() *syncclient.Config {
 			}
 			return c.saveReceipt(ctx, hello)
 		},
-		OnRejected: c.addRejections,
 		AfterPull: func(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
 			return c.forgetOutside(ctx, hello.GetAreaPrefixes())
 		},

@@ -14,7 +14,10 @@ import (
 	"strings"
 	"time"
 
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+
 	"github.com/fieldsync/fieldsync/client-sdk/fieldsync"
+	"github.com/fieldsync/fieldsync/wire"
 )
 
 // tlsFlags is the --ca flag of the commands that connect to the server.
@@ -93,7 +96,7 @@ func runDeviceEnroll(ctx context.Context, fs *flag.FlagSet, args []string, stdou
 	}
 	defer c.Close()
 	if err := c.Enroll(ctx, *server, strings.TrimSpace(*code)); err != nil {
-		return tf.hint(err)
+		return enrolHint(tf.hint(err))
 	}
 	areas, err := c.Areas(ctx)
 	if err != nil {
@@ -112,6 +115,19 @@ func runDeviceEnroll(ctx context.Context, fs *flag.FlagSet, args []string, stdou
 	fmt.Fprintf(stdout, "enrolled replica %s with %s for areas %s\n", *replica, *server, strings.Join(areas, ", "))
 	fmt.Fprintf(stdout, "next: fieldsync device sync --replica %s\n", *replica)
 	return nil
+}
+
+// enrolHint adds what to do to a refused enrolment, by the server's reason.
+func enrolHint(err error) error {
+	switch wire.ReasonOf(err) {
+	case fieldsyncv1.Reason_REASON_INVALID_ENROLMENT_CODE:
+		return fmt.Errorf("%w (the code is unknown, expired or used: ask the operator for a new one, made with 'fieldsync admin device add')", err)
+	case fieldsyncv1.Reason_REASON_REPLICA_ALREADY_ENROLLED:
+		return fmt.Errorf("%w (this replica is enrolled already: only the operator's replace code enrols it again, made with 'fieldsync admin device replace')", err)
+	case fieldsyncv1.Reason_REASON_RATE_LIMITED:
+		return fmt.Errorf("%w (too many refused codes from this address: wait, then try the right code)", err)
+	}
+	return err
 }
 
 func runDeviceSync(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
@@ -249,6 +265,7 @@ type rejectionJSON struct {
 	ChangeID string           `json:"change_id"`
 	RecordID string           `json:"record_id"`
 	Outcome  string           `json:"outcome"`
+	Reason   string           `json:"reason"`
 	Message  string           `json:"message"`
 	Fields   []fieldErrorJSON `json:"fields"`
 }
@@ -303,7 +320,7 @@ func runDeviceStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdou
 			out.PendingList = append(out.PendingList, pendingJSON{p.ChangeID, p.RecordID, p.Kind})
 		}
 		for _, r := range st.Rejected {
-			rj := rejectionJSON{ChangeID: r.ChangeID, RecordID: r.RecordID, Outcome: r.Outcome, Message: r.Message, Fields: []fieldErrorJSON{}}
+			rj := rejectionJSON{ChangeID: r.ChangeID, RecordID: r.RecordID, Outcome: r.Outcome, Reason: r.Reason, Message: r.Message, Fields: []fieldErrorJSON{}}
 			for _, f := range r.Fields {
 				rj.Fields = append(rj.Fields, fieldErrorJSON{f.Path, f.Reason.String(), f.Message})
 			}
@@ -362,7 +379,11 @@ func printStatus(w io.Writer, s statusJSON, st fieldsync.Status) {
 	}
 	fmt.Fprintf(w, "rejected:   %s refused by the server; the records stay on this device as they are:\n", plural(len(st.Rejected), "change"))
 	for _, r := range st.Rejected {
-		fmt.Fprintf(w, "  record %s (change %s): %s: %s\n", r.RecordID, r.ChangeID, r.Outcome, r.Message)
+		why := r.Outcome
+		if r.Reason != "" {
+			why += " (" + r.Reason + ")"
+		}
+		fmt.Fprintf(w, "  record %s (change %s): %s: %s\n", r.RecordID, r.ChangeID, why, r.Message)
 		printFieldErrors(w, "    ", r.Fields)
 	}
 	fmt.Fprintf(w, "to fix one: 'fieldsync device get ID' shows the record; correct what is named above and save it again with 'fieldsync device put', and the next sync sends it\n")

@@ -37,11 +37,13 @@ func TestDeviceStatusShowsRejections(t *testing.T) {
 		t.Errorf("sync printed:\n%s", out)
 	}
 	st := readStatus(t, phone)
-	if len(st.Rejected) != 1 || st.Rejected[0].RecordID != ids(t, []*fieldsyncv1.Record{h})[0] || st.Rejected[0].Outcome == "" || st.Rejected[0].Message == "" {
-		t.Fatalf("status rejected = %+v", st.Rejected)
+	if len(st.Rejected) != 1 || st.Rejected[0].RecordID != ids(t, []*fieldsyncv1.Record{h})[0] || st.Rejected[0].Outcome == "" || st.Rejected[0].Message == "" ||
+		st.Rejected[0].Reason != "OUTSIDE_AREAS" {
+		t.Fatalf("status rejected = %+v, want the household, reason OUTSIDE_AREAS", st.Rejected)
 	}
 	text := mustCLI(t, "device", "status", "--replica", phone)
-	if !strings.Contains(text, "rejected:   1 change refused") || !strings.Contains(text, st.Rejected[0].RecordID) || !strings.Contains(text, "to fix one") {
+	if !strings.Contains(text, "rejected:   1 change refused") || !strings.Contains(text, st.Rejected[0].RecordID) || !strings.Contains(text, "to fix one") ||
+		!strings.Contains(text, "(OUTSIDE_AREAS)") {
 		t.Errorf("status printed:\n%s", text)
 	}
 }
@@ -51,8 +53,9 @@ func TestDeviceSyncFailures(t *testing.T) {
 	v := newVillage(t)
 	// A wrong code leaves a replica that is not enrolled.
 	replica := filepath.Join(t.TempDir(), "new", "replica.db")
-	if _, _, err := cli(t, "device", "enroll", "--replica", replica, "--server", srv.addr, "--code", "NOTACODE"); err == nil {
-		t.Fatal("enroll with a wrong code succeeded")
+	if _, _, err := cli(t, "device", "enroll", "--replica", replica, "--server", srv.addr, "--code", "NOTACODE"); err == nil ||
+		!strings.Contains(err.Error(), "ask the operator for a new one") {
+		t.Fatalf("enroll with a wrong code: %v, want a refusal saying to ask for a new code", err)
 	}
 	if _, _, err := cli(t, "device", "sync", "--replica", replica); err == nil || !strings.Contains(err.Error(), "not enrolled") {
 		t.Errorf("sync before enrolment: %v, want 'not enrolled'", err)

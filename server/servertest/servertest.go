@@ -6,11 +6,12 @@ import (
 	"net"
 	"testing"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 
 	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/wire"
 )
 
 // Start runs a server with cfg (DataDir defaults to a new t.TempDir()) on a
@@ -48,17 +49,6 @@ func Start(t testing.TB, cfg server.Config) (*server.Server, string) {
 }
 
 // ReasonOf returns the reason of the ErrorInfo detail (domain
-// server.ErrorDomain) that the server puts in its status errors, or "" if err
-// carries none.
-func ReasonOf(err error) string {
-	st, ok := status.FromError(err)
-	if !ok {
-		return ""
-	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == server.ErrorDomain {
-			return info.GetReason()
-		}
-	}
-	return ""
-}
+// server.ErrorDomain) that the server puts in its status errors, or
+// REASON_UNSPECIFIED if err carries none (wire.ReasonOf).
+func ReasonOf(err error) fieldsyncv1.Reason { return wire.ReasonOf(err) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -299,10 +300,11 @@ func TestCursorsAndRejections(t *testing.T) {
 			return err
 		}
 		rej.Detail, rej.Outcome = "second", syncengine.OutcomeOutOfScope
+		rej.Reason, rej.Fields = "OUTSIDE_AREAS", []syncengine.FieldError{{Path: "area_code", Reason: 5, Message: "村外"}, {Path: "x", Reason: -1}}
 		if err := tx.PutRejection(ctx, rej); err != nil {
 			return err
 		}
-		rej.Peer, rej.Pos, rej.Detail = p1, 2, "other peer"
+		rej.Peer, rej.Pos, rej.Detail, rej.Reason, rej.Fields = p1, 2, "other peer", "", nil
 		return tx.PutRejection(ctx, rej)
 	})
 	if err != nil {
@@ -332,8 +334,12 @@ func TestCursorsAndRejections(t *testing.T) {
 	if len(rejs) != 2 {
 		t.Fatalf("got %d rejections, want 2 (one replaced): %+v", len(rejs), rejs)
 	}
-	if got := rejs[1]; got.Peer != p2 || got.Detail != "second" || got.Outcome != syncengine.OutcomeOutOfScope || got.Dot != d || got.Pos != 4 {
-		t.Errorf("rejection = %+v, want p2's replaced one", got)
+	if got := rejs[1]; got.Peer != p2 || got.Detail != "second" || got.Outcome != syncengine.OutcomeOutOfScope || got.Dot != d || got.Pos != 4 ||
+		got.Reason != "OUTSIDE_AREAS" || !slices.Equal(got.Fields, []syncengine.FieldError{{Path: "area_code", Reason: 5, Message: "村外"}, {Path: "x", Reason: -1}}) {
+		t.Errorf("rejection = %+v, want p2's replaced one, with its reason and field errors", got)
+	}
+	if got := rejs[0]; got.Reason != "" || got.Fields != nil || got.Detail != "other peer" {
+		t.Errorf("rejection without reason = %+v", got)
 	}
 	if got := rejs[0]; got.Peer != p1 || got.Pos != 2 {
 		t.Errorf("first rejection = %+v, want p1's at 2", got)

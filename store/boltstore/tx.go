@@ -461,6 +461,11 @@ func (t *tx) SetCursor(ctx context.Context, peer syncengine.ReplicaID, c synceng
 
 // PutRejection records r, replacing any rejection of the same dot by the
 // same peer.
+//
+// The value is the change's position and id, then the outcome byte; with its
+// high bit set (rejectionDetailed) a uvarint-prefixed reason and field errors
+// (syncengine.AppendFieldErrors) follow, and the detail is the rest. Values
+// written before reasons were kept have the outcome alone before the detail.
 func (t *tx) PutRejection(ctx context.Context, r syncengine.Rejection) error {
 	if err := t.check(ctx); err != nil {
 		return err
@@ -470,14 +475,22 @@ func (t *tx) PutRejection(ctx context.Context, r syncengine.Rejection) error {
 	v := make([]byte, 0, posLen+idLen+1+len(r.Detail))
 	v = binary.BigEndian.AppendUint64(v, uint64(r.Pos))
 	v = append(v, r.ID[:]...)
-	v = append(v, byte(r.Outcome))
+	v = append(v, byte(r.Outcome)|rejectionDetailed)
+	v = binary.AppendUvarint(v, uint64(len(r.Reason)))
+	v = append(v, r.Reason...)
+	v = syncengine.AppendFieldErrors(v, r.Fields)
 	v = append(v, r.Detail...)
 	return t.rejections.Put(k, v)
 }
 
+// rejectionDetailed marks, in a rejection's outcome byte, a value with a
+// reason and field errors.
+const rejectionDetailed = 0x80
+
 func decodeRejection(k, v []byte) (syncengine.Rejection, error) {
+	bad := fmt.Errorf("boltstore: rejection of %d+%d bytes: %w", len(k), len(v), ErrCorrupt)
 	if len(k) != idLen+dotLen || len(v) < posLen+idLen+1 {
-		return syncengine.Rejection{}, fmt.Errorf("boltstore: rejection of %d+%d bytes: %w", len(k), len(v), ErrCorrupt)
+		return syncengine.Rejection{}, bad
 	}
 	var r syncengine.Rejection
 	copy(r.Peer[:], k)
@@ -485,8 +498,21 @@ func decodeRejection(k, v []byte) (syncengine.Rejection, error) {
 	r.Dot.Counter = binary.BigEndian.Uint64(k[idLen+idLen:])
 	r.Pos = syncengine.Position(binary.BigEndian.Uint64(v))
 	copy(r.ID[:], v[posLen:])
-	r.Outcome = syncengine.Outcome(v[posLen+idLen])
-	r.Detail = string(v[posLen+idLen+1:])
+	o := v[posLen+idLen]
+	r.Outcome = syncengine.Outcome(o &^ rejectionDetailed)
+	rest := v[posLen+idLen+1:]
+	if o&rejectionDetailed != 0 {
+		n, m := binary.Uvarint(rest)
+		if m <= 0 || n > uint64(len(rest)-m) {
+			return syncengine.Rejection{}, bad
+		}
+		r.Reason, rest = string(rest[m:m+int(n)]), rest[m+int(n):]
+		var err error
+		if r.Fields, rest, err = syncengine.ParseFieldErrors(rest); err != nil {
+			return syncengine.Rejection{}, fmt.Errorf("%w: %w", bad, err)
+		}
+	}
+	r.Detail = string(rest)
 	return r, nil
 }
 

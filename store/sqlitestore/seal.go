@@ -113,8 +113,10 @@ func (s *sealer) personalDate(v any) any {
 // The additional data of each sealed column names its table, so that a value
 // cannot be moved from one table to another either.
 var (
-	aadState  = []byte("records.state:")
-	aadChange = []byte("log.change:")
+	aadState           = []byte("records.state:")
+	aadChange          = []byte("log.change:")
+	aadRejection       = []byte("rejections.fields:")
+	aadRejectionDetail = []byte("rejections.detail:")
 )
 
 // Sealed reports whether the replica's records are sealed with a key.
@@ -150,6 +152,9 @@ func (s *Store) Unlock(ctx context.Context, key []byte) error {
 			return fmt.Errorf("%s: %w", s.path, ErrWrongKey)
 		}
 		s.seal.Store(sl)
+		if err := s.sealOldRejections(ctx, sl); err != nil {
+			return fmt.Errorf("%s: seal rejections: %w", s.path, err)
+		}
 	} else {
 		// Stored first, so that no write can come between the sealing's
 		// commit and the store knowing it is sealed; taken back if the
@@ -196,10 +201,10 @@ func (s *Store) sealAll(ctx context.Context, sl *sealer) error {
 	if err != nil {
 		return err
 	}
+	defer s.wstmts.flush(ctx) // after the rollback: it takes the pool's one connection
 	defer sqlTx.Rollback()
 	clear := &tx{readTx: readTx{tx: sqlTx, stmts: s.wstmts}}
 	sealed := &tx{readTx: readTx{tx: sqlTx, stmts: s.wstmts, seal: sl}}
-	defer s.wstmts.flush(ctx)
 	// The read model is built again from the sealed states.
 	for _, table := range readModelTables {
 		if _, err := sealed.exec(ctx, "DELETE FROM "+table); err != nil {
@@ -256,6 +261,9 @@ func (s *Store) sealAll(ctx context.Context, sl *sealer) error {
 		if len(page) < 500 {
 			break
 		}
+	}
+	if _, err := sealRejections(ctx, clear, sealed, sl); err != nil {
+		return err
 	}
 	check, err := sl.seal(sealCheck, []byte(metaSealed))
 	if err != nil {
@@ -346,4 +354,68 @@ func (t *readTx) rowRecord(table, id string, b []byte, m proto.Message) error {
 		return fmt.Errorf("read %s %s: %w", table, id, err)
 	}
 	return nil
+}
+
+// sealRejections seals the detail and field errors of every rejection not
+// sealed yet (read through clear, written through sealed), and returns how
+// many it sealed.
+func sealRejections(ctx context.Context, clear, sealed *tx, sl *sealer) (int, error) {
+	rows, err := clear.query(ctx, "SELECT peer, origin, counter, change_id, detail, fields FROM rejections WHERE sealed = 0")
+	if err != nil {
+		return 0, err
+	}
+	type row struct {
+		peer, origin, id, detail, fields []byte
+		counter                          int64
+	}
+	var all []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.peer, &r.origin, &r.counter, &r.id, &r.detail, &r.fields); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		all = append(all, r)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return 0, err
+	}
+	for _, r := range all {
+		detail, err := sl.seal(r.detail, aadRejectionDetail, r.id)
+		if err != nil {
+			return 0, err
+		}
+		var fields []byte
+		if r.fields != nil {
+			if fields, err = sl.seal(r.fields, aadRejection, r.id); err != nil {
+				return 0, err
+			}
+		}
+		if _, err := sealed.exec(ctx, "UPDATE rejections SET detail = ?, fields = ?, sealed = 1 WHERE peer = ? AND origin = ? AND counter = ?",
+			detail, fields, r.peer, r.origin, r.counter); err != nil {
+			return 0, err
+		}
+	}
+	return len(all), nil
+}
+
+// sealOldRejections seals, on a replica sealed before rejections' details
+// were, the rows kept in clear, and marks the file to scrub.
+func (s *Store) sealOldRejections(ctx context.Context, sl *sealer) error {
+	sqlTx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer s.wstmts.flush(ctx) // after the rollback: it takes the pool's one connection
+	defer sqlTx.Rollback()
+	clear := &tx{readTx: readTx{tx: sqlTx, stmts: s.wstmts}}
+	sealed := &tx{readTx: readTx{tx: sqlTx, stmts: s.wstmts, seal: sl}}
+	n, err := sealRejections(ctx, clear, sealed, sl)
+	if err != nil || n == 0 {
+		return err
+	}
+	if _, err := sealed.exec(ctx, metaUpsert, metaScrub, []byte{1}); err != nil {
+		return err
+	}
+	return sqlTx.Commit()
 }

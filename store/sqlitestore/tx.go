@@ -210,12 +210,30 @@ func (t *tx) SetCursor(ctx context.Context, peer syncengine.ReplicaID, c synceng
 	return err
 }
 
+// PutRejection records r, replacing any rejection of the same dot by the
+// same peer. Its detail and field errors are sealed on a sealed replica
+// (they may quote a reading).
 func (t *tx) PutRejection(ctx context.Context, r syncengine.Rejection) error {
-	_, err := t.exec(ctx, `INSERT INTO rejections (peer, origin, counter, position, change_id, outcome, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
+	var fields []byte
+	if len(r.Fields) > 0 {
+		var err error
+		if fields, err = t.seal.seal(syncengine.AppendFieldErrors(nil, r.Fields), aadRejection, r.ID[:]); err != nil {
+			return err
+		}
+	}
+	var detail any = r.Detail
+	if t.seal != nil {
+		b, err := t.seal.seal([]byte(r.Detail), aadRejectionDetail, r.ID[:])
+		if err != nil {
+			return err
+		}
+		detail = b
+	}
+	_, err := t.exec(ctx, `INSERT INTO rejections (peer, origin, counter, position, change_id, outcome, detail, reason, fields, sealed)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (peer, origin, counter) DO UPDATE SET position = excluded.position, change_id = excluded.change_id,
-		outcome = excluded.outcome, detail = excluded.detail`,
-		r.Peer[:], r.Dot.Replica[:], int64(r.Dot.Counter), int64(r.Pos), r.ID[:], r.Outcome.String(), r.Detail)
+		outcome = excluded.outcome, detail = excluded.detail, reason = excluded.reason, fields = excluded.fields, sealed = excluded.sealed`,
+		r.Peer[:], r.Dot.Replica[:], int64(r.Dot.Counter), int64(r.Pos), r.ID[:], r.Outcome.String(), detail, r.Reason, fields, t.seal != nil)
 	return err
 }
 

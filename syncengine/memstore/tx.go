@@ -260,6 +260,7 @@ func (t *tx) PutRejection(ctx context.Context, r syncengine.Rejection) error {
 	if err := t.check(ctx, true); err != nil {
 		return err
 	}
+	r.Fields = slices.Clone(r.Fields)
 	t.rejections[rejectionKey{r.Peer, r.Dot}] = r
 	return nil
 }

@@ -187,6 +187,164 @@ func (ChangeOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{1}
 }
 
+// Reason is a machine-readable reason, defined once for both ends. A failed
+// call carries one in a google.rpc.ErrorInfo detail (domain "fieldsync.v1"),
+// whose reason string is the value's name without the REASON_ prefix (for
+// example "DEVICE_REVOKED"); a refused change carries one in
+// ChangeResult.reason. Values never change meaning.
+type Reason int32
+
+const (
+	// Not set.
+	Reason_REASON_UNSPECIFIED Reason = 0
+	// The call carries no "authorization: Bearer <token>" metadata.
+	Reason_REASON_MISSING_TOKEN Reason = 1
+	// The bearer token belongs to no device.
+	Reason_REASON_UNKNOWN_TOKEN Reason = 2
+	// The token or replica id belongs to a revoked device.
+	Reason_REASON_DEVICE_REVOKED Reason = 3
+	// The request names another replica than the authenticated device.
+	Reason_REASON_REPLICA_MISMATCH Reason = 4
+	// The enrolment code is unknown, expired, or used by another replica.
+	Reason_REASON_INVALID_ENROLMENT_CODE Reason = 5
+	// The request is malformed as a whole.
+	Reason_REASON_BAD_REQUEST Reason = 6
+	// A push's first and last positions do not span the changes sent.
+	Reason_REASON_POSITION_MISMATCH Reason = 7
+	// The pull cursor was not made by this server.
+	Reason_REASON_INVALID_CURSOR Reason = 8
+	// A batch starts after the receiver's cursor.
+	Reason_REASON_CURSOR_GAP Reason = 9
+	// The server is shutting down.
+	Reason_REASON_UNAVAILABLE Reason = 10
+	// The call was cancelled or ran out of time.
+	Reason_REASON_CANCELED Reason = 11
+	// A fault of the server.
+	Reason_REASON_INTERNAL Reason = 12
+	// The record has no open conflict on the field.
+	Reason_REASON_NO_OPEN_CONFLICT Reason = 13
+	// The replica id is enrolled already and the code does not replace it.
+	Reason_REASON_REPLICA_ALREADY_ENROLLED Reason = 14
+	// Too many refused attempts from this address: wait and try again.
+	Reason_REASON_RATE_LIMITED Reason = 15
+	// Only a relaying township server may make this call.
+	Reason_REASON_NOT_A_RELAY Reason = 16
+	// No staff member has the name, or the password is not theirs.
+	Reason_REASON_BAD_CREDENTIALS Reason = 17
+	// No live record has the id.
+	Reason_REASON_RECORD_NOT_FOUND Reason = 18
+	// The ledger's workflow forbids the problem's move.
+	Reason_REASON_PROBLEM_TRANSITION_REFUSED Reason = 19
+	// A change: the record it leaves fails validation; field_errors say why.
+	Reason_REASON_INVALID_RECORD Reason = 20
+	// A change: its record lies outside the sender's areas.
+	Reason_REASON_OUTSIDE_AREAS Reason = 21
+	// A change: made by another replica than the device pushing it.
+	Reason_REASON_NOT_OWN_CHANGE Reason = 22
+	// A change: in the name of a replica the sender may not speak for, or
+	// with a dot counter that replica could not have reached.
+	Reason_REASON_FORGED_ORIGIN Reason = 23
+	// A change: the server holds another change under its dot. The device's
+	// replica was restored from an older copy of itself; it numbers its
+	// unsent changes again, above the highest dot the server holds of it
+	// (HelloResponse.max_counter), and pushes them again.
+	Reason_REASON_DOT_REUSED Reason = 24
+	// A change: stamped further ahead than the server's clock skew allows.
+	Reason_REASON_CLOCK_SKEW Reason = 25
+	// A change: it cannot be decoded, lacks its identity, or does not apply
+	// to its record.
+	Reason_REASON_MALFORMED_CHANGE Reason = 26
+)
+
+// Enum value maps for Reason.
+var (
+	Reason_name = map[int32]string{
+		0:  "REASON_UNSPECIFIED",
+		1:  "REASON_MISSING_TOKEN",
+		2:  "REASON_UNKNOWN_TOKEN",
+		3:  "REASON_DEVICE_REVOKED",
+		4:  "REASON_REPLICA_MISMATCH",
+		5:  "REASON_INVALID_ENROLMENT_CODE",
+		6:  "REASON_BAD_REQUEST",
+		7:  "REASON_POSITION_MISMATCH",
+		8:  "REASON_INVALID_CURSOR",
+		9:  "REASON_CURSOR_GAP",
+		10: "REASON_UNAVAILABLE",
+		11: "REASON_CANCELED",
+		12: "REASON_INTERNAL",
+		13: "REASON_NO_OPEN_CONFLICT",
+		14: "REASON_REPLICA_ALREADY_ENROLLED",
+		15: "REASON_RATE_LIMITED",
+		16: "REASON_NOT_A_RELAY",
+		17: "REASON_BAD_CREDENTIALS",
+		18: "REASON_RECORD_NOT_FOUND",
+		19: "REASON_PROBLEM_TRANSITION_REFUSED",
+		20: "REASON_INVALID_RECORD",
+		21: "REASON_OUTSIDE_AREAS",
+		22: "REASON_NOT_OWN_CHANGE",
+		23: "REASON_FORGED_ORIGIN",
+		24: "REASON_DOT_REUSED",
+		25: "REASON_CLOCK_SKEW",
+		26: "REASON_MALFORMED_CHANGE",
+	}
+	Reason_value = map[string]int32{
+		"REASON_UNSPECIFIED":                0,
+		"REASON_MISSING_TOKEN":              1,
+		"REASON_UNKNOWN_TOKEN":              2,
+		"REASON_DEVICE_REVOKED":             3,
+		"REASON_REPLICA_MISMATCH":           4,
+		"REASON_INVALID_ENROLMENT_CODE":     5,
+		"REASON_BAD_REQUEST":                6,
+		"REASON_POSITION_MISMATCH":          7,
+		"REASON_INVALID_CURSOR":             8,
+		"REASON_CURSOR_GAP":                 9,
+		"REASON_UNAVAILABLE":                10,
+		"REASON_CANCELED":                   11,
+		"REASON_INTERNAL":                   12,
+		"REASON_NO_OPEN_CONFLICT":           13,
+		"REASON_REPLICA_ALREADY_ENROLLED":   14,
+		"REASON_RATE_LIMITED":               15,
+		"REASON_NOT_A_RELAY":                16,
+		"REASON_BAD_CREDENTIALS":            17,
+		"REASON_RECORD_NOT_FOUND":           18,
+		"REASON_PROBLEM_TRANSITION_REFUSED": 19,
+		"REASON_INVALID_RECORD":             20,
+		"REASON_OUTSIDE_AREAS":              21,
+		"REASON_NOT_OWN_CHANGE":             22,
+		"REASON_FORGED_ORIGIN":              23,
+		"REASON_DOT_REUSED":                 24,
+		"REASON_CLOCK_SKEW":                 25,
+		"REASON_MALFORMED_CHANGE":           26,
+	}
+)
+
+func (x Reason) Enum() *Reason {
+	p := new(Reason)
+	*p = x
+	return p
+}
+
+func (x Reason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Reason) Descriptor() protoreflect.EnumDescriptor {
+	return file_fieldsync_v1_sync_proto_enumTypes[2].Descriptor()
+}
+
+func (Reason) Type() protoreflect.EnumType {
+	return &file_fieldsync_v1_sync_proto_enumTypes[2]
+}
+
+func (x Reason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Reason.Descriptor instead.
+func (Reason) EnumDescriptor() ([]byte, []int) {
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{2}
+}
+
 // SnapshotPhase marks the start or the end of a snapshot.
 type SnapshotPhase int32
 
@@ -224,11 +382,11 @@ func (x SnapshotPhase) String() string {
 }
 
 func (SnapshotPhase) Descriptor() protoreflect.EnumDescriptor {
-	return file_fieldsync_v1_sync_proto_enumTypes[2].Descriptor()
+	return file_fieldsync_v1_sync_proto_enumTypes[3].Descriptor()
 }
 
 func (SnapshotPhase) Type() protoreflect.EnumType {
-	return &file_fieldsync_v1_sync_proto_enumTypes[2]
+	return &file_fieldsync_v1_sync_proto_enumTypes[3]
 }
 
 func (x SnapshotPhase) Number() protoreflect.EnumNumber {
@@ -237,7 +395,7 @@ func (x SnapshotPhase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SnapshotPhase.Descriptor instead.
 func (SnapshotPhase) EnumDescriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{2}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{3}
 }
 
 // SnapshotCause is why a pull starts with a snapshot.
@@ -281,11 +439,11 @@ func (x SnapshotCause) String() string {
 }
 
 func (SnapshotCause) Descriptor() protoreflect.EnumDescriptor {
-	return file_fieldsync_v1_sync_proto_enumTypes[3].Descriptor()
+	return file_fieldsync_v1_sync_proto_enumTypes[4].Descriptor()
 }
 
 func (SnapshotCause) Type() protoreflect.EnumType {
-	return &file_fieldsync_v1_sync_proto_enumTypes[3]
+	return &file_fieldsync_v1_sync_proto_enumTypes[4]
 }
 
 func (x SnapshotCause) Number() protoreflect.EnumNumber {
@@ -294,7 +452,7 @@ func (x SnapshotCause) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SnapshotCause.Descriptor instead.
 func (SnapshotCause) EnumDescriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{3}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{4}
 }
 
 // HlcStamp is a hybrid logical clock reading. Stamps are ordered by wall_ms,
@@ -832,7 +990,10 @@ type ChangeResult struct {
 	// Field problems, when outcome is REJECTED_INVALID.
 	FieldErrors []*FieldError `protobuf:"bytes,3,rep,name=field_errors,json=fieldErrors,proto3" json:"field_errors,omitempty"`
 	// Human-readable detail.
-	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// Why a refused change was refused, for programs to act on; UNSPECIFIED
+	// when it was not refused (or from a server older than the field).
+	Reason        Reason `protobuf:"varint,5,opt,name=reason,proto3,enum=fieldsync.v1.Reason" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -893,6 +1054,13 @@ func (x *ChangeResult) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *ChangeResult) GetReason() Reason {
+	if x != nil {
+		return x.Reason
+	}
+	return Reason_REASON_UNSPECIFIED
 }
 
 // BatchLimits are the sizes a server accepts and sends.
@@ -1080,7 +1248,11 @@ type HelloResponse struct {
 	UpstreamAcknowledgedCounter uint64 `protobuf:"varint,10,opt,name=upstream_acknowledged_counter,json=upstreamAcknowledgedCounter,proto3" json:"upstream_acknowledged_counter,omitempty"`
 	// The survey rules in force (the county's, passed down by its townships),
 	// which the caller applies when it raises problems and risk flags.
-	Rules         *Rules `protobuf:"bytes,11,opt,name=rules,proto3" json:"rules,omitempty"`
+	Rules *Rules `protobuf:"bytes,11,opt,name=rules,proto3" json:"rules,omitempty"`
+	// The highest dot counter of the caller's own changes the server holds. A
+	// caller whose changes are refused with REASON_DOT_REUSED numbers its unsent
+	// changes again above it (and above its own).
+	MaxCounter    uint64 `protobuf:"varint,12,opt,name=max_counter,json=maxCounter,proto3" json:"max_counter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1190,6 +1362,13 @@ func (x *HelloResponse) GetRules() *Rules {
 		return x.Rules
 	}
 	return nil
+}
+
+func (x *HelloResponse) GetMaxCounter() uint64 {
+	if x != nil {
+		return x.MaxCounter
+	}
+	return 0
 }
 
 // PushRequest carries a run of the caller's log: every position from
@@ -2140,12 +2319,13 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"FieldError\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x126\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1e.fieldsync.v1.FieldErrorReasonR\x06reason\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xb9\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xe7\x01\n" +
 	"\fChangeResult\x12\x1b\n" +
 	"\tchange_id\x18\x01 \x01(\fR\bchangeId\x125\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x1b.fieldsync.v1.ChangeOutcomeR\aoutcome\x12;\n" +
 	"\ffield_errors\x18\x03 \x03(\v2\x18.fieldsync.v1.FieldErrorR\vfieldErrors\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"\x83\x01\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12,\n" +
+	"\x06reason\x18\x05 \x01(\x0e2\x14.fieldsync.v1.ReasonR\x06reason\"\x83\x01\n" +
 	"\vBatchLimits\x12(\n" +
 	"\x10max_push_changes\x18\x01 \x01(\x05R\x0emaxPushChanges\x12$\n" +
 	"\x0emax_push_bytes\x18\x02 \x01(\x05R\fmaxPushBytes\x12$\n" +
@@ -2160,7 +2340,7 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"appVersion\x12'\n" +
 	"\x0fpending_changes\x18\x05 \x01(\x05R\x0ependingChanges\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x06 \x01(\tR\tlastError\"\x99\x04\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\"\xba\x04\n" +
 	"\rHelloResponse\x12*\n" +
 	"\x11server_replica_id\x18\x01 \x01(\fR\x0fserverReplicaId\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2174,7 +2354,9 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\fhas_upstream\x18\t \x01(\bR\vhasUpstream\x12B\n" +
 	"\x1dupstream_acknowledged_counter\x18\n" +
 	" \x01(\x04R\x1bupstreamAcknowledgedCounter\x12)\n" +
-	"\x05rules\x18\v \x01(\v2\x13.fieldsync.v1.RulesR\x05rules\"\xa7\x01\n" +
+	"\x05rules\x18\v \x01(\v2\x13.fieldsync.v1.RulesR\x05rules\x12\x1f\n" +
+	"\vmax_counter\x18\f \x01(\x04R\n" +
+	"maxCounter\"\xa7\x01\n" +
 	"\vPushRequest\x12.\n" +
 	"\achanges\x18\x01 \x03(\v2\x14.fieldsync.v1.ChangeR\achanges\x12%\n" +
 	"\x0efirst_position\x18\x02 \x01(\x04R\rfirstPosition\x12#\n" +
@@ -2259,7 +2441,36 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x1fCHANGE_OUTCOME_REJECTED_INVALID\x10\x03\x12(\n" +
 	"$CHANGE_OUTCOME_REJECTED_OUT_OF_SCOPE\x10\x04\x12&\n" +
 	"\"CHANGE_OUTCOME_REJECTED_CLOCK_SKEW\x10\x05\x12%\n" +
-	"!CHANGE_OUTCOME_REJECTED_MALFORMED\x10\x06*a\n" +
+	"!CHANGE_OUTCOME_REJECTED_MALFORMED\x10\x06*\xe1\x05\n" +
+	"\x06Reason\x12\x16\n" +
+	"\x12REASON_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14REASON_MISSING_TOKEN\x10\x01\x12\x18\n" +
+	"\x14REASON_UNKNOWN_TOKEN\x10\x02\x12\x19\n" +
+	"\x15REASON_DEVICE_REVOKED\x10\x03\x12\x1b\n" +
+	"\x17REASON_REPLICA_MISMATCH\x10\x04\x12!\n" +
+	"\x1dREASON_INVALID_ENROLMENT_CODE\x10\x05\x12\x16\n" +
+	"\x12REASON_BAD_REQUEST\x10\x06\x12\x1c\n" +
+	"\x18REASON_POSITION_MISMATCH\x10\a\x12\x19\n" +
+	"\x15REASON_INVALID_CURSOR\x10\b\x12\x15\n" +
+	"\x11REASON_CURSOR_GAP\x10\t\x12\x16\n" +
+	"\x12REASON_UNAVAILABLE\x10\n" +
+	"\x12\x13\n" +
+	"\x0fREASON_CANCELED\x10\v\x12\x13\n" +
+	"\x0fREASON_INTERNAL\x10\f\x12\x1b\n" +
+	"\x17REASON_NO_OPEN_CONFLICT\x10\r\x12#\n" +
+	"\x1fREASON_REPLICA_ALREADY_ENROLLED\x10\x0e\x12\x17\n" +
+	"\x13REASON_RATE_LIMITED\x10\x0f\x12\x16\n" +
+	"\x12REASON_NOT_A_RELAY\x10\x10\x12\x1a\n" +
+	"\x16REASON_BAD_CREDENTIALS\x10\x11\x12\x1b\n" +
+	"\x17REASON_RECORD_NOT_FOUND\x10\x12\x12%\n" +
+	"!REASON_PROBLEM_TRANSITION_REFUSED\x10\x13\x12\x19\n" +
+	"\x15REASON_INVALID_RECORD\x10\x14\x12\x18\n" +
+	"\x14REASON_OUTSIDE_AREAS\x10\x15\x12\x19\n" +
+	"\x15REASON_NOT_OWN_CHANGE\x10\x16\x12\x18\n" +
+	"\x14REASON_FORGED_ORIGIN\x10\x17\x12\x15\n" +
+	"\x11REASON_DOT_REUSED\x10\x18\x12\x15\n" +
+	"\x11REASON_CLOCK_SKEW\x10\x19\x12\x1b\n" +
+	"\x17REASON_MALFORMED_CHANGE\x10\x1a*a\n" +
 	"\rSnapshotPhase\x12\x1e\n" +
 	"\x1aSNAPSHOT_PHASE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SNAPSHOT_PHASE_BEGIN\x10\x01\x12\x16\n" +
@@ -2288,96 +2499,98 @@ func file_fieldsync_v1_sync_proto_rawDescGZIP() []byte {
 	return file_fieldsync_v1_sync_proto_rawDescData
 }
 
-var file_fieldsync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_fieldsync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_fieldsync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_fieldsync_v1_sync_proto_goTypes = []any{
 	(FieldErrorReason)(0),         // 0: fieldsync.v1.FieldErrorReason
 	(ChangeOutcome)(0),            // 1: fieldsync.v1.ChangeOutcome
-	(SnapshotPhase)(0),            // 2: fieldsync.v1.SnapshotPhase
-	(SnapshotCause)(0),            // 3: fieldsync.v1.SnapshotCause
-	(*HlcStamp)(nil),              // 4: fieldsync.v1.HlcStamp
-	(*Dot)(nil),                   // 5: fieldsync.v1.Dot
-	(*VersionVector)(nil),         // 6: fieldsync.v1.VersionVector
-	(*Cursor)(nil),                // 7: fieldsync.v1.Cursor
-	(*Change)(nil),                // 8: fieldsync.v1.Change
-	(*Upsert)(nil),                // 9: fieldsync.v1.Upsert
-	(*Deletion)(nil),              // 10: fieldsync.v1.Deletion
-	(*FieldError)(nil),            // 11: fieldsync.v1.FieldError
-	(*ChangeResult)(nil),          // 12: fieldsync.v1.ChangeResult
-	(*BatchLimits)(nil),           // 13: fieldsync.v1.BatchLimits
-	(*HelloRequest)(nil),          // 14: fieldsync.v1.HelloRequest
-	(*HelloResponse)(nil),         // 15: fieldsync.v1.HelloResponse
-	(*PushRequest)(nil),           // 16: fieldsync.v1.PushRequest
-	(*PushResponse)(nil),          // 17: fieldsync.v1.PushResponse
-	(*PullRequest)(nil),           // 18: fieldsync.v1.PullRequest
-	(*PullResponse)(nil),          // 19: fieldsync.v1.PullResponse
-	(*SnapshotMarker)(nil),        // 20: fieldsync.v1.SnapshotMarker
-	(*FieldState)(nil),            // 21: fieldsync.v1.FieldState
-	(*FieldConflict)(nil),         // 22: fieldsync.v1.FieldConflict
-	(*RecordState)(nil),           // 23: fieldsync.v1.RecordState
-	(*PushAuditRequest)(nil),      // 24: fieldsync.v1.PushAuditRequest
-	(*PushAuditResponse)(nil),     // 25: fieldsync.v1.PushAuditResponse
-	(*DeviceReport)(nil),          // 26: fieldsync.v1.DeviceReport
-	(*ReportDevicesRequest)(nil),  // 27: fieldsync.v1.ReportDevicesRequest
-	(*ReportDevicesResponse)(nil), // 28: fieldsync.v1.ReportDevicesResponse
-	(RecordKind)(0),               // 29: fieldsync.v1.RecordKind
-	(*Record)(nil),                // 30: fieldsync.v1.Record
-	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
-	(*Rules)(nil),                 // 32: fieldsync.v1.Rules
-	(*AuditEntry)(nil),            // 33: fieldsync.v1.AuditEntry
+	(Reason)(0),                   // 2: fieldsync.v1.Reason
+	(SnapshotPhase)(0),            // 3: fieldsync.v1.SnapshotPhase
+	(SnapshotCause)(0),            // 4: fieldsync.v1.SnapshotCause
+	(*HlcStamp)(nil),              // 5: fieldsync.v1.HlcStamp
+	(*Dot)(nil),                   // 6: fieldsync.v1.Dot
+	(*VersionVector)(nil),         // 7: fieldsync.v1.VersionVector
+	(*Cursor)(nil),                // 8: fieldsync.v1.Cursor
+	(*Change)(nil),                // 9: fieldsync.v1.Change
+	(*Upsert)(nil),                // 10: fieldsync.v1.Upsert
+	(*Deletion)(nil),              // 11: fieldsync.v1.Deletion
+	(*FieldError)(nil),            // 12: fieldsync.v1.FieldError
+	(*ChangeResult)(nil),          // 13: fieldsync.v1.ChangeResult
+	(*BatchLimits)(nil),           // 14: fieldsync.v1.BatchLimits
+	(*HelloRequest)(nil),          // 15: fieldsync.v1.HelloRequest
+	(*HelloResponse)(nil),         // 16: fieldsync.v1.HelloResponse
+	(*PushRequest)(nil),           // 17: fieldsync.v1.PushRequest
+	(*PushResponse)(nil),          // 18: fieldsync.v1.PushResponse
+	(*PullRequest)(nil),           // 19: fieldsync.v1.PullRequest
+	(*PullResponse)(nil),          // 20: fieldsync.v1.PullResponse
+	(*SnapshotMarker)(nil),        // 21: fieldsync.v1.SnapshotMarker
+	(*FieldState)(nil),            // 22: fieldsync.v1.FieldState
+	(*FieldConflict)(nil),         // 23: fieldsync.v1.FieldConflict
+	(*RecordState)(nil),           // 24: fieldsync.v1.RecordState
+	(*PushAuditRequest)(nil),      // 25: fieldsync.v1.PushAuditRequest
+	(*PushAuditResponse)(nil),     // 26: fieldsync.v1.PushAuditResponse
+	(*DeviceReport)(nil),          // 27: fieldsync.v1.DeviceReport
+	(*ReportDevicesRequest)(nil),  // 28: fieldsync.v1.ReportDevicesRequest
+	(*ReportDevicesResponse)(nil), // 29: fieldsync.v1.ReportDevicesResponse
+	(RecordKind)(0),               // 30: fieldsync.v1.RecordKind
+	(*Record)(nil),                // 31: fieldsync.v1.Record
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*Rules)(nil),                 // 33: fieldsync.v1.Rules
+	(*AuditEntry)(nil),            // 34: fieldsync.v1.AuditEntry
 }
 var file_fieldsync_v1_sync_proto_depIdxs = []int32{
-	5,  // 0: fieldsync.v1.VersionVector.entries:type_name -> fieldsync.v1.Dot
-	29, // 1: fieldsync.v1.Change.kind:type_name -> fieldsync.v1.RecordKind
-	5,  // 2: fieldsync.v1.Change.dot:type_name -> fieldsync.v1.Dot
-	4,  // 3: fieldsync.v1.Change.hlc:type_name -> fieldsync.v1.HlcStamp
-	6,  // 4: fieldsync.v1.Change.context:type_name -> fieldsync.v1.VersionVector
-	9,  // 5: fieldsync.v1.Change.upsert:type_name -> fieldsync.v1.Upsert
-	10, // 6: fieldsync.v1.Change.deletion:type_name -> fieldsync.v1.Deletion
-	30, // 7: fieldsync.v1.Upsert.record:type_name -> fieldsync.v1.Record
+	6,  // 0: fieldsync.v1.VersionVector.entries:type_name -> fieldsync.v1.Dot
+	30, // 1: fieldsync.v1.Change.kind:type_name -> fieldsync.v1.RecordKind
+	6,  // 2: fieldsync.v1.Change.dot:type_name -> fieldsync.v1.Dot
+	5,  // 3: fieldsync.v1.Change.hlc:type_name -> fieldsync.v1.HlcStamp
+	7,  // 4: fieldsync.v1.Change.context:type_name -> fieldsync.v1.VersionVector
+	10, // 5: fieldsync.v1.Change.upsert:type_name -> fieldsync.v1.Upsert
+	11, // 6: fieldsync.v1.Change.deletion:type_name -> fieldsync.v1.Deletion
+	31, // 7: fieldsync.v1.Upsert.record:type_name -> fieldsync.v1.Record
 	0,  // 8: fieldsync.v1.FieldError.reason:type_name -> fieldsync.v1.FieldErrorReason
 	1,  // 9: fieldsync.v1.ChangeResult.outcome:type_name -> fieldsync.v1.ChangeOutcome
-	11, // 10: fieldsync.v1.ChangeResult.field_errors:type_name -> fieldsync.v1.FieldError
-	31, // 11: fieldsync.v1.HelloRequest.client_time:type_name -> google.protobuf.Timestamp
-	31, // 12: fieldsync.v1.HelloResponse.server_time:type_name -> google.protobuf.Timestamp
-	13, // 13: fieldsync.v1.HelloResponse.limits:type_name -> fieldsync.v1.BatchLimits
-	32, // 14: fieldsync.v1.HelloResponse.rules:type_name -> fieldsync.v1.Rules
-	8,  // 15: fieldsync.v1.PushRequest.changes:type_name -> fieldsync.v1.Change
-	12, // 16: fieldsync.v1.PushResponse.results:type_name -> fieldsync.v1.ChangeResult
-	7,  // 17: fieldsync.v1.PullRequest.cursor:type_name -> fieldsync.v1.Cursor
-	8,  // 18: fieldsync.v1.PullResponse.changes:type_name -> fieldsync.v1.Change
-	23, // 19: fieldsync.v1.PullResponse.records:type_name -> fieldsync.v1.RecordState
-	20, // 20: fieldsync.v1.PullResponse.snapshot:type_name -> fieldsync.v1.SnapshotMarker
-	7,  // 21: fieldsync.v1.PullResponse.cursor:type_name -> fieldsync.v1.Cursor
-	2,  // 22: fieldsync.v1.SnapshotMarker.phase:type_name -> fieldsync.v1.SnapshotPhase
-	3,  // 23: fieldsync.v1.SnapshotMarker.cause:type_name -> fieldsync.v1.SnapshotCause
-	5,  // 24: fieldsync.v1.FieldState.dot:type_name -> fieldsync.v1.Dot
-	4,  // 25: fieldsync.v1.FieldState.hlc:type_name -> fieldsync.v1.HlcStamp
-	21, // 26: fieldsync.v1.FieldConflict.values:type_name -> fieldsync.v1.FieldState
-	29, // 27: fieldsync.v1.RecordState.kind:type_name -> fieldsync.v1.RecordKind
-	6,  // 28: fieldsync.v1.RecordState.version:type_name -> fieldsync.v1.VersionVector
-	21, // 29: fieldsync.v1.RecordState.fields:type_name -> fieldsync.v1.FieldState
-	22, // 30: fieldsync.v1.RecordState.conflicts:type_name -> fieldsync.v1.FieldConflict
-	33, // 31: fieldsync.v1.PushAuditRequest.entries:type_name -> fieldsync.v1.AuditEntry
-	31, // 32: fieldsync.v1.DeviceReport.enrolled_at:type_name -> google.protobuf.Timestamp
-	31, // 33: fieldsync.v1.DeviceReport.last_seen:type_name -> google.protobuf.Timestamp
-	31, // 34: fieldsync.v1.DeviceReport.last_sync:type_name -> google.protobuf.Timestamp
-	26, // 35: fieldsync.v1.ReportDevicesRequest.devices:type_name -> fieldsync.v1.DeviceReport
-	14, // 36: fieldsync.v1.SyncService.Hello:input_type -> fieldsync.v1.HelloRequest
-	16, // 37: fieldsync.v1.SyncService.Push:input_type -> fieldsync.v1.PushRequest
-	18, // 38: fieldsync.v1.SyncService.Pull:input_type -> fieldsync.v1.PullRequest
-	24, // 39: fieldsync.v1.SyncService.PushAudit:input_type -> fieldsync.v1.PushAuditRequest
-	27, // 40: fieldsync.v1.SyncService.ReportDevices:input_type -> fieldsync.v1.ReportDevicesRequest
-	15, // 41: fieldsync.v1.SyncService.Hello:output_type -> fieldsync.v1.HelloResponse
-	17, // 42: fieldsync.v1.SyncService.Push:output_type -> fieldsync.v1.PushResponse
-	19, // 43: fieldsync.v1.SyncService.Pull:output_type -> fieldsync.v1.PullResponse
-	25, // 44: fieldsync.v1.SyncService.PushAudit:output_type -> fieldsync.v1.PushAuditResponse
-	28, // 45: fieldsync.v1.SyncService.ReportDevices:output_type -> fieldsync.v1.ReportDevicesResponse
-	41, // [41:46] is the sub-list for method output_type
-	36, // [36:41] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	12, // 10: fieldsync.v1.ChangeResult.field_errors:type_name -> fieldsync.v1.FieldError
+	2,  // 11: fieldsync.v1.ChangeResult.reason:type_name -> fieldsync.v1.Reason
+	32, // 12: fieldsync.v1.HelloRequest.client_time:type_name -> google.protobuf.Timestamp
+	32, // 13: fieldsync.v1.HelloResponse.server_time:type_name -> google.protobuf.Timestamp
+	14, // 14: fieldsync.v1.HelloResponse.limits:type_name -> fieldsync.v1.BatchLimits
+	33, // 15: fieldsync.v1.HelloResponse.rules:type_name -> fieldsync.v1.Rules
+	9,  // 16: fieldsync.v1.PushRequest.changes:type_name -> fieldsync.v1.Change
+	13, // 17: fieldsync.v1.PushResponse.results:type_name -> fieldsync.v1.ChangeResult
+	8,  // 18: fieldsync.v1.PullRequest.cursor:type_name -> fieldsync.v1.Cursor
+	9,  // 19: fieldsync.v1.PullResponse.changes:type_name -> fieldsync.v1.Change
+	24, // 20: fieldsync.v1.PullResponse.records:type_name -> fieldsync.v1.RecordState
+	21, // 21: fieldsync.v1.PullResponse.snapshot:type_name -> fieldsync.v1.SnapshotMarker
+	8,  // 22: fieldsync.v1.PullResponse.cursor:type_name -> fieldsync.v1.Cursor
+	3,  // 23: fieldsync.v1.SnapshotMarker.phase:type_name -> fieldsync.v1.SnapshotPhase
+	4,  // 24: fieldsync.v1.SnapshotMarker.cause:type_name -> fieldsync.v1.SnapshotCause
+	6,  // 25: fieldsync.v1.FieldState.dot:type_name -> fieldsync.v1.Dot
+	5,  // 26: fieldsync.v1.FieldState.hlc:type_name -> fieldsync.v1.HlcStamp
+	22, // 27: fieldsync.v1.FieldConflict.values:type_name -> fieldsync.v1.FieldState
+	30, // 28: fieldsync.v1.RecordState.kind:type_name -> fieldsync.v1.RecordKind
+	7,  // 29: fieldsync.v1.RecordState.version:type_name -> fieldsync.v1.VersionVector
+	22, // 30: fieldsync.v1.RecordState.fields:type_name -> fieldsync.v1.FieldState
+	23, // 31: fieldsync.v1.RecordState.conflicts:type_name -> fieldsync.v1.FieldConflict
+	34, // 32: fieldsync.v1.PushAuditRequest.entries:type_name -> fieldsync.v1.AuditEntry
+	32, // 33: fieldsync.v1.DeviceReport.enrolled_at:type_name -> google.protobuf.Timestamp
+	32, // 34: fieldsync.v1.DeviceReport.last_seen:type_name -> google.protobuf.Timestamp
+	32, // 35: fieldsync.v1.DeviceReport.last_sync:type_name -> google.protobuf.Timestamp
+	27, // 36: fieldsync.v1.ReportDevicesRequest.devices:type_name -> fieldsync.v1.DeviceReport
+	15, // 37: fieldsync.v1.SyncService.Hello:input_type -> fieldsync.v1.HelloRequest
+	17, // 38: fieldsync.v1.SyncService.Push:input_type -> fieldsync.v1.PushRequest
+	19, // 39: fieldsync.v1.SyncService.Pull:input_type -> fieldsync.v1.PullRequest
+	25, // 40: fieldsync.v1.SyncService.PushAudit:input_type -> fieldsync.v1.PushAuditRequest
+	28, // 41: fieldsync.v1.SyncService.ReportDevices:input_type -> fieldsync.v1.ReportDevicesRequest
+	16, // 42: fieldsync.v1.SyncService.Hello:output_type -> fieldsync.v1.HelloResponse
+	18, // 43: fieldsync.v1.SyncService.Push:output_type -> fieldsync.v1.PushResponse
+	20, // 44: fieldsync.v1.SyncService.Pull:output_type -> fieldsync.v1.PullResponse
+	26, // 45: fieldsync.v1.SyncService.PushAudit:output_type -> fieldsync.v1.PushAuditResponse
+	29, // 46: fieldsync.v1.SyncService.ReportDevices:output_type -> fieldsync.v1.ReportDevicesResponse
+	42, // [42:47] is the sub-list for method output_type
+	37, // [37:42] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_sync_proto_init() }
@@ -2398,7 +2611,7 @@ func file_fieldsync_v1_sync_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_sync_proto_rawDesc), len(file_fieldsync_v1_sync_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      5,
 			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
