@@ -16,8 +16,11 @@
 // -v, or on failure); replay one with -e2e.seed=N, and run longer with
 // -e2e.scale=K (K times the cuts and kills).
 //
-// bugs_test.go, built only with -tags e2e_bugs, reproduces product bugs these
-// tests found; its tests fail until the bugs are fixed.
+// A product bug these tests find and that is not fixed yet is reproduced in
+// bugs_test.go, built only with -tags e2e_bugs, whose tests fail until it is
+// fixed; a fixed one's reproduction becomes an ordinary test (the moved
+// household's fragment: TestPhoneKeepsNoFragmentOfMovedHousehold; the
+// restored replica: TestRestoredPhoneGetsItsWorkThrough). None is open now.
 //
 // Nothing here is used by the product; the package exists for its tests.
 package e2e

@@ -2,15 +2,9 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -58,19 +52,10 @@ func inVillage(rec *fieldsyncv1.Record, village string) *fieldsyncv1.Record {
 // village.
 func moveHousehold(t *testing.T, dir, addr string, id syncengine.RecordID, village string) *fieldsyncv1.MoveRecordResponse {
 	t.Helper()
-	tok, err := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), syncTimeout)
+	admin, ctx := adminClient(t, dir, addr)
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	resp, err := fieldsyncv1.NewAdminServiceClient(conn).MoveRecord(ctx, &fieldsyncv1.MoveRecordRequest{RecordId: id[:], AreaCode: village})
+	resp, err := admin.MoveRecord(ctx, &fieldsyncv1.MoveRecordRequest{RecordId: id[:], AreaCode: village})
 	if err != nil {
 		t.Fatalf("MoveRecord %v to %s: %v", id, village, err)
 	}

@@ -114,6 +114,28 @@ func Record(ctx context.Context, tx syncengine.Tx, a Author, rec *fieldsyncv1.Re
 	return res, nil
 }
 
+// ErrNoRecord is returned by Delete for an id with no live record.
+var ErrNoRecord = errors.New("no such record")
+
+// Delete deletes record id in tx as a change by a.Clock's replica, made
+// against base, the version of the record its author saw (zero: the stored
+// one). A deletion concurrent with an edit keeps the record with a conflict
+// on its existence, which a person settles (keep the deletion or the
+// record). The problems and flags a deleted visit or audit raised stay:
+// they are records of their own. It returns ErrNoRecord for an id with no
+// live record, and storage errors; on any error the caller must roll tx
+// back.
+func Delete(ctx context.Context, tx syncengine.Tx, a Author, id syncengine.RecordID, base syncengine.VersionVector) (syncengine.Change, error) {
+	cur, err := tx.Record(ctx, id)
+	if err != nil {
+		return syncengine.Change{}, err
+	}
+	if !cur.Exists() {
+		return syncengine.Change{}, fmt.Errorf("delete %v: %w", id, ErrNoRecord)
+	}
+	return syncengine.WriteLocalTx(ctx, tx, a.Clock, a.Now.UnixMilli(), syncengine.Edit{ID: NewChangeID(), Record: id, Base: base, Delete: true}, nil)
+}
+
 // derive returns rec with what the rules derive applied: a follow-up's
 // schedule (survey.DeriveFollowUp). Other kinds are returned as they are. rec
 // is not modified.

@@ -45,7 +45,7 @@ func (a admin) ListConflicts(ctx context.Context, req *fieldsyncv1.ListConflicts
 				fc := &fieldsyncv1.FieldConflict{Number: c.ID.Field}
 				for _, w := range c.Writes {
 					fc.Values = append(fc.Values, &fieldsyncv1.FieldState{
-						Number: c.ID.Field, Value: w.Value, Dot: wire.DotToProto(w.Dot), Hlc: wire.StampToProto(w.Stamp),
+						Number: c.ID.Field, Value: w.Value, Dot: wire.DotToProto(w.Dot), Hlc: wire.StampToProto(w.Stamp), Deleted: w.Delete,
 					})
 				}
 				rc.Conflicts = append(rc.Conflicts, fc)
@@ -88,7 +88,7 @@ func (a admin) ResolveConflict(ctx context.Context, req *fieldsyncv1.ResolveConf
 		return nil, fmt.Errorf("resolve conflict %v/%d: %w on that field: list the open ones with ListConflicts", id, field, ErrNoConflict)
 	}
 	if field == syncengine.ExistenceField {
-		return nil, fmt.Errorf("resolve conflict %v/%d: %w: a conflict between a deletion and an update is resolved by deleting the record again or saving it, not here yet", id, field, ErrBadRequest)
+		return a.resolveExistence(ctx, r, conflict, req)
 	}
 	var value []byte
 	var chosen string // for the audit trail: whose value, never the value
@@ -164,6 +164,54 @@ func (s *Server) checkResolution(r syncengine.Record, field int32, value []byte)
 			msgs[i] = e.Error()
 		}
 		return fmt.Errorf("%w: the record would be invalid: %s", ErrBadRequest, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// resolveExistence settles a conflict between a deletion and an edit of
+// record r: req keeps one of the conflict's writes (a new value means
+// nothing here), and the server writes over all of them a deletion, or a
+// change that keeps the record where the kept write put it. A record kept
+// must pass the rules, as any saved record.
+func (a admin) resolveExistence(ctx context.Context, r syncengine.Record, conflict *syncengine.Conflict, req *fieldsyncv1.ResolveConflictRequest) (*fieldsyncv1.ResolveConflictResponse, error) {
+	s, id := a.s, r.ID()
+	keep, ok := req.GetChoice().(*fieldsyncv1.ResolveConflictRequest_Keep)
+	if !ok || keep.Keep < 0 || int(keep.Keep) >= len(conflict.Writes) {
+		return nil, fmt.Errorf("resolve conflict %v/0: %w: a deletion and an edit: keep one of the values 0 to %d (the deletion, or the record)", id, ErrBadRequest, len(conflict.Writes)-1)
+	}
+	w := conflict.Writes[keep.Keep]
+	e := syncengine.Edit{ID: save.NewChangeID(), Record: id, Base: r.Version(), Delete: w.Delete, Area: string(w.Value)}
+	chosen := fmt.Sprintf("kept the deletion by replica %v", w.Dot.Replica)
+	if !w.Delete {
+		chosen = fmt.Sprintf("kept the record, as replica %v did", w.Dot.Replica)
+		if err := s.checkKept(r); err != nil {
+			return nil, fmt.Errorf("resolve conflict %v/0: %w", id, err)
+		}
+	}
+	kind := strings.ToLower(strings.TrimPrefix(fieldsyncv1.RecordKind(r.Kind()).String(), "RECORD_KIND_"))
+	err := s.store.Update(ctx, func(tx syncengine.Tx) error {
+		if _, err := s.writeInTx(ctx, tx, e, nil); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, fieldsyncv1.AuditAction_AUDIT_ACTION_CONFLICT_RESOLVE, fmt.Sprintf("%v/0", id), fmt.Sprintf("%s existence: %s", kind, chosen))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resolve conflict: %w", err)
+	}
+	s.log.InfoContext(ctx, "conflict resolved", "record", id.String(), "field", 0, "deleted", w.Delete)
+	s.nudgeUpstream()
+	return &fieldsyncv1.ResolveConflictResponse{ChangeId: e.ID[:]}, nil
+}
+
+// checkKept refuses, wrapping ErrBadRequest, keeping record r when its
+// fields fail the rules.
+func (s *Server) checkKept(r syncengine.Record) error {
+	rec, err := wire.FromState(r)
+	if err != nil {
+		return fmt.Errorf("%w: the record's fields do not decode: %v", ErrBadRequest, err)
+	}
+	if errs := survey.Validate(rec, s.now()); len(errs) > 0 {
+		return fmt.Errorf("%w: the record kept would be invalid: %v", ErrBadRequest, &InvalidRecordError{FieldErrors: errs})
 	}
 	return nil
 }

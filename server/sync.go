@@ -43,9 +43,13 @@ func (v syncService) Hello(ctx context.Context, req *fieldsyncv1.HelloRequest) (
 		return nil, fmt.Errorf("hello from device %v: %w", p.ID, ErrReplicaMismatch)
 	}
 	var cur syncengine.Cursor
+	var maxCounter uint64
 	err = s.store.View(ctx, func(tx syncengine.ReadTx) error {
 		var err error
-		cur, err = tx.Cursor(ctx, p.ID)
+		if cur, err = tx.Cursor(ctx, p.ID); err != nil {
+			return err
+		}
+		maxCounter, err = tx.MaxCounter(ctx, p.ID)
 		return err
 	})
 	if err != nil {
@@ -80,6 +84,7 @@ func (v syncService) Hello(ctx context.Context, req *fieldsyncv1.HelloRequest) (
 		Limits:                      s.limits(),
 		MaxClockSkewMs:              s.cfg.MaxClockSkew.Milliseconds(),
 		AcknowledgedPosition:        uint64(cur.Received),
+		MaxCounter:                  maxCounter,
 	}, nil
 }
 
@@ -106,8 +111,12 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 	if err != nil {
 		return nil, err
 	}
-	if b, err = s.refuseReusedDots(ctx, b, results, slot); err != nil {
+	b, reused, err := s.refuseReusedDots(ctx, b, results, slot)
+	if err != nil {
 		return nil, fmt.Errorf("push from device %v: %w", p.ID, err)
+	}
+	if reused >= 0 {
+		results = results[:reused+1] // the changes after it are not answered
 	}
 	if b, err = s.refuseForgedOrigins(ctx, p, b, results, slot); err != nil {
 		return nil, fmt.Errorf("push from device %v: %w", p.ID, err)
@@ -131,7 +140,15 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 		s.nudgeUpstream()
 	}
 	s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) { a.Pending = max(0, a.Pending-len(results)) })
-	return &fieldsyncv1.PushResponse{Results: results, AcknowledgedPosition: uint64(rc.Through)}, nil
+	// Never beyond what the device sent: a device restored from an older
+	// copy of its replica sends positions the server's cursor is past (the
+	// positions of the changes the copy lost), and acknowledges only what it
+	// sent; after a reused dot, only what is before it.
+	ack := rc.Through
+	if len(req.GetChanges()) > 0 {
+		ack = min(ack, b.Through)
+	}
+	return &fieldsyncv1.PushResponse{Results: results, AcknowledgedPosition: uint64(ack)}, nil
 }
 
 // pushBatch checks req's shape and converts its changes into a batch from
@@ -196,16 +213,20 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 	return b, results, slot, nil
 }
 
-// refuseReusedDots refuses, in results, the changes of b whose dot the
-// server holds for a different change, and returns b without them. A retry
-// carries the same change id and is answered ALREADY_APPLIED as usual; a
-// different id under a known dot means the device numbers its changes again
-// from an older point: its replica file was restored from a backup. Taking
-// such a change as a duplicate would acknowledge it and lose it; refusing it
-// keeps it on the device, shown as rejected with the reason.
-func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, results []*fieldsyncv1.ChangeResult, slot map[syncengine.Position]int) (syncengine.Batch, error) {
+// refuseReusedDots refuses, in results, the first change of b whose dot the
+// server holds for a different change, and returns b without it and the
+// changes after it, its Through before it, and the slot of its result (-1
+// when there is none). A retry carries the same change id and is answered
+// ALREADY_APPLIED as usual; a different id under a known dot means the
+// device numbers its changes again from an older point: its replica file was
+// restored from a backup. Taking such a change as a duplicate would
+// acknowledge it and lose it. The push stops there, as for clock skew: the
+// change is answered REASON_DOT_REUSED and not acknowledged, so the device
+// numbers it and the changes after it again, above the highest dot the
+// server holds of it (HelloResponse.max_counter), and pushes them again.
+func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, results []*fieldsyncv1.ChangeResult, slot map[syncengine.Position]int) (syncengine.Batch, int, error) {
 	if len(b.Changes) == 0 {
-		return b, nil
+		return b, -1, nil
 	}
 	dots := make([]syncengine.Dot, len(b.Changes))
 	for i, e := range b.Changes {
@@ -213,25 +234,25 @@ func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, resul
 	}
 	held, err := s.store.ChangesAtDots(ctx, dots)
 	if err != nil || len(held) == 0 {
-		return b, err
+		return b, -1, err
 	}
-	kept := b.Changes[:0:0]
-	for _, e := range b.Changes {
+	for i, e := range b.Changes {
 		id, ok := held[e.Change.Dot]
 		if !ok || id == e.Change.ID {
-			kept = append(kept, e)
 			continue
 		}
-		results[slot[e.Pos]] = &fieldsyncv1.ChangeResult{
+		stop := slot[e.Pos]
+		results[stop] = &fieldsyncv1.ChangeResult{
 			ChangeId: append([]byte(nil), e.Change.ID[:]...),
 			Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_MALFORMED,
 			Reason:   fieldsyncv1.Reason_REASON_DOT_REUSED,
-			Message: fmt.Sprintf("the server holds another change under dot %d of this device: the replica was restored from an older copy of itself, "+
-				"so its new changes cannot sync under its identity; keep the phone's data and ask the operator to export it and enrol the phone as a new device", e.Change.Dot.Counter),
+			Message: fmt.Sprintf("the server holds another change under dot %d of this device: its replica was restored from an older copy of itself; "+
+				"it numbers this change and the ones after it again, above the highest dot the server holds of it, and sends them again", e.Change.Dot.Counter),
 		}
+		b.Changes, b.Through = b.Changes[:i:i], e.Pos-1
+		return b, stop, nil
 	}
-	b.Changes = kept
-	return b, nil
+	return b, -1, nil
 }
 
 // refuseForgedOrigins refuses, in results, the new changes of b (those whose

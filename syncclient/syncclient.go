@@ -314,6 +314,9 @@ func (s *session) push(ctx context.Context, hello *fieldsyncv1.HelloResponse) er
 		if err != nil {
 			return fmt.Errorf("fieldsync: push: %w", err)
 		}
+		if pos, ok := reusedDot(rc); ok {
+			return s.renumber(ctx, hello, pos)
+		}
 		if rc.Through <= after {
 			// The first change was refused for clock skew: it stays pending
 			// and is restamped at the next handshake.
@@ -324,6 +327,35 @@ func (s *session) push(ctx context.Context, hello *fieldsyncv1.HelloResponse) er
 			return nil
 		}
 	}
+}
+
+// reusedDot returns the position of the change the server refused because
+// it holds another change under its dot (REASON_DOT_REUSED), if any.
+func reusedDot(rc syncengine.Receipt) (syncengine.Position, bool) {
+	for _, r := range rc.Results {
+		if r.Reason == wire.ReasonString(fieldsyncv1.Reason_REASON_DOT_REUSED) && r.Pos > rc.Through {
+			return r.Pos, true
+		}
+	}
+	return 0, false
+}
+
+// renumber answers a refusal of the change at pos for a reused dot: the
+// replica was restored from an older copy of itself, and the server holds
+// other changes of it under the dots it numbered on from. Its unsent changes
+// from pos on are numbered again above the server's highest dot of it
+// (syncengine.Renumber), its pull position is forgotten so that the next
+// pull is a snapshot that brings back what the copy lost, and the round is
+// tried again.
+func (s *session) renumber(ctx context.Context, hello *fieldsyncv1.HelloResponse, pos syncengine.Position) error {
+	self := s.cfg.Store.Replica()
+	n, err := syncengine.Renumber(ctx, s.cfg.Store, self, pos, hello.GetMaxCounter(), func(ctx context.Context, tx syncengine.Tx) error {
+		return s.cfg.SaveCursorTx(ctx, tx, []byte{})
+	})
+	if err != nil {
+		return fmt.Errorf("fieldsync: push: the server holds other changes under this replica's dots (restored from an older copy?): %w", err)
+	}
+	return fmt.Errorf("fieldsync: push: %w", &retryError{fmt.Errorf("this replica was restored from an older copy of itself: %d unsent changes numbered again from position %d, above the server's dot %d", n, pos, hello.GetMaxCounter())})
 }
 
 // acknowledge records the server's answer to pushing b: the changes it took

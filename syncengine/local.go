@@ -94,21 +94,9 @@ func CorrectClock(ctx context.Context, s Store, clock *Clock, acked Position, se
 	changed := 0
 	err := s.Update(ctx, func(tx Tx) error {
 		floor, changed = Stamp{}, 0
-		var pending []Entry
-		for after := acked; ; {
-			page, err := tx.ReadLog(ctx, after, DefaultBatchLimit)
-			if err != nil {
-				return err
-			}
-			for _, e := range page {
-				if e.Change.Origin == self {
-					pending = append(pending, e)
-				}
-				after = e.Pos
-			}
-			if len(page) < DefaultBatchLimit {
-				break
-			}
+		pending, err := ownAfter(ctx, tx, self, acked)
+		if err != nil {
+			return err
 		}
 		changes := make([]Change, len(pending))
 		for i, e := range pending {
@@ -179,4 +167,25 @@ func restampRecord(r Record, stamps map[Dot]Stamp) Record {
 		f.writes = writes
 	}
 	return out
+}
+
+// ownAfter returns the entries of self's changes after position after, in
+// log order.
+func ownAfter(ctx context.Context, tx ReadTx, self ReplicaID, after Position) ([]Entry, error) {
+	var own []Entry
+	for {
+		page, err := tx.ReadLog(ctx, after, DefaultBatchLimit)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range page {
+			if e.Change.Origin == self {
+				own = append(own, e)
+			}
+			after = e.Pos
+		}
+		if len(page) < DefaultBatchLimit {
+			return own, nil
+		}
+	}
 }

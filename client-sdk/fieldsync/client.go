@@ -274,6 +274,42 @@ func (c *Client) SaveRecord(ctx context.Context, rec *fieldsyncv1.Record) (Saved
 	return Saved{Changed: res.Saved, Problems: res.Problems, Flags: res.Flags}, nil
 }
 
+// Delete deletes record id on the device: a change the next Sync sends, like
+// a save. A deletion made while someone else edited the record keeps the
+// record with a conflict on whether it exists, which the operator settles
+// (fieldsync admin conflicts resolve). It returns ErrNotFound for an id the
+// device does not show, and ErrOutOfScope for a record outside the device's
+// areas.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	r, err := c.record(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !r.Exists() {
+		return fmt.Errorf("fieldsync: delete %s: %w", id, ErrNotFound)
+	}
+	areas, err := c.Areas(ctx)
+	if err != nil {
+		return fmt.Errorf("fieldsync: delete %s: %w", id, err)
+	}
+	if len(areas) > 0 && !syncengine.InAreas(r.Area(), areas) {
+		return fmt.Errorf("fieldsync: delete %s: area %s: %w", id, r.Area(), ErrOutOfScope)
+	}
+	err = c.store.Update(ctx, func(tx syncengine.Tx) error {
+		if _, err := save.Delete(ctx, tx, save.Author{Clock: c.clock, Now: c.now()}, r.ID(), r.Version()); err != nil {
+			return err
+		}
+		return sqlitestore.SetMetaTx(ctx, tx, metaClock, clockBytes(c.clock.Last()))
+	})
+	if errors.Is(err, save.ErrNoRecord) {
+		return fmt.Errorf("fieldsync: delete %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("fieldsync: delete %s: %w", id, err)
+	}
+	return nil
+}
+
 // Rules returns the survey rules in force on the device: its server's (the
 // county's), as the last sync received them, or survey.DefaultRules before
 // the first sync.

@@ -26,7 +26,8 @@ server's whole area). Each has an ID, RECORD_ID/FIELD_NUMBER, and numbered value
 the shown one first.
 
 resolve closes conflict ID with a change made by the server, which syncs to every
-replica like any other: --keep N keeps value N as list numbered it; --value gives a
+replica like any other: --keep N keeps value N as list numbered it (for a deletion
+against an edit, field "existence": the deletion, or the record); --value gives a
 new value as a JSON object of the record kind's message holding just that field,
 e.g. --value '{"systolic_mmhg": 150}' (--kind names the record's kind, by default
 the one the server lists).
@@ -181,6 +182,17 @@ func printConflicts(w io.Writer, resp *fieldsyncv1.ListConflictsResponse, asJSON
 				return err
 			}
 			c.Field, c.Values = described[0].Field, described[0].Values
+			if fc.GetNumber() == syncengine.ExistenceField {
+				// A deletion against an edit: --keep the deletion or the record.
+				c.Field = "existence"
+				for i, v := range fc.GetValues() {
+					what := "kept"
+					if v.GetDeleted() {
+						what = "deleted"
+					}
+					c.Values[i], _ = json.Marshal(fmt.Sprintf("%s (in area %s)", what, v.GetValue()))
+				}
+			}
 			if asJSON {
 				b, err := json.Marshal(c)
 				if err != nil {

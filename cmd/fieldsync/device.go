@@ -16,6 +16,7 @@ import (
 const deviceUsage = `usage: fieldsync device enroll --replica FILE --server ADDR --code CODE [--ca FILE]
        fieldsync device put --replica FILE --kind KIND --json FILE|-
        fieldsync device get --replica FILE [--json] ID
+       fieldsync device delete --replica FILE ID
        fieldsync device list --replica FILE --kind KIND [--json]
        fieldsync device sync --replica FILE [--ca FILE]
        fieldsync device status --replica FILE [--json]
@@ -59,6 +60,11 @@ var deviceCommands = map[string]deviceCommand{
 		"fieldsync device get --replica FILE [--json] ID",
 		"Print the record with ID as the replica holds it (protojson), and any open\nconflicts on its fields.",
 		runDeviceGet,
+	},
+	"delete": {
+		"fieldsync device delete --replica FILE ID",
+		"Delete the record with ID on the replica; the next sync sends the deletion.\nA deletion made while someone else edited the record keeps the record with\na conflict the operator settles ('fieldsync admin conflicts resolve').",
+		runDeviceDelete,
 	},
 	"list": {
 		"fieldsync device list --replica FILE --kind KIND [--json]",

@@ -133,3 +133,28 @@ func printRecords(w io.Writer, recs []*fieldsyncv1.Record, asJSON bool, none str
 	_, err := w.Write(buf.Bytes())
 	return err
 }
+
+func runDeviceDelete(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	replica := replicaFlag(fs)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("device delete: give one record id (from 'fieldsync device list')")
+	}
+	id := pos[0]
+	return withReplica(ctx, *replica, func(c *fieldsync.Client) error {
+		err := c.Delete(ctx, id)
+		switch {
+		case errors.Is(err, fieldsync.ErrNotFound):
+			return fmt.Errorf("device delete: the replica %s holds no record %s (deleted already, never saved here, or not yet synced)", *replica, id)
+		case errors.Is(err, fieldsync.ErrOutOfScope):
+			return fmt.Errorf("device delete: record %s lies outside the areas this device is enrolled for: %w", id, err)
+		case err != nil:
+			return fmt.Errorf("device delete: %w", err)
+		}
+		fmt.Fprintf(stdout, "deleted record %s; the next 'fieldsync device sync --replica %s' sends the deletion\n", id, *replica)
+		return nil
+	})
+}

@@ -410,14 +410,7 @@ func TestDevicePutMalformedJSON(t *testing.T) {
 // TestDeviceGetShowsConflicts makes two phones change one household's head
 // name concurrently; after both sync, get shows the conflict with both values.
 func TestDeviceGetShowsConflicts(t *testing.T) {
-	srv := startDeviceServer(t)
-	v := newVillage(t)
-	h := v.records[kindHousehold][0]
-	id := ids(t, []*fieldsyncv1.Record{h})[0]
-	a, b := srv.enroll(t, v.code), srv.enroll(t, v.code)
-	mustCLI(t, "device", "put", "--replica", a, "--kind", "household", "--json", writeRecords(t, h))
-	mustCLI(t, "device", "sync", "--replica", a, "--quiet")
-	mustCLI(t, "device", "sync", "--replica", b, "--quiet")
+	srv, v, h, id, a, b := twoPhonesHoldingAHousehold(t)
 	for replica, name := range map[string]string{a: "杨甲", b: "杨乙"} {
 		edited := proto.Clone(h).(*fieldsyncv1.Record)
 		edited.GetHousehold().HeadName = name
@@ -537,4 +530,68 @@ func raisedBy(t *testing.T, putOutput string) int {
 	p, _ := strconv.Atoi(m[1])
 	f, _ := strconv.Atoi(m[2])
 	return p + f
+}
+
+// TestDeviceDeleteAgainstEdit deletes a household on one phone while
+// another edits it; the operator sees a conflict on its existence, keeps
+// the deletion with the CLI, and both phones end without the household.
+func TestDeviceDeleteAgainstEdit(t *testing.T) {
+	srv, v, h, id, a, b := twoPhonesHoldingAHousehold(t)
+
+	if out := mustCLI(t, "device", "delete", "--replica", a, id); !strings.Contains(out, "deleted record "+id) {
+		t.Errorf("delete printed:\n%s", out)
+	}
+	if _, _, err := cli(t, "device", "delete", "--replica", a, id); err == nil || !strings.Contains(err.Error(), "holds no record") {
+		t.Errorf("deleting again: %v, want 'holds no record'", err)
+	}
+	if _, _, err := cli(t, "device", "get", "--replica", a, id); err == nil {
+		t.Error("get of the deleted household succeeded")
+	}
+	edited := proto.Clone(h).(*fieldsyncv1.Record)
+	edited.GetHousehold().HeadName = "杨丁"
+	mustCLI(t, "device", "put", "--replica", b, "--kind", "household", "--json", writeRecords(t, edited))
+	for _, replica := range []string{a, b, a} {
+		mustCLI(t, "device", "sync", "--replica", replica, "--quiet")
+	}
+
+	adm := []string{"--server", srv.addr, "--token-file", srv.tokenFile}
+	out := mustCLI(t, append([]string{"admin", "conflicts", "list", "--json", "--area", v.code}, adm...)...)
+	var c adminConflictJSON
+	if err := json.Unmarshal([]byte(out), &c); err != nil || c.Field != "existence" || len(c.Values) != 2 || c.ID != id+"/0" {
+		t.Fatalf("admin conflicts list --json: %v\n%s", err, out)
+	}
+	keep := -1
+	for i, val := range c.Values {
+		if strings.Contains(string(val), "deleted (in area "+v.code+")") {
+			keep = i
+		}
+	}
+	if keep < 0 {
+		t.Fatalf("no deletion among the values %s", c.Values)
+	}
+	mustCLI(t, append([]string{"admin", "conflicts", "resolve", c.ID, "--keep", strconv.Itoa(keep)}, adm...)...)
+	for _, replica := range []string{a, b} {
+		mustCLI(t, "device", "sync", "--replica", replica, "--quiet")
+		if _, _, err := cli(t, "device", "get", "--replica", replica, id); err == nil {
+			t.Errorf("%s still shows the household the operator kept deleted", replica)
+		}
+	}
+	if out := mustCLI(t, append([]string{"admin", "conflicts", "list"}, adm...)...); !strings.Contains(out, "0 open conflicts") {
+		t.Errorf("after resolving, list printed:\n%s", out)
+	}
+}
+
+// twoPhonesHoldingAHousehold starts a server and enrols two phones of a
+// village; the first records household h (id), and both sync.
+func twoPhonesHoldingAHousehold(t *testing.T) (srv deviceServer, v village, h *fieldsyncv1.Record, id, a, b string) {
+	t.Helper()
+	srv = startDeviceServer(t)
+	v = newVillage(t)
+	h = v.records[kindHousehold][0]
+	id = ids(t, []*fieldsyncv1.Record{h})[0]
+	a, b = srv.enroll(t, v.code), srv.enroll(t, v.code)
+	mustCLI(t, "device", "put", "--replica", a, "--kind", "household", "--json", writeRecords(t, h))
+	mustCLI(t, "device", "sync", "--replica", a, "--quiet")
+	mustCLI(t, "device", "sync", "--replica", b, "--quiet")
+	return srv, v, h, id, a, b
 }

@@ -139,7 +139,7 @@ func (ck *checker) log() error {
 			ck.fail("%v", err)
 		case pos <= cp || pos > end:
 			ck.fail("log entry %d outside (%d, %d]", pos, cp, end)
-		case !bytes.Equal(t.dots.Get(dotKey(ch.Dot)), k):
+		case !dotIndexes(t.dots.Get(dotKey(ch.Dot)), k, ch.ID):
 			ck.fail("log entry %d: dot %v not indexed at it", pos, ch.Dot)
 		case !has(t.logArea, areaPosKey([]byte(ch.Area), pos)):
 			ck.fail("log entry %d: area %s not indexed", pos, ch.Area)
@@ -222,10 +222,11 @@ func (ck *checker) dots() error {
 		if err := ck.tick(); err != nil {
 			return err
 		}
-		ok := len(k) == dotLen && len(v) == posLen
+		pk, _, _, ok := dotEntry(v)
+		ok = ok && len(k) == dotLen
 		if ok {
-			pos := syncengine.Position(binary.BigEndian.Uint64(v))
-			ok = pos > 0 && pos <= end && (pos <= cp || t.log.Get(v) != nil)
+			pos := syncengine.Position(binary.BigEndian.Uint64(pk))
+			ok = pos > 0 && pos <= end && (pos <= cp || t.log.Get(pk) != nil)
 		}
 		if !ok && !ck.fail("dot index entry %x → %x names no log entry", k, v) {
 			return nil
@@ -332,4 +333,11 @@ func (ck *checker) registry() error {
 		}
 		return nil
 	})
+}
+
+// dotIndexes reports whether the dots index value v names the log entry at
+// key k, of change id.
+func dotIndexes(v, k []byte, id syncengine.ChangeID) bool {
+	pk, got, hasID, ok := dotEntry(v)
+	return ok && bytes.Equal(pk, k) && (!hasID || got == id)
 }

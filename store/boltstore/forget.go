@@ -111,14 +111,15 @@ func (t *tx) unackedRecords(ctx context.Context, self, peer syncengine.ReplicaID
 		k, v = c.Prev()
 	}
 	for ; len(k) == dotLen && bytes.Equal(k[:idLen], self[:]); k, v = c.Prev() {
-		if len(v) != posLen {
+		pk, _, _, ok := dotEntry(v)
+		if !ok {
 			return nil, fmt.Errorf("dot index entry %x → %x: %w", k, v, ErrCorrupt)
 		}
-		pos := syncengine.Position(binary.BigEndian.Uint64(v))
+		pos := syncengine.Position(binary.BigEndian.Uint64(pk))
 		if pos <= cur.Acked {
 			break
 		}
-		lv := t.log.Get(v)
+		lv := t.log.Get(pk)
 		if lv == nil {
 			continue // compacted: acknowledged by every device, not pending here
 		}

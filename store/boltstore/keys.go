@@ -83,3 +83,24 @@ func openEnvelope(v []byte) (area, rest []byte, err error) {
 	n := 1 + int(v[0])
 	return v[1:n], v[n:], nil
 }
+
+// A dots index value is the log key (position) of the dot's change, then,
+// since schema 9, the change's id: the id outlives the log entry
+// compaction drops, so a change reusing a dot (a replica restored from an
+// older copy) is told from a retry even then.
+func dotValue(pk []byte, id syncengine.ChangeID) []byte {
+	return append(append(make([]byte, 0, posLen+idLen), pk...), id[:]...)
+}
+
+// dotEntry reads a dots index value: the log key, and the change id when the
+// value has one (ok false for a value of another size).
+func dotEntry(v []byte) (pk []byte, id syncengine.ChangeID, hasID, ok bool) {
+	switch len(v) {
+	case posLen:
+		return v, id, false, true
+	case posLen + idLen:
+		copy(id[:], v[posLen:])
+		return v[:posLen], id, true, true
+	}
+	return nil, id, false, false
+}

@@ -375,17 +375,22 @@ func (s *Store) Rejections(ctx context.Context) ([]syncengine.Rejection, error) 
 	return out, nil
 }
 
-// ChangesAtDots returns, for each of dots the log holds a change for, that
-// change's id. A dot whose entry was compacted away, or never appended, is
-// absent from the result. The server uses it to tell a retried change (same
-// dot, same id) from a different change reusing a dot (a replica restored
-// from an older copy of itself).
+// ChangesAtDots returns, for each of dots the store holds a change for, that
+// change's id, from the dots index (which keeps it after compaction) or the
+// log. A dot never appended, or indexed before ids were kept (schema 9) and
+// compacted away since, is absent from the result. The server uses it to
+// tell a retried change (same dot, same id) from a different change reusing
+// a dot (a replica restored from an older copy of itself).
 func (s *Store) ChangesAtDots(ctx context.Context, dots []syncengine.Dot) (map[syncengine.Dot]syncengine.ChangeID, error) {
 	out := make(map[syncengine.Dot]syncengine.ChangeID)
 	err := s.view(ctx, func(t *tx) error {
 		for _, d := range dots {
-			p := t.dots.Get(dotKey(d))
-			if len(p) != posLen {
+			p, id, hasID, ok := dotEntry(t.dots.Get(dotKey(d)))
+			if !ok {
+				continue
+			}
+			if hasID {
+				out[d] = id
 				continue
 			}
 			v := t.log.Get(p)

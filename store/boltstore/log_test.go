@@ -154,6 +154,12 @@ func TestCompactDropsEntriesAndKeepsDots(t *testing.T) {
 	if es, _, err := s.ReadLogArea(ctx, []string{townA}, 10, 100); err != nil || len(es) != 8 {
 		t.Errorf("ReadLogArea(townA) after 10: %d entries, %v; want 8", len(es), err)
 	}
+	// The id of a compacted change is still known by its dot, so a change
+	// reusing the dot is told from a retry.
+	held, err := s.ChangesAtDots(ctx, []syncengine.Dot{changes[0].Dot, changes[20].Dot, {Replica: phone, Counter: 99}})
+	if err != nil || len(held) != 2 || held[changes[0].Dot] != changes[0].ID || held[changes[20].Dot] != changes[20].ID {
+		t.Errorf("ChangesAtDots = %v, %v; want the ids of the compacted change and the kept one", held, err)
+	}
 	// A retried old change is still recognised: the engine skips it, and
 	// Append refuses it.
 	err = s.Update(ctx, func(tx syncengine.Tx) error {

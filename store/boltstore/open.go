@@ -35,7 +35,12 @@ import (
 //   - 7: the devicereports bucket (the registries townships report).
 //   - 8: the logfrom bucket (the peer each received change came from, so
 //     that no peer is sent back what it sent).
-const schemaVersion = 8
+//   - 9: a dots index value holds the change id after the position, and a
+//     rejection its reason and field errors. Version 8 values read as
+//     before (no id, no reason), so the upgrade only records the version;
+//     the bump keeps older builds, which refuse the longer values, from
+//     opening it.
+const schemaVersion = 9
 
 // upgrades migrate a store from the version of the key to the next one, in
 // the transaction given.
@@ -59,6 +64,7 @@ var upgrades = map[uint64]func(*bbolt.Tx) error{
 	5: createMissingBuckets,
 	6: createMissingBuckets,
 	7: createMissingBuckets,
+	8: func(*bbolt.Tx) error { return nil },
 }
 
 // createMissingBuckets creates every bucket of this build that the store

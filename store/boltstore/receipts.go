@@ -33,7 +33,7 @@ func (s *Store) CounterThrough(ctx context.Context, origin syncengine.ReplicaID,
 					return err
 				}
 			}
-			if len(v) == posLen && syncengine.Position(binary.BigEndian.Uint64(v)) <= through {
+			if pk, _, _, ok := dotEntry(v); ok && syncengine.Position(binary.BigEndian.Uint64(pk)) <= through {
 				out = binary.BigEndian.Uint64(k[idLen:])
 				return nil
 			}

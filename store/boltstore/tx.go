@@ -341,7 +341,7 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 	if err := t.log.Put(pk, v); err != nil {
 		return 0, fmt.Errorf("boltstore: append: %w", err)
 	}
-	if err := t.dots.Put(dk, pk); err != nil {
+	if err := t.dots.Put(dk, dotValue(pk, c.ID)); err != nil {
 		return 0, fmt.Errorf("boltstore: append: %w", err)
 	}
 	if err := t.indexArea(c.Area, from, pos); err != nil {

@@ -227,40 +227,8 @@ func (s *Store) sealAll(ctx context.Context, sl *sealer) error {
 			break
 		}
 	}
-	for last := int64(0); ; {
-		rows, err := clear.query(ctx, "SELECT position, change_id, change FROM log WHERE position > ? ORDER BY position LIMIT 500", last)
-		if err != nil {
-			return err
-		}
-		type entry struct {
-			pos      int64
-			id, data []byte
-		}
-		var page []entry
-		for rows.Next() {
-			var e entry
-			if err := rows.Scan(&e.pos, &e.id, &e.data); err != nil {
-				rows.Close()
-				return err
-			}
-			page = append(page, e)
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return err
-		}
-		for _, e := range page {
-			b, err := sl.seal(e.data, aadChange, e.id)
-			if err != nil {
-				return err
-			}
-			if _, err := sealed.exec(ctx, "UPDATE log SET change = ? WHERE position = ?", b, e.pos); err != nil {
-				return err
-			}
-			last = e.pos
-		}
-		if len(page) < 500 {
-			break
-		}
+	if err := sealLog(ctx, clear, sealed, sl); err != nil {
+		return err
 	}
 	if _, err := sealRejections(ctx, clear, sealed, sl); err != nil {
 		return err
@@ -418,4 +386,45 @@ func (s *Store) sealOldRejections(ctx context.Context, sl *sealer) error {
 		return err
 	}
 	return sqlTx.Commit()
+}
+
+// sealLog seals every log entry's change (read through clear, written
+// through sealed), in pages.
+func sealLog(ctx context.Context, clear, sealed *tx, sl *sealer) error {
+	for last := int64(0); ; {
+		rows, err := clear.query(ctx, "SELECT position, change_id, change FROM log WHERE position > ? ORDER BY position LIMIT 500", last)
+		if err != nil {
+			return err
+		}
+		type entry struct {
+			pos      int64
+			id, data []byte
+		}
+		var page []entry
+		for rows.Next() {
+			var e entry
+			if err := rows.Scan(&e.pos, &e.id, &e.data); err != nil {
+				rows.Close()
+				return err
+			}
+			page = append(page, e)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		for _, e := range page {
+			b, err := sl.seal(e.data, aadChange, e.id)
+			if err != nil {
+				return err
+			}
+			if _, err := sealed.exec(ctx, "UPDATE log SET change = ? WHERE position = ?", b, e.pos); err != nil {
+				return err
+			}
+			last = e.pos
+		}
+		if len(page) < 500 {
+			break
+		}
+	}
+	return nil
 }

@@ -203,6 +203,34 @@ func (t *tx) ReplaceChange(ctx context.Context, pos syncengine.Position, c synce
 	return nil
 }
 
+var _ syncengine.Renumberer = (*tx)(nil)
+
+// RenumberChange replaces the log entry at pos, whose dot is old, with c,
+// the same change under another dot of the same origin, and moves its dot
+// index entry (syncengine.Renumber).
+func (t *tx) RenumberChange(ctx context.Context, pos syncengine.Position, old syncengine.Dot, c syncengine.Change) error {
+	if c.Dot.Replica != old.Replica {
+		return fmt.Errorf("renumber change at %d: origin %v, not %v", pos, c.Dot.Replica, old.Replica)
+	}
+	b, err := t.encodeChange(c)
+	if err != nil {
+		return err
+	}
+	res, err := t.exec(ctx, "UPDATE log SET counter = ?, change_id = ?, change = ?, hlc_wall_ms = ? WHERE position = ? AND origin = ? AND counter = ?",
+		int64(c.Dot.Counter), c.ID[:], b, c.Stamp.WallMS, int64(pos), old.Replica[:], int64(old.Counter))
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return fmt.Errorf("renumber change at %d: %w", pos, syncengine.ErrNoEntry)
+	}
+	if _, err := t.exec(ctx, "DELETE FROM dots WHERE origin = ? AND counter = ?", old.Replica[:], int64(old.Counter)); err != nil {
+		return err
+	}
+	_, err = t.exec(ctx, "INSERT INTO dots (origin, counter, position) VALUES (?, ?, ?)", c.Dot.Replica[:], int64(c.Dot.Counter), int64(pos))
+	return err
+}
+
 func (t *tx) SetCursor(ctx context.Context, peer syncengine.ReplicaID, c syncengine.Cursor) error {
 	_, err := t.exec(ctx, `INSERT INTO cursors (peer, received, acked) VALUES (?, ?, ?)
 		ON CONFLICT (peer) DO UPDATE SET received = excluded.received, acked = excluded.acked`,

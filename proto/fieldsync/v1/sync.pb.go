@@ -1732,7 +1732,11 @@ type FieldState struct {
 	// Dot of the change that wrote the value.
 	Dot *Dot `protobuf:"bytes,3,opt,name=dot,proto3" json:"dot,omitempty"`
 	// Stamp of the change that wrote the value.
-	Hlc           *HlcStamp `protobuf:"bytes,4,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	Hlc *HlcStamp `protobuf:"bytes,4,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	// On the existence field (number 0), set when the write deleted the record;
+	// value is then the area it was deleted in, as it is the area it is kept in
+	// for a write that kept it.
+	Deleted       bool `protobuf:"varint,5,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1793,6 +1797,13 @@ func (x *FieldState) GetHlc() *HlcStamp {
 		return x.Hlc
 	}
 	return nil
+}
+
+func (x *FieldState) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
 }
 
 // FieldConflict holds the values concurrent writes gave one field, for a person
@@ -2379,13 +2390,14 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x0eSnapshotMarker\x121\n" +
 	"\x05phase\x18\x01 \x01(\x0e2\x1b.fieldsync.v1.SnapshotPhaseR\x05phase\x121\n" +
 	"\x05cause\x18\x02 \x01(\x0e2\x1b.fieldsync.v1.SnapshotCauseR\x05cause\x12!\n" +
-	"\frecord_count\x18\x03 \x01(\x03R\vrecordCount\"\x89\x01\n" +
+	"\frecord_count\x18\x03 \x01(\x03R\vrecordCount\"\xa3\x01\n" +
 	"\n" +
 	"FieldState\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12#\n" +
 	"\x03dot\x18\x03 \x01(\v2\x11.fieldsync.v1.DotR\x03dot\x12(\n" +
-	"\x03hlc\x18\x04 \x01(\v2\x16.fieldsync.v1.HlcStampR\x03hlc\"Y\n" +
+	"\x03hlc\x18\x04 \x01(\v2\x16.fieldsync.v1.HlcStampR\x03hlc\x12\x18\n" +
+	"\adeleted\x18\x05 \x01(\bR\adeleted\"Y\n" +
 	"\rFieldConflict\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x120\n" +
 	"\x06values\x18\x02 \x03(\v2\x18.fieldsync.v1.FieldStateR\x06values\"\xd6\x02\n" +
