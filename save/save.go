@@ -46,7 +46,14 @@ type Author struct {
 	// Server is set when a township or county server saves: it may verify
 	// problems whoever the verifying worker is.
 	Server bool
+	// Areas, if set, are the area prefixes the author may save in (a
+	// device's); a record outside them is refused with ErrOutOfScope.
+	Areas []string
 }
+
+// ErrOutOfScope is returned by Record for a record outside Author.Areas;
+// nothing is stored.
+var ErrOutOfScope = syncengine.ErrOutOfScope
 
 // InvalidError is returned for a record that fails the rules; nothing is
 // stored.
@@ -77,17 +84,21 @@ type Result struct {
 // the rules derive (a follow-up's schedule), validates the result, checks a
 // problem's move in the ledger against the stored state, writes the fields
 // that differ from the stored record, and raises the problems and flags of a
-// visit or audit. It returns an *InvalidError for a record the rules refuse,
-// and storage errors; on any error the caller must roll tx back. rec is not
+// visit or audit. It returns an error wrapping ErrOutOfScope for a record
+// outside a.Areas, an *InvalidError for a record the rules refuse, and
+// storage errors; on any error the caller must roll tx back. rec is not
 // modified.
 func Record(ctx context.Context, tx syncengine.Tx, a Author, rec *fieldsyncv1.Record) (Result, error) {
 	rec = derive(rec)
+	id, area, idErr := wire.Identity(rec)
+	if idErr == nil && len(a.Areas) > 0 && !syncengine.InAreas(area, a.Areas) {
+		return Result{}, fmt.Errorf("area %s: %w", area, ErrOutOfScope)
+	}
 	if errs := a.Rules.Validate(rec, a.Now); len(errs) > 0 {
 		return Result{}, &InvalidError{Fields: errs}
 	}
-	id, _, err := wire.Identity(rec)
-	if err != nil {
-		return Result{}, err
+	if idErr != nil {
+		return Result{}, idErr
 	}
 	cur, err := tx.Record(ctx, id)
 	if err != nil {

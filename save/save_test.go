@@ -221,3 +221,49 @@ func TestNewChangeID(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// A device saves only in its areas: a record elsewhere, even an invalid one,
+// is refused with ErrOutOfScope before anything is written; one of its areas
+// saves; and Delete deletes a live record and refuses one there is none of.
+func TestAreasAndDelete(t *testing.T) {
+	s := newSaver(t, false)
+	s.author.Areas = []string{village}
+	h := func(area string) *fieldsyncv1.Record {
+		return &fieldsyncv1.Record{Body: &fieldsyncv1.Record_Household{Household: &fieldsyncv1.Household{
+			Id: newID(), AreaCode: area, HeadName: "王", Status: fieldsyncv1.HouseholdStatus_HOUSEHOLD_STATUS_ORDINARY,
+		}}}
+	}
+	elsewhere := h("532523100202")
+	if _, err := s.save(elsewhere); !errors.Is(err, save.ErrOutOfScope) {
+		t.Errorf("save in another village: %v, want ErrOutOfScope", err)
+	}
+	invalid := h("532523100202")
+	invalid.GetHousehold().HeadName = ""
+	if _, err := s.save(invalid); !errors.Is(err, save.ErrOutOfScope) {
+		t.Errorf("save of an invalid record in another village: %v, want ErrOutOfScope first", err)
+	}
+	if s.get(elsewhere.GetHousehold().GetId()) != nil {
+		t.Error("the record of another village was stored")
+	}
+	mine := h(village)
+	s.mustSave(mine)
+	id, _, err := wire.Identity(mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := func() error {
+		return s.st.Update(t.Context(), func(tx syncengine.Tx) error {
+			_, err := save.Delete(t.Context(), tx, s.author, id, syncengine.VersionVector{})
+			return err
+		})
+	}
+	if err := del(); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if s.get(mine.GetHousehold().GetId()) != nil {
+		t.Error("the deleted household is still shown")
+	}
+	if err := del(); !errors.Is(err, save.ErrNoRecord) {
+		t.Errorf("Delete again: %v, want ErrNoRecord", err)
+	}
+}

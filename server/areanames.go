@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
-	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncengine"
 )
@@ -57,7 +56,7 @@ func (a admin) SetAreaNames(ctx context.Context, req *fieldsyncv1.SetAreaNamesRe
 		return nil, err
 	}
 	err = s.store.Update(ctx, func(tx syncengine.Tx) error {
-		if err := boltstore.SetMetaTx(ctx, tx, metaAreaNames, b); err != nil {
+		if err := tx.SetMeta(ctx, metaAreaNames, b); err != nil {
 			return err
 		}
 		detail := fmt.Sprintf("%d names given, %d held", len(req.GetNames()), len(names))

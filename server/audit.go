@@ -184,7 +184,7 @@ func (s *Server) noteRules(ctx context.Context) error {
 		detail = fmt.Sprintf("sha256 %.12s (was %.12s): %s", sum, old, r)
 	}
 	return s.store.Update(ctx, func(tx syncengine.Tx) error {
-		if err := boltstore.SetMetaTx(ctx, tx, metaRules, []byte(sum)); err != nil || (old == nil && s.cfg.Rules == nil) {
+		if err := tx.SetMeta(ctx, metaRules, []byte(sum)); err != nil || (old == nil && s.cfg.Rules == nil) {
 			return err
 		}
 		_, err := boltstore.AppendAuditTx(ctx, tx, boltstore.AuditEntry{

@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
-	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/syncclient"
 	"github.com/fieldsync/fieldsync/syncengine"
 )
@@ -249,7 +248,6 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 	clock := syncengine.NewClock(s.store.Replica(), 0)
 	clock.Restore(s.clock.Last())
 	defer func() { s.clock.Restore(clock.Last()) }()
-	var areas []string // the township's areas at the county, as its handshake says
 	cfg := &syncclient.Config{
 		Store:       s.store,
 		Clock:       clock,
@@ -258,33 +256,8 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 		Retry:       r.cfg.Retry,
 		TLS:         r.cfg.TLS,
 		DialOptions: r.cfg.DialOptions,
-		LoadCursor:  func(ctx context.Context) ([]byte, error) { return s.store.Meta(ctx, metaUpstreamCursor) },
-		SaveCursorTx: func(ctx context.Context, tx syncengine.Tx, tok []byte) error {
-			return boltstore.SetMetaTx(ctx, tx, metaUpstreamCursor, tok)
-		},
-		HelloInfo: func(ctx context.Context) (int, string) {
-			n, _, _ := s.upstreamPending(ctx, up)
-			b, _ := s.store.Meta(ctx, metaUpstreamError)
-			return n, string(b)
-		},
-		OnHello: func(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
-			areas = hello.GetAreaPrefixes()
-			return s.keepUpstreamRules(ctx, hello.GetRules())
-		},
-		SnapshotChanged: func(ctx context.Context, tx syncengine.Tx) error {
-			epoch, err := s.store.Meta(ctx, metaSnapshotEpoch)
-			if err != nil {
-				return err
-			}
-			n, _ := strconv.ParseUint(string(epoch), 10, 64)
-			return boltstore.SetMetaTx(ctx, tx, metaSnapshotEpoch, []byte(strconv.FormatUint(n+1, 10)))
-		},
-		// After the push and the pull: the audit trail and the device
-		// registry, on the same connection.
-		AfterRound: func(ctx context.Context, rpc fieldsyncv1.SyncServiceClient) error {
-			return errors.Join(s.afterRound(ctx, "audit entries", s.pushAudit(ctx, rpc)),
-				s.afterRound(ctx, "device report", s.reportDevices(ctx, rpc, areas)))
-		},
+		CursorKey:   metaUpstreamCursor,
+		Host:        &relayHost{s: s, up: up},
 	}
 	var pushed, pulled, rejected int
 	err = syncclient.Sync(ctx, cfg, syncclient.Target{Addr: string(addr), Token: r.cfg.Token, Server: up}, func(p syncclient.Progress) {
@@ -403,4 +376,51 @@ func (s *Server) afterRound(ctx context.Context, what string, err error) error {
 		return nil
 	}
 	return err
+}
+
+// relayHost is what a township does around syncclient's rounds with its
+// county.
+type relayHost struct {
+	s  *Server
+	up syncengine.ReplicaID
+	// areas are the township's areas at the county, as its handshake says.
+	areas []string
+}
+
+// HelloInfo tells the county's operator what the township still has to
+// relay and how its last relay round ended.
+func (h *relayHost) HelloInfo(ctx context.Context) (int, string) {
+	n, _, _ := h.s.upstreamPending(ctx, h.up)
+	b, _ := h.s.store.Meta(ctx, metaUpstreamError)
+	return n, string(b)
+}
+
+// OnHello keeps the township's areas and the county's rules.
+func (h *relayHost) OnHello(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
+	h.areas = hello.GetAreaPrefixes()
+	return h.s.keepUpstreamRules(ctx, hello.GetRules())
+}
+
+// AfterPull does nothing: a township keeps what moved out of its area
+// until its compactions forget it (forgetMovedAway).
+func (h *relayHost) AfterPull(context.Context, *fieldsyncv1.HelloResponse) error { return nil }
+
+// AfterRound, after the push and the pull, relays the audit trail and the
+// device registry on the same connection.
+func (h *relayHost) AfterRound(ctx context.Context, rpc fieldsyncv1.SyncServiceClient) error {
+	return errors.Join(h.s.afterRound(ctx, "audit entries", h.s.pushAudit(ctx, rpc)),
+		h.s.afterRound(ctx, "device report", h.s.reportDevices(ctx, rpc, h.areas)))
+}
+
+// SnapshotChanged starts a new snapshot epoch, in the transaction of a
+// snapshot batch from the county that changed a stored record: such a
+// change is not in the township's log, so its own devices take a snapshot
+// again.
+func (h *relayHost) SnapshotChanged(ctx context.Context, tx syncengine.Tx) error {
+	epoch, err := tx.Meta(ctx, metaSnapshotEpoch)
+	if err != nil {
+		return err
+	}
+	n, _ := strconv.ParseUint(string(epoch), 10, 64)
+	return tx.SetMeta(ctx, metaSnapshotEpoch, []byte(strconv.FormatUint(n+1, 10)))
 }

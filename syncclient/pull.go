@@ -158,11 +158,16 @@ type pullStream struct {
 // openPull asks for the server's changes after the stored cursor. The caller
 // must call the result's cancel when done with it.
 func (s *session) openPull(ctx context.Context, hello *fieldsyncv1.HelloResponse) (*pullStream, error) {
-	tok, err := s.cfg.LoadCursor(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("fieldsync: pull: %w", err)
-	}
-	cur, err := cursor(ctx, s.cfg.Store, s.t.Server)
+	var tok []byte
+	var cur syncengine.Cursor
+	err := s.cfg.Store.View(ctx, func(tx syncengine.ReadTx) error {
+		var err error
+		if tok, err = tx.Meta(ctx, s.cfg.CursorKey); err != nil {
+			return err
+		}
+		cur, err = tx.Cursor(ctx, s.t.Server)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("fieldsync: pull: %w", err)
 	}
@@ -197,7 +202,7 @@ func (s *session) saveToken(tok []byte) func(context.Context, syncengine.Tx) err
 		return nil
 	}
 	return func(ctx context.Context, tx syncengine.Tx) error {
-		return s.cfg.SaveCursorTx(ctx, tx, tok)
+		return tx.SetMeta(ctx, s.cfg.CursorKey, tok)
 	}
 }
 
@@ -222,6 +227,7 @@ func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordS
 		}
 	}
 	self, dropped := cfg.Store.Replica(), 0
+	changer, _ := cfg.Host.(SnapshotChanger)
 	err := cfg.Store.Update(ctx, func(tx syncengine.Tx) error {
 		sweep, _ := tx.(unseenSweeper)
 		if begin && sweep != nil {
@@ -239,7 +245,7 @@ func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordS
 			if err != nil {
 				return err
 			}
-			if cfg.SnapshotChanged != nil && !changed {
+			if changer != nil && !changed {
 				// Only a relay asks; the digests cost a bootstrap time.
 				changed = merged.Digest() != local.Digest()
 			}
@@ -253,8 +259,8 @@ func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordS
 				return err
 			}
 		}
-		if changed && cfg.SnapshotChanged != nil {
-			if err := cfg.SnapshotChanged(ctx, tx); err != nil {
+		if changed && changer != nil {
+			if err := changer.SnapshotChanged(ctx, tx); err != nil {
 				return err
 			}
 		}

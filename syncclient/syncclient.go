@@ -54,8 +54,8 @@ type Target struct {
 	Server syncengine.ReplicaID
 }
 
-// Config is what a round needs besides the target. Store, Clock and the
-// cursor functions are required; the other fields may be left zero.
+// Config is what a round needs besides the target. Store, Clock and
+// CursorKey are required; the other fields may be left zero.
 type Config struct {
 	Store Replica
 	// Clock observes the stamps of everything received, so that later local
@@ -76,28 +76,38 @@ type Config struct {
 	// IdleTimeout, when set, replaces the pull stream's idle time (tests).
 	IdleTimeout time.Duration
 
-	// LoadCursor returns the stored pull token; SaveCursorTx stores one in
-	// the transaction of the batch it follows.
-	LoadCursor   func(ctx context.Context) ([]byte, error)
-	SaveCursorTx func(ctx context.Context, tx syncengine.Tx, token []byte) error
-	// HelloInfo, if set, reports the pending count and last error the
-	// handshake tells the server, for its operator.
-	HelloInfo func(ctx context.Context) (pending int, lastError string)
-	// OnHello, if set, runs after each handshake (the device saves its
-	// clock and the upstream receipt).
-	OnHello func(ctx context.Context, hello *fieldsyncv1.HelloResponse) error
-	// SnapshotChanged, if set, runs in the transaction of a snapshot batch
-	// that changed a stored record: a relay makes its own devices take a
-	// snapshot again, since such a change is not in its log.
-	SnapshotChanged func(ctx context.Context, tx syncengine.Tx) error
-	// AfterPull, if set, runs after a pull caught up (the device forgets
-	// the records no longer in its areas).
-	AfterPull func(ctx context.Context, hello *fieldsyncv1.HelloResponse) error
-	// AfterRound, if set, runs last in a round, after AfterPull, with the
-	// round's connection (a relay pushes its audit trail to its county). Its
-	// error fails the round like any other: a retryable one is retried with
-	// the whole round.
-	AfterRound func(ctx context.Context, rpc fieldsyncv1.SyncServiceClient) error
+	// CursorKey is the meta key (syncengine.Tx.SetMeta) the pull token is
+	// kept under, written in the transaction of the batch it follows.
+	CursorKey string
+	// Host, if set, is what the round asks of the program running it.
+	Host Host
+}
+
+// Host is what a round asks of the program that runs it (the device SDK, a
+// township's relay), declared here by its user. A Host whose transactions
+// of a snapshot must record that it changed a stored record (a relay, whose
+// own devices then take a snapshot again, since such a change is not in its
+// log) also implements SnapshotChanger.
+type Host interface {
+	// HelloInfo reports the pending count and last error the handshake
+	// tells the server, for its operator.
+	HelloInfo(ctx context.Context) (pending int, lastError string)
+	// OnHello runs after each handshake (the device saves the upstream
+	// receipt and the rules; a relay keeps its county's rules).
+	OnHello(ctx context.Context, hello *fieldsyncv1.HelloResponse) error
+	// AfterPull runs after a pull caught up (the device forgets the
+	// records no longer in its areas).
+	AfterPull(ctx context.Context, hello *fieldsyncv1.HelloResponse) error
+	// AfterRound runs last in a round, with the round's connection (a relay
+	// pushes its audit trail to its county). Its error fails the round like
+	// any other: a retryable one is retried with the whole round.
+	AfterRound(ctx context.Context, rpc fieldsyncv1.SyncServiceClient) error
+}
+
+// SnapshotChanger is a Host whose replica records, in the transaction of a
+// snapshot batch, that the batch changed a stored record.
+type SnapshotChanger interface {
+	SnapshotChanged(ctx context.Context, tx syncengine.Tx) error
 }
 
 func (cfg *Config) now() time.Time {
@@ -199,13 +209,11 @@ func round(ctx context.Context, cfg *Config, t Target, r *run) error {
 	if err := s.pull(ctx, pl); err != nil {
 		return err
 	}
-	if cfg.AfterPull != nil {
-		if err := cfg.AfterPull(ctx, hello); err != nil {
+	if cfg.Host != nil {
+		if err := cfg.Host.AfterPull(ctx, hello); err != nil {
 			return fmt.Errorf("fieldsync: sync: %w", err)
 		}
-	}
-	if cfg.AfterRound != nil {
-		if err := cfg.AfterRound(ctx, s.rpc); err != nil {
+		if err := cfg.Host.AfterRound(ctx, s.rpc); err != nil {
 			return fmt.Errorf("fieldsync: sync: %w", err)
 		}
 	}
@@ -222,8 +230,8 @@ func (s *session) hello(ctx context.Context) (*fieldsyncv1.HelloResponse, error)
 	}
 	// The operator's status shows what the replica still has to send and
 	// how its last sync ended.
-	if cfg.HelloInfo != nil {
-		pending, lastErr := cfg.HelloInfo(ctx)
+	if cfg.Host != nil {
+		pending, lastErr := cfg.Host.HelloInfo(ctx)
 		req.PendingChanges, req.LastError = int32(min(pending, 1<<31-1)), lastErr
 	}
 	// The first RPC of a connection also waits for the connection.
@@ -243,8 +251,8 @@ func (s *session) hello(ctx context.Context) (*fieldsyncv1.HelloResponse, error)
 			return nil, fmt.Errorf("fieldsync: hello: %w", err)
 		}
 	}
-	if cfg.OnHello != nil {
-		if err := cfg.OnHello(ctx, resp); err != nil {
+	if cfg.Host != nil {
+		if err := cfg.Host.OnHello(ctx, resp); err != nil {
 			return nil, fmt.Errorf("fieldsync: hello: %w", err)
 		}
 	}
@@ -350,7 +358,7 @@ func reusedDot(rc syncengine.Receipt) (syncengine.Position, bool) {
 func (s *session) renumber(ctx context.Context, hello *fieldsyncv1.HelloResponse, pos syncengine.Position) error {
 	self := s.cfg.Store.Replica()
 	n, err := syncengine.Renumber(ctx, s.cfg.Store, self, pos, hello.GetMaxCounter(), func(ctx context.Context, tx syncengine.Tx) error {
-		return s.cfg.SaveCursorTx(ctx, tx, []byte{})
+		return tx.SetMeta(ctx, s.cfg.CursorKey, []byte{})
 	})
 	if err != nil {
 		return fmt.Errorf("fieldsync: push: the server holds other changes under this replica's dots (restored from an older copy?): %w", err)

@@ -1,7 +1,6 @@
 package syncclient_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -27,7 +26,7 @@ func (m memReplica) Replica() syncengine.ReplicaID { return m.id }
 const village = "532523100201"
 
 // replica enrols a new in-memory replica with srv for the village and
-// returns its config and target; its pull token lives in memory.
+// returns its config and target; its pull token lives in the store's meta.
 func replica(t *testing.T, srv *server.Server, addr string) (*syncclient.Config, syncclient.Target) {
 	t.Helper()
 	code, _, err := srv.IssueEnrolmentCode([]string{village}, "memory", time.Hour)
@@ -39,17 +38,10 @@ func replica(t *testing.T, srv *server.Server, addr string) (*syncclient.Config,
 	if err != nil {
 		t.Fatal(err)
 	}
-	var token []byte
 	cfg := &syncclient.Config{
-		Store: memReplica{memstore.New(), id},
-		Clock: syncengine.NewClock(id, 0),
-		LoadCursor: func(context.Context) ([]byte, error) {
-			return token, nil
-		},
-		SaveCursorTx: func(_ context.Context, _ syncengine.Tx, tok []byte) error {
-			token = append([]byte(nil), tok...)
-			return nil
-		},
+		Store:     memReplica{memstore.New(), id},
+		Clock:     syncengine.NewClock(id, 0),
+		CursorKey: "pull_cursor",
 	}
 	return cfg, syncclient.Target{Addr: addr, Token: resp.GetDeviceToken(), Server: syncengine.ReplicaID(resp.GetServerReplicaId())}
 }

@@ -88,6 +88,10 @@ type ReadTx interface {
 	// that compare a survey with it), deleted ones included, in record-id
 	// order.
 	RecordsInArea(ctx context.Context, area string, kinds ...Kind) ([]Record, error)
+	// Meta returns the value the program stored under key with SetMeta, or
+	// nil: small state it reads and writes with the sync's own (a pull
+	// cursor with the batch it follows, a device's clock with its saves).
+	Meta(ctx context.Context, key string) ([]byte, error)
 }
 
 // Tx is a read-write transaction. Reads see the transaction's own writes.
@@ -109,6 +113,9 @@ type Tx interface {
 	ReplaceChange(ctx context.Context, pos Position, c Change) error
 	// SetCursor stores what this replica remembers about peer.
 	SetCursor(ctx context.Context, peer ReplicaID, c Cursor) error
+	// SetMeta stores value under key (a non-empty key without NUL bytes),
+	// replacing any; Meta reads it (an empty value may read as nil).
+	SetMeta(ctx context.Context, key string, value []byte) error
 	// PutRejection records that a peer refused a change of this replica's log
 	// for good, replacing any rejection of the same dot by the same peer.
 	PutRejection(ctx context.Context, r Rejection) error

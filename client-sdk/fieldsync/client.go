@@ -5,7 +5,6 @@ import (
 	"crypto/cipher"
 	"crypto/tls"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,12 +12,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/save"
 	"github.com/fieldsync/fieldsync/store/sqlitestore"
-	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/syncclient"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
@@ -188,16 +185,6 @@ func (c *Client) Enroll(ctx context.Context, serverAddr, code string) error {
 	return nil
 }
 
-// Areas returns the area-code prefixes the device was enrolled for (nil
-// before enrolment).
-func (c *Client) Areas(ctx context.Context) ([]string, error) {
-	b, err := c.store.Meta(ctx, metaAreas)
-	if err != nil || len(b) == 0 {
-		return nil, err
-	}
-	return strings.Split(string(b), ","), nil
-}
-
 // IDHashKey returns the county's key for hashing ID numbers, received at
 // enrolment (survey.HashIDNumber).
 func (c *Client) IDHashKey(ctx context.Context) ([]byte, error) {
@@ -239,36 +226,33 @@ type Saved struct {
 	Problems, Flags int
 }
 
-// SaveRecord is Save, and reports what the save wrote.
+// SaveRecord is Save, and reports what the save wrote. The device's areas
+// and rules are read, and the record saved, in one transaction.
 func (c *Client) SaveRecord(ctx context.Context, rec *fieldsyncv1.Record) (Saved, error) {
-	if _, area, err := wire.Identity(rec); err == nil {
-		areas, err := c.Areas(ctx)
-		if err != nil {
-			return Saved{}, fmt.Errorf("fieldsync: save: %w", err)
-		}
-		if len(areas) > 0 && !syncengine.InAreas(area, areas) {
-			return Saved{}, fmt.Errorf("fieldsync: save: area %s: %w", area, ErrOutOfScope)
-		}
-	}
-	rules, err := c.Rules(ctx)
-	if err != nil {
-		return Saved{}, fmt.Errorf("fieldsync: save: %w", err)
-	}
 	var res save.Result
-	err = c.store.Update(ctx, func(tx syncengine.Tx) error {
+	err := c.store.Update(ctx, func(tx syncengine.Tx) error {
+		a := save.Author{Clock: c.clock, Now: c.now()}
 		var err error
-		res, err = save.Record(ctx, tx, save.Author{Clock: c.clock, Now: c.now(), Rules: rules}, rec)
+		if a.Areas, err = areasIn(ctx, tx); err != nil {
+			return err
+		}
+		if a.Rules, err = rulesIn(ctx, tx); err != nil {
+			return err
+		}
+		res, err = save.Record(ctx, tx, a, rec)
 		if err != nil || len(res.Changes) == 0 {
 			return err
 		}
 		// The clock's stamp commits with the changes it stamped.
-		return sqlitestore.SetMetaTx(ctx, tx, metaClock, clockBytes(c.clock.Last()))
+		return tx.SetMeta(ctx, metaClock, clockBytes(c.clock.Last()))
 	})
 	var invalid *save.InvalidError
-	if errors.As(err, &invalid) {
+	switch {
+	case errors.As(err, &invalid):
 		return Saved{}, &ValidationError{Fields: invalid.Fields}
-	}
-	if err != nil {
+	case errors.Is(err, save.ErrOutOfScope):
+		return Saved{}, fmt.Errorf("fieldsync: save: %s: %w", strings.TrimSuffix(err.Error(), ": "+save.ErrOutOfScope.Error()), ErrOutOfScope)
+	case err != nil:
 		return Saved{}, fmt.Errorf("fieldsync: save: %w", err)
 	}
 	return Saved{Changed: res.Saved, Problems: res.Problems, Flags: res.Flags}, nil
@@ -299,7 +283,7 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 		if _, err := save.Delete(ctx, tx, save.Author{Clock: c.clock, Now: c.now()}, r.ID(), r.Version()); err != nil {
 			return err
 		}
-		return sqlitestore.SetMetaTx(ctx, tx, metaClock, clockBytes(c.clock.Last()))
+		return tx.SetMeta(ctx, metaClock, clockBytes(c.clock.Last()))
 	})
 	if errors.Is(err, save.ErrNoRecord) {
 		return fmt.Errorf("fieldsync: delete %s: %w", id, ErrNotFound)
@@ -308,56 +292,6 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("fieldsync: delete %s: %w", id, err)
 	}
 	return nil
-}
-
-// Rules returns the survey rules in force on the device: its server's (the
-// county's), as the last sync received them, or survey.DefaultRules before
-// the first sync.
-func (c *Client) Rules(ctx context.Context) (survey.Rules, error) {
-	m, err := c.rulesProto(ctx)
-	if err != nil {
-		return survey.Rules{}, err
-	}
-	return survey.RulesFromProto(m)
-}
-
-// RulesSource says where the rules in force come from ("defaults" before the
-// first sync that carried them).
-func (c *Client) RulesSource(ctx context.Context) (string, error) {
-	m, err := c.rulesProto(ctx)
-	if err != nil || m == nil || m.GetSource() == "" {
-		return "defaults", err
-	}
-	return m.GetSource(), nil
-}
-
-// rulesProto returns the rules the last sync received, or nil.
-func (c *Client) rulesProto(ctx context.Context) (*fieldsyncv1.Rules, error) {
-	b, err := c.store.Meta(ctx, metaRules)
-	if err != nil || len(b) == 0 {
-		return nil, err
-	}
-	var m fieldsyncv1.Rules
-	if err := proto.Unmarshal(b, &m); err != nil {
-		return nil, errors.New("stored survey rules are damaged: sync again to receive them")
-	}
-	return &m, nil
-}
-
-// saveRules keeps the rules a handshake carried. Rules out of range are not
-// kept: the device keeps what it had and the sync goes on.
-func (c *Client) saveRules(ctx context.Context, m *fieldsyncv1.Rules) error {
-	if m == nil {
-		return nil
-	}
-	if _, err := survey.RulesFromProto(m); err != nil {
-		return nil
-	}
-	b, err := proto.Marshal(m)
-	if err != nil {
-		return err
-	}
-	return c.store.SetMeta(ctx, metaRules, b)
 }
 
 // Get returns the record with id (its canonical UUID text) as the replica
@@ -479,147 +413,4 @@ func (c *Client) OpenProblems(ctx context.Context) ([]*fieldsyncv1.Problem, erro
 		return nil, err
 	}
 	return c.store.OpenProblems(ctx, areas)
-}
-
-// Rejection is a change of this device the server refused for good.
-type Rejection struct {
-	ChangeID string
-	RecordID string
-	// Outcome is the engine's outcome name ("invalid", "out_of_scope", ...).
-	Outcome string
-	// Reason is the server's reason code, the protocol's Reason name without
-	// its prefix ("INVALID_RECORD", "DOT_REUSED", ...); "" from a server
-	// older than reason codes.
-	Reason  string `json:",omitempty"`
-	Message string
-	Fields  []survey.FieldError `json:",omitempty"`
-}
-
-// PendingChange is a change of this device the server has not acknowledged.
-type PendingChange struct {
-	ChangeID string
-	RecordID string
-	Kind     string // the record's kind, as ParseKind names it
-}
-
-// Status is the device's sync state.
-type Status struct {
-	// Server is the address of the server the device enrolled with ("" before
-	// enrolment).
-	Server string
-	// Pending is the number of the device's changes the server has not
-	// acknowledged.
-	Pending int
-	// PendingChanges lists those changes, oldest first.
-	PendingChanges []PendingChange
-	// Rejected lists the device's changes the server refused, with reasons.
-	Rejected []Rejection
-	// LastSuccess is the end of the last Sync that succeeded (zero if none).
-	LastSuccess time.Time
-	// LastError is the error of the last Sync if it failed, else "".
-	LastError string
-	// Refused says, in a few words, why the server refused the device at
-	// the last Sync (revoked, or its token unknown), or "" (DeviceRefused).
-	Refused string
-	// Upstream is set when the server relays to an upstream tier (a
-	// township to its county), as the last sync learnt.
-	Upstream bool
-	// AtServer counts the device's changes the server has accepted and its
-	// upstream tier not yet; AtUpstream those the upstream tier has too (see
-	// Receipts). Without an upstream, AtServer counts every accepted change.
-	AtServer, AtUpstream int
-}
-
-// Status returns the device's sync state.
-func (c *Client) Status(ctx context.Context) (Status, error) {
-	var st Status
-	addr, err := c.store.Meta(ctx, metaServerAddr)
-	if err != nil {
-		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
-	}
-	st.Server = string(addr)
-	// One pass over the log gives the pending changes and the receipts.
-	if st.Rejected, err = c.rejections(ctx); err != nil {
-		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
-	}
-	if st.Upstream, _, err = c.upstreamReceipt(ctx); err != nil {
-		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
-	}
-	err = c.eachOwnChange(ctx, func(r Receipt) {
-		switch r.Stage {
-		case StageDevice:
-			st.Pending++
-			st.PendingChanges = append(st.PendingChanges, PendingChange{ChangeID: r.ChangeID, RecordID: r.RecordID, Kind: r.Kind})
-		case StageServer:
-			st.AtServer++
-		case StageUpstream:
-			st.AtUpstream++
-		}
-	})
-	if err != nil {
-		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
-	}
-	if b, err := c.store.Meta(ctx, metaLastSuccess); err != nil {
-		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
-	} else if len(b) > 0 {
-		st.LastSuccess, _ = time.Parse(time.RFC3339Nano, string(b))
-	}
-	b, err := c.store.Meta(ctx, metaLastError)
-	if err != nil {
-		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
-	}
-	st.LastError = string(b)
-	if b, err = c.store.Meta(ctx, metaLastRefused); err != nil {
-		return Status{}, fmt.Errorf("fieldsync: status: %w", err)
-	}
-	st.Refused = string(b)
-	return st, nil
-}
-
-// rejections returns the device's changes its server refused for good, in
-// log order, from the replica's one record of them (written with the
-// server's receipt: sqlitestore.Store.Rejections).
-func (c *Client) rejections(ctx context.Context) ([]Rejection, error) {
-	srv, err := c.serverReplica(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rs, err := c.store.Rejections(ctx, srv) // none before enrolment (srv zero)
-	if err != nil {
-		return nil, err
-	}
-	legacy, err := c.legacyRejections(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Rejection, len(rs))
-	for i, r := range rs {
-		out[i] = Rejection{ChangeID: r.ID.String(), RecordID: r.RecordID.String(), Outcome: r.Outcome.String(), Reason: r.Reason, Message: r.Detail}
-		for _, f := range r.Fields {
-			out[i].Fields = append(out[i].Fields, survey.FieldError{Path: f.Path, Reason: fieldsyncv1.FieldErrorReason(f.Reason), Message: f.Message})
-		}
-		if len(out[i].Fields) == 0 {
-			out[i].Fields = legacy[out[i].ChangeID]
-		}
-	}
-	return out, nil
-}
-
-// legacyRejections returns the field errors of the rejections a replica of
-// an earlier version kept in its meta table (metaRejections), by change id:
-// its rejections table lacks them.
-func (c *Client) legacyRejections(ctx context.Context) (map[string][]survey.FieldError, error) {
-	b, err := c.store.Meta(ctx, metaRejections)
-	if err != nil || len(b) == 0 {
-		return nil, err
-	}
-	var old []Rejection
-	if err := json.Unmarshal(b, &old); err != nil {
-		return nil, errors.New("stored rejections are damaged")
-	}
-	out := make(map[string][]survey.FieldError, len(old))
-	for _, r := range old {
-		out[r.ChangeID] = r.Fields
-	}
-	return out, nil
 }

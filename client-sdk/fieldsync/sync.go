@@ -7,9 +7,7 @@ import (
 	"time"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
-	"github.com/fieldsync/fieldsync/store/sqlitestore"
 	"github.com/fieldsync/fieldsync/syncclient"
-	"github.com/fieldsync/fieldsync/syncengine"
 )
 
 // Sync runs one sync round with the enrolled server: the handshake, then a
@@ -86,30 +84,40 @@ func (c *Client) syncConfig() *syncclient.Config {
 		TLS:          c.tls,
 		DialOptions:  c.dialOpts,
 		IdleTimeout:  c.idleTimeout,
-		LoadCursor:   func(ctx context.Context) ([]byte, error) { return c.store.Meta(ctx, metaPullCursor) },
-		SaveCursorTx: func(ctx context.Context, tx syncengine.Tx, tok []byte) error {
-			return sqlitestore.SetMetaTx(ctx, tx, metaPullCursor, tok)
-		},
-		// The operator's status shows what the device still has to send and
-		// how its last sync ended.
-		HelloInfo: func(ctx context.Context) (int, string) {
-			st, err := c.Status(ctx)
-			if err != nil {
-				return 0, ""
-			}
-			return st.Pending, st.LastError
-		},
-		OnHello: func(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
-			if err := c.saveClock(ctx); err != nil {
-				return err
-			}
-			if err := c.saveRules(ctx, hello.GetRules()); err != nil {
-				return err
-			}
-			return c.saveReceipt(ctx, hello)
-		},
-		AfterPull: func(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
-			return c.forgetOutside(ctx, hello.GetAreaPrefixes())
-		},
+		CursorKey:    metaPullCursor,
+		Host:         deviceHost{c},
 	}
 }
+
+// deviceHost is what the device does around syncclient's rounds.
+type deviceHost struct{ c *Client }
+
+// HelloInfo tells the operator's status what the device still has to send
+// and how its last sync ended.
+func (h deviceHost) HelloInfo(ctx context.Context) (int, string) {
+	st, err := h.c.Status(ctx)
+	if err != nil {
+		return 0, ""
+	}
+	return st.Pending, st.LastError
+}
+
+// OnHello keeps the corrected clock, the rules in force and the upstream
+// receipt.
+func (h deviceHost) OnHello(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
+	if err := h.c.saveClock(ctx); err != nil {
+		return err
+	}
+	if err := h.c.saveRules(ctx, hello.GetRules()); err != nil {
+		return err
+	}
+	return h.c.saveReceipt(ctx, hello)
+}
+
+// AfterPull forgets the records no longer in the device's areas.
+func (h deviceHost) AfterPull(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
+	return h.c.forgetOutside(ctx, hello.GetAreaPrefixes())
+}
+
+// AfterRound does nothing on a device.
+func (deviceHost) AfterRound(context.Context, fieldsyncv1.SyncServiceClient) error { return nil }

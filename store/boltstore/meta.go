@@ -19,7 +19,7 @@ func metaKey(key string) ([]byte, error) {
 	return []byte(userMetaPrefix + key), nil
 }
 
-// Meta returns the value stored under key by SetMeta or SetMetaTx, nil if
+// Meta returns the value stored under key by SetMeta, nil if
 // none. Callers (the upstream relay) keep small state there: the pull cursor
 // of their upstream, its address and replica id.
 func (s *Store) Meta(ctx context.Context, key string) ([]byte, error) {
@@ -39,17 +39,27 @@ func (s *Store) Meta(ctx context.Context, key string) ([]byte, error) {
 
 // SetMeta stores value under key in its own transaction.
 func (s *Store) SetMeta(ctx context.Context, key string, value []byte) error {
-	return s.Update(ctx, func(t syncengine.Tx) error { return SetMetaTx(ctx, t, key, value) })
+	return s.Update(ctx, func(t syncengine.Tx) error { return t.SetMeta(ctx, key, value) })
 }
 
-// SetMetaTx stores value under key in in, a transaction of a Store's Update,
-// so that it commits with the transaction's other writes (a pull cursor with
-// the batch it follows).
-func SetMetaTx(ctx context.Context, in syncengine.Tx, key string, value []byte) error {
-	t, ok := in.(*tx)
-	if !ok {
-		return fmt.Errorf("boltstore: SetMetaTx in a %T, not a boltstore transaction", in)
+// Meta returns the value stored under key, in the transaction.
+func (t *tx) Meta(ctx context.Context, key string) ([]byte, error) {
+	k, err := metaKey(key)
+	if err != nil {
+		return nil, err
 	}
+	if err := t.check(ctx); err != nil {
+		return nil, err
+	}
+	if v := t.btx.Bucket(bucketMeta).Get(k); v != nil {
+		return append([]byte{}, v...), nil
+	}
+	return nil, nil
+}
+
+// SetMeta stores value under key in the transaction, so that it commits with
+// the transaction's other writes (a pull cursor with the batch it follows).
+func (t *tx) SetMeta(ctx context.Context, key string, value []byte) error {
 	k, err := metaKey(key)
 	if err != nil {
 		return err

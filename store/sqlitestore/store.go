@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 
 	"github.com/fieldsync/fieldsync/syncengine"
@@ -166,16 +167,24 @@ func (s *Store) SetMeta(ctx context.Context, key string, value []byte) error {
 	return setMeta(ctx, s.write, key, value)
 }
 
-// SetMetaTx is SetMeta inside tx, a transaction of a Store's Update, so that
-// the value commits (or not) with the rest of it. It returns an error for a
-// transaction of another store.
-func SetMetaTx(ctx context.Context, in syncengine.Tx, key string, value []byte) error {
-	t, ok := in.(*tx)
-	if !ok {
-		return fmt.Errorf("sqlitestore: SetMetaTx in a %T, not a sqlitestore transaction", in)
+// SetMeta stores value under key in the transaction, so that it commits
+// with its other writes (a pull cursor with its batch).
+func (t *tx) SetMeta(ctx context.Context, key string, value []byte) error {
+	if key == "" || strings.ContainsRune(key, 0) {
+		return fmt.Errorf("sqlitestore: meta key %q", key)
 	}
-	_, err := t.exec(ctx, metaUpsert, key, value)
+	_, err := t.exec(ctx, metaUpsert, key, append([]byte{}, value...))
 	return err
+}
+
+// Meta returns the value stored under key, in the transaction, or nil.
+func (t *readTx) Meta(ctx context.Context, key string) ([]byte, error) {
+	var v []byte
+	err := t.queryRow(ctx, "SELECT value FROM meta WHERE key = ?", key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return v, err
 }
 
 const metaUpsert = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"

@@ -37,6 +37,7 @@ type state struct {
 	cursors    map[syncengine.ReplicaID]syncengine.Cursor
 	rejections map[rejectionKey]syncengine.Rejection
 	from       map[syncengine.Position]syncengine.ReplicaID // NoteFrom
+	meta       map[string][]byte
 }
 
 // Store is an in-memory syncengine.Store. Positions are dense: the n-th change
@@ -57,6 +58,7 @@ func New() *Store {
 		cursors:    make(map[syncengine.ReplicaID]syncengine.Cursor),
 		rejections: make(map[rejectionKey]syncengine.Rejection),
 		from:       make(map[syncengine.Position]syncengine.ReplicaID),
+		meta:       make(map[string][]byte),
 	}}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/fieldsync/fieldsync/syncengine"
 )
@@ -25,6 +26,7 @@ type tx struct {
 	cursors    map[syncengine.ReplicaID]syncengine.Cursor
 	rejections map[rejectionKey]syncengine.Rejection
 	from       map[syncengine.Position]syncengine.ReplicaID
+	meta       map[string][]byte
 }
 
 func newTx(base *state, writable bool) *tx {
@@ -37,6 +39,7 @@ func newTx(base *state, writable bool) *tx {
 		t.cursors = make(map[syncengine.ReplicaID]syncengine.Cursor)
 		t.rejections = make(map[rejectionKey]syncengine.Rejection)
 		t.from = make(map[syncengine.Position]syncengine.ReplicaID)
+		t.meta = make(map[string][]byte)
 	}
 	return t
 }
@@ -77,6 +80,31 @@ func (t *tx) commit() {
 	for k, r := range t.rejections {
 		b.rejections[k] = r
 	}
+	for k, v := range t.meta {
+		b.meta[k] = v
+	}
+}
+
+func (t *tx) Meta(ctx context.Context, key string) ([]byte, error) {
+	if err := t.check(ctx, false); err != nil {
+		return nil, err
+	}
+	v, ok := t.meta[key]
+	if !ok {
+		v = t.base.meta[key]
+	}
+	return slices.Clone(v), nil
+}
+
+func (t *tx) SetMeta(ctx context.Context, key string, value []byte) error {
+	if err := t.check(ctx, true); err != nil {
+		return err
+	}
+	if key == "" || strings.ContainsRune(key, 0) {
+		return fmt.Errorf("memstore: meta key %q", key)
+	}
+	t.meta[key] = append([]byte{}, value...)
+	return nil
 }
 
 func (t *tx) Record(ctx context.Context, id syncengine.RecordID) (syncengine.Record, error) {

@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ReadsOwnWrites", testReadsOwnWrites},
 		{"SerializableUpdates", testSerializableUpdates},
 		{"RecordsInArea", testRecordsInArea},
+		{"Meta", testMeta},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -456,4 +457,58 @@ func testRecordsInArea(t *testing.T, s syncengine.Store) {
 		check(tx, otherVillage, []syncengine.Kind{kindHousehold}, []int{2})
 		return nil
 	})
+}
+
+// testMeta: a value set in a transaction reads back in it and after it
+// commits, not after it rolls back; an empty value replaces the last (it may
+// read as nil); a bad key is refused.
+func testMeta(t *testing.T, s syncengine.Store) {
+	ctx := t.Context()
+	get := func(key string) []byte {
+		t.Helper()
+		var v []byte
+		view(t, s, func(tx syncengine.ReadTx) error {
+			var err error
+			v, err = tx.Meta(ctx, key)
+			return err
+		})
+		return v
+	}
+	if v := get("cursor"); v != nil {
+		t.Fatalf("Meta of an unset key = %q, want nil", v)
+	}
+	update(t, s, func(tx syncengine.Tx) error {
+		if err := tx.SetMeta(ctx, "cursor", []byte("tok1")); err != nil {
+			return err
+		}
+		v, err := tx.Meta(ctx, "cursor")
+		if err == nil && string(v) != "tok1" {
+			t.Errorf("Meta in the writing transaction = %q, want tok1", v)
+		}
+		return err
+	})
+	if v := get("cursor"); string(v) != "tok1" {
+		t.Errorf("Meta after commit = %q, want tok1", v)
+	}
+	err := s.Update(ctx, func(tx syncengine.Tx) error {
+		if err := tx.SetMeta(ctx, "cursor", []byte("tok2")); err != nil {
+			return err
+		}
+		return errTest
+	})
+	if !errors.Is(err, errTest) {
+		t.Fatalf("Update = %v, want fn's error", err)
+	}
+	if v := get("cursor"); string(v) != "tok1" {
+		t.Errorf("Meta after a rolled-back write = %q, want tok1", v)
+	}
+	update(t, s, func(tx syncengine.Tx) error { return tx.SetMeta(ctx, "cursor", []byte{}) })
+	if v := get("cursor"); len(v) != 0 {
+		t.Errorf("Meta after setting an empty value = %q, want empty", v)
+	}
+	for _, bad := range []string{"", "a\x00b"} {
+		if err := s.Update(ctx, func(tx syncengine.Tx) error { return tx.SetMeta(ctx, bad, []byte("x")) }); err == nil {
+			t.Errorf("SetMeta(%q) succeeded", bad)
+		}
+	}
 }
