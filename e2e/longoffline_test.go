@@ -250,7 +250,7 @@ func changeID(t *testing.T, s string) syncengine.ChangeID {
 
 func pulledThrough(t *testing.T, srv *server.Server, d *device) syncengine.Position {
 	t.Helper()
-	dev, err := srv.Store().Device(t.Context(), d.Replica())
+	dev, err := srv.Store().Registry().Device(t.Context(), d.Replica())
 	if err != nil {
 		t.Fatal(err)
 	}

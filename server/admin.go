@@ -131,7 +131,7 @@ func (a admin) AddDevice(ctx context.Context, req *fieldsyncv1.AddDeviceRequest)
 }
 
 func (a admin) ListDevices(ctx context.Context, _ *fieldsyncv1.ListDevicesRequest) (*fieldsyncv1.ListDevicesResponse, error) {
-	ds, err := a.s.store.Devices(ctx)
+	ds, err := a.s.registry.Devices(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func (a admin) SyncStatus(ctx context.Context, _ *fieldsyncv1.SyncStatusRequest)
 	if err != nil {
 		return nil, err
 	}
-	ds, err := s.store.Devices(ctx)
+	ds, err := s.registry.Devices(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -115,7 +115,7 @@ func TestEnrolmentCodeSurvivesRestart(t *testing.T) {
 	if err != nil || len(resp.GetAreaPrefixes()) != 1 || resp.GetAreaPrefixes()[0] != villageA {
 		t.Fatalf("enrol after restart: %v, %v", resp, err)
 	}
-	if d, err := srv2.Store().Device(t.Context(), id); err != nil || d.Name != "phone" {
+	if d, err := srv2.Store().Registry().Device(t.Context(), id); err != nil || d.Name != "phone" {
 		t.Errorf("device after enrolment: %+v, %v", d, err)
 	}
 }

@@ -55,7 +55,7 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.store.DeviceByTokenHash(ctx, sha256.Sum256([]byte(token)))
+	d, err := s.registry.DeviceByTokenHash(ctx, sha256.Sum256([]byte(token)))
 	switch {
 	case errors.Is(err, boltstore.ErrNoDevice):
 		return nil, fmt.Errorf("authenticate: %w", ErrUnknownToken)
@@ -235,7 +235,7 @@ func (e enrolment) Enroll(ctx context.Context, req *fieldsyncv1.EnrollRequest) (
 	var raw [32]byte
 	rand.Read(raw[:])
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
-	d, grant, err := s.store.EnrolDevice(ctx, codeHash(req.GetCode()), id, sha256.Sum256([]byte(token)), req.GetDeviceName(), s.now())
+	d, grant, err := s.registry.EnrolDevice(ctx, codeHash(req.GetCode()), id, sha256.Sum256([]byte(token)), req.GetDeviceName(), s.now())
 	if errors.Is(err, ErrReplicaEnrolled) {
 		s.log.WarnContext(ctx, "enrolment refused: replica enrolled already", "device", id.String())
 		return nil, fmt.Errorf("enroll device %v: %w: this replica is enrolled here already; to enrol it again, or to put a new phone in its place, the operator issues a replace code with 'fieldsync admin device replace %v'", id, ErrReplicaEnrolled, id)
@@ -268,7 +268,7 @@ func (s *Server) IssueReplaceCode(ctx context.Context, old syncengine.ReplicaID,
 }
 
 func (s *Server) issueReplace(ctx context.Context, old syncengine.ReplicaID, areas []string, ttl time.Duration, note issued) (code string, expiry time.Time, err error) {
-	d, err := s.store.Device(ctx, old)
+	d, err := s.registry.Device(ctx, old)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("issue replace code: %w", err)
 	}

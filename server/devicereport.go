@@ -122,7 +122,7 @@ func reportParts(ds []*fieldsyncv1.DeviceReport) [][]*fieldsyncv1.DeviceReport {
 // (metaUpstreamDevices). A county too old to take reports (Unimplemented) is
 // not an error: the report is offered again at the next round.
 func (s *Server) reportDevices(ctx context.Context, rpc fieldsyncv1.SyncServiceClient, areas []string) error {
-	ds, err := s.store.Devices(ctx)
+	ds, err := s.registry.Devices(ctx)
 	if err != nil {
 		return fmt.Errorf("report devices: %w", err)
 	}
@@ -280,7 +280,7 @@ func (v syncService) ReportDevices(ctx context.Context, req *fieldsyncv1.ReportD
 		}
 		ds = append(ds, d)
 	}
-	complete, err := s.store.PutDeviceReport(ctx, p.ID, int(req.GetPart()), parts, ds, s.now())
+	complete, err := s.registry.PutDeviceReport(ctx, p.ID, int(req.GetPart()), parts, ds, s.now())
 	if errors.Is(err, boltstore.ErrInvalidReport) {
 		return nil, fmt.Errorf("device report from relay %v: %w: %v", p.ID, ErrBadRequest, err)
 	}
@@ -295,13 +295,13 @@ func (v syncService) ReportDevices(ctx context.Context, req *fieldsyncv1.ReportD
 // not revoked: a revoked (or replaced) township's phones are no longer
 // shown or counted.
 func (s *Server) relayedReports(ctx context.Context) ([]boltstore.DeviceReport, error) {
-	rs, err := s.store.DeviceReports(ctx)
+	rs, err := s.registry.DeviceReports(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := rs[:0]
 	for _, r := range rs {
-		d, err := s.store.Device(ctx, r.Relay)
+		d, err := s.registry.Device(ctx, r.Relay)
 		if errors.Is(err, boltstore.ErrNoDevice) {
 			continue
 		}
@@ -336,7 +336,7 @@ func (s *Server) oneReportEach(ctx context.Context, rs []boltstore.DeviceReport)
 		kept := make([]boltstore.ReportedDevice, 0, len(rs[i].Devices))
 		for _, d := range rs[i].Devices {
 			if b := best[d.ID]; !newer(b, d) && !newer(d, b) {
-				if _, err := s.store.Device(ctx, d.ID); errors.Is(err, boltstore.ErrNoDevice) {
+				if _, err := s.registry.Device(ctx, d.ID); errors.Is(err, boltstore.ErrNoDevice) {
 					kept = append(kept, d)
 					delete(best, d.ID) // an exact tie: the first report keeps it
 				} else if err != nil {

@@ -58,7 +58,7 @@ func TestEnrolCannotTakeOverAReplica(t *testing.T) {
 	}
 	mustSyncAll(t, victim) // its token still works
 
-	if err := srv.Store().RevokeDevice(t.Context(), id); err != nil {
+	if err := srv.Store().Registry().RevokeDevice(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
 	takeOver("revoked")

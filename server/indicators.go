@@ -92,7 +92,7 @@ func (a admin) Indicators(ctx context.Context, req *fieldsyncv1.IndicatorsReques
 // indicatorDevices returns the devices of the server's registry, and those
 // its townships reported.
 func (s *Server) indicatorDevices(ctx context.Context) ([]indicators.Device, error) {
-	ds, err := s.store.Devices(ctx)
+	ds, err := s.registry.Devices(ctx)
 	if err != nil {
 		return nil, err
 	}

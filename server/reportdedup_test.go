@@ -18,10 +18,10 @@ func TestOneReportEach(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := &Server{store: st}
+	s := &Server{store: st, registry: st.Registry()}
 	var moved, stays, direct syncengine.ReplicaID
 	moved[0], stays[0], direct[0] = 1, 2, 3
-	if err := st.PutDevice(t.Context(), boltstore.Device{ID: direct, Name: "county phone", Areas: []string{"532523"}}); err != nil {
+	if err := st.Registry().PutDevice(t.Context(), boltstore.Device{ID: direct, Name: "county phone", Areas: []string{"532523"}}); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)

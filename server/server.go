@@ -111,8 +111,11 @@ type Config struct {
 type Server struct {
 	cfg   Config
 	store *boltstore.Store
-	facts *factstore.Model // the indicators' read model of store
-	clock *syncengine.Clock
+	// registry is the store's register of devices, relays, enrolment codes
+	// and reported registries.
+	registry *boltstore.Registry
+	facts    *factstore.Model // the indicators' read model of store
+	clock    *syncengine.Clock
 	// adminHash is the SHA-256 of the admin token (see AdminTokenFile).
 	adminHash [32]byte
 	health    *health.Server
@@ -179,6 +182,7 @@ func New(cfg Config) (*Server, error) {
 		adminHash:      adminHash,
 		cfg:            cfg,
 		store:          st,
+		registry:       st.Registry(),
 		clock:          syncengine.NewClock(st.Replica(), cfg.MaxClockSkew.Milliseconds()),
 		health:         health.NewServer(),
 		log:            cfg.Logger,
@@ -238,8 +242,9 @@ func (s *Server) Area() string { return s.cfg.Area }
 // Replica returns the server's replica id.
 func (s *Server) Replica() syncengine.ReplicaID { return s.store.Replica() }
 
-// Store returns the server's store, for the operator's tools (the device
-// registry). It is closed by Close.
+// Store returns the server's store, for tests and tools that read it
+// directly (its register of peers is Store().Registry()). It is closed by
+// Close.
 func (s *Server) Store() *boltstore.Store { return s.store }
 
 // Keepalive and size settings for phones on 2G links (see

@@ -321,7 +321,7 @@ func TestAuthentication(t *testing.T) {
 	if _, err := e.sync.Hello(d.ctx(t), &fieldsyncv1.HelloRequest{}); err != nil {
 		t.Fatalf("hello with the device's token: %v", err)
 	}
-	if err := e.srv.Store().RevokeDevice(t.Context(), d.store.Replica()); err != nil {
+	if err := e.srv.Store().Registry().RevokeDevice(t.Context(), d.store.Replica()); err != nil {
 		t.Fatal(err)
 	}
 	_, err := e.sync.Hello(d.ctx(t), &fieldsyncv1.HelloRequest{})

@@ -354,7 +354,7 @@ func (s *Server) speaksFor(ctx context.Context, p Peer, origins []syncengine.Rep
 	enrolledHere := make(map[syncengine.ReplicaID]bool)
 	var unbound []syncengine.ReplicaID
 	for _, o := range origins {
-		_, err := s.store.Device(ctx, o)
+		_, err := s.registry.Device(ctx, o)
 		switch {
 		case err == nil:
 			enrolledHere[o] = true
@@ -364,7 +364,7 @@ func (s *Server) speaksFor(ctx context.Context, p Peer, origins []syncengine.Rep
 			return nil, nil, err
 		}
 	}
-	taken, err := s.store.OriginsTaken(ctx, p.ID, unbound)
+	taken, err := s.registry.OriginsTaken(ctx, p.ID, unbound)
 	return enrolledHere, taken, err
 }
 
@@ -385,7 +385,7 @@ func (s *Server) bindOrigins(ctx context.Context, p Peer, rc syncengine.Receipt)
 	if len(origins) == 0 {
 		return
 	}
-	if _, err := s.store.BindOrigins(context.WithoutCancel(ctx), p.ID, origins); err != nil {
+	if _, err := s.registry.BindOrigins(context.WithoutCancel(ctx), p.ID, origins); err != nil {
 		s.log.WarnContext(ctx, "binding the origins of a relayed push", "relay", p.ID.String(), "err", err)
 	}
 }
@@ -464,7 +464,7 @@ const maxReportedError = 512
 // noteActivity records what a device's sync did, for SyncStatus. Failing to
 // record it only loses that note: it never fails the device's call.
 func (s *Server) noteActivity(ctx context.Context, id syncengine.ReplicaID, fn func(*boltstore.Activity)) {
-	if err := s.store.UpdateActivity(context.WithoutCancel(ctx), id, fn); err != nil {
+	if err := s.registry.UpdateActivity(context.WithoutCancel(ctx), id, fn); err != nil {
 		s.log.WarnContext(ctx, "recording device activity", "device", id.String(), "err", err)
 	}
 }

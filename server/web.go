@@ -29,7 +29,7 @@ type CountedDevice struct {
 // sets them beside the list of devices_not_synced_3d to tell the villages
 // that no phone has synced for in three days. The slices are the caller's.
 func (s *Server) CountedDevices(ctx context.Context) ([]CountedDevice, error) {
-	ds, err := s.store.Devices(ctx)
+	ds, err := s.registry.Devices(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -193,7 +193,7 @@ func TestExportRevokedDevice(t *testing.T) {
 	edited.GetHousehold().Notes = "复查: 门牌已更换"
 	mustSave(t, a, edited)
 
-	if err := s.srv.Store().RevokeDevice(t.Context(), a.Replica()); err != nil {
+	if err := s.srv.Store().Registry().RevokeDevice(t.Context(), a.Replica()); err != nil {
 		t.Fatal(err)
 	}
 	var log progressLog

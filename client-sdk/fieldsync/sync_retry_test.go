@@ -312,7 +312,7 @@ func TestSyncRevokedNotRetried(t *testing.T) {
 	c := s.enrol(t, cty.village1, fastRetry)
 	mustSave(t, c, cty.records1[0])
 	mustSync(t, c)
-	if err := s.srv.Store().RevokeDevice(t.Context(), c.Replica()); err != nil {
+	if err := s.srv.Store().Registry().RevokeDevice(t.Context(), c.Replica()); err != nil {
 		t.Fatal(err)
 	}
 	mustSave(t, c, cty.records1[1])

@@ -28,7 +28,7 @@ func realStore(t *testing.T, dir string) string {
 	rng := rand.New(rand.NewPCG(7, 8))
 	appendRandom(t, s, rng, 3000)
 	fillVillages(t, s, 50)
-	if err := s.PutDevice(t.Context(), boltstore.Device{ID: replicaID("p"), Areas: []string{townA}, TokenHash: [32]byte{1}}); err != nil {
+	if err := s.Registry().PutDevice(t.Context(), boltstore.Device{ID: replicaID("p"), Areas: []string{townA}, TokenHash: [32]byte{1}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Compact(t.Context(), 1000); err != nil {

@@ -124,7 +124,8 @@ func decodeReport(k, v []byte) (DeviceReport, reportJSON, bool, error) {
 // It returns an error wrapping ErrInvalidReport, storing nothing, for a zero
 // relay, a part out of order or beyond parts, a device with a zero id, no
 // areas or an invalid area prefix, and a device listed twice in the report.
-func (s *Store) PutDeviceReport(ctx context.Context, relay syncengine.ReplicaID, part, parts int, devices []ReportedDevice, at time.Time) (complete bool, err error) {
+func (r *Registry) PutDeviceReport(ctx context.Context, relay syncengine.ReplicaID, part, parts int, devices []ReportedDevice, at time.Time) (complete bool, err error) {
+	s := r.s
 	switch {
 	case relay.IsZero():
 		return false, fmt.Errorf("boltstore: device report: %w: zero relay", ErrInvalidReport)
@@ -195,7 +196,8 @@ func (s *Store) PutDeviceReport(ctx context.Context, relay syncengine.ReplicaID,
 
 // DeviceReports returns the last complete report of every relay that sent
 // one, ordered by relay id.
-func (s *Store) DeviceReports(ctx context.Context) ([]DeviceReport, error) {
+func (r *Registry) DeviceReports(ctx context.Context) ([]DeviceReport, error) {
+	s := r.s
 	var out []DeviceReport
 	err := s.view(ctx, func(t *tx) error {
 		out = nil

@@ -24,7 +24,7 @@ func reportedDevice(name string) boltstore.ReportedDevice {
 // reportIDs returns the ids of each relay's reported devices.
 func reportIDs(t *testing.T, s *boltstore.Store) map[syncengine.ReplicaID][]syncengine.ReplicaID {
 	t.Helper()
-	rs, err := s.DeviceReports(t.Context())
+	rs, err := s.Registry().DeviceReports(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,11 +50,11 @@ func TestDeviceReportReplaces(t *testing.T) {
 		relay   syncengine.ReplicaID
 		devices []boltstore.ReportedDevice
 	}{{town1, []boltstore.ReportedDevice{a, b}}, {town2, []boltstore.ReportedDevice{c}}} {
-		if done, err := s.PutDeviceReport(t.Context(), put.relay, 0, 1, put.devices, at); err != nil || !done {
+		if done, err := s.Registry().PutDeviceReport(t.Context(), put.relay, 0, 1, put.devices, at); err != nil || !done {
 			t.Fatalf("put a one-part report: %v, %v", done, err)
 		}
 	}
-	rs, err := s.DeviceReports(t.Context())
+	rs, err := s.Registry().DeviceReports(t.Context())
 	if err != nil || len(rs) != 2 {
 		t.Fatalf("DeviceReports = %v, %v; want two", rs, err)
 	}
@@ -70,7 +70,7 @@ func TestDeviceReportReplaces(t *testing.T) {
 		}
 	}
 	// b is gone from town1's registry: its next report does not list it.
-	if _, err := s.PutDeviceReport(t.Context(), town1, 0, 1, []boltstore.ReportedDevice{a}, at.Add(time.Minute)); err != nil {
+	if _, err := s.Registry().PutDeviceReport(t.Context(), town1, 0, 1, []boltstore.ReportedDevice{a}, at.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	got := reportIDs(t, s)
@@ -78,7 +78,7 @@ func TestDeviceReportReplaces(t *testing.T) {
 		t.Errorf("after town1's second report: %v", got)
 	}
 	// An empty report says the relay has no devices.
-	if _, err := s.PutDeviceReport(t.Context(), town1, 0, 1, nil, at.Add(2*time.Minute)); err != nil {
+	if _, err := s.Registry().PutDeviceReport(t.Context(), town1, 0, 1, nil, at.Add(2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if got := reportIDs(t, s); len(got[town1]) != 0 || len(got) != 2 {
@@ -93,7 +93,7 @@ func TestDeviceReportInParts(t *testing.T) {
 	town := replicaID("town")
 	a, b, c := reportedDevice("a"), reportedDevice("b"), reportedDevice("c")
 	put := func(part, parts int, ds ...boltstore.ReportedDevice) (bool, error) {
-		return s.PutDeviceReport(t.Context(), town, part, parts, ds, time.Now())
+		return s.Registry().PutDeviceReport(t.Context(), town, part, parts, ds, time.Now())
 	}
 	if _, err := put(0, 1, a); err != nil {
 		t.Fatal(err)
@@ -134,7 +134,7 @@ func TestDeviceReportInParts(t *testing.T) {
 	if _, err := put(1, 2, b); !errors.Is(err, boltstore.ErrInvalidReport) {
 		t.Errorf("part 1 with no report arriving: %v, want ErrInvalidReport", err)
 	}
-	if _, err := s.PutDeviceReport(t.Context(), syncengine.ReplicaID{}, 0, 1, nil, time.Now()); !errors.Is(err, boltstore.ErrInvalidReport) {
+	if _, err := s.Registry().PutDeviceReport(t.Context(), syncengine.ReplicaID{}, 0, 1, nil, time.Now()); !errors.Is(err, boltstore.ErrInvalidReport) {
 		t.Errorf("a zero relay: %v, want ErrInvalidReport", err)
 	}
 }
@@ -150,7 +150,7 @@ func TestOpenUpgradesSchema6(t *testing.T) {
 		return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint64(nil, 6))
 	})
 	s := openAt(t, path)
-	if _, err := s.PutDeviceReport(t.Context(), replicaID("town"), 0, 1, []boltstore.ReportedDevice{reportedDevice("a")}, time.Now()); err != nil {
+	if _, err := s.Registry().PutDeviceReport(t.Context(), replicaID("town"), 0, 1, []boltstore.ReportedDevice{reportedDevice("a")}, time.Now()); err != nil {
 		t.Fatalf("put a report after the upgrade: %v", err)
 	}
 	if got := reportIDs(t, s); len(got) != 1 {

@@ -12,6 +12,16 @@ import (
 	"github.com/fieldsync/fieldsync/syncengine"
 )
 
+// Registry is the server's register of its peers, kept in the store's bbolt
+// file beside the log but apart from it: devices and relaying townships with
+// their tokens and activity (Device), the enrolment codes that admit them
+// (EnrolCode), which relay speaks for which replica (BindOrigins), and the
+// registries townships report (DeviceReport). Store.Registry returns it.
+type Registry struct{ s *Store }
+
+// Registry returns the store's register of peers.
+func (s *Store) Registry() *Registry { return &Registry{s: s} }
+
 // Device is a peer registered with this server: normally a phone, but every
 // replica that pulls from this store (an upstream server too) should be
 // registered, because CompactAcknowledged only waits for registered peers.
@@ -114,7 +124,8 @@ func decodeDevice(k, v []byte) (Device, error) {
 // indexes its token hash, in one transaction. It returns an error wrapping
 // ErrInvalidDevice for a zero id or a bad area prefix, and ErrTokenInUse if
 // another device has the same token hash.
-func (s *Store) PutDevice(ctx context.Context, d Device) error {
+func (r *Registry) PutDevice(ctx context.Context, d Device) error {
+	s := r.s
 	if d.ID.IsZero() {
 		return fmt.Errorf("boltstore: put device: %w: zero id", ErrInvalidDevice)
 	}
@@ -167,7 +178,8 @@ func (t *tx) putDevice(d Device) error {
 
 // Device returns the device registered under id, or an error wrapping
 // ErrNoDevice.
-func (s *Store) Device(ctx context.Context, id syncengine.ReplicaID) (Device, error) {
+func (r *Registry) Device(ctx context.Context, id syncengine.ReplicaID) (Device, error) {
+	s := r.s
 	var d Device
 	err := s.view(ctx, func(t *tx) error {
 		var err error
@@ -187,7 +199,8 @@ func (t *tx) device(id syncengine.ReplicaID) (Device, error) {
 
 // DeviceByTokenHash returns the device whose token has SHA-256 hash, revoked
 // or not, or an error wrapping ErrNoDevice.
-func (s *Store) DeviceByTokenHash(ctx context.Context, hash [32]byte) (Device, error) {
+func (r *Registry) DeviceByTokenHash(ctx context.Context, hash [32]byte) (Device, error) {
+	s := r.s
 	var d Device
 	err := s.view(ctx, func(t *tx) error {
 		v := t.devTokens.Get(hash[:])
@@ -203,7 +216,8 @@ func (s *Store) DeviceByTokenHash(ctx context.Context, hash [32]byte) (Device, e
 
 // Devices returns every registered device, revoked ones included, ordered by
 // id.
-func (s *Store) Devices(ctx context.Context) ([]Device, error) {
+func (r *Registry) Devices(ctx context.Context) ([]Device, error) {
+	s := r.s
 	var out []Device
 	err := s.view(ctx, func(t *tx) error {
 		out = nil
@@ -229,7 +243,8 @@ func (t *tx) forEachDevice(fn func(Device) error) error {
 // device already revoked keeps its first RevokedAt), or returns an error
 // wrapping ErrNoDevice. A revoked device no longer holds back
 // CompactAcknowledged.
-func (s *Store) RevokeDevice(ctx context.Context, id syncengine.ReplicaID) error {
+func (r *Registry) RevokeDevice(ctx context.Context, id syncengine.ReplicaID) error {
+	s := r.s
 	return s.Update(ctx, func(t syncengine.Tx) error {
 		_, _, err := RevokeDeviceTx(ctx, t, id)
 		return err
@@ -260,7 +275,8 @@ func RevokeDeviceTx(ctx context.Context, in syncengine.Tx, id syncengine.Replica
 // UpdateActivity applies fn to the activity of the device registered under
 // id and stores it, in one transaction, or returns an error wrapping
 // ErrNoDevice.
-func (s *Store) UpdateActivity(ctx context.Context, id syncengine.ReplicaID, fn func(*Activity)) error {
+func (r *Registry) UpdateActivity(ctx context.Context, id syncengine.ReplicaID, fn func(*Activity)) error {
+	s := r.s
 	return s.update(ctx, func(t *tx) error {
 		d, err := t.device(id)
 		if err != nil {

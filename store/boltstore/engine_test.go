@@ -162,7 +162,7 @@ func TestEngineNewDeviceBootstrapsFromSnapshotAfterCompaction(t *testing.T) {
 	srv := openStore(t)
 	server := newNode("server", srv.Replica(), srv)
 	phone := newNode("phone", replicaID("phone"), memstore.New())
-	if err := srv.PutDevice(ctx, boltstore.Device{ID: phone.id, Areas: []string{townA, townB}}); err != nil {
+	if err := srv.Registry().PutDevice(ctx, boltstore.Device{ID: phone.id, Areas: []string{townA, townB}}); err != nil {
 		t.Fatal(err)
 	}
 	now := morning

@@ -86,7 +86,8 @@ func decodeEnrolCode(k, v []byte) (EnrolCode, error) {
 // PutEnrolCode stores c, and drops the codes that expired before now, in one
 // transaction. It returns an error wrapping ErrInvalidDevice for a code
 // without areas or with a bad area prefix.
-func (s *Store) PutEnrolCode(ctx context.Context, c EnrolCode, now time.Time) error {
+func (r *Registry) PutEnrolCode(ctx context.Context, c EnrolCode, now time.Time) error {
+	s := r.s
 	return s.Update(ctx, func(t syncengine.Tx) error { return PutEnrolCodeTx(ctx, t, c, now) })
 }
 
@@ -150,7 +151,8 @@ func PutEnrolCodeTx(ctx context.Context, in syncengine.Tx, c EnrolCode, now time
 //
 // It returns an error wrapping ErrInvalidCode for an unknown or expired code
 // or one another replica used.
-func (s *Store) EnrolDevice(ctx context.Context, hash [32]byte, replica syncengine.ReplicaID, tokenHash [32]byte, name string, now time.Time) (Device, EnrolCode, error) {
+func (r *Registry) EnrolDevice(ctx context.Context, hash [32]byte, replica syncengine.ReplicaID, tokenHash [32]byte, name string, now time.Time) (Device, EnrolCode, error) {
+	s := r.s
 	var d Device
 	var c EnrolCode
 	err := s.update(ctx, func(t *tx) error {
@@ -216,7 +218,8 @@ func (s *Store) EnrolDevice(ctx context.Context, hash [32]byte, replica syncengi
 
 // OriginsTaken returns, of origins, those another relay speaks for: bound to
 // it by BindOrigins, and it not revoked. It binds nothing.
-func (s *Store) OriginsTaken(ctx context.Context, relay syncengine.ReplicaID, origins []syncengine.ReplicaID) (map[syncengine.ReplicaID]syncengine.ReplicaID, error) {
+func (r *Registry) OriginsTaken(ctx context.Context, relay syncengine.ReplicaID, origins []syncengine.ReplicaID) (map[syncengine.ReplicaID]syncengine.ReplicaID, error) {
+	s := r.s
 	taken := make(map[syncengine.ReplicaID]syncengine.ReplicaID)
 	err := s.view(ctx, func(t *tx) error {
 		for _, o := range origins {
@@ -239,7 +242,8 @@ func (s *Store) OriginsTaken(ctx context.Context, relay syncengine.ReplicaID, or
 // device replace, which revokes it) hands its origins on to the relay that
 // pushes them next. The server binds the origins of the changes it applied.
 // It returns the origins another relay speaks for, with that relay.
-func (s *Store) BindOrigins(ctx context.Context, relay syncengine.ReplicaID, origins []syncengine.ReplicaID) (map[syncengine.ReplicaID]syncengine.ReplicaID, error) {
+func (r *Registry) BindOrigins(ctx context.Context, relay syncengine.ReplicaID, origins []syncengine.ReplicaID) (map[syncengine.ReplicaID]syncengine.ReplicaID, error) {
+	s := r.s
 	taken := make(map[syncengine.ReplicaID]syncengine.ReplicaID)
 	err := s.update(ctx, func(t *tx) error {
 		clear(taken)

@@ -221,7 +221,7 @@ func TestCompactAcknowledged(t *testing.T) {
 	}
 	a, b, c := replicaID("phone-a"), replicaID("phone-b"), replicaID("phone-c")
 	for _, id := range []syncengine.ReplicaID{a, b, c} {
-		if err := s.PutDevice(ctx, boltstore.Device{ID: id, Name: id.String(), Areas: []string{townA}}); err != nil {
+		if err := s.Registry().PutDevice(ctx, boltstore.Device{ID: id, Name: id.String(), Areas: []string{townA}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -240,7 +240,7 @@ func TestCompactAcknowledged(t *testing.T) {
 	if n, err := s.CompactAcknowledged(ctx); err != nil || n != 0 {
 		t.Fatalf("with a device that acknowledged nothing: %d, %v; want 0", n, err)
 	}
-	if err := s.RevokeDevice(ctx, c); err != nil {
+	if err := s.Registry().RevokeDevice(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.CompactAcknowledged(ctx); err != nil || n != 8 {

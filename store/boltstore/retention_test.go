@@ -22,7 +22,7 @@ var retentionStart = time.Date(2026, 9, 1, 2, 0, 0, 0, time.UTC)
 func putDevices(t *testing.T, s *boltstore.Store, ids ...syncengine.ReplicaID) {
 	t.Helper()
 	for _, id := range ids {
-		if err := s.PutDevice(t.Context(), boltstore.Device{ID: id, Name: id.String(), Areas: []string{townA}}); err != nil {
+		if err := s.Registry().PutDevice(t.Context(), boltstore.Device{ID: id, Name: id.String(), Areas: []string{townA}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -31,7 +31,7 @@ func putDevices(t *testing.T, s *boltstore.Store, ids ...syncengine.ReplicaID) {
 // pulled records that device id's last completed pull delivered through pos.
 func pulled(t *testing.T, s *boltstore.Store, id syncengine.ReplicaID, pos syncengine.Position) {
 	t.Helper()
-	if err := s.UpdateActivity(t.Context(), id, func(a *boltstore.Activity) { a.PulledThrough = pos }); err != nil {
+	if err := s.Registry().UpdateActivity(t.Context(), id, func(a *boltstore.Activity) { a.PulledThrough = pos }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -58,7 +58,7 @@ func TestCompactRetained(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	daily, drawer, gone := replicaID("daily"), replicaID("drawer"), replicaID("revoked")
 	putDevices(t, s, daily, drawer, gone)
-	if err := s.RevokeDevice(ctx, gone); err != nil {
+	if err := s.Registry().RevokeDevice(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
 	const maxAge = 30 * day
