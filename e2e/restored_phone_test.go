@@ -4,10 +4,12 @@ import (
 	"os"
 	"testing"
 
+	"github.com/fieldsync/fieldsync/client-sdk/fieldsync"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/server/servertest"
 	"github.com/fieldsync/fieldsync/syncengine"
+	"github.com/fieldsync/fieldsync/wire"
 )
 
 // A phone whose replica file is restored from a backup (a reinstall) numbers
@@ -19,17 +21,20 @@ import (
 // the work of before the backup, after it, and after the restore is on the
 // server once and back on the phone. Also after the server compacted the
 // entries of the reused dots away.
+//
+// A restored phone that syncs before it saves anything numbers its new
+// changes above the server's highest dot from the start (the handshake's
+// max_counter is its floor), and nothing is refused.
 func TestRestoredPhoneGetsItsWorkThrough(t *testing.T) {
-	for _, compact := range []bool{false, true} {
-		name := "log kept"
-		if compact {
-			name = "log compacted"
-		}
-		t.Run(name, func(t *testing.T) { testRestoredPhone(t, compact) })
+	for _, tc := range []struct {
+		name               string
+		compact, syncFirst bool
+	}{{"log kept", false, false}, {"log compacted", true, false}, {"synced before saving", false, true}} {
+		t.Run(tc.name, func(t *testing.T) { testRestoredPhone(t, tc.compact, tc.syncFirst) })
 	}
 }
 
-func testRestoredPhone(t *testing.T, compact bool) {
+func testRestoredPhone(t *testing.T, compact, syncFirst bool) {
 	srv, addr := servertest.Start(t, server.Config{IDHashKey: testIDHashKey})
 	cty := newCounty(t, 11, 6, householdsAndVisits)
 	phone := enrolled(t, srv, addr, "phone", cty.villages[0])
@@ -71,10 +76,22 @@ func testRestoredPhone(t *testing.T, compact bool) {
 		t.Fatal(err)
 	}
 	phone.reopen(t, quickRetry(3)...)
+	if syncFirst {
+		mustSync(t, phone)
+	}
 	save(t, phone, recs[3])
 	edited := editNotes(t, phone, recs[0], "恢复后的修改")
 	save(t, phone, recs[4])
-	mustSync(t, phone)
+	attempts := 0
+	if err := phone.Sync(t.Context(), fieldsync.OnProgress(func(p fieldsync.Progress) { attempts = max(attempts, p.Attempt) })); err != nil {
+		t.Fatalf("phone: Sync after the restore: %v", err)
+	}
+	if syncFirst && attempts != 1 {
+		t.Errorf("the sync after the restore took %d attempts: a change was numbered with a reused dot", attempts)
+	}
+	if !syncFirst && attempts < 2 {
+		t.Errorf("the sync after the restore took %d attempt: no dot was reused, so the test shows nothing", attempts)
+	}
 	save(t, phone, recs[5])
 	mustSync(t, phone, other)
 
@@ -101,4 +118,61 @@ func testRestoredPhone(t *testing.T, compact bool) {
 	}
 	checkLogUnique(t, srvState)
 	checkSameRecords(t, srvState, readDevice(t, phone), readDevice(t, other))
+}
+
+// A restored device resends positions the server's cursor is past. The
+// server's answer acknowledges no more than the device sent, nothing from a
+// change refused for clock skew on, and nothing from a reused dot of the
+// device's own on.
+func TestPushAcknowledgesOnlyWhatItStored(t *testing.T) {
+	srv, addr := servertest.Start(t, server.Config{IDHashKey: testIDHashKey})
+	cty := newCounty(t, 17, 6, householdsAndVisits)
+	d := enrollRaw(t, srv, addr, cty.villages[0])
+	rpc := fieldsyncv1.NewSyncServiceClient(d.conn)
+	recs := cty.records[0]
+	push := func(first uint64, cs ...syncengine.Change) *fieldsyncv1.PushResponse {
+		t.Helper()
+		req := &fieldsyncv1.PushRequest{FirstPosition: first, LastPosition: first + uint64(len(cs)) - 1}
+		for _, c := range cs {
+			pc, err := wire.ChangeToProto(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Changes = append(req.Changes, pc)
+		}
+		resp, err := rpc.Push(d.ctx, req)
+		if err != nil {
+			t.Fatalf("push: %v", err)
+		}
+		return resp
+	}
+	// Positions 1..5 stored: the server's cursor for the device is 5.
+	var first []syncengine.Change
+	for _, r := range recs[:5] {
+		first = append(first, d.change(t, r, syncengine.VersionVector{}))
+	}
+	if resp := push(1, first...); resp.GetAcknowledgedPosition() != 5 {
+		t.Fatalf("first push acknowledged %d, want 5", resp.GetAcknowledgedPosition())
+	}
+	// Restored to after position 2: it resends positions 3..4, new changes
+	// with new dots, the second stamped a day ahead.
+	a := d.change(t, recs[5], syncengine.VersionVector{})
+	b := d.change(t, recs[5], syncengine.VersionVector{})
+	b.Stamp.WallMS += 24 * 3600 * 1000
+	resp := push(3, a, b)
+	if got := resp.GetAcknowledgedPosition(); got != 3 {
+		t.Errorf("push of 3..4 with 4 skewed acknowledged %d, want 3", got)
+	}
+	if n := len(resp.GetResults()); n != 2 || resp.GetResults()[1].GetReason() != fieldsyncv1.Reason_REASON_CLOCK_SKEW {
+		t.Errorf("results %v, want the second refused for clock skew", resp.GetResults())
+	}
+	// A change reusing dot 2 of the device: nothing from it on.
+	reused := changeAs(t, syncengine.Dot{Replica: d.id, Counter: 2}, recs[0], syncengine.VersionVector{})
+	resp = push(4, reused)
+	if got := resp.GetAcknowledgedPosition(); got != 3 {
+		t.Errorf("push of a reused dot at 4 acknowledged %d, want 3", got)
+	}
+	if rs := resp.GetResults(); len(rs) != 1 || rs[0].GetReason() != fieldsyncv1.Reason_REASON_DOT_REUSED {
+		t.Errorf("results %v, want DOT_REUSED", rs)
+	}
 }

@@ -179,6 +179,13 @@ func (a admin) resolveExistence(ctx context.Context, r syncengine.Record, confli
 	if !ok || keep.Keep < 0 || int(keep.Keep) >= len(conflict.Writes) {
 		return nil, fmt.Errorf("resolve conflict %v/0: %w: a deletion and an edit: keep one of the values 0 to %d (the deletion, or the record)", id, ErrBadRequest, len(conflict.Writes)-1)
 	}
+	deletes := false
+	for _, x := range conflict.Writes {
+		deletes = deletes || x.Delete
+	}
+	if !deletes {
+		return nil, fmt.Errorf("resolve conflict %v/0: %w: none of its values deletes the record (a move raced another: the server settles it)", id, ErrBadRequest)
+	}
 	w := conflict.Writes[keep.Keep]
 	e := syncengine.Edit{ID: save.NewChangeID(), Record: id, Base: r.Version(), Delete: w.Delete, Area: string(w.Value)}
 	chosen := fmt.Sprintf("kept the deletion by replica %v", w.Dot.Replica)

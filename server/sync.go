@@ -132,22 +132,24 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 		results[slot[r.Pos]] = changeResult(r)
 	}
 	s.bindOrigins(ctx, p, rc)
+	ack := rc.Through
+	if len(req.GetChanges()) > 0 {
+		// Never beyond what the device sent: a device restored from an
+		// older copy of its replica sends positions the server's cursor is
+		// past (those of the changes the copy lost), and acknowledges only
+		// what it sent; after a reused dot, only what is before it.
+		ack = min(ack, b.Through)
+	}
 	if n := len(rc.Results); n > 0 && rc.Results[n-1].Outcome == syncengine.OutcomeClockSkew {
-		results = results[:slot[rc.Results[n-1].Pos]+1]
+		skewed := rc.Results[n-1].Pos
+		results = results[:slot[skewed]+1]
+		ack = min(ack, skewed-1) // nor the change refused for skew
 	}
 	s.logPush(ctx, p.ID, rc)
 	if len(rc.Results) > 0 {
 		s.nudgeUpstream()
 	}
 	s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) { a.Pending = max(0, a.Pending-len(results)) })
-	// Never beyond what the device sent: a device restored from an older
-	// copy of its replica sends positions the server's cursor is past (the
-	// positions of the changes the copy lost), and acknowledges only what it
-	// sent; after a reused dot, only what is before it.
-	ack := rc.Through
-	if len(req.GetChanges()) > 0 {
-		ack = min(ack, b.Through)
-	}
 	return &fieldsyncv1.PushResponse{Results: results, AcknowledgedPosition: uint64(ack)}, nil
 }
 
@@ -236,22 +238,32 @@ func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, resul
 	if err != nil || len(held) == 0 {
 		return b, -1, err
 	}
-	for i, e := range b.Changes {
+	kept := b.Changes[:0:0]
+	for _, e := range b.Changes {
 		id, ok := held[e.Change.Dot]
 		if !ok || id == e.Change.ID {
+			kept = append(kept, e)
 			continue
 		}
-		stop := slot[e.Pos]
-		results[stop] = &fieldsyncv1.ChangeResult{
+		res := &fieldsyncv1.ChangeResult{
 			ChangeId: append([]byte(nil), e.Change.ID[:]...),
 			Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_MALFORMED,
 			Reason:   fieldsyncv1.Reason_REASON_DOT_REUSED,
-			Message: fmt.Sprintf("the server holds another change under dot %d of this device: its replica was restored from an older copy of itself; "+
-				"it numbers this change and the ones after it again, above the highest dot the server holds of it, and sends them again", e.Change.Dot.Counter),
 		}
-		b.Changes, b.Through = b.Changes[:i:i], e.Pos-1
-		return b, stop, nil
+		results[slot[e.Pos]] = res
+		if e.Change.Origin != b.Sender {
+			// Relayed from a replica restored from an older copy, which
+			// its own server should have stopped: refused for good, so
+			// that it is neither lost as a duplicate nor blocks the relay.
+			res.Message = fmt.Sprintf("the server holds another change under dot %v: replica %v was restored from an older copy of itself", e.Change.Dot, e.Change.Origin)
+			continue
+		}
+		res.Message = fmt.Sprintf("the server holds another change under dot %d of this device: its replica was restored from an older copy of itself; "+
+			"it numbers this change and the ones after it again, above the highest dot the server holds of it, and sends them again", e.Change.Dot.Counter)
+		b.Changes, b.Through = kept, e.Pos-1
+		return b, slot[e.Pos], nil
 	}
+	b.Changes = kept
 	return b, -1, nil
 }
 

@@ -41,6 +41,9 @@ func (s *session) pull(ctx context.Context, pl *pullStream) error {
 			if err := snap.flush(ctx); err != nil {
 				return fmt.Errorf("fieldsync: pull: %w", err)
 			}
+			if err := s.sweepUnseen(ctx); err != nil {
+				return fmt.Errorf("fieldsync: pull: %w", err)
+			}
 			return nil
 		}
 		if err != nil {
@@ -226,7 +229,7 @@ func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordS
 			}
 		}
 	}
-	self, dropped := cfg.Store.Replica(), 0
+	self := cfg.Store.Replica()
 	changer, _ := cfg.Host.(SnapshotChanger)
 	err := cfg.Store.Update(ctx, func(tx syncengine.Tx) error {
 		sweep, _ := tx.(unseenSweeper)
@@ -254,8 +257,11 @@ func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordS
 			}
 		}
 		if end && sweep != nil {
-			var err error
-			if dropped, err = sweep.DropUnseen(ctx, self); err != nil {
+			// Dropped once the changes after the snapshot are in too: a
+			// record that moved between two of the replica's areas while
+			// the snapshot was read may be in neither, and its move
+			// follows as a change, which clears its mark.
+			if err := tx.SetMeta(ctx, s.sweepKey(), []byte{1}); err != nil {
 				return err
 			}
 		}
@@ -269,9 +275,6 @@ func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordS
 		}
 		return nil
 	})
-	if err == nil {
-		s.run.p.Dropped += dropped
-	}
 	return err
 }
 
@@ -310,4 +313,43 @@ func cursor(ctx context.Context, st syncengine.Store, srv syncengine.ReplicaID) 
 		return err
 	})
 	return cur, err
+}
+
+// sweepKey is the meta key that says a fresh snapshot ended and its unseen
+// records are to be dropped once the pull has caught up.
+func (s *session) sweepKey() string { return s.cfg.CursorKey + ".sweep" }
+
+// sweepUnseen drops, when a fresh snapshot ended and the pull has caught up
+// since, the records the snapshot did not bring and no change touched
+// (unseenSweeper), and clears the mark, in one transaction.
+func (s *session) sweepUnseen(ctx context.Context) error {
+	var due []byte
+	err := s.cfg.Store.View(ctx, func(tx syncengine.ReadTx) error {
+		var err error
+		due, err = tx.Meta(ctx, s.sweepKey())
+		return err
+	})
+	if err != nil || len(due) == 0 {
+		return err
+	}
+	self, dropped := s.cfg.Store.Replica(), 0
+	err = s.cfg.Store.Update(ctx, func(tx syncengine.Tx) error {
+		dropped = 0
+		sweep, ok := tx.(unseenSweeper)
+		if !ok {
+			return nil
+		}
+		due, err := tx.Meta(ctx, s.sweepKey())
+		if err != nil || len(due) == 0 {
+			return err
+		}
+		if dropped, err = sweep.DropUnseen(ctx, self); err != nil {
+			return err
+		}
+		return tx.SetMeta(ctx, s.sweepKey(), []byte{})
+	})
+	if err == nil {
+		s.run.p.Dropped += dropped
+	}
+	return err
 }

@@ -246,7 +246,13 @@ func (s *session) hello(ctx context.Context) (*fieldsyncv1.HelloResponse, error)
 		return nil, ErrServerMismatch
 	}
 	if cfg.CorrectClock && resp.GetServerTime().IsValid() {
-		acked := syncengine.Position(resp.GetAcknowledgedPosition())
+		// What the server has of this replica's log, as both ends agree: a
+		// replica restored from an older copy is behind the server's cursor.
+		cur, err := cursor(ctx, cfg.Store, s.t.Server)
+		if err != nil {
+			return nil, fmt.Errorf("fieldsync: hello: %w", err)
+		}
+		acked := min(syncengine.Position(resp.GetAcknowledgedPosition()), cur.Acked)
 		if _, err := syncengine.CorrectClock(ctx, cfg.Store, cfg.Clock, acked, resp.GetServerTime().AsTime().UnixMilli(), localMS); err != nil {
 			return nil, fmt.Errorf("fieldsync: hello: %w", err)
 		}
@@ -322,7 +328,7 @@ func (s *session) push(ctx context.Context, hello *fieldsyncv1.HelloResponse) er
 		if err != nil {
 			return fmt.Errorf("fieldsync: push: %w", err)
 		}
-		if pos, ok := reusedDot(rc); ok {
+		if pos, ok := reusedDot(rc, self); ok {
 			return s.renumber(ctx, hello, pos)
 		}
 		if rc.Through <= after {
@@ -337,11 +343,12 @@ func (s *session) push(ctx context.Context, hello *fieldsyncv1.HelloResponse) er
 	}
 }
 
-// reusedDot returns the position of the change the server refused because
-// it holds another change under its dot (REASON_DOT_REUSED), if any.
-func reusedDot(rc syncengine.Receipt) (syncengine.Position, bool) {
+// reusedDot returns the position of the change of self the server refused,
+// and did not acknowledge, because it holds another change under its dot
+// (REASON_DOT_REUSED), if any.
+func reusedDot(rc syncengine.Receipt, self syncengine.ReplicaID) (syncengine.Position, bool) {
 	for _, r := range rc.Results {
-		if r.Reason == wire.ReasonString(fieldsyncv1.Reason_REASON_DOT_REUSED) && r.Pos > rc.Through {
+		if r.Reason == wire.ReasonString(fieldsyncv1.Reason_REASON_DOT_REUSED) && r.Pos > rc.Through && r.Dot.Replica == self {
 			return r.Pos, true
 		}
 	}

@@ -102,10 +102,16 @@ func (h deviceHost) HelloInfo(ctx context.Context) (int, string) {
 	return st.Pending, st.LastError
 }
 
-// OnHello keeps the corrected clock, the rules in force and the upstream
-// receipt.
+// OnHello keeps the corrected clock, the rules in force, the upstream
+// receipt, and the server's highest dot of the device as the floor of its
+// next dots. A replica behind it was restored from an older copy of itself:
+// it forgets its pull position, so that this round's pull is a snapshot
+// that brings back the work the copy lacked.
 func (h deviceHost) OnHello(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
 	if err := h.c.saveClock(ctx); err != nil {
+		return err
+	}
+	if _, err := h.c.store.RaiseCounterFloor(ctx, hello.GetMaxCounter(), metaPullCursor); err != nil {
 		return err
 	}
 	if err := h.c.saveRules(ctx, hello.GetRules()); err != nil {

@@ -459,6 +459,41 @@ func (t *tx) SetCursor(ctx context.Context, peer syncengine.ReplicaID, c synceng
 	return t.cursors.Put(peer[:], v)
 }
 
+var _ syncengine.Renumberer = (*tx)(nil)
+
+// RenumberChange replaces the log entry at pos, whose dot is old, with c,
+// the same change under another dot of the same origin, and moves its dot
+// index entry (syncengine.Renumber: a township restored from an older copy
+// of its store numbers its own unsent changes again).
+func (t *tx) RenumberChange(ctx context.Context, pos syncengine.Position, old syncengine.Dot, c syncengine.Change) error {
+	if err := t.check(ctx); err != nil {
+		return err
+	}
+	pk := posKey(pos)
+	v := t.log.Get(pk)
+	if v == nil {
+		return fmt.Errorf("boltstore: renumber at %d: %w", pos, syncengine.ErrNoEntry)
+	}
+	prev, err := decodeChange(pos, v)
+	if err != nil {
+		return err
+	}
+	if prev.Dot != old || c.Dot.Replica != old.Replica || prev.Area != c.Area {
+		return fmt.Errorf("boltstore: renumber at %d: holds %v in %s, not %v: %w", pos, prev.Dot, prev.Area, old, syncengine.ErrNoEntry)
+	}
+	nv, err := t.seal(c.Area, c.AppendBinary)
+	if err != nil {
+		return fmt.Errorf("boltstore: renumber at %d: %w", pos, err)
+	}
+	if err := t.log.Put(pk, nv); err != nil {
+		return err
+	}
+	if err := t.dots.Delete(dotKey(old)); err != nil {
+		return err
+	}
+	return t.dots.Put(dotKey(c.Dot), dotValue(pk, c.ID))
+}
+
 // PutRejection records r, replacing any rejection of the same dot by the
 // same peer.
 //

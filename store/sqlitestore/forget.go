@@ -212,18 +212,22 @@ func (t *tx) toForget(ctx context.Context, ps []string, outside string, outArgs,
 }
 
 // MarkUnseen marks, as a fresh snapshot begins, every record the replica
-// holds but those with a change of its own (self) after position keep: the
-// changes the server may not have had when it began reading the snapshot
-// (those not acknowledged before the sync round began). Every later write of
-// a record clears its mark (PutRecord): the snapshot bringing it, a change,
-// a save.
+// holds but those with a change of its own (self) after position keep (the
+// changes the server may not have had when it began reading the snapshot:
+// those not acknowledged before the sync round began) and those with a
+// change of its own the server refused (kept for the doctor to fix). Every
+// later write of a record clears its mark (PutRecord): the snapshot bringing
+// it, a change, a save.
 func (t *tx) MarkUnseen(ctx context.Context, self syncengine.ReplicaID, keep syncengine.Position) error {
 	_, err := t.exec(ctx, `UPDATE records SET unseen = 1
-		WHERE record_id NOT IN (SELECT record_id FROM log WHERE origin = ? AND position > ?)`, self[:], int64(keep))
+		WHERE record_id NOT IN (SELECT record_id FROM log WHERE origin = ? AND position > ?)
+		AND record_id NOT IN (SELECT l.record_id FROM rejections r JOIN log l ON l.origin = r.origin AND l.counter = r.counter)`,
+		self[:], int64(keep))
 	return err
 }
 
-// DropUnseen forgets, as a fresh snapshot ends, the records still marked
+// DropUnseen forgets, once a fresh snapshot and the changes after it are in,
+// the records still marked
 // (MarkUnseen): the server no longer has them in the replica's areas (moved
 // to another village, or a village the device no longer serves, while the
 // server's log that would have said so was compacted). Their states,

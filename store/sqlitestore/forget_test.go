@@ -454,3 +454,51 @@ func TestForgetOutsideFragmentsAndRacedMoves(t *testing.T) {
 		t.Error("household moved within the phone's villages forgotten")
 	}
 }
+
+// A fresh snapshot's sweep drops what the snapshot did not bring, but keeps
+// a record with a change of the device's own not acknowledged when the round
+// began, and one whose change the server refused (for the doctor to fix), and
+// one written since the snapshot began.
+func TestUnseenSweep(t *testing.T) {
+	s := openTemp(t)
+	ctx := t.Context()
+	clock := syncengine.NewClock(s.Replica(), 0)
+	srv := syncengine.ReplicaID{0x5e, 0x70}
+	refused, pending, gone, later := household(21, forgetVillageA, "甲"), household(22, forgetVillageA, "乙"), household(23, forgetVillageA, "丙"), household(24, forgetVillageA, "丁")
+	save(t, s, clock, refused)
+	receive(t, s, srv, serverChange(t, srv, 1, gone, syncengine.VersionVector{}))
+	log := wholeLog(t, s)
+	setAcked(t, s, srv, log[len(log)-1].Pos)
+	e := log[0]
+	if err := s.Update(ctx, func(tx syncengine.Tx) error {
+		return tx.PutRejection(ctx, syncengine.Rejection{Peer: srv, Pos: e.Pos, ID: e.Change.ID, Dot: e.Change.Dot, Outcome: syncengine.OutcomeInvalid, Detail: "x"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	keep := log[len(log)-1].Pos
+	save(t, s, clock, pending) // not acknowledged when the round began
+	type sweeper interface {
+		MarkUnseen(context.Context, syncengine.ReplicaID, syncengine.Position) error
+		DropUnseen(context.Context, syncengine.ReplicaID) (int, error)
+	}
+	if err := s.Update(ctx, func(tx syncengine.Tx) error { return tx.(sweeper).MarkUnseen(ctx, s.Replica(), keep) }); err != nil {
+		t.Fatal(err)
+	}
+	save(t, s, clock, later) // during the snapshot
+	var n int
+	if err := s.Update(ctx, func(tx syncengine.Tx) error {
+		var err error
+		n, err = tx.(sweeper).DropUnseen(ctx, s.Replica())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || !stateOf(t, s, gone).IsEmpty() {
+		t.Errorf("DropUnseen dropped %d; the record the snapshot lacked: %v", n, stateOf(t, s, gone))
+	}
+	for _, r := range []*fieldsyncv1.Record{refused, pending, later} {
+		if stateOf(t, s, r).IsEmpty() {
+			t.Errorf("record %s dropped", r.GetHousehold().GetHeadName())
+		}
+	}
+}

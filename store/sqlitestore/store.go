@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -194,4 +195,36 @@ func setMeta(ctx context.Context, db interface {
 }, key string, value []byte) error {
 	_, err := db.ExecContext(ctx, metaUpsert, key, value)
 	return err
+}
+
+// RaiseCounterFloor raises to n the counter the replica's next own change
+// numbers after (MaxCounter), if it is below: the server's highest dot of
+// this replica, which a replica restored from an older copy of itself is
+// behind. Its new changes then never reuse a dot the server holds. When it
+// raises the floor it also empties the meta values of reset, in the same
+// transaction (the pull token, so that the next pull is a snapshot that
+// brings back what the older copy lacked), and reports true.
+func (s *Store) RaiseCounterFloor(ctx context.Context, n uint64, reset ...string) (bool, error) {
+	raised := false
+	err := s.Update(ctx, func(st syncengine.Tx) error {
+		raised = false
+		have, err := st.MaxCounter(ctx, s.replica)
+		if err != nil || n <= have {
+			return err
+		}
+		if err := st.SetMeta(ctx, "counter_floor", []byte(strconv.FormatUint(n, 10))); err != nil {
+			return err
+		}
+		for _, key := range reset {
+			if err := st.SetMeta(ctx, key, []byte{}); err != nil {
+				return err
+			}
+		}
+		raised = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("%s: raise the counter floor: %w", s.path, err)
+	}
+	return raised, nil
 }

@@ -74,9 +74,14 @@ func (t *readTx) Seen(ctx context.Context, d syncengine.Dot) (bool, error) {
 	return err == nil, err
 }
 
+// MaxCounter returns the highest dot counter of origin's changes, and for
+// the replica's own, at least its counter floor (RaiseCounterFloor).
 func (t *readTx) MaxCounter(ctx context.Context, origin syncengine.ReplicaID) (uint64, error) {
 	var n sql.NullInt64
-	err := t.queryRow(ctx, "SELECT max(counter) FROM dots WHERE origin = ?", origin[:]).Scan(&n)
+	err := t.queryRow(ctx, `SELECT max(
+		coalesce((SELECT max(counter) FROM dots WHERE origin = ?1), 0),
+		coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'counter_floor'
+			AND (SELECT value FROM meta WHERE key = 'replica_id') = ?1), 0))`, origin[:]).Scan(&n)
 	return uint64(n.Int64), err
 }
 

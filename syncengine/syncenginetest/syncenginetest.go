@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"SerializableUpdates", testSerializableUpdates},
 		{"RecordsInArea", testRecordsInArea},
 		{"Meta", testMeta},
+		{"Renumber", testRenumber},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -511,4 +512,85 @@ func testMeta(t *testing.T, s syncengine.Store) {
 			t.Errorf("SetMeta(%q) succeeded", bad)
 		}
 	}
+}
+
+// testRenumber: a store whose transactions renumber (syncengine.Renumberer)
+// gives a replica's changes from a position on new dots above a floor, in
+// its log, its dots and its records; one that does not refuses with
+// ErrCannotRenumber and changes nothing.
+func testRenumber(t *testing.T, s syncengine.Store) {
+	ctx := t.Context()
+	c1 := change(replicaA, 1, 1, village, map[int32][]byte{4: field(4, "甲")})
+	c2 := change(replicaA, 2, 1, village, map[int32][]byte{4: field(4, "乙")})
+	c2.Context = syncengine.NewVersionVector(c1.Dot)
+	c3 := change(replicaA, 3, 2, village, map[int32][]byte{4: field(4, "丙")})
+	var r1, r2 syncengine.Record
+	var err error
+	if r1, err = syncengine.Apply(syncengine.Record{}, &c1); err == nil {
+		r1, err = syncengine.Apply(r1, &c2)
+	}
+	if err == nil {
+		r2, err = syncengine.Apply(syncengine.Record{}, &c3)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := appendAll(t, s, c1, c2, c3)
+	update(t, s, func(tx syncengine.Tx) error {
+		if err := tx.PutRecord(ctx, r1); err != nil {
+			return err
+		}
+		return tx.PutRecord(ctx, r2)
+	})
+	n, err := syncengine.Renumber(ctx, s, replicaA, pos[1], 10, nil)
+	var rn bool
+	update(t, s, func(tx syncengine.Tx) error { _, rn = tx.(syncengine.Renumberer); return nil })
+	if !rn {
+		if !errors.Is(err, syncengine.ErrCannotRenumber) || n != 0 {
+			t.Errorf("Renumber on a store that cannot = %d, %v; want ErrCannotRenumber", n, err)
+		}
+		return
+	}
+	if err != nil || n != 2 {
+		t.Fatalf("Renumber = %d, %v; want 2", n, err)
+	}
+	view(t, s, func(tx syncengine.ReadTx) error {
+		es, err := tx.ReadLog(ctx, 0, 10)
+		if err != nil {
+			return err
+		}
+		want := []uint64{1, 11, 12}
+		for i, e := range es {
+			if e.Change.Dot.Counter != want[i] {
+				t.Errorf("log entry %d has dot %v, want counter %d", e.Pos, e.Change.Dot, want[i])
+			}
+		}
+		if len(es) == 3 && !es[1].Change.Context.Contains(syncengine.Dot{Replica: replicaA, Counter: 10}) {
+			t.Errorf("renumbered context %v does not cover the floor", es[1].Change.Context)
+		}
+		for _, d := range []syncengine.Dot{{Replica: replicaA, Counter: 11}, {Replica: replicaA, Counter: 12}} {
+			if seen, err := tx.Seen(ctx, d); err != nil || !seen {
+				t.Errorf("Seen(%v) = %v, %v", d, seen, err)
+			}
+		}
+		if seen, _ := tx.Seen(ctx, c2.Dot); seen {
+			t.Errorf("the old dot %v is still seen", c2.Dot)
+		}
+		if m, err := tx.MaxCounter(ctx, replicaA); err != nil || m != 12 {
+			t.Errorf("MaxCounter = %d, %v; want 12", m, err)
+		}
+		r, err := tx.Record(ctx, r1.ID())
+		if err != nil {
+			return err
+		}
+		if !r.Version().Contains(syncengine.Dot{Replica: replicaA, Counter: 11}) {
+			t.Errorf("record version %v lacks the new dot", r.Version())
+		}
+		for _, w := range r.Writes(4) {
+			if w.Dot == c2.Dot {
+				t.Errorf("record keeps a write under the old dot %v", w.Dot)
+			}
+		}
+		return nil
+	})
 }
