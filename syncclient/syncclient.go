@@ -245,6 +245,11 @@ func (s *session) hello(ctx context.Context) (*fieldsyncv1.HelloResponse, error)
 	if syncengine.ReplicaID(resp.GetServerReplicaId()) != s.t.Server {
 		return nil, ErrServerMismatch
 	}
+	if m := resp.GetMaxCounter(); m > maxPlausibleCounter {
+		// The replica would number its next changes above it: one near
+		// 2^64 would leave it nothing to number them with.
+		return nil, fmt.Errorf("fieldsync: hello: the server says it holds this replica's change number %d, more than any replica makes: refusing to number changes above it", m)
+	}
 	if cfg.CorrectClock && resp.GetServerTime().IsValid() {
 		// What the server has of this replica's log, as both ends agree: a
 		// replica restored from an older copy is behind the server's cursor.
@@ -342,6 +347,11 @@ func (s *session) push(ctx context.Context, hello *fieldsyncv1.HelloResponse) er
 		}
 	}
 }
+
+// maxPlausibleCounter is the highest dot counter of its own a replica takes
+// from a server's handshake (HelloResponse.max_counter) as the floor of its
+// next changes: far beyond what any replica makes, far below overflow.
+const maxPlausibleCounter = 1 << 48
 
 // reusedDot returns the position of the change of self the server refused,
 // and did not acknowledge, because it holds another change under its dot

@@ -462,3 +462,33 @@ func TestSyncStalledPullEnds(t *testing.T) {
 func cloneRecord(r *fieldsyncv1.Record) *fieldsyncv1.Record {
 	return proto.Clone(r).(*fieldsyncv1.Record)
 }
+
+// A server whose handshake claims this device's change number near 2^64 is
+// refused before the device numbers anything above it; the same device syncs
+// with an honest server.
+func TestImplausibleMaxCounterRefused(t *testing.T) {
+	var lie atomic.Bool
+	lie.Store(true)
+	liar := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		if hello, ok := resp.(*fieldsyncv1.HelloResponse); ok && lie.Load() {
+			hello.MaxCounter = 1<<64 - 2
+		}
+		return resp, err
+	}
+	s := serve(t, server.Config{}, listen(t, "127.0.0.1:0"), grpc.ChainUnaryInterceptor(liar))
+	cty := newCounty(t)
+	c := s.enrol(t, cty.village1, WithRetry(RetryPolicy{MaxAttempts: 1}))
+	mustSave(t, c, cty.records1[0])
+	err := c.Sync(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "more than any replica makes") {
+		t.Fatalf("Sync with an implausible max_counter = %v, want a refusal", err)
+	}
+	lie.Store(false)
+	mustSync(t, c)
+	mustSave(t, c, cty.records1[1])
+	mustSync(t, c)
+	if st, err := c.Status(t.Context()); err != nil || st.Pending != 0 || len(st.Rejected) != 0 {
+		t.Errorf("Status = %+v, %v; want everything accepted", st, err)
+	}
+}

@@ -178,6 +178,9 @@ func runDeviceSync(ctx context.Context, fs *flag.FlagSet, args []string, stdout,
 		snapshot = ", starting from a snapshot of the device's areas"
 	}
 	fmt.Fprintf(stdout, "synced: pushed %s, %d refused; pulled %d%s; %d pending\n", plural(last.Pushed, "change"), last.Rejected, last.Pulled, snapshot, st.Pending)
+	if last.Dropped > 0 {
+		fmt.Fprintf(stdout, "dropped %s the server no longer has in this device's villages (moved away while it was offline)\n", plural(last.Dropped, "record"))
+	}
 	if len(st.Rejected) > 0 {
 		fmt.Fprintf(stdout, "the server refused %s of this device: see 'fieldsync device status --replica %s'\n", plural(len(st.Rejected), "change"), *replica)
 	}

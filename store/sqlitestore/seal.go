@@ -197,6 +197,15 @@ func (s *Store) scrub(ctx context.Context) error {
 
 // sealAll seals a clear replica's rows with sl in one transaction.
 func (s *Store) sealAll(ctx context.Context, sl *sealer) error {
+	return s.sealing(ctx, sl, func(clear, sealed *tx) (bool, error) {
+		return true, sealAllIn(ctx, clear, sealed, sl)
+	})
+}
+
+// sealing runs fn in one write transaction, seen through clear (reading
+// rows as stored) and sealed (writing them sealed with sl), and commits if
+// fn reports it wrote and returned no error.
+func (s *Store) sealing(ctx context.Context, sl *sealer, fn func(clear, sealed *tx) (bool, error)) error {
 	sqlTx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -205,6 +214,16 @@ func (s *Store) sealAll(ctx context.Context, sl *sealer) error {
 	defer sqlTx.Rollback()
 	clear := &tx{readTx: readTx{tx: sqlTx, stmts: s.wstmts}}
 	sealed := &tx{readTx: readTx{tx: sqlTx, stmts: s.wstmts, seal: sl}}
+	wrote, err := fn(clear, sealed)
+	if err != nil || !wrote {
+		return err
+	}
+	return sqlTx.Commit()
+}
+
+// sealAllIn seals every row of a clear replica (read through clear,
+// written through sealed) and marks it sealed and to scrub.
+func sealAllIn(ctx context.Context, clear, sealed *tx, sl *sealer) error {
 	// The read model is built again from the sealed states.
 	for _, table := range readModelTables {
 		if _, err := sealed.exec(ctx, "DELETE FROM "+table); err != nil {
@@ -240,10 +259,8 @@ func (s *Store) sealAll(ctx context.Context, sl *sealer) error {
 	if _, err := sealed.exec(ctx, metaUpsert, metaSealed, check); err != nil {
 		return err
 	}
-	if _, err := sealed.exec(ctx, metaUpsert, metaScrub, []byte{1}); err != nil {
-		return err
-	}
-	return sqlTx.Commit()
+	_, err = sealed.exec(ctx, metaUpsert, metaScrub, []byte{1})
+	return err
 }
 
 // recordPage returns up to limit record states with ids after after, in id
@@ -370,22 +387,14 @@ func sealRejections(ctx context.Context, clear, sealed *tx, sl *sealer) (int, er
 // sealOldRejections seals, on a replica sealed before rejections' details
 // were, the rows kept in clear, and marks the file to scrub.
 func (s *Store) sealOldRejections(ctx context.Context, sl *sealer) error {
-	sqlTx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer s.wstmts.flush(ctx) // after the rollback: it takes the pool's one connection
-	defer sqlTx.Rollback()
-	clear := &tx{readTx: readTx{tx: sqlTx, stmts: s.wstmts}}
-	sealed := &tx{readTx: readTx{tx: sqlTx, stmts: s.wstmts, seal: sl}}
-	n, err := sealRejections(ctx, clear, sealed, sl)
-	if err != nil || n == 0 {
-		return err
-	}
-	if _, err := sealed.exec(ctx, metaUpsert, metaScrub, []byte{1}); err != nil {
-		return err
-	}
-	return sqlTx.Commit()
+	return s.sealing(ctx, sl, func(clear, sealed *tx) (bool, error) {
+		n, err := sealRejections(ctx, clear, sealed, sl)
+		if err != nil || n == 0 {
+			return false, err
+		}
+		_, err = sealed.exec(ctx, metaUpsert, metaScrub, []byte{1})
+		return true, err
+	})
 }
 
 // sealLog seals every log entry's change (read through clear, written
