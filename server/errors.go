@@ -113,6 +113,7 @@ var errorKinds = []struct {
 	{ErrNoConflict, codes.FailedPrecondition, ReasonNoConflict},
 	{ErrPositionMismatch, codes.InvalidArgument, ReasonPositionMismatch},
 	{ErrBadCursor, codes.InvalidArgument, ReasonBadCursor},
+	{syncengine.ErrBadPullCursor, codes.InvalidArgument, ReasonBadCursor},
 	{syncengine.ErrInvalidBatch, codes.InvalidArgument, ReasonPositionMismatch},
 	{syncengine.ErrCursorGap, codes.FailedPrecondition, ReasonCursorGap},
 	{ErrClosed, codes.Unavailable, ReasonUnavailable},

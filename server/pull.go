@@ -1,10 +1,8 @@
 package server
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -31,34 +29,24 @@ import (
 // areas restarts with a snapshot.
 const cursorVersion = 1
 
-const (
-	phaseSnapshot = 1
-	phaseLog      = 2
-)
-
-// snapshotPageLimit is the most records read per snapshot page; a page that
-// would overflow a response is read again, smaller.
-const snapshotPageLimit = 64
-
-// logPageLimit is the most log entries read per ReadLogArea call.
+// logPageLimit is the most log entries read per log read of the admin
+// and relay paths.
 const logPageLimit = 128
 
+// pullCursor is the engine's cursor with the scope hash it was issued for.
 type pullCursor struct {
-	phase  uint64
-	pos    syncengine.Position
-	scope  uint32
-	prefix int
-	page   []byte
+	syncengine.PullCursor
+	scope uint32
 }
 
 func (c pullCursor) token() *fieldsyncv1.Cursor {
 	b := []byte{cursorVersion}
-	b = binary.AppendUvarint(b, c.phase)
-	b = binary.AppendUvarint(b, uint64(c.pos))
+	b = binary.AppendUvarint(b, uint64(c.Phase))
+	b = binary.AppendUvarint(b, uint64(c.Pos))
 	b = binary.AppendUvarint(b, uint64(c.scope))
-	b = binary.AppendUvarint(b, uint64(c.prefix))
-	b = binary.AppendUvarint(b, uint64(len(c.page)))
-	b = append(b, c.page...)
+	b = binary.AppendUvarint(b, uint64(c.Prefix))
+	b = binary.AppendUvarint(b, uint64(len(c.Page)))
+	b = append(b, c.Page...)
 	return &fieldsyncv1.Cursor{Token: b}
 }
 
@@ -78,27 +66,16 @@ func decodeCursor(b []byte) (pullCursor, error) {
 		}
 		vals[i], b = v, b[n:]
 	}
-	c := pullCursor{phase: vals[0], pos: syncengine.Position(vals[1]), scope: uint32(vals[2]), prefix: int(vals[3])}
-	switch {
-	case c.phase != phaseSnapshot && c.phase != phaseLog,
+	switch phase := syncengine.PullPhase(vals[0]); {
+	case vals[0] > 255, phase != syncengine.PullSnapshot && phase != syncengine.PullLog,
 		vals[2] > 1<<32-1, vals[3] > syncengine.AreaLen*16, vals[4] != uint64(len(b)):
 		return pullCursor{}, bad
 	}
+	c := pullCursor{PullCursor: syncengine.PullCursor{Phase: syncengine.PullPhase(vals[0]), Pos: syncengine.Position(vals[1]), Prefix: int(vals[3])}, scope: uint32(vals[2])}
 	if len(b) > 0 {
-		c.page = slices.Clone(b)
+		c.Page = slices.Clone(b)
 	}
 	return c, nil
-}
-
-// scopePrefixes sorts areas and drops every prefix another one covers, so no
-// record is sent twice (syncengine.ParseScope; a device's areas were
-// checked when it was enrolled).
-func scopePrefixes(areas []string) []string {
-	s, err := syncengine.ParseScope(areas)
-	if err != nil {
-		return nil
-	}
-	return s.Prefixes()
 }
 
 func scopeHash(prefixes []string, epoch string) uint32 {
@@ -110,309 +87,87 @@ func scopeHash(prefixes []string, epoch string) uint32 {
 	return binary.BigEndian.Uint32(h[:4])
 }
 
-// Pull streams, after the caller's cursor, a snapshot if the cursor is empty,
-// expired or for other areas, then the log entries in the caller's areas not
-// made by the caller. Each response carries its cursor; the last is caught_up.
-// Responses hold about max_batch_bytes (at most the configured pull size) of
-// encoded changes or records; one record or change larger than that goes alone.
-//
-// Records move between areas (moves.go): a record that enters the caller's
-// areas is sent whole, in the response of the change that brought it; the
-// change that took a record out of them is sent, so the caller forgets it;
-// and before a snapshot that replaces a cursor, the changes that took records
-// out since that cursor are sent (departures).
+// Pull streams the pages of the caller's pull (syncengine.Puller) after its
+// cursor: a snapshot if the cursor is empty, expired or for other areas, then
+// the log entries in the caller's areas not made by the caller. Each response
+// carries its cursor; the last is caught_up. Responses hold about
+// max_batch_bytes (at most the configured pull size) of encoded changes or
+// records; one record or change larger than that goes alone. The server
+// settles the moves a pull reads (moveSettler).
 func (v syncService) Pull(req *fieldsyncv1.PullRequest, stream grpc.ServerStreamingServer[fieldsyncv1.PullResponse]) error {
 	s, ctx := v.s, stream.Context()
 	p, err := peer(ctx)
 	if err != nil {
 		return err
 	}
-	prefixes := scopePrefixes(p.Areas)
+	areas, err := syncengine.ParseScope(p.Areas)
+	if err != nil {
+		return fmt.Errorf("pull: the device's areas: %w", err)
+	}
 	// A snapshot from upstream that changed records here starts a new epoch:
 	// those changes are not in the log, so every cursor takes a snapshot.
 	epoch, err := s.snapshotEpoch(ctx)
 	if err != nil {
 		return fmt.Errorf("pull: %w", err)
 	}
-	scope := scopeHash(prefixes, epoch)
+	scope := scopeHash(areas.Prefixes(), epoch)
 	limit := s.cfg.MaxPullBytes
 	if m := int(req.GetMaxBatchBytes()); req.MaxBatchBytes != nil && m < limit {
 		limit = max(m, 1024)
 	}
-	var cur pullCursor
-	var departed *pullCursor // the cursor a new snapshot replaces
-	cause := fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_NO_CURSOR
+	pr := syncengine.PullRequest{Puller: p.ID, Scope: areas, Limit: limit}
+	var old uint32 // the scope of the caller's cursor
 	if tok := req.GetCursor().GetToken(); len(tok) > 0 {
-		if cur, err = decodeCursor(tok); err != nil {
+		cur, err := decodeCursor(tok)
+		if err != nil {
 			return err
 		}
-		cause = fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_UNSPECIFIED
-		if cur.scope != scope {
-			cause = fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_SCOPE_CHANGED
-			departed = &pullCursor{phase: phaseLog, pos: cur.pos, scope: cur.scope}
-		}
+		pr.Cursor, pr.ScopeChanged, old = cur.PullCursor, cur.scope != scope, cur.scope
 	}
-	ps := pullSession{s: s, stream: stream, self: p.ID, prefixes: prefixes, limit: limit, readable: req.GetReadableState()}
-	for attempt := 0; ; attempt++ {
-		if cause != fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_UNSPECIFIED {
-			end, err := s.store.LogEnd(ctx)
-			if err != nil {
-				return fmt.Errorf("pull: %w", err)
-			}
-			// A snapshot only adds records: first tell the caller which of
-			// those it may hold have left its areas since its cursor, through
-			// at least the snapshot's position (later moves follow it).
-			if departed != nil {
-				if err := ps.departures(ctx, *departed); err != nil {
-					return err
-				}
-				departed = nil
-			}
-			cur = pullCursor{phase: phaseSnapshot, pos: end, scope: scope}
+	sent := 0
+	puller := syncengine.Puller[*fieldsyncv1.RecordState, *fieldsyncv1.Change]{
+		Log: s.store, Encoder: pullEncoder{readable: req.GetReadableState()}, Settler: moveSettler{s},
+	}
+	cur, err := puller.Pull(ctx, pr, func(pg syncengine.PullPage[*fieldsyncv1.RecordState, *fieldsyncv1.Change]) error {
+		tok := pullCursor{PullCursor: pg.Cursor, scope: scope}
+		if pg.Departures {
+			tok.scope = old
 		}
-		if cur.phase == phaseSnapshot {
-			if err := ps.snapshot(ctx, &cur, cause); err != nil {
-				return err
-			}
+		resp := &fieldsyncv1.PullResponse{Records: pg.Records, Changes: pg.Changes, Cursor: tok.token(), CaughtUp: pg.CaughtUp}
+		switch {
+		case pg.Begin != syncengine.NoSnapshot:
+			resp.Snapshot = &fieldsyncv1.SnapshotMarker{Phase: fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_BEGIN, Cause: fieldsyncv1.SnapshotCause(pg.Begin)}
+		case pg.End:
+			resp.Snapshot = &fieldsyncv1.SnapshotMarker{Phase: fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_END}
 		}
-		err := ps.log(ctx, &cur)
-		if errors.Is(err, syncengine.ErrCompacted) && attempt == 0 {
-			cause = fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_CURSOR_EXPIRED
-			continue
+		if err := stream.Send(resp); err != nil {
+			return fmt.Errorf("pull: send: %w", err)
 		}
-		if err == nil {
-			s.log.InfoContext(ctx, "pull", "device", p.ID.String(), "through", uint64(cur.pos), "responses", ps.sent)
-			done, through := s.now(), cur.pos
-			s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) { a.LastSync, a.PulledThrough = done, through })
-		}
+		sent++
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-}
-
-// pullSession is the state of one Pull stream.
-type pullSession struct {
-	s        *Server
-	stream   grpc.ServerStreamingServer[fieldsyncv1.PullResponse]
-	self     syncengine.ReplicaID
-	prefixes []string
-	limit    int
-	readable bool // fill the readable view of snapshot records
-	sent     int
-	// departing: the log phase sends only the changes that took records
-	// out of the caller's areas (departures).
-	departing bool
-}
-
-func (ps *pullSession) send(resp *fieldsyncv1.PullResponse) error {
-	if err := ps.stream.Send(resp); err != nil {
-		return fmt.Errorf("pull: send: %w", err)
-	}
-	ps.sent++
+	s.log.InfoContext(ctx, "pull", "device", p.ID.String(), "through", uint64(cur.Pos), "responses", sent)
+	done, through := s.now(), cur.Pos
+	s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) { a.LastSync, a.PulledThrough = done, through })
 	return nil
 }
 
-// snapshot sends the snapshot from cur on, BEGIN marked when cause is set
-// (a new snapshot), and leaves cur in phaseLog after the END response.
-func (ps *pullSession) snapshot(ctx context.Context, cur *pullCursor, cause fieldsyncv1.SnapshotCause) error {
-	first := cause != fieldsyncv1.SnapshotCause_SNAPSHOT_CAUSE_UNSPECIFIED
-	if cur.prefix > len(ps.prefixes) || (cur.prefix == len(ps.prefixes) && cur.page != nil) {
-		return fmt.Errorf("%w: snapshot past the last area", ErrBadCursor)
-	}
-	for {
-		resp := &fieldsyncv1.PullResponse{}
-		if first {
-			resp.Snapshot = &fieldsyncv1.SnapshotMarker{Phase: fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_BEGIN, Cause: cause}
-		}
-		size := 0
-		for size < ps.limit && cur.prefix < len(ps.prefixes) {
-			recs, n, next, full, err := ps.snapshotChunk(ctx, ps.prefixes[cur.prefix], cur.page, ps.limit-size, len(resp.Records) == 0)
-			if err != nil {
-				return err
-			}
-			if full {
-				break
-			}
-			resp.Records, size = append(resp.Records, recs...), size+n
-			if cur.page = next; next == nil {
-				cur.prefix++
-			}
-		}
-		if cur.prefix == len(ps.prefixes) && !first {
-			resp.Snapshot = &fieldsyncv1.SnapshotMarker{Phase: fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_END}
-			cur.phase, cur.prefix, cur.page = phaseLog, 0, nil
-		}
-		resp.Cursor = cur.token()
-		if err := ps.send(resp); err != nil {
-			return err
-		}
-		if cur.phase == phaseLog {
-			return nil
-		}
-		first = false
-	}
+// pullEncoder encodes a pull's records and changes for the wire, the
+// records with their readable view when the caller asked for it.
+type pullEncoder struct{ readable bool }
+
+func (e pullEncoder) EncodeRecord(r syncengine.Record) (*fieldsyncv1.RecordState, int) {
+	rs := wire.RecordStateToProto(r, e.readable)
+	return rs, proto.Size(rs)
 }
 
-// snapshotChunk reads the records of prefix after token that fit in budget
-// bytes (at least one when must is set) and returns them, their encoded size
-// and the token to continue from (nil at the end of the prefix). When nothing
-// fits and must is unset it reports full and reads nothing.
-func (ps *pullSession) snapshotChunk(ctx context.Context, prefix string, token []byte, budget int, must bool) (recs []*fieldsyncv1.RecordState, size int, next []byte, full bool, err error) {
-	for n := snapshotPageLimit; ; {
-		page, err := ps.s.store.Snapshot(ctx, prefix, token, n)
-		if errors.Is(err, boltstore.ErrInvalidToken) {
-			return nil, 0, nil, false, fmt.Errorf("%w: %v", ErrBadCursor, err)
-		}
-		if err != nil {
-			return nil, 0, nil, false, fmt.Errorf("pull: %w", err)
-		}
-		// A record a concurrent edit took back out of its new village is
-		// settled there first, and the page read again without it.
-		if settled, err := ps.s.settleMoves(ctx, unsettledIDs(page.Records)); err != nil {
-			return nil, 0, nil, false, fmt.Errorf("pull: %w", err)
-		} else if settled > 0 {
-			continue
-		}
-		out := make([]*fieldsyncv1.RecordState, 0, len(page.Records))
-		size, fit := 0, 0
-		for _, r := range page.Records {
-			rs := wire.RecordStateToProto(r, ps.readable)
-			sz := proto.Size(rs)
-			if size+sz > budget && !(must && fit == 0) {
-				break
-			}
-			out, size, fit = append(out, rs), size+sz, fit+1
-		}
-		switch {
-		case fit == len(page.Records):
-			return out, size, page.Next, false, nil
-		case fit == 0:
-			return nil, 0, token, true, nil
-		}
-		n = fit // read again, only what fits, so the page token is right
+func (pullEncoder) EncodeChange(c syncengine.Change) (*fieldsyncv1.Change, int, error) {
+	pc, err := wire.ChangeToProto(c)
+	if err != nil {
+		return nil, 0, err
 	}
-}
-
-// log sends the log entries in the caller's areas after cur.pos, not the
-// caller's own, until caught up. It returns an error wrapping
-// syncengine.ErrCompacted when cur.pos is before the compacted log.
-func (ps *pullSession) log(ctx context.Context, cur *pullCursor) error {
-	for {
-		resp := &fieldsyncv1.PullResponse{}
-		caughtUp, err := ps.fillLog(ctx, cur, resp)
-		if err != nil {
-			return err
-		}
-		resp.Cursor, resp.CaughtUp = cur.token(), caughtUp
-		if err := ps.send(resp); err != nil {
-			return err
-		}
-		if caughtUp {
-			return nil
-		}
-	}
-}
-
-// departures sends, before a snapshot that replaces the caller's cursor old
-// (its areas or the server's snapshot epoch changed), the changes after old
-// that took records out of the caller's areas and that it did not make: a
-// snapshot sends the records in the areas and says nothing of those that
-// left, which the caller would otherwise keep. Its responses carry old's
-// scope, so a pull cut short starts them again from where they got to, and
-// then the snapshot. A log compacted past old has nothing left to tell: a
-// phone then drops, as the snapshot ends, every record it did not bring
-// (syncclient's unseenSweeper).
-func (ps *pullSession) departures(ctx context.Context, old pullCursor) error {
-	ps.departing = true
-	defer func() { ps.departing = false }()
-	for {
-		resp := &fieldsyncv1.PullResponse{}
-		caughtUp, err := ps.fillLog(ctx, &old, resp)
-		if errors.Is(err, syncengine.ErrCompacted) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if len(resp.Changes) > 0 {
-			resp.Cursor = old.token()
-			if err := ps.send(resp); err != nil {
-				return err
-			}
-		}
-		if caughtUp {
-			return nil
-		}
-	}
-}
-
-// fillLog adds changes after cur.pos to resp up to the size limit, moving
-// cur.pos to the last position accounted for, and reports whether that is the
-// end of the log. It settles the moves it reads first (settleMoves), and
-// adds, before a change that brought a record into the caller's areas, the
-// record's current state.
-func (ps *pullSession) fillLog(ctx context.Context, cur *pullCursor, resp *fieldsyncv1.PullResponse) (bool, error) {
-	if len(ps.prefixes) == 0 {
-		return true, nil
-	}
-	size := 0
-	for {
-		entries, through, err := ps.s.store.ReadLogAreaMoves(ctx, ps.prefixes, cur.pos, logPageLimit)
-		if err != nil {
-			return false, fmt.Errorf("pull: %w", err)
-		}
-		states, settled, err := ps.s.movedStates(ctx, entries, ps.prefixes, ps.self)
-		if err != nil {
-			return false, fmt.Errorf("pull: %w", err)
-		}
-		for _, e := range entries {
-			if e.Change.Origin == ps.self || e.Entry.From == ps.self {
-				// The caller made it, or sent it here: it has it.
-				cur.pos = e.Pos
-				continue
-			}
-			// A record that enters the caller's areas goes whole, before
-			// the change that brought it (the client merges a response's
-			// records first); one that has left them again since, not at
-			// all. A record that leaves them goes as the change that took it
-			// out, even if it is back (a later entry brings it whole): it
-			// tells the devices, which then forget the record, and a relay,
-			// whose log must say that the record left for its own devices.
-			var rs *fieldsyncv1.RecordState
-			r, here := states[e.Change.RecordID]
-			switch {
-			case ps.departing && e.Move != boltstore.MovesOut:
-				cur.pos = e.Pos
-				continue
-			case e.Move == boltstore.MovesIn && !here:
-				cur.pos = e.Pos
-				continue
-			case e.Move == boltstore.MovesIn:
-				rs = wire.RecordStateToProto(r, ps.readable)
-			}
-			// The client merges a response's records before it applies its
-			// changes: a record's state starts a response, so that the
-			// changes before it are applied first (a relay files them
-			// under the areas the record was in then).
-			if rs != nil && len(resp.Changes) > 0 {
-				return false, nil
-			}
-			pc, err := wire.ChangeToProto(e.Change)
-			if err != nil {
-				return false, fmt.Errorf("pull: log position %d: %w", e.Pos, err)
-			}
-			sz := proto.Size(pc) + proto.Size(rs)
-			if size > 0 && size+sz > ps.limit {
-				return false, nil
-			}
-			if rs != nil {
-				resp.Records = append(resp.Records, rs)
-			}
-			resp.Changes, size, cur.pos = append(resp.Changes, pc), size+sz, e.Pos
-		}
-		cur.pos = max(cur.pos, through)
-		// The changes that settled moves follow the page: read on.
-		if len(entries) < logPageLimit && settled == 0 {
-			return true, nil
-		}
-	}
+	return pc, proto.Size(pc), nil
 }

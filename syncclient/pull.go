@@ -17,9 +17,10 @@ import (
 
 // pull receives the server's changes from the stored cursor until caught up.
 // Each response is stored in one transaction with the cursor token after it
-// (snapshot records merged into the stored states, or changes through
-// syncengine.ReceiveBatch with the token in ReceiveOptions.Also), so a
-// response is either kept with its token or not at all.
+// (storePage: its records merged into the stored states, then its changes,
+// through syncengine.ReceivePulledTx), so a response is either kept with
+// its token or not at all; a snapshot's records are gathered over a few
+// responses and stored together.
 //
 // The stream is cancelled when no message arrives within the idle time of
 // one full response on a slow link, so a stalled connection ends the attempt
@@ -61,11 +62,10 @@ func (s *session) pull(ctx context.Context, pl *pullStream) error {
 			// as a snapshot's are: a relay's log does not explain their
 			// history, so its own devices must take a snapshot again
 			// (SnapshotChanged); moves are rare enough for that.
-			snap.add(resp.GetRecords(), nil)
 			if err := snap.flush(ctx); err != nil {
 				return fmt.Errorf("fieldsync: pull: %w", err)
 			}
-			if err := s.receiveChanges(ctx, resp.GetChanges(), tok); err != nil {
+			if err := s.storePage(ctx, pulledPage{recs: resp.GetRecords(), changes: resp.GetChanges(), tok: tok}); err != nil {
 				return fmt.Errorf("fieldsync: pull: %w", err)
 			}
 		} else {
@@ -142,7 +142,7 @@ func (b *snapshotBuffer) flush(ctx context.Context) error {
 	if len(b.recs) == 0 && len(b.tok) == 0 && !b.begin && !b.end {
 		return nil
 	}
-	err := b.s.mergeSnapshot(ctx, b.recs, b.tok, b.begin, b.end, b.keep)
+	err := b.s.storePage(ctx, pulledPage{recs: b.recs, tok: b.tok, begin: b.begin, end: b.end, keep: b.keep})
 	b.recs, b.tok, b.begin, b.end = nil, nil, false, false
 	return err
 }
@@ -198,65 +198,53 @@ func pullErr(sctx context.Context, err error) error {
 	return err
 }
 
-// saveToken returns a function storing the pull token tok in a transaction,
-// or nil when there is no token.
-func (s *session) saveToken(tok []byte) func(context.Context, syncengine.Tx) error {
-	if len(tok) == 0 {
-		return nil
-	}
-	return func(ctx context.Context, tx syncengine.Tx) error {
-		return tx.SetMeta(ctx, s.cfg.CursorKey, tok)
-	}
+// pulledPage is what the replica stores of a pull in one transaction: the
+// records (a snapshot's, or those changes brought into its areas), the
+// changes, and the server's cursor token after them. begin and end: the
+// records begin a fresh snapshot, or end one (snapshotBuffer).
+type pulledPage struct {
+	recs       []*fieldsyncv1.RecordState
+	changes    []*fieldsyncv1.Change
+	tok        []byte
+	begin, end bool
+	keep       syncengine.Position
 }
 
-// mergeSnapshot merges the engine states of snapshot records into the stored
-// states, and stores the pull token tok if set, in one transaction. When the
-// records begin a fresh snapshot, the replica's records (but those with its
-// changes after keep) are marked first; when they end one, the records still
-// marked are dropped after (unseenSweeper, if the store offers it).
-func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordState, tok []byte, begin, end bool, keep syncengine.Position) error {
+// storePage stores page p through syncengine.ReceivePulledTx, with the pull
+// token if set, in one transaction. When the records begin a fresh
+// snapshot, the replica's records (but those with its changes after p.keep)
+// are marked first; when they end one, the records still marked are dropped
+// once the pull has caught up (unseenSweeper, if the store offers it).
+func (s *session) storePage(ctx context.Context, p pulledPage) error {
 	cfg := s.cfg
-	states := make([]syncengine.Record, len(recs))
-	wallMS := cfg.now().UnixMilli()
-	for i, rs := range recs {
-		if err := states[i].UnmarshalBinary(rs.GetEngineState()); err != nil {
+	pulled := syncengine.Pulled{Sender: s.t.Server, Records: make([]syncengine.Record, len(p.recs))}
+	for i, rs := range p.recs {
+		if err := pulled.Records[i].UnmarshalBinary(rs.GetEngineState()); err != nil {
 			return fmt.Errorf("snapshot record %x: %w", rs.GetRecordId(), err)
 		}
-		// Later local stamps follow every write taken in, as with changes.
-		for n := range states[i].Values() {
-			for _, w := range states[i].Writes(n) {
-				_ = cfg.Clock.Observe(w.Stamp, wallMS) // a stamp beyond the skew is still kept
-			}
+	}
+	for _, pc := range p.changes {
+		ch, err := wire.ChangeFromProto(pc)
+		if err != nil {
+			return err
 		}
+		pulled.Changes = append(pulled.Changes, ch)
 	}
 	self := cfg.Store.Replica()
 	changer, _ := cfg.Host.(SnapshotChanger)
-	err := cfg.Store.Update(ctx, func(tx syncengine.Tx) error {
+	opts := syncengine.PulledOptions{Clock: cfg.Clock, WallMS: cfg.now().UnixMilli(), Compare: changer != nil && len(p.recs) > 0}
+	return cfg.Store.Update(ctx, func(tx syncengine.Tx) error {
 		sweep, _ := tx.(unseenSweeper)
-		if begin && sweep != nil {
-			if err := sweep.MarkUnseen(ctx, self, keep); err != nil {
+		if p.begin && sweep != nil {
+			if err := sweep.MarkUnseen(ctx, self, p.keep); err != nil {
 				return err
 			}
 		}
-		changed := false
-		for _, r := range states {
-			local, err := tx.Record(ctx, r.ID())
-			if err != nil {
-				return err
-			}
-			merged, err := syncengine.Merge(local, r)
-			if err != nil {
-				return err
-			}
-			if changer != nil && !changed {
-				// Only a relay asks; the digests cost a bootstrap time.
-				changed = merged.Digest() != local.Digest()
-			}
-			if err := tx.PutRecord(ctx, merged); err != nil {
-				return err
-			}
+		res, err := syncengine.ReceivePulledTx(ctx, tx, pulled, opts)
+		if err != nil {
+			return err
 		}
-		if end && sweep != nil {
+		if p.end && sweep != nil {
 			// Dropped once the changes after the snapshot are in too: a
 			// record that moved between two of the replica's areas while
 			// the snapshot was read may be in neither, and its move
@@ -265,43 +253,16 @@ func (s *session) mergeSnapshot(ctx context.Context, recs []*fieldsyncv1.RecordS
 				return err
 			}
 		}
-		if changed && changer != nil {
+		if res.Changed {
 			if err := changer.SnapshotChanged(ctx, tx); err != nil {
 				return err
 			}
 		}
-		if save := s.saveToken(tok); save != nil {
-			return save(ctx, tx)
+		if len(p.tok) > 0 {
+			return tx.SetMeta(ctx, cfg.CursorKey, p.tok)
 		}
 		return nil
 	})
-	return err
-}
-
-// receiveChanges stores the server's changes through syncengine.ReceiveBatch
-// as a batch from the server. The server's log positions are not visible in
-// its opaque cursor, so the batch is numbered after the replica's own count
-// of changes received from the server (its cursor's Received).
-func (s *session) receiveChanges(ctx context.Context, pcs []*fieldsyncv1.Change, tok []byte) error {
-	if len(pcs) == 0 {
-		return nil
-	}
-	srv := s.t.Server
-	cur, err := cursor(ctx, s.cfg.Store, srv)
-	if err != nil {
-		return err
-	}
-	b := syncengine.Batch{Sender: srv, After: cur.Received}
-	for i, pc := range pcs {
-		ch, err := wire.ChangeFromProto(pc)
-		if err != nil {
-			return err
-		}
-		b.Changes = append(b.Changes, syncengine.Entry{Pos: cur.Received + syncengine.Position(i+1), Change: ch})
-	}
-	b.Through = cur.Received + syncengine.Position(len(pcs))
-	_, err = syncengine.ReceiveBatch(ctx, s.cfg.Store, b, syncengine.ReceiveOptions{Clock: s.cfg.Clock, WallMS: s.cfg.now().UnixMilli(), Also: s.saveToken(tok)})
-	return err
 }
 
 // cursor returns what the replica remembers of the server srv.

@@ -90,4 +90,21 @@
 // Record states are a join semilattice too: Merge joins two states of a record
 // into the state of all their changes, so a replica can take in a snapshot of
 // record states without losing writes it holds that the snapshot lacks.
+//
+// # Pull
+//
+// A server's log is read by area: a puller gets what lies in its areas.
+// Puller reads an AreaLog (the records by area, page by page, and the log by
+// area, each entry saying whether it moved its record into the areas read or
+// out of them): a snapshot of the areas when the puller has no cursor, then
+// the log after the snapshot's start; from a cursor, the log after it; and
+// a snapshot again when the log was compacted past the cursor, or the
+// cursor was issued for other areas (after first sending the changes that
+// took records out of the areas since it, which a snapshot cannot tell). A
+// record moved into the areas goes whole, before the change that moved it.
+// Each page carries the PullCursor to resume from, which the server hands
+// out encoded. The puller stores each page with that cursor in one
+// transaction (ReceivePulledTx): the records merged, then the changes, noted
+// as received from the server, without positions, since a pull's cursor is
+// the server's, not the puller's.
 package syncengine

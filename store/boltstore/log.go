@@ -40,49 +40,6 @@ func (s *Store) Compacted(ctx context.Context) (syncengine.Position, error) {
 	return cp, err
 }
 
-// Move says how a log entry moved its record with respect to the area
-// prefixes of a read.
-type Move uint8
-
-// Moves of ReadLogAreaMoves.
-const (
-	// Stays: the change did not move its record, or moved it within the
-	// prefixes.
-	Stays Move = iota
-	// MovesIn: the record came into the prefixes from outside them (no area
-	// of AreaEntry.From is under them).
-	MovesIn
-	// MovesOut: the record left the prefixes (an area of AreaEntry.From is
-	// under them, Change.Area is not).
-	MovesOut
-)
-
-// String returns "stays", "moves in" or "moves out".
-func (m Move) String() string {
-	switch m {
-	case MovesIn:
-		return "moves in"
-	case MovesOut:
-		return "moves out"
-	}
-	return "stays"
-}
-
-// AreaEntry is a log entry as ReadLogAreaMoves reads it.
-type AreaEntry struct {
-	syncengine.Entry
-	// From lists, sorted, the areas the change took its record out of, when
-	// it moved it to Change.Area: the area the record was in at this store
-	// before the change and, for a change that sets no field and deletes
-	// nothing (a server settling a move), the areas other replicas show the
-	// record in by the writes it overwrote. It is nil for every other
-	// change.
-	From []string
-	// Move is how the change moved its record with respect to the prefixes
-	// read.
-	Move Move
-}
-
 // ReadLogArea is ReadLogAreaMoves without the moves: the entries alone.
 func (s *Store) ReadLogArea(ctx context.Context, prefixes []string, after syncengine.Position, limit int) ([]syncengine.Entry, syncengine.Position, error) {
 	entries, through, err := s.ReadLogAreaMoves(ctx, prefixes, after, limit)
@@ -114,7 +71,7 @@ func (s *Store) ReadLogArea(ctx context.Context, prefixes []string, after syncen
 //
 // It returns an error wrapping syncengine.ErrCompacted if after is before the
 // compaction point, and one wrapping ErrInvalidPrefix for a bad prefix.
-func (s *Store) ReadLogAreaMoves(ctx context.Context, prefixes []string, after syncengine.Position, limit int) ([]AreaEntry, syncengine.Position, error) {
+func (s *Store) ReadLogAreaMoves(ctx context.Context, prefixes []string, after syncengine.Position, limit int) ([]syncengine.AreaEntry, syncengine.Position, error) {
 	if limit <= 0 {
 		limit = syncengine.DefaultBatchLimit
 	}
@@ -122,7 +79,7 @@ func (s *Store) ReadLogAreaMoves(ctx context.Context, prefixes []string, after s
 	if err != nil {
 		return nil, 0, err
 	}
-	var out []AreaEntry
+	var out []syncengine.AreaEntry
 	var through syncengine.Position
 	err = s.view(ctx, func(t *tx) error {
 		if cp := t.compacted(); after < cp {
@@ -152,21 +109,21 @@ func (s *Store) ReadLogAreaMoves(ctx context.Context, prefixes []string, after s
 			if err != nil {
 				return err
 			}
-			e := AreaEntry{Entry: syncengine.Entry{Pos: pos, Change: c, From: t.from(posKey(pos))}}
+			e := syncengine.AreaEntry{Entry: syncengine.Entry{Pos: pos, Change: c, From: t.from(posKey(pos))}}
 			if area == c.Area {
-				e.From = splitAreas([]byte(other))
+				e.Areas = splitAreas([]byte(other))
 			} else {
 				// The key of an area the record left: the change's own names
 				// them all.
-				e.From = splitAreas(t.logArea.Get(areaPosKey([]byte(c.Area), pos)))
+				e.Areas = splitAreas(t.logArea.Get(areaPosKey([]byte(c.Area), pos)))
 			}
-			if len(e.From) > 0 {
-				wasIn := slices.ContainsFunc(e.From, func(a string) bool { return syncengine.InAreas(a, prefixes) })
+			if len(e.Areas) > 0 {
+				wasIn := slices.ContainsFunc(e.Areas, func(a string) bool { return syncengine.InAreas(a, prefixes) })
 				switch in := syncengine.InAreas(c.Area, prefixes); {
 				case in && !wasIn:
-					e.Move = MovesIn
+					e.Move = syncengine.MovesIn
 				case wasIn && !in:
-					e.Move = MovesOut
+					e.Move = syncengine.MovesOut
 				}
 			}
 			out = append(out, e)

@@ -18,9 +18,9 @@ import (
 
 // readMoves reads every entry after after under prefixes, limit at a time,
 // checking that positions increase and that no entry comes twice.
-func readMoves(t *testing.T, s *boltstore.Store, prefixes []string, after syncengine.Position, limit int) []boltstore.AreaEntry {
+func readMoves(t *testing.T, s *boltstore.Store, prefixes []string, after syncengine.Position, limit int) []syncengine.AreaEntry {
 	t.Helper()
-	var out []boltstore.AreaEntry
+	var out []syncengine.AreaEntry
 	for range 10000 {
 		page, through, err := s.ReadLogAreaMoves(t.Context(), prefixes, after, limit)
 		if err != nil {
@@ -46,10 +46,10 @@ func readMoves(t *testing.T, s *boltstore.Store, prefixes []string, after syncen
 
 // moveSummary is an entry as the tests compare it: position, the change's
 // area, where the record came from and the move.
-func moveSummary(es []boltstore.AreaEntry) []string {
+func moveSummary(es []syncengine.AreaEntry) []string {
 	out := make([]string, len(es))
 	for i, e := range es {
-		out[i] = fmt.Sprintf("%d %s<-%s %v", e.Pos, e.Change.Area, strings.Join(e.From, ","), e.Move)
+		out[i] = fmt.Sprintf("%d %s<-%s %v", e.Pos, e.Change.Area, strings.Join(e.Areas, ","), e.Move)
 	}
 	return out
 }
@@ -211,7 +211,7 @@ func TestCompactAndReplaceKeepMovesConsistent(t *testing.T) {
 		t.Fatalf("check after compaction: %v", err)
 	}
 	for _, v := range []string{villageA, villageB} {
-		if got := readMoves(t, s, []string{v}, posA, 10); slices.ContainsFunc(got, func(e boltstore.AreaEntry) bool { return e.Pos == posA }) {
+		if got := readMoves(t, s, []string{v}, posA, 10); slices.ContainsFunc(got, func(e syncengine.AreaEntry) bool { return e.Pos == posA }) {
 			t.Errorf("%s still reads the compacted move", v)
 		}
 	}
@@ -332,7 +332,7 @@ func TestOpenUpgradesSchema2(t *testing.T) {
 	apply(t, s, change(phone, 1, id, villageA, syncengine.VersionVector{}, map[int32]string{1: "x"}))
 	pos := apply(t, s, change(phone, 2, id, villageC, record(t, s, id).Version(), map[int32]string{2: "y"}))
 	got, _, err := s.ReadLogAreaMoves(t.Context(), []string{villageA}, pos-1, 10)
-	if err != nil || len(got) != 1 || got[0].Move != boltstore.MovesOut {
+	if err != nil || len(got) != 1 || got[0].Move != syncengine.MovesOut {
 		t.Errorf("read of the old village after the upgrade: %v, %v; want the move out", got, err)
 	}
 	if err := s.Check(t.Context()); err != nil {
@@ -420,12 +420,12 @@ func TestReadLogAreaMovesRandomised(t *testing.T) {
 			if !under(area) && !under(from) {
 				continue
 			}
-			mv := boltstore.Stays
+			mv := syncengine.Stays
 			switch {
 			case from != "" && under(area) && !under(from):
-				mv = boltstore.MovesIn
+				mv = syncengine.MovesIn
 			case from != "" && under(from) && !under(area):
-				mv = boltstore.MovesOut
+				mv = syncengine.MovesOut
 			}
 			want = append(want, fmt.Sprintf("%d %s<-%s %v", p, area, from, mv))
 		}

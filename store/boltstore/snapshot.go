@@ -32,7 +32,7 @@ func (s *Store) Snapshot(ctx context.Context, prefix string, token []byte, limit
 	var last []byte
 	if token != nil {
 		if len(token) < 1+idLen || token[0] != tokenFormat || !bytes.HasPrefix(token[1:], []byte(prefix)) {
-			return syncengine.SnapshotPage{}, fmt.Errorf("boltstore: snapshot of %q: %w", prefix, ErrInvalidToken)
+			return syncengine.SnapshotPage{}, fmt.Errorf("boltstore: snapshot of %q: %w: %w", prefix, ErrInvalidToken, syncengine.ErrBadPullCursor)
 		}
 		last = token[1:]
 	}

@@ -11,7 +11,10 @@ import (
 	"github.com/fieldsync/fieldsync/syncengine"
 )
 
-var _ syncengine.Store = (*Store)(nil)
+var (
+	_ syncengine.Store   = (*Store)(nil)
+	_ syncengine.AreaLog = (*Store)(nil)
+)
 
 // Sentinel errors. They are returned wrapped, with the file's path or the
 // offending value, so test for them with errors.Is.

@@ -1,0 +1,102 @@
+package syncengine
+
+import (
+	"context"
+	"fmt"
+)
+
+// Pulled is one page of a pull (PullPage) as its puller stores it.
+type Pulled struct {
+	// Sender is the server pulled from: the changes are noted as received
+	// from it (Tx.NoteFrom), so the puller never sends them back.
+	Sender ReplicaID
+	// Records are whole record states, merged into the stored ones.
+	Records []Record
+	// Changes follow the records, in the server's log order.
+	Changes []Change
+}
+
+// PulledOptions controls how ReceivePulledTx stores a page.
+type PulledOptions struct {
+	// Clock, if not nil, observes the stamps of every write taken in, so
+	// that later local stamps follow them. A stamp beyond its skew is still
+	// taken: the server holds it, and the puller holds what it holds.
+	Clock *Clock
+	// WallMS is the local wall clock, for Clock.
+	WallMS int64
+	// Compare asks whether a merged record changed a stored state: the
+	// digests cost time on a bootstrap, so only a puller that needs to know
+	// asks (a relay, whose own pullers then take a snapshot).
+	Compare bool
+}
+
+// PulledResult is what ReceivePulledTx did with a page.
+type PulledResult struct {
+	// Applied counts the changes stored; Duplicates those whose dot the log
+	// held; Malformed the changes that could not be applied (the server's
+	// own data is damaged), which are passed by.
+	Applied, Duplicates, Malformed int
+	// Changed is set, when Compare was, if a merged record changed a
+	// stored state: a change not in the puller's log.
+	Changed bool
+}
+
+// ReceivePulledTx stores page p of a pull in tx, a transaction the puller
+// runs so that the page and the server's cursor after it commit together:
+// the records are merged into the stored states (Merge, so no write held
+// here that the server lacks is lost), then each change whose dot the log
+// does not hold is applied and appended to the log as received from
+// p.Sender. A pull's changes are not positioned in the sender's log (the
+// server's cursor is opaque), so no peer cursor moves: the cursor the
+// puller stores is the page's. Its error is a storage failure, or a record
+// that does not decode, and the caller's transaction must not commit.
+func ReceivePulledTx(ctx context.Context, tx Tx, p Pulled, opts PulledOptions) (PulledResult, error) {
+	var res PulledResult
+	for _, r := range p.Records {
+		observeRecord(opts.Clock, r, opts.WallMS)
+		local, err := tx.Record(ctx, r.ID())
+		if err != nil {
+			return res, err
+		}
+		merged, err := Merge(local, r)
+		if err != nil {
+			return res, fmt.Errorf("pulled record %s: %w", r.ID(), err)
+		}
+		if opts.Compare && !res.Changed {
+			res.Changed = merged.Digest() != local.Digest()
+		}
+		if err := tx.PutRecord(ctx, merged); err != nil {
+			return res, err
+		}
+	}
+	for i, c := range p.Changes {
+		if opts.Clock != nil {
+			_ = opts.Clock.Observe(c.Stamp, opts.WallMS) // kept beyond the skew too
+		}
+		cr, err := receiveOne(ctx, tx, Entry{Pos: Position(i + 1), Change: c}, p.Sender, ReceiveOptions{})
+		if err != nil {
+			return res, err
+		}
+		switch cr.Outcome {
+		case OutcomeApplied:
+			res.Applied++
+		case OutcomeDuplicate:
+			res.Duplicates++
+		default:
+			res.Malformed++
+		}
+	}
+	return res, nil
+}
+
+// observeRecord makes clock observe the stamp of every write r holds.
+func observeRecord(clock *Clock, r Record, wallMS int64) {
+	if clock == nil {
+		return
+	}
+	for n := range r.Values() {
+		for _, w := range r.Writes(n) {
+			_ = clock.Observe(w.Stamp, wallMS) // a stamp beyond the skew is still kept
+		}
+	}
+}
