@@ -273,7 +273,8 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 }
 
 // upstreamPending counts the changes of this server's log the upstream has
-// not acknowledged, leaving out those it sent (up to lagCap).
+// not acknowledged, leaving out those it made or sent (up to lagCap): a
+// relay push never sends them back.
 func (s *Server) upstreamPending(ctx context.Context, up syncengine.ReplicaID) (int, bool, error) {
 	n := 0
 	err := s.store.View(ctx, func(tx syncengine.ReadTx) error {
@@ -287,7 +288,7 @@ func (s *Server) upstreamPending(ctx context.Context, up syncengine.ReplicaID) (
 				return err
 			}
 			for _, e := range page {
-				if e.Change.Origin != up {
+				if e.Change.Origin != up && e.From != up {
 					n++
 				}
 				after = e.Pos

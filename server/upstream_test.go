@@ -412,3 +412,49 @@ func TestRelayGetsNoEchoes(t *testing.T) {
 		t.Error("the township pulled back the change it relayed")
 	}
 }
+
+// What the township pulled from its county, made by a phone enrolled at the
+// county, is not counted as pending for the county: a relay push never
+// sends it back.
+func TestRelayPendingLeavesOutWhatTheCountySent(t *testing.T) {
+	tr := newTiers(t)
+	phone := phoneAt(t, tr.county, tr.countyAddr, villageA)
+	// The township's first pull is a snapshot; the change comes after it.
+	if err := tr.town.SyncUpstream(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.Save(t.Context(), followUp(t, villageA, 125, 82)); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.town.SyncUpstream(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tst, err := adminClient(t, tr.townAddr).SyncStatus(adminCtxFor(t, tr.townDir), &fieldsyncv1.SyncStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := logLength(t, tr.town.Store()); n != 1 {
+		t.Fatalf("the township's log holds %d changes, want the phone's", n)
+	}
+	if n := tst.GetUpstream().GetPendingChanges(); n != 0 {
+		t.Errorf("the township counts %d changes pending for its county after pulling a county phone's change, want 0", n)
+	}
+}
+
+// logLength counts the entries of st's log.
+func logLength(t *testing.T, st syncengine.Store) int {
+	t.Helper()
+	n := 0
+	err := st.View(t.Context(), func(tx syncengine.ReadTx) error {
+		es, err := tx.ReadLog(t.Context(), 0, 1000)
+		n = len(es)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
