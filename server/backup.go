@@ -46,6 +46,12 @@ func (a admin) Backup(_ *fieldsyncv1.BackupRequest, stream fieldsyncv1.AdminServ
 	if err := w.flush(); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
+	// The copy is sent: remove it before the checksum that completes the
+	// backup, so none is left behind once the operator has it.
+	f.Close()
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
 	actx := context.WithoutCancel(ctx)
 	if err := a.s.store.Update(actx, func(tx syncengine.Tx) error {
 		return a.s.audit(actx, tx, fieldsyncv1.AuditAction_AUDIT_ACTION_BACKUP, "store", fmt.Sprintf("%d bytes", n))
