@@ -50,7 +50,9 @@ func (a admin) Backup(_ *fieldsyncv1.BackupRequest, stream fieldsyncv1.AdminServ
 	// backup, so none is left behind once the operator has it.
 	f.Close()
 	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("backup: %w", err)
+		// The copy is the store's own data, in the store's directory; the
+		// operator still gets the backup.
+		a.s.log.WarnContext(ctx, "backup: the temporary copy could not be removed", "err", err)
 	}
 	actx := context.WithoutCancel(ctx)
 	if err := a.s.store.Update(actx, func(tx syncengine.Tx) error {

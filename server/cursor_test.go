@@ -19,6 +19,12 @@ func TestCursorToken(t *testing.T) {
 			t.Errorf("decode(encode(%+v)) = %+v, %v", c, got, err)
 		}
 	}
+	// A token of an earlier build, byte for byte: version 1, the log phase,
+	// position 12345, scope 7, prefix 0, no page. Phones keep such tokens.
+	old, err := decodeCursor([]byte{1, 2, 0xb9, 0x60, 7, 0, 0})
+	if want := (pullCursor{PullCursor: syncengine.PullCursor{Phase: syncengine.PullLog, Pos: 12345}, scope: 7}); err != nil || !reflect.DeepEqual(old, want) {
+		t.Errorf("decode of a stored token = %+v, %v; want %+v", old, err, want)
+	}
 	good := pullCursor{PullCursor: syncengine.PullCursor{Phase: syncengine.PullLog, Pos: 5}}.token().GetToken()
 	for name, tok := range map[string][]byte{
 		"empty version":  {0},

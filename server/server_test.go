@@ -648,3 +648,41 @@ func TestPushRefusesReusedDot(t *testing.T) {
 		}
 	}
 }
+
+// A pull token whose snapshot page was tampered with is refused as an
+// invalid cursor (InvalidArgument, REASON_INVALID_CURSOR), and the same
+// device pulls again from nothing.
+func TestPullRefusesTamperedCursor(t *testing.T) {
+	e := newEnv(t)
+	writer := e.enrol(t, villageA)
+	for range 12 {
+		writer.save(t, followUp(t, villageA, 132, 84))
+	}
+	if _, err := e.sync.Push(writer.ctx(t), writer.pushRequest(t, 0)); err != nil {
+		t.Fatal(err)
+	}
+	reader := e.enrol(t, villageA)
+	stream, err := e.sync.Pull(reader.ctx(t), &fieldsyncv1.PullRequest{MaxBatchBytes: proto.Int32(1024)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil || len(first.GetRecords()) == 0 || first.GetSnapshot().GetPhase() != fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_BEGIN {
+		t.Fatalf("first response %v, %v: want the snapshot's first records", first, err)
+	}
+	// The token ends with the store's page token: a format byte, the area
+	// code of the last record sent, its id (16 bytes). Change the area's
+	// first digit.
+	tok := bytes.Clone(first.GetCursor().GetToken())
+	tok[len(tok)-16-len(villageA)] ^= 1
+	bad, err := e.sync.Pull(reader.ctx(t), &fieldsyncv1.PullRequest{Cursor: &fieldsyncv1.Cursor{Token: tok}})
+	if err == nil {
+		_, err = bad.Recv()
+	}
+	if status.Code(err) != codes.InvalidArgument || wire.ReasonOf(err) != fieldsyncv1.Reason_REASON_INVALID_CURSOR {
+		t.Errorf("pull with a tampered page token: %v, want InvalidArgument with REASON_INVALID_CURSOR", err)
+	}
+	if got := pull(t, e, reader, nil); len(got.records) != 12 {
+		t.Errorf("pull without a cursor brought %d records, want 12", len(got.records))
+	}
+}

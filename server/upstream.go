@@ -273,16 +273,23 @@ func (s *Server) syncUpstream(ctx context.Context, r *relay) error {
 }
 
 // upstreamPending counts the changes of this server's log the upstream has
-// not acknowledged, leaving out those it made or sent (up to lagCap): a
-// relay push never sends them back.
-func (s *Server) upstreamPending(ctx context.Context, up syncengine.ReplicaID) (int, bool, error) {
-	n := 0
-	err := s.store.View(ctx, func(tx syncengine.ReadTx) error {
+// not acknowledged, leaving out those it made or sent (a relay push never
+// sends them back), up to lagCap. It reads at most 8 × lagCap entries, since
+// those it leaves out can be most of the log after the acknowledged
+// position; it reports capped when it stopped early (the count is then a
+// floor).
+func (s *Server) upstreamPending(ctx context.Context, up syncengine.ReplicaID) (n int, capped bool, err error) {
+	err = s.store.View(ctx, func(tx syncengine.ReadTx) error {
+		n, capped = 0, false
 		cur, err := tx.Cursor(ctx, up)
 		if err != nil {
 			return err
 		}
-		for after := cur.Acked; n < lagCap; {
+		for after, scanned := cur.Acked, 0; ; scanned += logPageLimit {
+			if n >= lagCap || scanned >= 8*lagCap {
+				capped = true
+				return nil
+			}
 			page, err := tx.ReadLog(ctx, after, logPageLimit)
 			if err != nil {
 				return err
@@ -297,9 +304,8 @@ func (s *Server) upstreamPending(ctx context.Context, up syncengine.ReplicaID) (
 				return nil
 			}
 		}
-		return nil
 	})
-	return n, n >= lagCap, err
+	return n, capped, err
 }
 
 // upstreamReceipt returns, for the Hello of device id, whether this server

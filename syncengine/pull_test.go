@@ -254,6 +254,14 @@ func TestPullSnapshotThenLog(t *testing.T) {
 	if c := phone.cursor(srv.node); c != (syncengine.Cursor{}) {
 		t.Errorf("a pull moved the phone's cursor for the server to %+v: its changes have no position there", c)
 	}
+	// Log pages hold what the limit allows: here one change each.
+	for i := range 3 {
+		srv.write(recordID(uint64(i+1)), kindPerson, areaVillageA, syncengine.VersionVector{}, map[int32]string{3: "again"})
+	}
+	pages, end, err = pullPages(t, srv, nil, phone.id, []string{areaVillageA}, end, false, 15, 0)
+	if got, want := shape(pages), []string{"0r1c", "0r1c", "0r1c caught up"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("log pages at a limit of 15 bytes: %v, %v; want %v", got, err, want)
+	}
 	pages, again, err := pullPages(t, srv, nil, phone.id, []string{areaVillageA}, end, false, 250, 0)
 	if err != nil || !slices.Equal(shape(pages), []string{"0r0c caught up"}) || !reflect.DeepEqual(again, end) {
 		t.Errorf("pull from the final cursor: %v, %+v, %v; want one empty caught-up page at %+v", shape(pages), again, err, end)
@@ -311,6 +319,18 @@ func TestReceivePulled(t *testing.T) {
 		t.Errorf("second store: %+v, want nothing changed, c2 a duplicate", res)
 	}
 	assertSameRecord(t, recordID(2), srv, phone)
+
+	// A change passed by as malformed does not move the puller's clock.
+	future := c1
+	future.Dot.Counter, future.Stamp.WallMS, future.Stamp.Counter = 100, now+day, 0
+	future.Kind = kindHousehold
+	before := phone.clock.Last()
+	if res, _ := store(t, phone, srv.id, []page{{Changes: []syncengine.Change{future}}}); res.Malformed != 1 {
+		t.Fatalf("a change of another kind stored: %+v", res)
+	}
+	if after := phone.clock.Last(); after != before {
+		t.Errorf("a malformed change a day ahead moved the clock from %v to %v", before, after)
+	}
 }
 
 // A record moved into the puller's areas comes whole, at the start of a page,
@@ -440,23 +460,42 @@ func TestPullSettlesAndLimits(t *testing.T) {
 	if v := pages[0].Records[0]; string(v.Values()[3]) != "settled" {
 		t.Errorf("the first record went as %q, want its settled state", v.Values()[3])
 	}
+
+	// A move read from the log and settled there: the settling change,
+	// appended after the page read, comes in the same pull.
+	after, err := srv.LogEnd(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.write(recordID(2), kindPerson, areaVillageB, syncengine.VersionVector{}, nil)
+	st2 := &onceSettler{srv: srv.node, id: recordID(2)}
+	pages, _, err = pullPages(t, srv, st2, replicaID("phone"), []string{areaVillageA, areaVillageB}, syncengine.PullCursor{Phase: syncengine.PullLog, Pos: after}, false, 1000, 0)
+	if got := shape(pages); err != nil || !slices.Equal(got, []string{"0r2c caught up"}) || !st2.done {
+		t.Errorf("pull of a move the server settles: %v, %v; want the move and its settling change", got, err)
+	}
 }
 
 // onceSettler settles record 1 the first time it is shown it, with a change
 // of the server.
 type onceSettler struct {
 	srv   *node
+	id    syncengine.RecordID // zero: record 1
 	calls int
 	done  bool
 }
 
 func (s *onceSettler) Settle(_ context.Context, recs []syncengine.Record) (int, error) {
 	s.calls++
-	if s.done || !slices.ContainsFunc(recs, func(r syncengine.Record) bool { return r.ID() == recordID(1) }) {
+	id := s.id
+	if id.IsZero() {
+		id = recordID(1)
+	}
+	i := slices.IndexFunc(recs, func(r syncengine.Record) bool { return r.ID() == id })
+	if s.done || i < 0 {
 		return 0, nil
 	}
 	s.done = true
-	s.srv.write(recordID(1), kindPerson, areaVillageA, syncengine.VersionVector{}, map[int32]string{3: "settled"})
+	s.srv.write(id, kindPerson, recs[i].Area(), syncengine.VersionVector{}, map[int32]string{3: "settled"})
 	return 1, nil
 }
 

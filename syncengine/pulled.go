@@ -70,15 +70,17 @@ func ReceivePulledTx(ctx context.Context, tx Tx, p Pulled, opts PulledOptions) (
 		}
 	}
 	for i, c := range p.Changes {
-		if opts.Clock != nil {
-			_ = opts.Clock.Observe(c.Stamp, opts.WallMS) // kept beyond the skew too
-		}
 		cr, err := receiveOne(ctx, tx, Entry{Pos: Position(i + 1), Change: c}, p.Sender, ReceiveOptions{})
 		if err != nil {
 			return res, err
 		}
 		switch cr.Outcome {
 		case OutcomeApplied:
+			// Only a change taken in moves the clock: a damaged one passed
+			// by must not push the puller's stamps ahead.
+			if opts.Clock != nil {
+				_ = opts.Clock.Observe(c.Stamp, opts.WallMS) // kept beyond the skew too
+			}
 			res.Applied++
 		case OutcomeDuplicate:
 			res.Duplicates++
