@@ -500,3 +500,62 @@ func (s *onceSettler) Settle(_ context.Context, recs []syncengine.Record) (int, 
 }
 
 func (*onceSettler) Away(syncengine.Record, []string) bool { return false }
+
+// bulkTx is a memstore transaction with the bulk methods, counting their
+// calls.
+type bulkTx struct {
+	syncengine.Tx
+	reads, fresh *int
+}
+
+func (b bulkTx) Records(ctx context.Context, ids []syncengine.RecordID) ([]syncengine.Record, error) {
+	*b.reads++
+	out := make([]syncengine.Record, len(ids))
+	for i, id := range ids {
+		r, err := b.Record(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+func (b bulkTx) PutNewRecord(ctx context.Context, r syncengine.Record) error {
+	*b.fresh++
+	return b.PutRecord(ctx, r)
+}
+
+// A page's records are read in one go where the store can, records held
+// nowhere are stored as new, and a record that comes twice in a page is
+// merged with itself stored, not read before it was.
+func TestReceivePulledInBulk(t *testing.T) {
+	var now int64 = morning
+	srv, phone := newNode(t, &now, "township", 0), newNode(t, &now, "phone", 0)
+	srv.write(recordID(1), kindPerson, areaVillageA, syncengine.VersionVector{}, map[int32]string{3: "x"})
+	srv.write(recordID(2), kindPerson, areaVillageA, syncengine.VersionVector{}, map[int32]string{3: "y"})
+	first := srv.record(recordID(1))
+	srv.write(recordID(1), kindPerson, areaVillageA, syncengine.VersionVector{}, map[int32]string{4: "z"})
+	r1, r2 := srv.record(recordID(1)), srv.record(recordID(2))
+	var reads, fresh int
+	storeBulk := func(recs ...syncengine.Record) {
+		t.Helper()
+		err := phone.store.Update(t.Context(), func(tx syncengine.Tx) error {
+			_, err := syncengine.ReceivePulledTx(t.Context(), bulkTx{tx, &reads, &fresh}, syncengine.Pulled{Sender: srv.id, Records: recs}, syncengine.PulledOptions{})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	storeBulk(first, r2)
+	if reads != 1 || fresh != 2 {
+		t.Errorf("a page of two new records: %d bulk reads, %d new puts; want 1 and 2", reads, fresh)
+	}
+	storeBulk(r1, first)
+	if reads != 1 || fresh != 2 {
+		t.Errorf("a page with a record twice: %d bulk reads, %d new puts; want no more", reads, fresh)
+	}
+	assertSameRecord(t, recordID(1), srv, phone)
+	assertSameRecord(t, recordID(2), srv, phone)
+}

@@ -52,11 +52,26 @@ type PulledResult struct {
 // that does not decode, and the caller's transaction must not commit.
 func ReceivePulledTx(ctx context.Context, tx Tx, p Pulled, opts PulledOptions) (PulledResult, error) {
 	var res PulledResult
-	for _, r := range p.Records {
+	locals, err := readLocals(ctx, tx, p.Records)
+	if err != nil {
+		return res, err
+	}
+	fresh, _ := tx.(NewRecordPutter)
+	for i, r := range p.Records {
 		observeRecord(opts.Clock, r, opts.WallMS)
-		local, err := tx.Record(ctx, r.ID())
-		if err != nil {
+		var local Record
+		if locals != nil {
+			local = locals[i]
+		} else if local, err = tx.Record(ctx, r.ID()); err != nil {
 			return res, err
+		}
+		if local.IsEmpty() && fresh != nil && !r.IsEmpty() {
+			// Held nowhere here: the merge is r itself.
+			res.Changed = res.Changed || opts.Compare
+			if err := fresh.PutNewRecord(ctx, r); err != nil {
+				return res, err
+			}
+			continue
 		}
 		merged, err := Merge(local, r)
 		if err != nil {
@@ -89,6 +104,43 @@ func ReceivePulledTx(ctx context.Context, tx Tx, p Pulled, opts PulledOptions) (
 		}
 	}
 	return res, nil
+}
+
+// RecordsReader is a ReadTx that reads many records for about the cost of
+// one (a store whose every read is a query). ReceivePulledTx reads a page's
+// records with it where the transaction offers it.
+type RecordsReader interface {
+	// Records returns the states of ids, in their order, the zero Record
+	// for one not stored.
+	Records(ctx context.Context, ids []RecordID) ([]Record, error)
+}
+
+// NewRecordPutter is a Tx that stores a record it does not hold for less
+// than PutRecord costs (nothing of the record to replace or unindex): a
+// bootstrap's snapshot is thousands of such records.
+type NewRecordPutter interface {
+	// PutNewRecord stores r, which the transaction holds no state of (its
+	// Record reads the zero Record).
+	PutNewRecord(ctx context.Context, r Record) error
+}
+
+// readLocals returns the stored states of recs' records, in order, read
+// in one go, or nil when tx is no RecordsReader or a record comes twice (the
+// second must see the first stored): each is then read in its turn.
+func readLocals(ctx context.Context, tx Tx, recs []Record) ([]Record, error) {
+	rr, ok := tx.(RecordsReader)
+	if !ok || len(recs) < 2 {
+		return nil, nil
+	}
+	ids := make([]RecordID, len(recs))
+	seen := make(map[RecordID]bool, len(recs))
+	for i, r := range recs {
+		if ids[i] = r.ID(); seen[ids[i]] {
+			return nil, nil
+		}
+		seen[ids[i]] = true
+	}
+	return rr.Records(ctx, ids)
 }
 
 // observeRecord makes clock observe the stamp of every write r holds.

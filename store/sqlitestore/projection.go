@@ -32,14 +32,17 @@ var readModelTables = map[fieldsyncv1.RecordKind]string{
 // decode as its kind (which the server's validation prevents) keeps its engine
 // state but has no read-model row; a kind this build does not know has no
 // table. Neither fails the transaction: one bad record must not stop a sync.
-func project(ctx context.Context, t *tx, r syncengine.Record) error {
+// A fresh record has no row to remove first.
+func project(ctx context.Context, t *tx, r syncengine.Record, fresh bool) error {
 	table, ok := readModelTables[fieldsyncv1.RecordKind(r.Kind())]
 	if !ok {
 		return nil
 	}
 	id := r.ID().String()
-	if _, err := t.exec(ctx, "DELETE FROM "+table+" WHERE id = ?", id); err != nil {
-		return fmt.Errorf("project %v: %w", id, err)
+	if !fresh {
+		if _, err := t.exec(ctx, "DELETE FROM "+table+" WHERE id = ?", id); err != nil {
+			return fmt.Errorf("project %v: %w", id, err)
+		}
 	}
 	if !r.Exists() {
 		return nil

@@ -134,6 +134,12 @@ func (t *readTx) Cursor(ctx context.Context, peer syncengine.ReplicaID) (synceng
 }
 
 func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
+	return t.putRecord(ctx, r, false)
+}
+
+// putRecord stores r with its conflicts and read-model row; fresh says the
+// transaction holds nothing of r to clear first (PutNewRecord).
+func (t *tx) putRecord(ctx context.Context, r syncengine.Record, fresh bool) error {
 	b, err := t.encodeRecord(r)
 	if err != nil {
 		return err
@@ -146,8 +152,10 @@ func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
 	if err != nil {
 		return fmt.Errorf("store record %v: %w", id, err)
 	}
-	if _, err := t.exec(ctx, "DELETE FROM conflicts WHERE record_id = ?", id[:]); err != nil {
-		return err
+	if !fresh {
+		if _, err := t.exec(ctx, "DELETE FROM conflicts WHERE record_id = ?", id[:]); err != nil {
+			return err
+		}
 	}
 	for _, c := range r.Conflicts() {
 		if _, err := t.exec(ctx,
@@ -156,7 +164,7 @@ func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
 			return err
 		}
 	}
-	return project(ctx, t, r)
+	return project(ctx, t, r, fresh)
 }
 
 func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Position, error) {

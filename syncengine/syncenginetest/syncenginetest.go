@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"RecordsInArea", testRecordsInArea},
 		{"Meta", testMeta},
 		{"Renumber", testRenumber},
+		{"Bulk", testBulk},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
