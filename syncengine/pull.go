@@ -64,9 +64,13 @@ type PullRequest struct {
 	// (departures, which a snapshot does not tell), then a snapshot.
 	ScopeChanged bool
 	// Limit is about the most encoded bytes of records and changes per
-	// page; a record or change larger than that goes alone.
+	// page; a record or change larger than that goes alone. <= 0 means
+	// DefaultPullLimit.
 	Limit int
 }
+
+// DefaultPullLimit is the page size of a PullRequest that gives none.
+const DefaultPullLimit = 256 << 10
 
 // PullPage is one page of a pull, sent as one response. A puller stores a
 // page, with its Cursor, in one transaction: Records first (merged into the
@@ -134,6 +138,9 @@ type Puller[R, C any] struct {
 // error wrapping ErrBadPullCursor for a cursor it did not make, send's
 // error, or a storage error.
 func (p Puller[R, C]) Pull(ctx context.Context, req PullRequest, send func(PullPage[R, C]) error) (PullCursor, error) {
+	if req.Limit <= 0 {
+		req.Limit = DefaultPullLimit
+	}
 	ps := &pullRun[R, C]{Puller: p, req: req, prefixes: req.Scope.Prefixes(), send: send}
 	cur, cause := req.Cursor, NoSnapshot
 	var departed *PullCursor // the cursor a new snapshot replaces

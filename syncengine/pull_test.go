@@ -262,6 +262,10 @@ func TestPullSnapshotThenLog(t *testing.T) {
 	if got, want := shape(pages), []string{"0r1c", "0r1c", "0r1c caught up"}; err != nil || !slices.Equal(got, want) {
 		t.Errorf("log pages at a limit of 15 bytes: %v, %v; want %v", got, err, want)
 	}
+	// No limit given: the default, not pages of nothing.
+	if pages, _, err := pullPages(t, srv, nil, phone.id, []string{areaVillageA}, syncengine.PullCursor{}, false, 0, 0); err != nil || !slices.Equal(shape(pages), []string{"begin(1) 6r0c", "0r0c end", "0r0c caught up"}) {
+		t.Errorf("a pull without a limit: %v, %v", shape(pages), err)
+	}
 	pages, again, err := pullPages(t, srv, nil, phone.id, []string{areaVillageA}, end, false, 250, 0)
 	if err != nil || !slices.Equal(shape(pages), []string{"0r0c caught up"}) || !reflect.DeepEqual(again, end) {
 		t.Errorf("pull from the final cursor: %v, %+v, %v; want one empty caught-up page at %+v", shape(pages), again, err, end)

@@ -414,15 +414,7 @@ func splitAreas(v []byte) []string {
 // dot; otherwise, or if pos holds no entry, it returns an error wrapping
 // syncengine.ErrNoEntry.
 func (t *tx) ReplaceChange(ctx context.Context, pos syncengine.Position, c syncengine.Change) error {
-	if err := t.check(ctx); err != nil {
-		return err
-	}
-	pk := posKey(pos)
-	old := t.log.Get(pk)
-	if old == nil {
-		return fmt.Errorf("boltstore: replace at %d: %w", pos, syncengine.ErrNoEntry)
-	}
-	prev, err := decodeChange(pos, old)
+	pk, prev, err := t.entryAt(ctx, "replace", pos)
 	if err != nil {
 		return err
 	}
@@ -448,6 +440,22 @@ func (t *tx) ReplaceChange(ctx context.Context, pos syncengine.Position, c synce
 	return t.indexArea(c.Area, from, pos)
 }
 
+// entryAt returns the key and the change of the log entry at pos, which
+// op (a word for the error) is about to rewrite, or an error wrapping
+// syncengine.ErrNoEntry when pos holds none.
+func (t *tx) entryAt(ctx context.Context, op string, pos syncengine.Position) ([]byte, syncengine.Change, error) {
+	if err := t.check(ctx); err != nil {
+		return nil, syncengine.Change{}, err
+	}
+	pk := posKey(pos)
+	v := t.log.Get(pk)
+	if v == nil {
+		return nil, syncengine.Change{}, fmt.Errorf("boltstore: %s at %d: %w", op, pos, syncengine.ErrNoEntry)
+	}
+	c, err := decodeChange(pos, v)
+	return pk, c, err
+}
+
 // SetCursor stores what the store remembers about peer.
 func (t *tx) SetCursor(ctx context.Context, peer syncengine.ReplicaID, c syncengine.Cursor) error {
 	if err := t.check(ctx); err != nil {
@@ -466,15 +474,7 @@ var _ syncengine.Renumberer = (*tx)(nil)
 // index entry (syncengine.Renumber: a township restored from an older copy
 // of its store numbers its own unsent changes again).
 func (t *tx) RenumberChange(ctx context.Context, pos syncengine.Position, old syncengine.Dot, c syncengine.Change) error {
-	if err := t.check(ctx); err != nil {
-		return err
-	}
-	pk := posKey(pos)
-	v := t.log.Get(pk)
-	if v == nil {
-		return fmt.Errorf("boltstore: renumber at %d: %w", pos, syncengine.ErrNoEntry)
-	}
-	prev, err := decodeChange(pos, v)
+	pk, prev, err := t.entryAt(ctx, "renumber", pos)
 	if err != nil {
 		return err
 	}
