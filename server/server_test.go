@@ -222,7 +222,7 @@ func TestHello(t *testing.T) {
 	if off := resp.GetClockOffsetMs(); off < 3590_000 || off > 3610_000 {
 		t.Errorf("clock offset = %d ms, want about one hour", off)
 	}
-	if resp.GetCapabilityVersion() != 1 || resp.GetAcknowledgedPosition() != 0 || !equal(resp.GetAreaPrefixes(), []string{villageA}) {
+	if resp.GetCapabilityVersion() != 2 || resp.GetAcknowledgedPosition() != 0 || !equal(resp.GetAreaPrefixes(), []string{villageA}) {
 		t.Errorf("hello = %v", resp)
 	}
 	other := syncengine.ReplicaID{9}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -34,17 +35,37 @@ func peer(ctx context.Context) (Peer, error) {
 // Hello answers the server's time, the caller's clock offset, areas, limits
 // and the position of the caller's log the server has stored through.
 func (v syncService) Hello(ctx context.Context, req *fieldsyncv1.HelloRequest) (*fieldsyncv1.HelloResponse, error) {
-	s := v.s
 	p, err := peer(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if id := req.GetReplicaId(); len(id) != 0 && syncengine.ReplicaID(id) != p.ID {
-		return nil, fmt.Errorf("hello from device %v: %w", p.ID, ErrReplicaMismatch)
+	now, err := v.s.noteHello(ctx, p, req)
+	if err != nil {
+		return nil, err
 	}
+	return v.s.helloResponse(ctx, p, req, now)
+}
+
+// noteHello checks the handshake req of device p, alone or folded into a
+// push, and notes what it tells of the device for the operator's status. It
+// returns the server's present, which the answer tells the device.
+func (s *Server) noteHello(ctx context.Context, p Peer, req *fieldsyncv1.HelloRequest) (time.Time, error) {
+	if id := req.GetReplicaId(); len(id) != 0 && syncengine.ReplicaID(id) != p.ID {
+		return time.Time{}, fmt.Errorf("hello from device %v: %w", p.ID, ErrReplicaMismatch)
+	}
+	now := s.now()
+	s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) {
+		a.LastSeen, a.Pending, a.LastError = now, int(max(0, req.GetPendingChanges())), truncate(req.GetLastError(), maxReportedError)
+	})
+	return now, nil
+}
+
+// helloResponse answers the handshake req of device p, made at now: for a
+// handshake folded into a push, after the push.
+func (s *Server) helloResponse(ctx context.Context, p Peer, req *fieldsyncv1.HelloRequest, now time.Time) (*fieldsyncv1.HelloResponse, error) {
 	var cur syncengine.Cursor
 	var maxCounter uint64
-	err = s.store.View(ctx, func(tx syncengine.ReadTx) error {
+	err := s.store.View(ctx, func(tx syncengine.ReadTx) error {
 		var err error
 		if cur, err = tx.Cursor(ctx, p.ID); err != nil {
 			return err
@@ -55,10 +76,6 @@ func (v syncService) Hello(ctx context.Context, req *fieldsyncv1.HelloRequest) (
 	if err != nil {
 		return nil, fmt.Errorf("hello: %w", err)
 	}
-	now := s.now()
-	s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) {
-		a.LastSeen, a.Pending, a.LastError = now, int(max(0, req.GetPendingChanges())), truncate(req.GetLastError(), maxReportedError)
-	})
 	var offset int64
 	if req.GetClientTime().IsValid() {
 		offset = now.UnixMilli() - req.GetClientTime().AsTime().UnixMilli()
@@ -100,23 +117,68 @@ func (s *Server) limits() *fieldsyncv1.BatchLimits {
 // conversion are answered REJECTED_MALFORMED and not stored; the others go
 // through syncengine.ReceiveBatch in one transaction, validated for scope and
 // with survey. Results are in request order; when a change is refused for
-// clock skew the engine stops there, and the results end with it.
+// clock skew the engine stops there, and the results end with it. A
+// handshake folded into the push (req.hello) is answered after it.
 func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*fieldsyncv1.PushResponse, error) {
 	s := v.s
 	p, err := peer(ctx)
 	if err != nil {
 		return nil, err
 	}
+	hr := req.GetHello()
+	if hr == nil {
+		return s.push(ctx, p, req, time.Time{})
+	}
+	now, err := s.noteHello(ctx, p, hr)
+	if err != nil {
+		return nil, err
+	}
+	var ahead time.Time
+	if hr.GetRefuseStampsAhead() {
+		ahead = now
+	}
+	var resp *fieldsyncv1.PushResponse
+	if len(req.GetChanges()) > s.cfg.MaxPushChanges {
+		// Answered with the handshake alone: the caller learns the limits.
+		resp = &fieldsyncv1.PushResponse{}
+	} else if resp, err = s.push(ctx, p, req, ahead); errors.Is(err, syncengine.ErrCursorGap) {
+		// The caller's idea of the server's cursor is ahead of it (the
+		// server was restored from a backup): the handshake tells it where
+		// to send from.
+		resp, err = &fieldsyncv1.PushResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if resp.Hello, err = s.helloResponse(ctx, p, hr, now); err != nil {
+		return nil, err
+	}
+	if len(resp.GetResults()) == 0 && len(req.GetChanges()) > 0 {
+		resp.AcknowledgedPosition = resp.Hello.GetAcknowledgedPosition()
+	}
+	return resp, nil
+}
+
+// push stores req's run of device p's log (Push). With ahead set, the first
+// of p's own new changes stamped after it is refused for clock skew, and
+// the changes after it are neither stored nor answered.
+func (s *Server) push(ctx context.Context, p Peer, req *fieldsyncv1.PushRequest, ahead time.Time) (*fieldsyncv1.PushResponse, error) {
 	b, results, slot, err := s.pushBatch(p, req)
 	if err != nil {
 		return nil, err
 	}
-	b, reused, err := s.refuseReusedDots(ctx, b, results, slot)
+	b, stop, held, err := s.refuseReusedDots(ctx, b, results, slot)
 	if err != nil {
 		return nil, fmt.Errorf("push from device %v: %w", p.ID, err)
 	}
-	if reused >= 0 {
-		results = results[:reused+1] // the changes after it are not answered
+	if !ahead.IsZero() {
+		var early int
+		if b, early = refuseAhead(b, results, slot, held, ahead.UnixMilli()); early >= 0 {
+			stop = early
+		}
+	}
+	if stop >= 0 {
+		results = results[:stop+1] // the changes after it are not answered
 	}
 	if b, err = s.refuseForgedOrigins(ctx, p, b, results, slot); err != nil {
 		return nil, fmt.Errorf("push from device %v: %w", p.ID, err)
@@ -137,7 +199,8 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 		// Never beyond what the device sent: a device restored from an
 		// older copy of its replica sends positions the server's cursor is
 		// past (those of the changes the copy lost), and acknowledges only
-		// what it sent; after a reused dot, only what is before it.
+		// what it sent; after a reused dot or a stamp ahead, only what is
+		// before it.
 		ack = min(ack, b.Through)
 	}
 	if n := len(rc.Results); n > 0 && rc.Results[n-1].Outcome == syncengine.OutcomeClockSkew {
@@ -151,6 +214,33 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 	}
 	s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) { a.Pending = max(0, a.Pending-len(results)) })
 	return &fieldsyncv1.PushResponse{Results: results, AcknowledgedPosition: uint64(ack)}, nil
+}
+
+// refuseAhead refuses, in results, the first new change of b's sender's own
+// (its dot not in held) stamped after nowMS, for clock skew, and returns b
+// through the change before it and its slot; -1 when there is none. The
+// sender corrects its clock from the handshake answered with the push
+// (HelloRequest.refuse_stamps_ahead) and sends it again re-stamped.
+func refuseAhead(b syncengine.Batch, results []*fieldsyncv1.ChangeResult, slot map[syncengine.Position]int, held map[syncengine.Dot]syncengine.ChangeID, nowMS int64) (syncengine.Batch, int) {
+	for i, e := range b.Changes {
+		c := e.Change
+		if c.Origin != b.Sender || c.Stamp.WallMS <= nowMS {
+			continue
+		}
+		if _, ok := held[c.Dot]; ok {
+			continue // stored already: its stamp is the one the server holds
+		}
+		results[slot[e.Pos]] = &fieldsyncv1.ChangeResult{
+			ChangeId: append([]byte(nil), c.ID[:]...),
+			Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_CLOCK_SKEW,
+			Reason:   fieldsyncv1.Reason_REASON_CLOCK_SKEW,
+			Message: fmt.Sprintf("stamped %d ms after the server's present: correct the clock from the handshake's server time, "+
+				"re-stamp this change and the ones after it, and send them again", c.Stamp.WallMS-nowMS),
+		}
+		b.Changes, b.Through = b.Changes[:i], e.Pos-1
+		return b, slot[e.Pos]
+	}
+	return b, -1
 }
 
 // pushBatch checks req's shape and converts its changes into a batch from
@@ -217,8 +307,9 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 
 // refuseReusedDots refuses, in results, the first change of b whose dot the
 // server holds for a different change, and returns b without it and the
-// changes after it, its Through before it, and the slot of its result (-1
-// when there is none). A retry carries the same change id and is answered
+// changes after it, its Through before it, the slot of its result (-1
+// when there is none), and the dots of b the server holds with their
+// change ids. A retry carries the same change id and is answered
 // ALREADY_APPLIED as usual; a different id under a known dot means the
 // device numbers its changes again from an older point: its replica file was
 // restored from a backup. Taking such a change as a duplicate would
@@ -226,9 +317,9 @@ func (s *Server) pushBatch(p Peer, req *fieldsyncv1.PushRequest) (syncengine.Bat
 // change is answered REASON_DOT_REUSED and not acknowledged, so the device
 // numbers it and the changes after it again, above the highest dot the
 // server holds of it (HelloResponse.max_counter), and pushes them again.
-func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, results []*fieldsyncv1.ChangeResult, slot map[syncengine.Position]int) (syncengine.Batch, int, error) {
+func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, results []*fieldsyncv1.ChangeResult, slot map[syncengine.Position]int) (syncengine.Batch, int, map[syncengine.Dot]syncengine.ChangeID, error) {
 	if len(b.Changes) == 0 {
-		return b, -1, nil
+		return b, -1, nil, nil
 	}
 	dots := make([]syncengine.Dot, len(b.Changes))
 	for i, e := range b.Changes {
@@ -236,7 +327,7 @@ func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, resul
 	}
 	held, err := s.store.ChangesAtDots(ctx, dots)
 	if err != nil || len(held) == 0 {
-		return b, -1, err
+		return b, -1, held, err
 	}
 	kept := b.Changes[:0:0]
 	for _, e := range b.Changes {
@@ -261,10 +352,10 @@ func (s *Server) refuseReusedDots(ctx context.Context, b syncengine.Batch, resul
 		res.Message = fmt.Sprintf("the server holds another change under dot %d of this device: its replica was restored from an older copy of itself; "+
 			"it numbers this change and the ones after it again, above the highest dot the server holds of it, and sends them again", e.Change.Dot.Counter)
 		b.Changes, b.Through = kept, e.Pos-1
-		return b, slot[e.Pos], nil
+		return b, slot[e.Pos], held, nil
 	}
 	b.Changes = kept
-	return b, -1, nil
+	return b, -1, held, nil
 }
 
 // refuseForgedOrigins refuses, in results, the new changes of b (those whose

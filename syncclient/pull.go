@@ -1,6 +1,7 @@
 package syncclient
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -156,11 +157,13 @@ type pullStream struct {
 	stalled *stalledError
 	// acked is the replica's acknowledged position before the round's push.
 	acked syncengine.Position
+	// tok is the stored token the pull resumes from.
+	tok []byte
 }
 
 // openPull asks for the server's changes after the stored cursor. The caller
 // must call the result's cancel when done with it.
-func (s *session) openPull(ctx context.Context, hello *fieldsyncv1.HelloResponse) (*pullStream, error) {
+func (s *session) openPull(ctx context.Context, known *fieldsyncv1.HelloResponse) (*pullStream, error) {
 	var tok []byte
 	var cur syncengine.Cursor
 	err := s.cfg.Store.View(ctx, func(tx syncengine.ReadTx) error {
@@ -178,14 +181,35 @@ func (s *session) openPull(ctx context.Context, hello *fieldsyncv1.HelloResponse
 	if len(tok) > 0 {
 		req.Cursor = &fieldsyncv1.Cursor{Token: tok}
 	}
-	idle := PullIdle(int(hello.GetLimits().GetMaxPullBytes()), s.cfg.IdleTimeout)
+	idle := PullIdle(int(known.GetLimits().GetMaxPullBytes()), s.cfg.IdleTimeout)
 	sctx, cancel := context.WithCancelCause(ctx)
 	stream, err := s.rpc.Pull(sctx, req)
 	if err != nil {
 		cancel(nil)
 		return nil, fmt.Errorf("fieldsync: pull: %w", err)
 	}
-	return &pullStream{stream: stream, ctx: sctx, cancel: cancel, idle: idle, stalled: &stalledError{idle: idle}, acked: cur.Acked}, nil
+	return &pullStream{stream: stream, ctx: sctx, cancel: cancel, idle: idle, stalled: &stalledError{idle: idle}, acked: cur.Acked, tok: tok}, nil
+}
+
+// reopenPull returns pl, or a new pull in its place when the handshake
+// taken since pl was opened (with the push it was folded into) changed the
+// stored pull position: a replica restored from an older copy forgets it
+// (RaiseCounterFloor), so that its pull is a snapshot.
+func (s *session) reopenPull(ctx context.Context, pl *pullStream, hello *fieldsyncv1.HelloResponse) (*pullStream, error) {
+	var tok []byte
+	err := s.cfg.Store.View(ctx, func(tx syncengine.ReadTx) error {
+		var err error
+		tok, err = tx.Meta(ctx, s.cfg.CursorKey)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fieldsync: pull: %w", err)
+	}
+	if bytes.Equal(tok, pl.tok) {
+		return pl, nil
+	}
+	pl.cancel(nil)
+	return s.openPull(ctx, hello)
 }
 
 // pullErr returns the stalled error when the idle timer cancelled the

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc"
 	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip compressor the client sends with
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncengine"
@@ -190,22 +189,36 @@ func round(ctx context.Context, cfg *Config, t Target, r *run) error {
 	}
 	defer conn.Close()
 	s := &session{cfg: cfg, t: t, run: r, rpc: fieldsyncv1.NewSyncServiceClient(conn)}
-	hello, err := s.hello(ctx)
+	// A server that said at the last handshake that it takes the handshake
+	// with the first push gets it so (push); otherwise it comes first.
+	known, err := s.knownServer(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("fieldsync: sync: %w", err)
+	}
+	var hello *fieldsyncv1.HelloResponse
+	if known == nil {
+		if hello, err = s.hello(ctx); err != nil {
+			return err
+		}
+		known = hello
 	}
 	// The pull is asked for before the push, so that the server's answer
 	// travels down while the push travels up: on a 2G link that saves a
 	// round trip of over a second. The pull leaves out the replica's own
 	// changes, so it does not depend on the push.
-	pl, err := s.openPull(ctx, hello)
+	pl, err := s.openPull(ctx, known)
 	if err != nil {
 		return err
 	}
-	defer pl.cancel(nil)
-	if err := s.push(ctx, hello); err != nil {
+	defer func() { pl.cancel(nil) }()
+	if hello, err = s.push(ctx, hello, known); err != nil {
 		return err
 	}
+	npl, err := s.reopenPull(ctx, pl, hello)
+	if err != nil {
+		return err
+	}
+	pl = npl
 	if err := s.pull(ctx, pl); err != nil {
 		return err
 	}
@@ -220,56 +233,6 @@ func round(ctx context.Context, cfg *Config, t Target, r *run) error {
 	return nil
 }
 
-// hello runs the handshake and, with CorrectClock, corrects the replica's
-// clock from the server's.
-func (s *session) hello(ctx context.Context) (*fieldsyncv1.HelloResponse, error) {
-	cfg := s.cfg
-	self := cfg.Store.Replica()
-	req := &fieldsyncv1.HelloRequest{
-		ReplicaId: self[:], CapabilityVersion: wire.CapabilityVersion, ClientTime: timestamppb.New(cfg.now()),
-	}
-	// The operator's status shows what the replica still has to send and
-	// how its last sync ended.
-	if cfg.Host != nil {
-		pending, lastErr := cfg.Host.HelloInfo(ctx)
-		req.PendingChanges, req.LastError = int32(min(pending, 1<<31-1)), lastErr
-	}
-	// The first RPC of a connection also waits for the connection.
-	hctx, cancel := context.WithTimeout(ctx, ConnectTimeout+RPCDeadline(proto.Size(req)))
-	defer cancel()
-	resp, err := s.rpc.Hello(hctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("fieldsync: hello: %w", err)
-	}
-	localMS := cfg.now().UnixMilli()
-	if syncengine.ReplicaID(resp.GetServerReplicaId()) != s.t.Server {
-		return nil, ErrServerMismatch
-	}
-	if m := resp.GetMaxCounter(); m > maxPlausibleCounter {
-		// The replica would number its next changes above it: one near
-		// 2^64 would leave it nothing to number them with.
-		return nil, fmt.Errorf("fieldsync: hello: the server says it holds this replica's change number %d, more than any replica makes: refusing to number changes above it", m)
-	}
-	if cfg.CorrectClock && resp.GetServerTime().IsValid() {
-		// What the server has of this replica's log, as both ends agree: a
-		// replica restored from an older copy is behind the server's cursor.
-		cur, err := cursor(ctx, cfg.Store, s.t.Server)
-		if err != nil {
-			return nil, fmt.Errorf("fieldsync: hello: %w", err)
-		}
-		acked := min(syncengine.Position(resp.GetAcknowledgedPosition()), cur.Acked)
-		if _, err := syncengine.CorrectClock(ctx, cfg.Store, cfg.Clock, acked, resp.GetServerTime().AsTime().UnixMilli(), localMS); err != nil {
-			return nil, fmt.Errorf("fieldsync: hello: %w", err)
-		}
-	}
-	if cfg.Host != nil {
-		if err := cfg.Host.OnHello(ctx, resp); err != nil {
-			return nil, fmt.Errorf("fieldsync: hello: %w", err)
-		}
-	}
-	return resp, nil
-}
-
 // push sends the changes the server lacks after the position it acknowledged
 // in the handshake, in batches, and records the server's answers with
 // syncengine.Acknowledge. A device sends its own changes only; a relay every
@@ -277,75 +240,169 @@ func (s *session) hello(ctx context.Context) (*fieldsyncv1.HelloResponse, error)
 // the server has (it made them, or for a device, sent them): the batch's
 // positions list says which positions were sent, and its last position
 // covers the ones left out, so the server's cursor moves past them.
-func (s *session) push(ctx context.Context, hello *fieldsyncv1.HelloResponse) error {
-	cfg, srv := s.cfg, s.t.Server
+//
+// With hello nil the handshake travels with the first batch, sized by the
+// limits the server gave at the last one (known), and its answer is taken
+// with the batch's (pushFolded); with nothing to send it goes alone. push
+// returns the round's handshake answer.
+func (s *session) push(ctx context.Context, hello, known *fieldsyncv1.HelloResponse) (*fieldsyncv1.HelloResponse, error) {
+	cfg := s.cfg
 	self := cfg.Store.Replica()
-	limit := int(hello.GetLimits().GetMaxPushChanges())
-	if limit <= 0 {
-		limit = syncengine.DefaultBatchLimit
-	}
-	maxBytes := int(hello.GetLimits().GetMaxPushBytes())
-	send := syncengine.SendOptions{Exclude: srv}
+	limit, maxBytes := pushLimits(known, syncengine.DefaultBatchLimit)
+	send := syncengine.SendOptions{Exclude: s.t.Server}
 	if !cfg.Relay {
 		send.Filter = func(ch *syncengine.Change) bool { return ch.Origin == self }
 	}
-	// Resume from what both ends agree on. The server may hold more than the
-	// replica knows it acknowledged (the answer to the last push was lost):
-	// sending that stretch again costs a batch, but its answer marks the
-	// changes acknowledged here and tells which were refused, which the
-	// server's position alone would not.
-	after := syncengine.Position(hello.GetAcknowledgedPosition())
-	cur, err := cursor(ctx, cfg.Store, srv)
+	after, err := s.pushFrom(ctx, hello)
 	if err != nil {
-		return fmt.Errorf("fieldsync: push: %w", err)
+		return nil, err
 	}
-	after = min(after, cur.Acked)
+	restamped := false
 	for {
 		send.Limit = limit
 		b, err := syncengine.NextBatch(ctx, cfg.Store, self, after, send)
 		if err != nil {
-			return fmt.Errorf("fieldsync: push: %w", err)
+			return nil, fmt.Errorf("fieldsync: push: %w", err)
 		}
 		if len(b.Changes) == 0 {
 			// Nothing to send through b.Through; the server learns of the
 			// skipped positions with the next batch that carries a change.
-			if !b.More {
-				return nil
+			if b.More {
+				after = b.Through
+				continue
 			}
-			after = b.Through
-			continue
+			if hello == nil {
+				return s.hello(ctx)
+			}
+			return hello, nil
 		}
 		req, err := pushRequest(b)
 		if err != nil {
-			return fmt.Errorf("fieldsync: push: %w", err)
+			return nil, fmt.Errorf("fieldsync: push: %w", err)
 		}
 		if maxBytes > 0 && proto.Size(req) > maxBytes && limit > 1 {
 			limit = max(1, limit/2)
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, RPCDeadline(proto.Size(req)))
-		resp, err := s.rpc.Push(pctx, req)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("fieldsync: push: %w", err)
-		}
-		rc, err := s.acknowledge(ctx, b, resp)
-		if err != nil {
-			return fmt.Errorf("fieldsync: push: %w", err)
+		folded := hello == nil
+		var rc syncengine.Receipt
+		if folded {
+			var took bool
+			if hello, rc, took, err = s.pushFolded(ctx, b, req); err != nil {
+				return nil, err
+			}
+			if !took {
+				// The server took nothing of the batch: send again from
+				// where it stands, within its limits.
+				limit, maxBytes = pushLimits(hello, limit)
+				if after, err = s.pushFrom(ctx, hello); err != nil {
+					return nil, err
+				}
+				continue
+			}
+		} else if rc, err = s.pushBatch(ctx, b, req); err != nil {
+			return nil, err
 		}
 		if pos, ok := reusedDot(rc, self); ok {
-			return s.renumber(ctx, hello, pos)
+			return nil, s.renumber(ctx, hello, pos)
 		}
 		if rc.Through <= after {
+			if folded && cfg.CorrectClock && !restamped {
+				// The first change was stamped ahead of the server: the
+				// handshake's answer re-stamped it; send it again.
+				restamped = true
+				continue
+			}
 			// The first change was refused for clock skew: it stays pending
 			// and is restamped at the next handshake.
-			return fmt.Errorf("fieldsync: push: %w", &retryError{fmt.Errorf("server stopped at position %d: %s", after, lastDetail(rc))})
+			return nil, fmt.Errorf("fieldsync: push: %w", &retryError{fmt.Errorf("server stopped at position %d: %s", after, lastDetail(rc))})
 		}
 		after = rc.Through
 		if !b.More && after >= b.Through {
-			return nil
+			return hello, nil
 		}
 	}
+}
+
+// pushLimits returns the most changes and bytes of a batch the server's
+// handshake answer allows; limit changes when it does not say.
+func pushLimits(hello *fieldsyncv1.HelloResponse, limit int) (changes, bytes int) {
+	if n := int(hello.GetLimits().GetMaxPushChanges()); n > 0 {
+		limit = n
+	}
+	return limit, int(hello.GetLimits().GetMaxPushBytes())
+}
+
+// pushFrom returns the position the push resumes after: what both ends
+// agree on. The server may hold more than the replica knows it acknowledged
+// (the answer to the last push was lost): sending that stretch again costs
+// a batch, but its answer marks the changes acknowledged here and tells
+// which were refused, which the server's position alone would not. Before
+// the handshake (hello nil, to be folded into the push) the replica sends
+// from what it knows; a server behind it answers the handshake alone, and
+// the replica sends again from there.
+func (s *session) pushFrom(ctx context.Context, hello *fieldsyncv1.HelloResponse) (syncengine.Position, error) {
+	cur, err := cursor(ctx, s.cfg.Store, s.t.Server)
+	if err != nil {
+		return 0, fmt.Errorf("fieldsync: push: %w", err)
+	}
+	if hello == nil {
+		return cur.Acked, nil
+	}
+	return min(cur.Acked, syncengine.Position(hello.GetAcknowledgedPosition())), nil
+}
+
+// pushBatch sends batch b as req and records the server's answer.
+func (s *session) pushBatch(ctx context.Context, b syncengine.Batch, req *fieldsyncv1.PushRequest) (syncengine.Receipt, error) {
+	pctx, cancel := context.WithTimeout(ctx, RPCDeadline(proto.Size(req)))
+	resp, err := s.rpc.Push(pctx, req)
+	cancel()
+	if err != nil {
+		return syncengine.Receipt{}, fmt.Errorf("fieldsync: push: %w", err)
+	}
+	rc, err := s.acknowledge(ctx, b, resp)
+	if err != nil {
+		return rc, fmt.Errorf("fieldsync: push: %w", err)
+	}
+	return rc, nil
+}
+
+// pushFolded sends batch b as req with the round's handshake, and takes the
+// answer: the handshake's is checked before anything is recorded, then the
+// push's recorded, then the handshake's taken (its clock correction sees
+// what this push had acknowledged). took is false when the server took
+// nothing of the batch (it answered the handshake alone). A server that
+// answers without the handshake (an older build than the one that said it
+// folds) is asked for it separately.
+func (s *session) pushFolded(ctx context.Context, b syncengine.Batch, req *fieldsyncv1.PushRequest) (hello *fieldsyncv1.HelloResponse, rc syncengine.Receipt, took bool, err error) {
+	req.Hello = s.helloRequest(ctx)
+	// The first RPC of a connection also waits for the connection.
+	pctx, cancel := context.WithTimeout(ctx, ConnectTimeout+RPCDeadline(proto.Size(req)))
+	resp, err := s.rpc.Push(pctx, req)
+	cancel()
+	if err != nil {
+		return nil, rc, false, fmt.Errorf("fieldsync: push: %w", err)
+	}
+	localMS := s.cfg.now().UnixMilli()
+	hello = resp.GetHello()
+	if hello == nil {
+		if hello, err = s.hello(ctx); err != nil {
+			return nil, rc, false, err
+		}
+	} else if err := s.checkHello(hello); err != nil {
+		return nil, rc, false, err
+	}
+	if len(resp.GetResults()) > 0 {
+		if rc, err = s.acknowledge(ctx, b, resp); err != nil {
+			return nil, rc, false, fmt.Errorf("fieldsync: push: %w", err)
+		}
+	}
+	if resp.GetHello() != nil {
+		if err := s.takeHello(ctx, hello, localMS); err != nil {
+			return nil, rc, false, err
+		}
+	}
+	return hello, rc, len(resp.GetResults()) > 0, nil
 }
 
 // maxPlausibleCounter is the highest dot counter of its own a replica takes

@@ -83,7 +83,7 @@ func DialOptions(addr, token string, tlsCfg *tls.Config, extra ...grpc.DialOptio
 		return nil, fmt.Errorf("%w: %s is not a loopback address; give the server's CA (WithTLS in the SDK, --upstream-ca for fieldsyncd)", ErrTLSRequired, addr)
 	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
+		grpc.WithTransportCredentials(eagerCredentials{creds}),
 		grpc.WithDefaultCallOptions(grpc.UseCompressor("gzip")),
 		grpc.WithKeepaliveParams(clientKeepalive),
 		grpc.WithConnectParams(connectParams),
@@ -92,6 +92,65 @@ func DialOptions(addr, token string, tlsCfg *tls.Config, extra ...grpc.DialOptio
 		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken{token: token, secure: tlsCfg != nil}))
 	}
 	return append(opts, extra...), nil
+}
+
+// eagerCredentials are transport credentials whose connections do not wait
+// for the server's HTTP/2 SETTINGS before the first request goes out: the
+// connection reads an empty SETTINGS frame first (the protocol's defaults,
+// which a client may assume until the server's arrive, RFC 9113 §3.4), so
+// that grpc, which waits for the server's preface before it sends anything,
+// sends the first request at once. The server's own SETTINGS arrive after it
+// and are applied then. On 2G that saves a round trip of 1.3 s per cold
+// connection.
+type eagerCredentials struct {
+	credentials.TransportCredentials
+}
+
+func (c eagerCredentials) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ClientHandshake(ctx, authority, raw)
+	if err != nil {
+		return conn, info, err
+	}
+	return &eagerConn{Conn: conn, pending: emptySettings[:]}, info, nil
+}
+
+func (c eagerCredentials) Clone() credentials.TransportCredentials {
+	return eagerCredentials{c.TransportCredentials.Clone()}
+}
+
+// emptySettings is an HTTP/2 SETTINGS frame without settings: a 9-byte
+// header of length 0, type 4, no flags, stream 0.
+var emptySettings = [9]byte{0, 0, 0, 0x4, 0, 0, 0, 0, 0}
+
+// eagerConn reads pending before what the server sends, and checks that
+// the server's first frame is its SETTINGS, as grpc would have: anything
+// else (a TLS server's alert to a plaintext client) is an error naming the
+// missing preface.
+type eagerConn struct {
+	net.Conn
+	// Read by grpc's reader goroutine only.
+	pending []byte
+	checked bool
+}
+
+func (c *eagerConn) Read(p []byte) (int, error) {
+	if len(c.pending) == 0 && !c.checked {
+		c.checked = true
+		var head [9]byte
+		if _, err := io.ReadFull(c.Conn, head[:]); err != nil {
+			return 0, fmt.Errorf("no HTTP/2 server preface: %w", err)
+		}
+		if head[3] != 0x4 || head[4]&0x1 != 0 || head[5]&0x7f|head[6]|head[7]|head[8] != 0 {
+			return 0, errors.New("no HTTP/2 server preface: the server's first bytes are not a SETTINGS frame (does it expect TLS?)")
+		}
+		c.pending = head[:]
+	}
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // isLoopback reports whether the gRPC target addr names this machine:

@@ -1,10 +1,13 @@
 package syncclient
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,5 +125,55 @@ func TestIsLoopback(t *testing.T) {
 		if got := isLoopback(tc.addr); got != tc.want {
 			t.Errorf("isLoopback(%q) = %v, want %v", tc.addr, got, tc.want)
 		}
+	}
+}
+
+// An eager connection reads an empty SETTINGS frame first, then the
+// server's bytes as they come when they begin with its SETTINGS, and an
+// error naming the missing preface when they do not (a TLS server's alert
+// to a plaintext client, an HTTP/1 server).
+func TestEagerConn(t *testing.T) {
+	serverSettings := []byte{0, 0, 6, 0x4, 0, 0, 0, 0, 0, 0, 0x3, 0, 0, 0, 100, 'x'}
+	for _, tc := range []struct {
+		name    string
+		server  []byte
+		wantErr bool
+	}{
+		{"settings", serverSettings, false},
+		{"tls alert", []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46, 0, 0}, true},
+		{"http/1", []byte("HTTP/1.1 400 Bad Request\r\n"), true},
+		{"settings ack first", []byte{0, 0, 0, 0x4, 0x1, 0, 0, 0, 0}, true},
+		{"closed early", []byte{0, 0, 0}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, srv := net.Pipe()
+			go func() {
+				srv.Write(tc.server)
+				srv.Close()
+			}()
+			c := &eagerConn{Conn: client, pending: emptySettings[:]}
+			defer c.Close()
+			var got []byte
+			buf := make([]byte, 4)
+			var err error
+			for {
+				var n int
+				n, err = c.Read(buf)
+				got = append(got, buf[:n]...)
+				if err != nil {
+					break
+				}
+			}
+			want := append(emptySettings[:], tc.server...)
+			if tc.wantErr {
+				if errors.Is(err, io.EOF) || !strings.Contains(err.Error(), "server preface") {
+					t.Errorf("read %x then %v, want an error naming the server preface", got, err)
+				}
+				return
+			}
+			if !errors.Is(err, io.EOF) || !bytes.Equal(got, want) {
+				t.Errorf("read %x then %v, want %x then EOF", got, err, want)
+			}
+		})
 	}
 }

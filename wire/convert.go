@@ -18,7 +18,7 @@ import (
 // fieldsyncv1.Change or the reverse.
 
 // CapabilityVersion is the sync protocol version this build speaks.
-const CapabilityVersion = 1
+const CapabilityVersion = 2
 
 // ErrMalformedChange is returned (wrapped) by ChangeFromProto when a wire
 // change cannot be turned into a valid engine change: a missing or

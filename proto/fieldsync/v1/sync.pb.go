@@ -1143,9 +1143,16 @@ type HelloRequest struct {
 	PendingChanges int32 `protobuf:"varint,5,opt,name=pending_changes,json=pendingChanges,proto3" json:"pending_changes,omitempty"`
 	// The caller's last sync error ("" after a success), for the operator's
 	// status. Never personal data.
-	LastError     string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastError string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// With the handshake folded into a push (PushRequest.hello): refuse, as
+	// clock skew, the first of the caller's own new changes stamped after the
+	// server's present, and the ones after it unanswered, so that the caller
+	// corrects its clock from the answer's server_time, re-stamps them and sends
+	// them again, as it would have before pushing after a separate Hello. A
+	// device that corrects its clock sets it; a relay does not.
+	RefuseStampsAhead bool `protobuf:"varint,7,opt,name=refuse_stamps_ahead,json=refuseStampsAhead,proto3" json:"refuse_stamps_ahead,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *HelloRequest) Reset() {
@@ -1218,6 +1225,13 @@ func (x *HelloRequest) GetLastError() string {
 		return x.LastError
 	}
 	return ""
+}
+
+func (x *HelloRequest) GetRefuseStampsAhead() bool {
+	if x != nil {
+		return x.RefuseStampsAhead
+	}
+	return false
 }
 
 // HelloResponse tells the caller how to sync.
@@ -1386,7 +1400,15 @@ type PushRequest struct {
 	// Position of each change, strictly increasing, from first_position to
 	// last_position, when changes were left out. Empty means the changes fill
 	// first_position..last_position one by one.
-	Positions     []uint64 `protobuf:"varint,4,rep,packed,name=positions,proto3" json:"positions,omitempty"`
+	Positions []uint64 `protobuf:"varint,4,rep,packed,name=positions,proto3" json:"positions,omitempty"`
+	// The session's handshake, folded into its first push (capability version
+	// 2). The server answers it in PushResponse.hello, as after the push. When
+	// the batch cannot be taken as sent (it starts after the server's cursor,
+	// or holds more changes than the server's limits), the server stores
+	// nothing of it and answers the handshake alone, with no results: the
+	// caller sends again from the answer's acknowledged_position, within its
+	// limits.
+	Hello         *HelloRequest `protobuf:"bytes,5,opt,name=hello,proto3" json:"hello,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1449,6 +1471,13 @@ func (x *PushRequest) GetPositions() []uint64 {
 	return nil
 }
 
+func (x *PushRequest) GetHello() *HelloRequest {
+	if x != nil {
+		return x.Hello
+	}
+	return nil
+}
+
 // PushResponse answers a PushRequest, one result per change in request order.
 type PushResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1459,8 +1488,11 @@ type PushResponse struct {
 	// Position in the caller's log up to which every change is now either stored or
 	// answered with a rejection the caller keeps in its outbox.
 	AcknowledgedPosition uint64 `protobuf:"varint,2,opt,name=acknowledged_position,json=acknowledgedPosition,proto3" json:"acknowledged_position,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The answer to PushRequest.hello, when the request carried one: the
+	// server's state after this push.
+	Hello         *HelloResponse `protobuf:"bytes,3,opt,name=hello,proto3" json:"hello,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PushResponse) Reset() {
@@ -1505,6 +1537,13 @@ func (x *PushResponse) GetAcknowledgedPosition() uint64 {
 		return x.AcknowledgedPosition
 	}
 	return 0
+}
+
+func (x *PushResponse) GetHello() *HelloResponse {
+	if x != nil {
+		return x.Hello
+	}
+	return nil
 }
 
 // PullRequest asks for the server's changes after a cursor.
@@ -2340,7 +2379,7 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\vBatchLimits\x12(\n" +
 	"\x10max_push_changes\x18\x01 \x01(\x05R\x0emaxPushChanges\x12$\n" +
 	"\x0emax_push_bytes\x18\x02 \x01(\x05R\fmaxPushBytes\x12$\n" +
-	"\x0emax_pull_bytes\x18\x03 \x01(\x05R\fmaxPullBytes\"\x82\x02\n" +
+	"\x0emax_pull_bytes\x18\x03 \x01(\x05R\fmaxPullBytes\"\xb2\x02\n" +
 	"\fHelloRequest\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\fR\treplicaId\x12-\n" +
@@ -2351,7 +2390,8 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"appVersion\x12'\n" +
 	"\x0fpending_changes\x18\x05 \x01(\x05R\x0ependingChanges\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x06 \x01(\tR\tlastError\"\xba\x04\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\x12.\n" +
+	"\x13refuse_stamps_ahead\x18\a \x01(\bR\x11refuseStampsAhead\"\xba\x04\n" +
 	"\rHelloResponse\x12*\n" +
 	"\x11server_replica_id\x18\x01 \x01(\fR\x0fserverReplicaId\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2367,15 +2407,17 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	" \x01(\x04R\x1bupstreamAcknowledgedCounter\x12)\n" +
 	"\x05rules\x18\v \x01(\v2\x13.fieldsync.v1.RulesR\x05rules\x12\x1f\n" +
 	"\vmax_counter\x18\f \x01(\x04R\n" +
-	"maxCounter\"\xa7\x01\n" +
+	"maxCounter\"\xd9\x01\n" +
 	"\vPushRequest\x12.\n" +
 	"\achanges\x18\x01 \x03(\v2\x14.fieldsync.v1.ChangeR\achanges\x12%\n" +
 	"\x0efirst_position\x18\x02 \x01(\x04R\rfirstPosition\x12#\n" +
 	"\rlast_position\x18\x03 \x01(\x04R\flastPosition\x12\x1c\n" +
-	"\tpositions\x18\x04 \x03(\x04R\tpositions\"y\n" +
+	"\tpositions\x18\x04 \x03(\x04R\tpositions\x120\n" +
+	"\x05hello\x18\x05 \x01(\v2\x1a.fieldsync.v1.HelloRequestR\x05hello\"\xac\x01\n" +
 	"\fPushResponse\x124\n" +
 	"\aresults\x18\x01 \x03(\v2\x1a.fieldsync.v1.ChangeResultR\aresults\x123\n" +
-	"\x15acknowledged_position\x18\x02 \x01(\x04R\x14acknowledgedPosition\"\xa3\x01\n" +
+	"\x15acknowledged_position\x18\x02 \x01(\x04R\x14acknowledgedPosition\x121\n" +
+	"\x05hello\x18\x03 \x01(\v2\x1b.fieldsync.v1.HelloResponseR\x05hello\"\xa3\x01\n" +
 	"\vPullRequest\x12,\n" +
 	"\x06cursor\x18\x01 \x01(\v2\x14.fieldsync.v1.CursorR\x06cursor\x12+\n" +
 	"\x0fmax_batch_bytes\x18\x02 \x01(\x05H\x00R\rmaxBatchBytes\x88\x01\x01\x12%\n" +
@@ -2568,41 +2610,43 @@ var file_fieldsync_v1_sync_proto_depIdxs = []int32{
 	14, // 14: fieldsync.v1.HelloResponse.limits:type_name -> fieldsync.v1.BatchLimits
 	33, // 15: fieldsync.v1.HelloResponse.rules:type_name -> fieldsync.v1.Rules
 	9,  // 16: fieldsync.v1.PushRequest.changes:type_name -> fieldsync.v1.Change
-	13, // 17: fieldsync.v1.PushResponse.results:type_name -> fieldsync.v1.ChangeResult
-	8,  // 18: fieldsync.v1.PullRequest.cursor:type_name -> fieldsync.v1.Cursor
-	9,  // 19: fieldsync.v1.PullResponse.changes:type_name -> fieldsync.v1.Change
-	24, // 20: fieldsync.v1.PullResponse.records:type_name -> fieldsync.v1.RecordState
-	21, // 21: fieldsync.v1.PullResponse.snapshot:type_name -> fieldsync.v1.SnapshotMarker
-	8,  // 22: fieldsync.v1.PullResponse.cursor:type_name -> fieldsync.v1.Cursor
-	3,  // 23: fieldsync.v1.SnapshotMarker.phase:type_name -> fieldsync.v1.SnapshotPhase
-	4,  // 24: fieldsync.v1.SnapshotMarker.cause:type_name -> fieldsync.v1.SnapshotCause
-	6,  // 25: fieldsync.v1.FieldState.dot:type_name -> fieldsync.v1.Dot
-	5,  // 26: fieldsync.v1.FieldState.hlc:type_name -> fieldsync.v1.HlcStamp
-	22, // 27: fieldsync.v1.FieldConflict.values:type_name -> fieldsync.v1.FieldState
-	30, // 28: fieldsync.v1.RecordState.kind:type_name -> fieldsync.v1.RecordKind
-	7,  // 29: fieldsync.v1.RecordState.version:type_name -> fieldsync.v1.VersionVector
-	22, // 30: fieldsync.v1.RecordState.fields:type_name -> fieldsync.v1.FieldState
-	23, // 31: fieldsync.v1.RecordState.conflicts:type_name -> fieldsync.v1.FieldConflict
-	34, // 32: fieldsync.v1.PushAuditRequest.entries:type_name -> fieldsync.v1.AuditEntry
-	32, // 33: fieldsync.v1.DeviceReport.enrolled_at:type_name -> google.protobuf.Timestamp
-	32, // 34: fieldsync.v1.DeviceReport.last_seen:type_name -> google.protobuf.Timestamp
-	32, // 35: fieldsync.v1.DeviceReport.last_sync:type_name -> google.protobuf.Timestamp
-	27, // 36: fieldsync.v1.ReportDevicesRequest.devices:type_name -> fieldsync.v1.DeviceReport
-	15, // 37: fieldsync.v1.SyncService.Hello:input_type -> fieldsync.v1.HelloRequest
-	17, // 38: fieldsync.v1.SyncService.Push:input_type -> fieldsync.v1.PushRequest
-	19, // 39: fieldsync.v1.SyncService.Pull:input_type -> fieldsync.v1.PullRequest
-	25, // 40: fieldsync.v1.SyncService.PushAudit:input_type -> fieldsync.v1.PushAuditRequest
-	28, // 41: fieldsync.v1.SyncService.ReportDevices:input_type -> fieldsync.v1.ReportDevicesRequest
-	16, // 42: fieldsync.v1.SyncService.Hello:output_type -> fieldsync.v1.HelloResponse
-	18, // 43: fieldsync.v1.SyncService.Push:output_type -> fieldsync.v1.PushResponse
-	20, // 44: fieldsync.v1.SyncService.Pull:output_type -> fieldsync.v1.PullResponse
-	26, // 45: fieldsync.v1.SyncService.PushAudit:output_type -> fieldsync.v1.PushAuditResponse
-	29, // 46: fieldsync.v1.SyncService.ReportDevices:output_type -> fieldsync.v1.ReportDevicesResponse
-	42, // [42:47] is the sub-list for method output_type
-	37, // [37:42] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	15, // 17: fieldsync.v1.PushRequest.hello:type_name -> fieldsync.v1.HelloRequest
+	13, // 18: fieldsync.v1.PushResponse.results:type_name -> fieldsync.v1.ChangeResult
+	16, // 19: fieldsync.v1.PushResponse.hello:type_name -> fieldsync.v1.HelloResponse
+	8,  // 20: fieldsync.v1.PullRequest.cursor:type_name -> fieldsync.v1.Cursor
+	9,  // 21: fieldsync.v1.PullResponse.changes:type_name -> fieldsync.v1.Change
+	24, // 22: fieldsync.v1.PullResponse.records:type_name -> fieldsync.v1.RecordState
+	21, // 23: fieldsync.v1.PullResponse.snapshot:type_name -> fieldsync.v1.SnapshotMarker
+	8,  // 24: fieldsync.v1.PullResponse.cursor:type_name -> fieldsync.v1.Cursor
+	3,  // 25: fieldsync.v1.SnapshotMarker.phase:type_name -> fieldsync.v1.SnapshotPhase
+	4,  // 26: fieldsync.v1.SnapshotMarker.cause:type_name -> fieldsync.v1.SnapshotCause
+	6,  // 27: fieldsync.v1.FieldState.dot:type_name -> fieldsync.v1.Dot
+	5,  // 28: fieldsync.v1.FieldState.hlc:type_name -> fieldsync.v1.HlcStamp
+	22, // 29: fieldsync.v1.FieldConflict.values:type_name -> fieldsync.v1.FieldState
+	30, // 30: fieldsync.v1.RecordState.kind:type_name -> fieldsync.v1.RecordKind
+	7,  // 31: fieldsync.v1.RecordState.version:type_name -> fieldsync.v1.VersionVector
+	22, // 32: fieldsync.v1.RecordState.fields:type_name -> fieldsync.v1.FieldState
+	23, // 33: fieldsync.v1.RecordState.conflicts:type_name -> fieldsync.v1.FieldConflict
+	34, // 34: fieldsync.v1.PushAuditRequest.entries:type_name -> fieldsync.v1.AuditEntry
+	32, // 35: fieldsync.v1.DeviceReport.enrolled_at:type_name -> google.protobuf.Timestamp
+	32, // 36: fieldsync.v1.DeviceReport.last_seen:type_name -> google.protobuf.Timestamp
+	32, // 37: fieldsync.v1.DeviceReport.last_sync:type_name -> google.protobuf.Timestamp
+	27, // 38: fieldsync.v1.ReportDevicesRequest.devices:type_name -> fieldsync.v1.DeviceReport
+	15, // 39: fieldsync.v1.SyncService.Hello:input_type -> fieldsync.v1.HelloRequest
+	17, // 40: fieldsync.v1.SyncService.Push:input_type -> fieldsync.v1.PushRequest
+	19, // 41: fieldsync.v1.SyncService.Pull:input_type -> fieldsync.v1.PullRequest
+	25, // 42: fieldsync.v1.SyncService.PushAudit:input_type -> fieldsync.v1.PushAuditRequest
+	28, // 43: fieldsync.v1.SyncService.ReportDevices:input_type -> fieldsync.v1.ReportDevicesRequest
+	16, // 44: fieldsync.v1.SyncService.Hello:output_type -> fieldsync.v1.HelloResponse
+	18, // 45: fieldsync.v1.SyncService.Push:output_type -> fieldsync.v1.PushResponse
+	20, // 46: fieldsync.v1.SyncService.Pull:output_type -> fieldsync.v1.PullResponse
+	26, // 47: fieldsync.v1.SyncService.PushAudit:output_type -> fieldsync.v1.PushAuditResponse
+	29, // 48: fieldsync.v1.SyncService.ReportDevices:output_type -> fieldsync.v1.ReportDevicesResponse
+	44, // [44:49] is the sub-list for method output_type
+	39, // [39:44] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_sync_proto_init() }

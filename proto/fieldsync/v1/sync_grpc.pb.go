@@ -34,6 +34,11 @@ const (
 // server syncing upwards) and the server it syncs with. A session is Hello, then
 // Push of everything the server has not acknowledged, then Pull until caught up.
 // Every RPC may be retried after a broken link: nothing is stored twice.
+//
+// From capability version 2 the handshake may travel with the first push
+// (PushRequest.hello, answered in PushResponse.hello), so that a cold day-end
+// sync costs the connection's round trip and one exchange; Hello stays for a
+// caller that has not yet learnt the server's version, and for version 1.
 type SyncServiceClient interface {
 	// Hello opens a session: it tells the caller the server's time (to correct its
 	// clock), its areas, the batch limits and how much of its log the server has
@@ -135,6 +140,11 @@ func (c *syncServiceClient) ReportDevices(ctx context.Context, in *ReportDevices
 // server syncing upwards) and the server it syncs with. A session is Hello, then
 // Push of everything the server has not acknowledged, then Pull until caught up.
 // Every RPC may be retried after a broken link: nothing is stored twice.
+//
+// From capability version 2 the handshake may travel with the first push
+// (PushRequest.hello, answered in PushResponse.hello), so that a cold day-end
+// sync costs the connection's round trip and one exchange; Hello stays for a
+// caller that has not yet learnt the server's version, and for version 1.
 type SyncServiceServer interface {
 	// Hello opens a session: it tells the caller the server's time (to correct its
 	// clock), its areas, the batch limits and how much of its log the server has
