@@ -48,12 +48,23 @@ func TestDayEndPushBreakdown(t *testing.T) {
 		t.Fatalf("day-end push sent %d requests, want 1 of %d changes (%d visits and the problems and flags they raised)", len(reqs), changes, visitsPerDay)
 	}
 	t.Logf("the %d visits raised %d problems and risk flags, which travel with them", visitsPerDay, changes-visitsPerDay)
-	req := reqs[0]
+	sent := reqs[0]
 	n := float64(visitsPerDay)
+	packed, err := proto.MarshalOptions{Deterministic: true}.Marshal(sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := unpacked(t, sent)
+	if proto.Equal(req, sent) {
+		t.Fatal("the day-end push packed no record")
+	}
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("as sent (protocol version 2, records packed): %d B (%.1f B/visit), gzip-6 %d B (%.1f B/visit)",
+		len(packed), float64(len(packed))/n, gzipSize(packed, gzip.DefaultCompression), float64(gzipSize(packed, gzip.DefaultCompression))/n)
+	t.Logf("below, the batch as protocol version 1 sends it, records as text:")
 	if len(raw) != proto.Size(req) {
 		t.Fatalf("encoded PushRequest is %d bytes, proto.Size says %d", len(raw), proto.Size(req))
 	}
@@ -173,12 +184,33 @@ type pushTap struct {
 }
 
 func (p *pushTap) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	if r, ok := req.(*fieldsyncv1.PushRequest); ok {
+	r, ok := req.(*fieldsyncv1.PushRequest)
+	if x, isX := req.(*fieldsyncv1.ExchangeRequest); isX {
+		r, ok = x.GetPush(), true
+	}
+	if ok {
 		p.mu.Lock()
 		p.reqs = append(p.reqs, proto.Clone(r).(*fieldsyncv1.PushRequest))
 		p.mu.Unlock()
 	}
 	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// unpacked returns req with its packed records (Upsert.packed_record) as
+// records: the batch as protocol version 1 sends it.
+func unpacked(tb testing.TB, req *fieldsyncv1.PushRequest) *fieldsyncv1.PushRequest {
+	tb.Helper()
+	out := proto.Clone(req).(*fieldsyncv1.PushRequest)
+	for _, c := range out.GetChanges() {
+		if u := c.GetUpsert(); len(u.GetPackedRecord()) > 0 {
+			rec, err := wire.UnpackRecord(u.GetPackedRecord())
+			if err != nil {
+				tb.Fatal(err)
+			}
+			u.Record, u.PackedRecord = rec, nil
+		}
+	}
+	return out
 }
 
 func (p *pushTap) reset() {

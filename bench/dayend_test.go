@@ -143,7 +143,7 @@ func (d *dayEnd) session(tb testing.TB, s *sample, start time.Time) {
 	var out, in int64
 	for _, c := range d.phone.rpcs.all() {
 		out, in = out+int64(c.out.wire), in+int64(c.in.wire)
-		if c.method == "/fieldsync.v1.SyncService/Push" {
+		if c.method == "/fieldsync.v1.SyncService/Push" || c.method == "/fieldsync.v1.SyncService/Exchange" {
 			s.pushMsg += c.out.length
 			s.pushGz += c.out.compressed
 			s.pushRPCs++
@@ -180,9 +180,10 @@ func (d *dayEnd) syncDay(tb testing.TB, i int) sample {
 	checkDeviceHas(tb, d.phone, others)
 
 	// The phone synced before: its handshake travels with its first push.
-	hello, pushes, pulls := d.phone.rpcs.byMethod("Hello"), d.phone.rpcs.byMethod("Push"), d.phone.rpcs.byMethod("Pull")
-	if len(hello) != 0 || len(pushes) == 0 || len(pulls) != 1 {
-		tb.Fatalf("day-end Sync made %d Hello, %d Push, %d Pull calls; want 0 (folded into the push), ≥1, 1", len(hello), len(pushes), len(pulls))
+	hello, pushes, pulls := d.phone.rpcs.byMethod("Hello"), d.phone.rpcs.byMethod("Exchange"), d.phone.rpcs.byMethod("Pull")
+	if len(hello) != 0 || len(pushes) == 0 || len(d.phone.rpcs.byMethod("Push")) != 0 || len(pulls) != 1 {
+		tb.Fatalf("day-end Sync made %d Hello, %d Exchange, %d Push, %d Pull calls; want 0 (folded into the exchange), ≥1, 0, 1",
+			len(hello), len(pushes), len(d.phone.rpcs.byMethod("Push")), len(pulls))
 	}
 	s.connect = s.dial
 	s.push = pushes[len(pushes)-1].end.Sub(start.Add(s.dial))

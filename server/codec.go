@@ -28,11 +28,47 @@ type pushCodec struct{ encoding.CodecV2 }
 func newPushCodec() pushCodec { return pushCodec{encoding.GetCodecV2("proto")} }
 
 func (c pushCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	req, ok := v.(*fieldsyncv1.PushRequest)
-	if !ok {
-		return c.CodecV2.Unmarshal(data, v)
+	switch req := v.(type) {
+	case *fieldsyncv1.PushRequest:
+		return unmarshalPush(data.Materialize(), req)
+	case *fieldsyncv1.ExchangeRequest:
+		return unmarshalExchange(data.Materialize(), req)
 	}
-	return unmarshalPush(data.Materialize(), req)
+	return c.CodecV2.Unmarshal(data, v)
+}
+
+// unmarshalExchange decodes an ExchangeRequest from b, its push as
+// unmarshalPush does.
+func unmarshalExchange(b []byte, req *fieldsyncv1.ExchangeRequest) error {
+	const pushField = 2 // ExchangeRequest.push
+	var rest, push []byte
+	seen := false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("exchange request: %w", protowire.ParseError(n))
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return fmt.Errorf("exchange request: %w", protowire.ParseError(m))
+		}
+		if num == pushField && typ == protowire.BytesType {
+			// Fields of a message that comes twice merge.
+			v, _ := protowire.ConsumeBytes(b[n:])
+			push, seen = append(push, v...), true
+		} else {
+			rest = append(rest, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	if err := proto.Unmarshal(rest, req); err != nil {
+		return fmt.Errorf("exchange request: %w", err)
+	}
+	if seen {
+		req.Push = &fieldsyncv1.PushRequest{}
+		return unmarshalPush(push, req.Push)
+	}
+	return nil
 }
 
 // unmarshalPush decodes a PushRequest from b, each change on its own (see

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"crypto/rand"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,10 +40,11 @@ func (d *device) saveAt(t *testing.T, rec *fieldsyncv1.Record, wall time.Time) {
 	}
 }
 
-// A handshake folded into a push is answered with the push, as after it:
-// its acknowledged position counts the push, and the operator's status
-// shows what the device reported less what the push acknowledged.
-func TestPushWithHello(t *testing.T) {
+// An Exchange's handshake is answered with its push, as after it: its
+// acknowledged position counts the push, and the operator's status shows
+// what the device reported less what the push acknowledged. Its records
+// may be packed.
+func TestExchange(t *testing.T) {
 	e := newEnv(t)
 	d := e.enrol(t, villageA)
 	id := d.store.Replica()
@@ -50,16 +52,22 @@ func TestPushWithHello(t *testing.T) {
 		d.save(t, followUp(t, villageA, 150, 95))
 	}
 	req := d.pushRequest(t, 0)
+	for _, pc := range req.Changes[1:] {
+		if err := wire.PackChange(pc); err != nil || pc.GetUpsert().GetPackedRecord() == nil {
+			t.Fatalf("PackChange = %v, packed %x", err, pc.GetUpsert().GetPackedRecord())
+		}
+	}
 	client := time.Now().Add(-time.Hour)
-	req.Hello = &fieldsyncv1.HelloRequest{ReplicaId: id[:], CapabilityVersion: wire.CapabilityVersion, ClientTime: timestamppb.New(client), PendingChanges: 5}
-	resp, err := e.sync.Push(d.ctx(t), req)
+	hello := &fieldsyncv1.HelloRequest{ReplicaId: id[:], CapabilityVersion: wire.CapabilityVersion, ClientTime: timestamppb.New(client), PendingChanges: 5}
+	xresp, err := e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Hello: hello, Push: req})
 	if err != nil {
 		t.Fatal(err)
 	}
+	resp := xresp.GetPush()
 	if got := outcomes(resp); !equal(got, []fieldsyncv1.ChangeOutcome{applied, applied, applied}) || resp.GetAcknowledgedPosition() != 3 {
-		t.Fatalf("folded push = %v through %d, want 3 applied through 3", got, resp.GetAcknowledgedPosition())
+		t.Fatalf("exchange = %v through %d, want 3 applied through 3", got, resp.GetAcknowledgedPosition())
 	}
-	h := resp.GetHello()
+	h := xresp.GetHello()
 	if srv := e.srv.Replica(); syncengine.ReplicaID(h.GetServerReplicaId()) != srv || h.GetCapabilityVersion() != wire.CapabilityVersion {
 		t.Fatalf("hello answered with the push = %v", h)
 	}
@@ -68,26 +76,25 @@ func TestPushWithHello(t *testing.T) {
 	}
 	st, err := e.admin.SyncStatus(e.adminCtx(t), &fieldsyncv1.SyncStatusRequest{})
 	if err != nil || len(st.GetDevices()) != 1 || st.GetDevices()[0].GetPendingChanges() != 2 || st.GetDevices()[0].GetLastSeen() == nil {
-		t.Errorf("status after a folded push of 3 with 5 reported = %v, %v; want 2 pending and seen", st.GetDevices(), err)
+		t.Errorf("status after an exchange of 3 with 5 reported = %v, %v; want 2 pending and seen", st.GetDevices(), err)
 	}
 	// Without a handshake the answer carries none.
-	resp, err = e.sync.Push(d.ctx(t), d.pushRequest(t, 0))
-	if err != nil || resp.GetHello() != nil || !equal(outcomes(resp), []fieldsyncv1.ChangeOutcome{duplicate, duplicate, duplicate}) {
-		t.Errorf("push again without hello = %v, %v", resp, err)
+	xresp, err = e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Push: d.pushRequest(t, 0)})
+	if err != nil || xresp.GetHello() != nil || !equal(outcomes(xresp.GetPush()), []fieldsyncv1.ChangeOutcome{duplicate, duplicate, duplicate}) {
+		t.Errorf("exchange again without hello = %v, %v", xresp, err)
 	}
 	// A handshake in another replica's name is refused with the push.
-	req = d.pushRequest(t, 0)
 	other := syncengine.ReplicaID{9}
-	req.Hello = &fieldsyncv1.HelloRequest{ReplicaId: other[:]}
-	if _, err := e.sync.Push(d.ctx(t), req); status.Code(err) != codes.PermissionDenied || servertest.ReasonOf(err) != server.ReasonReplicaMismatch {
-		t.Errorf("folded hello of another replica = %v, want PermissionDenied %s", err, server.ReasonReplicaMismatch)
+	_, err = e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Hello: &fieldsyncv1.HelloRequest{ReplicaId: other[:]}, Push: d.pushRequest(t, 0)})
+	if status.Code(err) != codes.PermissionDenied || servertest.ReasonOf(err) != server.ReasonReplicaMismatch {
+		t.Errorf("exchange with the hello of another replica = %v, want PermissionDenied %s", err, server.ReasonReplicaMismatch)
 	}
 }
 
-// A folded push the server cannot take as sent (it starts after the
-// server's cursor, or is over its limit) is answered with the handshake
-// alone, nothing of it stored, where a push without one fails.
-func TestPushWithHelloTheServerCannotTake(t *testing.T) {
+// An exchange the server cannot take as sent (it starts after the server's
+// cursor, or is over its limit) is answered with the handshake alone,
+// nothing of it stored, where a push without one fails.
+func TestExchangeTheServerCannotTake(t *testing.T) {
 	e := newEnv(t)
 	d := e.enrol(t, villageA)
 	id := d.store.Replica()
@@ -98,21 +105,23 @@ func TestPushWithHelloTheServerCannotTake(t *testing.T) {
 	if _, err := e.sync.Push(d.ctx(t), gap); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("push after a gap = %v, want FailedPrecondition", err)
 	}
-	gap.Hello = &fieldsyncv1.HelloRequest{ReplicaId: id[:]}
-	resp, err := e.sync.Push(d.ctx(t), gap)
+	hello := &fieldsyncv1.HelloRequest{ReplicaId: id[:]}
+	resp, err := e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Hello: hello, Push: gap})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.GetResults()) != 0 || resp.GetAcknowledgedPosition() != 0 || resp.GetHello().GetAcknowledgedPosition() != 0 || resp.GetHello().GetLimits().GetMaxPushChanges() == 0 {
-		t.Errorf("folded push after a gap = %v, want the handshake alone at position 0", resp)
+	if len(resp.GetPush().GetResults()) != 0 || resp.GetPush().GetAcknowledgedPosition() != 0 || resp.GetHello().GetAcknowledgedPosition() != 0 || resp.GetHello().GetLimits().GetMaxPushChanges() == 0 {
+		t.Errorf("exchange after a gap = %v, want the handshake alone at position 0", resp)
+	}
+	if _, err := e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Push: gap}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("exchange after a gap without a handshake = %v, want FailedPrecondition", err)
 	}
 	big := d.pushRequest(t, 0)
 	for len(big.Changes) <= server.DefaultMaxPushChanges {
 		big.Changes = append(big.Changes, big.Changes...)
 	}
-	big.Hello = &fieldsyncv1.HelloRequest{ReplicaId: id[:]}
-	if resp, err = e.sync.Push(d.ctx(t), big); err != nil || len(resp.GetResults()) != 0 || resp.GetHello() == nil {
-		t.Errorf("folded push over the limit = %v, %v; want the handshake alone", resp, err)
+	if resp, err = e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Hello: hello, Push: big}); err != nil || len(resp.GetPush().GetResults()) != 0 || resp.GetHello() == nil {
+		t.Errorf("exchange over the limit = %v, %v; want the handshake alone", resp, err)
 	}
 	var n int
 	err = e.srv.Store().View(t.Context(), func(tx syncengine.ReadTx) error {
@@ -129,7 +138,7 @@ func TestPushWithHelloTheServerCannotTake(t *testing.T) {
 // after the server's present is refused for clock skew and the push stops
 // there; a change the server holds already is answered as such whatever
 // its stamp; without the flag the stamp within the skew allowed is taken.
-func TestPushWithHelloRefusesStampsAhead(t *testing.T) {
+func TestExchangeRefusesStampsAhead(t *testing.T) {
 	e := newEnv(t)
 	d := e.enrol(t, villageA)
 	id := d.store.Replica()
@@ -138,36 +147,65 @@ func TestPushWithHelloRefusesStampsAhead(t *testing.T) {
 	d.saveAt(t, followUp(t, villageA, 150, 95), now.Add(30*time.Second))
 	d.saveAt(t, followUp(t, villageA, 150, 95), now.Add(31*time.Second))
 	hello := &fieldsyncv1.HelloRequest{ReplicaId: id[:], RefuseStampsAhead: true}
-	req := d.pushRequest(t, 0)
-	req.Hello = hello
-	resp, err := e.sync.Push(d.ctx(t), req)
+	x, err := e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Hello: hello, Push: d.pushRequest(t, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	resp := x.GetPush()
 	rs := resp.GetResults()
 	if got := outcomes(resp); len(got) != 2 || got[0] != applied || got[1] != fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_CLOCK_SKEW ||
 		rs[1].GetReason() != fieldsyncv1.Reason_REASON_CLOCK_SKEW || resp.GetAcknowledgedPosition() != 1 {
 		t.Fatalf("folded push with a stamp 30 s ahead = %v through %d, want applied then clock skew through 1", rs, resp.GetAcknowledgedPosition())
 	}
-	if ms := resp.GetHello().GetServerTime().AsTime().UnixMilli(); ms >= now.Add(30*time.Second).UnixMilli() {
+	if ms := x.GetHello().GetServerTime().AsTime().UnixMilli(); ms >= now.Add(30*time.Second).UnixMilli() {
 		t.Errorf("server time %d is not before the refused stamp", ms)
 	}
 	// Position 1 again, stamped a minute before: held, so a duplicate.
-	req = d.pushRequest(t, 0)
+	req := d.pushRequest(t, 0)
 	req.Changes, req.LastPosition = req.Changes[:1], 1
-	req.Hello = hello
-	if resp, err = e.sync.Push(d.ctx(t), req); err != nil || !equal(outcomes(resp), []fieldsyncv1.ChangeOutcome{duplicate}) {
-		t.Errorf("held change pushed again = %v, %v", resp, err)
+	if x, err = e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Hello: hello, Push: req}); err != nil || !equal(outcomes(x.GetPush()), []fieldsyncv1.ChangeOutcome{duplicate}) {
+		t.Errorf("held change pushed again = %v, %v", x, err)
 	}
-	req = d.pushRequest(t, 1)
-	req.Hello = &fieldsyncv1.HelloRequest{ReplicaId: id[:]}
-	if resp, err = e.sync.Push(d.ctx(t), req); err != nil || !equal(outcomes(resp), []fieldsyncv1.ChangeOutcome{applied, applied}) {
-		t.Errorf("without refuse_stamps_ahead = %v, %v; want both applied", resp, err)
+	plain := &fieldsyncv1.HelloRequest{ReplicaId: id[:]}
+	if x, err = e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Hello: plain, Push: d.pushRequest(t, 1)}); err != nil || !equal(outcomes(x.GetPush()), []fieldsyncv1.ChangeOutcome{applied, applied}) {
+		t.Errorf("without refuse_stamps_ahead = %v, %v; want both applied", x, err)
 	}
 	// Held now, the change stamped ahead is a duplicate even with the flag.
-	req = d.pushRequest(t, 1)
-	req.Hello = hello
-	if resp, err = e.sync.Push(d.ctx(t), req); err != nil || !equal(outcomes(resp), []fieldsyncv1.ChangeOutcome{duplicate, duplicate}) {
-		t.Errorf("held changes stamped ahead = %v, %v; want duplicates", resp, err)
+	if x, err = e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Hello: hello, Push: d.pushRequest(t, 1)}); err != nil || !equal(outcomes(x.GetPush()), []fieldsyncv1.ChangeOutcome{duplicate, duplicate}) {
+		t.Errorf("held changes stamped ahead = %v, %v; want duplicates", x, err)
+	}
+}
+
+// A packed record that does not unpack (damaged bytes, a string that is
+// not UTF-8 once unpacked, both forms at once) refuses its change alone,
+// REJECTED_MALFORMED; the changes around it are stored.
+func TestExchangeRefusesBadPackingAlone(t *testing.T) {
+	e := newEnv(t)
+	d := e.enrol(t, villageA)
+	for range 4 {
+		d.save(t, followUp(t, villageA, 150, 95))
+	}
+	req := d.pushRequest(t, 0)
+	for _, pc := range req.Changes {
+		if err := wire.PackChange(pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u1 := req.Changes[1].GetUpsert()
+	u1.PackedRecord = u1.PackedRecord[:len(u1.PackedRecord)-2]
+	u2 := req.Changes[2].GetUpsert()
+	u2.Record = followUp(t, villageA, 150, 95)
+	resp, err := e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Push: req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := resp.GetPush().GetResults()
+	if got := outcomes(resp.GetPush()); !equal(got, []fieldsyncv1.ChangeOutcome{applied, malformed, malformed, applied}) {
+		t.Fatalf("exchange with two badly packed changes = %v", rs)
+	}
+	for _, r := range rs[1:3] {
+		if r.GetReason() != fieldsyncv1.Reason_REASON_MALFORMED_CHANGE || !strings.Contains(r.GetMessage(), "pack") {
+			t.Errorf("refusal %v does not say the packing is wrong", r)
+		}
 	}
 }

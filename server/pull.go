@@ -126,7 +126,7 @@ func (v syncService) Pull(req *fieldsyncv1.PullRequest, stream grpc.ServerStream
 	}
 	sent := 0
 	puller := syncengine.Puller[*fieldsyncv1.RecordState, *fieldsyncv1.Change]{
-		Log: s.store, Encoder: pullEncoder{readable: req.GetReadableState()}, Settler: moveSettler{s},
+		Log: s.store, Encoder: pullEncoder{readable: req.GetReadableState(), packed: req.GetPacked()}, Settler: moveSettler{s},
 	}
 	cur, err := puller.Pull(ctx, pr, func(pg syncengine.PullPage[*fieldsyncv1.RecordState, *fieldsyncv1.Change]) error {
 		tok := pullCursor{PullCursor: pg.Cursor, scope: scope}
@@ -156,16 +156,20 @@ func (v syncService) Pull(req *fieldsyncv1.PullRequest, stream grpc.ServerStream
 }
 
 // pullEncoder encodes a pull's records and changes for the wire, the
-// records with their readable view when the caller asked for it.
-type pullEncoder struct{ readable bool }
+// records with their readable view and the changes' records packed when the
+// caller asked for it.
+type pullEncoder struct{ readable, packed bool }
 
 func (e pullEncoder) EncodeRecord(r syncengine.Record) (*fieldsyncv1.RecordState, int) {
 	rs := wire.RecordStateToProto(r, e.readable)
 	return rs, proto.Size(rs)
 }
 
-func (pullEncoder) EncodeChange(c syncengine.Change) (*fieldsyncv1.Change, int, error) {
+func (e pullEncoder) EncodeChange(c syncengine.Change) (*fieldsyncv1.Change, int, error) {
 	pc, err := wire.ChangeToProto(c)
+	if err == nil && e.packed {
+		err = wire.PackChange(pc)
+	}
 	if err != nil {
 		return nil, 0, err
 	}

@@ -117,17 +117,33 @@ func (s *Server) limits() *fieldsyncv1.BatchLimits {
 // conversion are answered REJECTED_MALFORMED and not stored; the others go
 // through syncengine.ReceiveBatch in one transaction, validated for scope and
 // with survey. Results are in request order; when a change is refused for
-// clock skew the engine stops there, and the results end with it. A
-// handshake folded into the push (req.hello) is answered after it.
+// clock skew the engine stops there, and the results end with it.
 func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*fieldsyncv1.PushResponse, error) {
+	p, err := peer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return v.s.push(ctx, p, req, time.Time{})
+}
+
+// Exchange is Push with the handshake of the session folded into its first
+// batch (protocol version 2), answered after the push.
+func (v syncService) Exchange(ctx context.Context, req *fieldsyncv1.ExchangeRequest) (*fieldsyncv1.ExchangeResponse, error) {
 	s := v.s
 	p, err := peer(ctx)
 	if err != nil {
 		return nil, err
 	}
-	hr := req.GetHello()
+	push, hr := req.GetPush(), req.GetHello()
+	if push == nil {
+		push = &fieldsyncv1.PushRequest{}
+	}
 	if hr == nil {
-		return s.push(ctx, p, req, time.Time{})
+		resp, err := s.push(ctx, p, push, time.Time{})
+		if err != nil {
+			return nil, err
+		}
+		return &fieldsyncv1.ExchangeResponse{Push: resp}, nil
 	}
 	now, err := s.noteHello(ctx, p, hr)
 	if err != nil {
@@ -137,24 +153,27 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 	if hr.GetRefuseStampsAhead() {
 		ahead = now
 	}
-	var resp *fieldsyncv1.PushResponse
-	if len(req.GetChanges()) > s.cfg.MaxPushChanges {
-		// Answered with the handshake alone: the caller learns the limits.
-		resp = &fieldsyncv1.PushResponse{}
-	} else if resp, err = s.push(ctx, p, req, ahead); errors.Is(err, syncengine.ErrCursorGap) {
-		// The caller's idea of the server's cursor is ahead of it (the
-		// server was restored from a backup): the handshake tells it where
-		// to send from.
-		resp, err = &fieldsyncv1.PushResponse{}, nil
-	}
-	if err != nil {
-		return nil, err
+	resp := &fieldsyncv1.ExchangeResponse{Push: &fieldsyncv1.PushResponse{}}
+	if len(push.GetChanges()) <= s.cfg.MaxPushChanges {
+		// A batch over the limits is answered with the handshake alone: the
+		// caller learns the limits.
+		pr, err := s.push(ctx, p, push, ahead)
+		switch {
+		case errors.Is(err, syncengine.ErrCursorGap):
+			// The caller's idea of the server's cursor is ahead of it (the
+			// server was restored from a backup): the handshake tells it
+			// where to send from.
+		case err != nil:
+			return nil, err
+		default:
+			resp.Push = pr
+		}
 	}
 	if resp.Hello, err = s.helloResponse(ctx, p, hr, now); err != nil {
 		return nil, err
 	}
-	if len(resp.GetResults()) == 0 && len(req.GetChanges()) > 0 {
-		resp.AcknowledgedPosition = resp.Hello.GetAcknowledgedPosition()
+	if len(resp.Push.GetResults()) == 0 && len(push.GetChanges()) > 0 {
+		resp.Push.AcknowledgedPosition = resp.Hello.GetAcknowledgedPosition()
 	}
 	return resp, nil
 }

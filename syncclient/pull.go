@@ -177,7 +177,7 @@ func (s *session) openPull(ctx context.Context, known *fieldsyncv1.HelloResponse
 	if err != nil {
 		return nil, fmt.Errorf("fieldsync: pull: %w", err)
 	}
-	req := &fieldsyncv1.PullRequest{}
+	req := &fieldsyncv1.PullRequest{Packed: known.GetCapabilityVersion() >= foldingVersion}
 	if len(tok) > 0 {
 		req.Cursor = &fieldsyncv1.Cursor{Token: tok}
 	}

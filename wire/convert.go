@@ -122,6 +122,15 @@ func ChangeFromProto(pc *fieldsyncv1.Change) (syncengine.Change, error) {
 // from the body, or an empty value when the body lacks it.
 func upsertFields(kind syncengine.Kind, u *fieldsyncv1.Upsert) (map[int32][]byte, error) {
 	rec := u.GetRecord()
+	if packed := u.GetPackedRecord(); len(packed) > 0 {
+		if rec != nil {
+			return nil, errors.New("both a record and a packed record")
+		}
+		var err error
+		if rec, err = UnpackRecord(packed); err != nil {
+			return nil, err
+		}
+	}
 	var body map[int32][]byte
 	if rec != nil && KindOf(rec) != 0 {
 		if got := KindOf(rec); got != kind {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
@@ -27,6 +29,8 @@ type rpcTrace struct {
 	pushed chan struct{}
 	once   *sync.Once
 	old    atomic.Bool
+	// packedPulls counts the pulls that asked for packed records.
+	packedPulls atomic.Int32
 }
 
 func newTrace() *rpcTrace { return &rpcTrace{pushed: make(chan struct{}), once: new(sync.Once)} }
@@ -42,21 +46,22 @@ func (r *rpcTrace) unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 	if !ok {
 		return h(ctx, req)
 	}
-	if p, ok := req.(*fieldsyncv1.PushRequest); ok {
-		if p.GetHello() != nil {
-			name += "+Hello"
-		}
+	if x, ok := req.(*fieldsyncv1.ExchangeRequest); ok && x.GetHello() != nil {
+		name += "+Hello"
+	}
+	if name != "Hello" {
 		r.mu.Lock()
 		pushed, once := r.pushed, r.once
 		r.mu.Unlock()
 		once.Do(func() { close(pushed) })
-		if r.old.Load() {
-			p.Hello = nil // an older server does not know the field
-		}
 	}
 	r.mu.Lock()
 	r.calls = append(r.calls, name)
 	r.mu.Unlock()
+	if info.FullMethod == fieldsyncv1.SyncService_Exchange_FullMethodName && r.old.Load() {
+		// What grpc answers a method a server does not have.
+		return nil, status.Errorf(codes.Unimplemented, "unknown method Exchange for service fieldsync.v1.SyncService")
+	}
 	resp, err := h(ctx, req)
 	if h, ok := resp.(*fieldsyncv1.HelloResponse); ok && r.old.Load() {
 		h.CapabilityVersion = 1
@@ -68,7 +73,21 @@ func (r *rpcTrace) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 	r.mu.Lock()
 	r.calls = append(r.calls, info.FullMethod[len("/fieldsync.v1.SyncService/"):])
 	r.mu.Unlock()
-	return h(srv, ss)
+	return h(srv, &pullSpy{ServerStream: ss, r: r})
+}
+
+// pullSpy counts the Pull requests that ask for packed records.
+type pullSpy struct {
+	grpc.ServerStream
+	r *rpcTrace
+}
+
+func (p *pullSpy) RecvMsg(m any) error {
+	err := p.ServerStream.RecvMsg(m)
+	if req, ok := m.(*fieldsyncv1.PullRequest); ok && err == nil && req.GetPacked() {
+		p.r.packedPulls.Add(1)
+	}
+	return err
 }
 
 // get returns the calls recorded since arm, the Pull, which runs beside the
@@ -122,7 +141,8 @@ func (c *heldConn) Read(p []byte) (int, error) {
 // A phone that synced before sends its day's changes on a cold connection
 // before it reads a byte from the server: no wait for the server's HTTP/2
 // settings, and the handshake travels with the push. The first sync, which
-// does not yet know the server's version, says Hello first.
+// does not yet know the server's version, says Hello first, then pushes
+// with Exchange.
 func TestDayEndSyncTakesOneExchange(t *testing.T) {
 	tr := newTrace()
 	s := tr.serve(t)
@@ -132,8 +152,8 @@ func TestDayEndSyncTakesOneExchange(t *testing.T) {
 	other := s.enrol(t, cty.village1)
 	mustSave(t, phone, cty.records1[0])
 	mustSync(t, phone)
-	if got := tr.get(); !slices.Equal(got, []string{"Hello", "Push", "Pull"}) {
-		t.Errorf("first sync called %v, want Hello, then Push and Pull", got)
+	if got := tr.get(); !slices.Equal(got, []string{"Hello", "Exchange", "Pull"}) {
+		t.Errorf("first sync called %v, want Hello, then Exchange and Pull", got)
 	}
 	for _, r := range cty.records1[1:5] {
 		mustSave(t, phone, r)
@@ -146,13 +166,17 @@ func TestDayEndSyncTakesOneExchange(t *testing.T) {
 	if link.waited.Load() {
 		t.Error("the phone read from the server before its push arrived: it waited for the server")
 	}
-	if got := tr.get(); !slices.Equal(got, []string{"Push+Hello", "Pull"}) {
-		t.Errorf("day-end sync called %v, want Push+Hello and Pull", got)
+	if got := tr.get(); !slices.Equal(got, []string{"Exchange+Hello", "Pull"}) {
+		t.Errorf("day-end sync called %v, want Exchange+Hello and Pull", got)
 	}
 	checkHas(t, "phone", phone, cty.records1[:6])
 	checkHas(t, "other", other, cty.records1[:1])
+	tr.packedPulls.Store(0)
 	mustSync(t, other)
 	checkHas(t, "other", other, cty.records1[:6])
+	if n := tr.packedPulls.Load(); n != 1 {
+		t.Errorf("other's pull asked for packed records %d times, want 1", n)
+	}
 }
 
 // A phone whose clock runs ahead of the server's (within the skew the
@@ -175,8 +199,8 @@ func TestFoldedPushRestampsAClockAhead(t *testing.T) {
 	if err := phone.Sync(t.Context(), pl.option()); err != nil {
 		t.Fatal(err)
 	}
-	if got := tr.get(); !slices.Equal(got, []string{"Push+Hello", "Push", "Pull"}) || pl.maxAttempt() != 1 {
-		t.Errorf("sync with the clock 2 min ahead called %v in %d attempts, want Push+Hello, Push, Pull in one", got, pl.maxAttempt())
+	if got := tr.get(); !slices.Equal(got, []string{"Exchange+Hello", "Exchange", "Pull"}) || pl.maxAttempt() != 1 {
+		t.Errorf("sync with the clock 2 min ahead called %v in %d attempts, want Exchange+Hello, Exchange, Pull in one", got, pl.maxAttempt())
 	}
 	end := time.Now().UnixMilli()
 	var n int
@@ -198,9 +222,9 @@ func TestFoldedPushRestampsAClockAhead(t *testing.T) {
 	checkHas(t, "phone", phone, cty.records1[:3])
 }
 
-// A server that said it folds but answers a folded push without the
-// handshake (an older build put back) is asked for it separately, and the
-// phone says Hello first from then on.
+// A server that said it speaks version 2 but answers Exchange UNIMPLEMENTED
+// (an older build put back) stored nothing: the phone says Hello and
+// pushes with Push, unpacked, and says Hello first from then on.
 func TestFoldedPushToAnOlderServer(t *testing.T) {
 	tr := newTrace()
 	s := tr.serve(t)
@@ -211,8 +235,8 @@ func TestFoldedPushToAnOlderServer(t *testing.T) {
 	mustSave(t, phone, cty.records1[0])
 	tr.arm()
 	mustSync(t, phone)
-	if got := tr.get(); !slices.Equal(got, []string{"Push+Hello", "Hello", "Pull"}) {
-		t.Errorf("sync with an older server called %v, want Push+Hello (not answered), Hello, Pull", got)
+	if got := tr.get(); !slices.Equal(got, []string{"Exchange+Hello", "Hello", "Push", "Pull"}) {
+		t.Errorf("sync with an older server called %v, want Exchange+Hello (unknown to it), Hello, Push, Pull", got)
 	}
 	mustSave(t, phone, cty.records1[1])
 	tr.arm()

@@ -820,7 +820,19 @@ type Upsert struct {
 	Record *Record `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
 	// Field numbers, within the record's body message, that this change sets. A
 	// listed field absent from record is set to its default (cleared).
-	FieldNumbers  []int32 `protobuf:"varint,2,rep,packed,name=field_numbers,json=fieldNumbers,proto3" json:"field_numbers,omitempty"`
+	FieldNumbers []int32 `protobuf:"varint,2,rep,packed,name=field_numbers,json=fieldNumbers,proto3" json:"field_numbers,omitempty"`
+	// The record in its packed form (capability version 2), in place of
+	// record: its encoding with every string field named id, or ending in _id
+	// or _ids, that holds a UUID in canonical lower-case text carried as the
+	// UUID's 16 bytes, and every string field named sha256 that holds 64
+	// lower-case hex digits carried as their 32 bytes; any other value as it
+	// is. A record with a value of such a field that is 16 (or 32) bytes long
+	// and not packed is sent as record instead. A replica packs what it pushes
+	// with Exchange (on 2G the ids and digests are a fifth of a day's push,
+	// gzip'd); a server packs what it sends in a pull that asks for it
+	// (PullRequest.packed). Never in Push: a server older than version 2 would
+	// take a packed change for one that clears its fields.
+	PackedRecord  []byte `protobuf:"bytes,3,opt,name=packed_record,json=packedRecord,proto3" json:"packed_record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -865,6 +877,13 @@ func (x *Upsert) GetRecord() *Record {
 func (x *Upsert) GetFieldNumbers() []int32 {
 	if x != nil {
 		return x.FieldNumbers
+	}
+	return nil
+}
+
+func (x *Upsert) GetPackedRecord() []byte {
+	if x != nil {
+		return x.PackedRecord
 	}
 	return nil
 }
@@ -1144,7 +1163,7 @@ type HelloRequest struct {
 	// The caller's last sync error ("" after a success), for the operator's
 	// status. Never personal data.
 	LastError string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	// With the handshake folded into a push (PushRequest.hello): refuse, as
+	// With the handshake folded into a push (ExchangeRequest.hello): refuse, as
 	// clock skew, the first of the caller's own new changes stamped after the
 	// server's present, and the ones after it unanswered, so that the caller
 	// corrects its clock from the answer's server_time, re-stamps them and sends
@@ -1400,15 +1419,7 @@ type PushRequest struct {
 	// Position of each change, strictly increasing, from first_position to
 	// last_position, when changes were left out. Empty means the changes fill
 	// first_position..last_position one by one.
-	Positions []uint64 `protobuf:"varint,4,rep,packed,name=positions,proto3" json:"positions,omitempty"`
-	// The session's handshake, folded into its first push (capability version
-	// 2). The server answers it in PushResponse.hello, as after the push. When
-	// the batch cannot be taken as sent (it starts after the server's cursor,
-	// or holds more changes than the server's limits), the server stores
-	// nothing of it and answers the handshake alone, with no results: the
-	// caller sends again from the answer's acknowledged_position, within its
-	// limits.
-	Hello         *HelloRequest `protobuf:"bytes,5,opt,name=hello,proto3" json:"hello,omitempty"`
+	Positions     []uint64 `protobuf:"varint,4,rep,packed,name=positions,proto3" json:"positions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1471,13 +1482,6 @@ func (x *PushRequest) GetPositions() []uint64 {
 	return nil
 }
 
-func (x *PushRequest) GetHello() *HelloRequest {
-	if x != nil {
-		return x.Hello
-	}
-	return nil
-}
-
 // PushResponse answers a PushRequest, one result per change in request order.
 type PushResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1488,11 +1492,8 @@ type PushResponse struct {
 	// Position in the caller's log up to which every change is now either stored or
 	// answered with a rejection the caller keeps in its outbox.
 	AcknowledgedPosition uint64 `protobuf:"varint,2,opt,name=acknowledged_position,json=acknowledgedPosition,proto3" json:"acknowledged_position,omitempty"`
-	// The answer to PushRequest.hello, when the request carried one: the
-	// server's state after this push.
-	Hello         *HelloResponse `protobuf:"bytes,3,opt,name=hello,proto3" json:"hello,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *PushResponse) Reset() {
@@ -1539,9 +1540,118 @@ func (x *PushResponse) GetAcknowledgedPosition() uint64 {
 	return 0
 }
 
-func (x *PushResponse) GetHello() *HelloResponse {
+// ExchangeRequest is a batch of a session of protocol version 2.
+type ExchangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's handshake, on its first batch. The server answers it in
+	// ExchangeResponse.hello, as after the push. When the batch cannot be
+	// taken as sent (it starts after the server's cursor, or holds more
+	// changes than the server's limits), the server stores nothing of it and
+	// answers the handshake alone, with an empty push: the caller sends again
+	// from the answer's acknowledged_position, within its limits.
+	Hello *HelloRequest `protobuf:"bytes,1,opt,name=hello,proto3" json:"hello,omitempty"`
+	// The batch, as for Push; its records may be packed.
+	Push          *PushRequest `protobuf:"bytes,2,opt,name=push,proto3" json:"push,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeRequest) Reset() {
+	*x = ExchangeRequest{}
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeRequest) ProtoMessage() {}
+
+func (x *ExchangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeRequest.ProtoReflect.Descriptor instead.
+func (*ExchangeRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ExchangeRequest) GetHello() *HelloRequest {
 	if x != nil {
 		return x.Hello
+	}
+	return nil
+}
+
+func (x *ExchangeRequest) GetPush() *PushRequest {
+	if x != nil {
+		return x.Push
+	}
+	return nil
+}
+
+// ExchangeResponse answers an ExchangeRequest.
+type ExchangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answer to the handshake, when the request carried one: the server's
+	// state after the push.
+	Hello *HelloResponse `protobuf:"bytes,1,opt,name=hello,proto3" json:"hello,omitempty"`
+	// The answer to the batch, as for Push.
+	Push          *PushResponse `protobuf:"bytes,2,opt,name=push,proto3" json:"push,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeResponse) Reset() {
+	*x = ExchangeResponse{}
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeResponse) ProtoMessage() {}
+
+func (x *ExchangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeResponse.ProtoReflect.Descriptor instead.
+func (*ExchangeResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ExchangeResponse) GetHello() *HelloResponse {
+	if x != nil {
+		return x.Hello
+	}
+	return nil
+}
+
+func (x *ExchangeResponse) GetPush() *PushResponse {
+	if x != nil {
+		return x.Push
 	}
 	return nil
 }
@@ -1557,13 +1667,16 @@ type PullRequest struct {
 	// fields and conflicts). A replica rebuilds records from engine_state alone
 	// and leaves this false: the view doubles a snapshot's size.
 	ReadableState bool `protobuf:"varint,3,opt,name=readable_state,json=readableState,proto3" json:"readable_state,omitempty"`
+	// Send the records of the changes packed (Upsert.packed_record), as a
+	// caller of capability version 2 takes them.
+	Packed        bool `protobuf:"varint,4,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PullRequest) Reset() {
 	*x = PullRequest{}
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[14]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1688,7 @@ func (x *PullRequest) String() string {
 func (*PullRequest) ProtoMessage() {}
 
 func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[14]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1701,7 @@ func (x *PullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
 func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{14}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PullRequest) GetCursor() *Cursor {
@@ -1608,6 +1721,13 @@ func (x *PullRequest) GetMaxBatchBytes() int32 {
 func (x *PullRequest) GetReadableState() bool {
 	if x != nil {
 		return x.ReadableState
+	}
+	return false
+}
+
+func (x *PullRequest) GetPacked() bool {
+	if x != nil {
+		return x.Packed
 	}
 	return false
 }
@@ -1632,7 +1752,7 @@ type PullResponse struct {
 
 func (x *PullResponse) Reset() {
 	*x = PullResponse{}
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[15]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1764,7 @@ func (x *PullResponse) String() string {
 func (*PullResponse) ProtoMessage() {}
 
 func (x *PullResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[15]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1777,7 @@ func (x *PullResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullResponse.ProtoReflect.Descriptor instead.
 func (*PullResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{15}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PullResponse) GetChanges() []*Change {
@@ -1711,7 +1831,7 @@ type SnapshotMarker struct {
 
 func (x *SnapshotMarker) Reset() {
 	*x = SnapshotMarker{}
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[16]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1723,7 +1843,7 @@ func (x *SnapshotMarker) String() string {
 func (*SnapshotMarker) ProtoMessage() {}
 
 func (x *SnapshotMarker) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[16]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1736,7 +1856,7 @@ func (x *SnapshotMarker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMarker.ProtoReflect.Descriptor instead.
 func (*SnapshotMarker) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{16}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SnapshotMarker) GetPhase() SnapshotPhase {
@@ -1782,7 +1902,7 @@ type FieldState struct {
 
 func (x *FieldState) Reset() {
 	*x = FieldState{}
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[17]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1914,7 @@ func (x *FieldState) String() string {
 func (*FieldState) ProtoMessage() {}
 
 func (x *FieldState) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[17]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1927,7 @@ func (x *FieldState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldState.ProtoReflect.Descriptor instead.
 func (*FieldState) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{17}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FieldState) GetNumber() int32 {
@@ -1859,7 +1979,7 @@ type FieldConflict struct {
 
 func (x *FieldConflict) Reset() {
 	*x = FieldConflict{}
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[18]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +1991,7 @@ func (x *FieldConflict) String() string {
 func (*FieldConflict) ProtoMessage() {}
 
 func (x *FieldConflict) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[18]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +2004,7 @@ func (x *FieldConflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldConflict.ProtoReflect.Descriptor instead.
 func (*FieldConflict) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{18}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FieldConflict) GetNumber() int32 {
@@ -1929,7 +2049,7 @@ type RecordState struct {
 
 func (x *RecordState) Reset() {
 	*x = RecordState{}
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[19]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1941,7 +2061,7 @@ func (x *RecordState) String() string {
 func (*RecordState) ProtoMessage() {}
 
 func (x *RecordState) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[19]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1954,7 +2074,7 @@ func (x *RecordState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordState.ProtoReflect.Descriptor instead.
 func (*RecordState) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{19}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RecordState) GetRecordId() []byte {
@@ -2025,7 +2145,7 @@ type PushAuditRequest struct {
 
 func (x *PushAuditRequest) Reset() {
 	*x = PushAuditRequest{}
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[20]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2157,7 @@ func (x *PushAuditRequest) String() string {
 func (*PushAuditRequest) ProtoMessage() {}
 
 func (x *PushAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[20]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2170,7 @@ func (x *PushAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushAuditRequest.ProtoReflect.Descriptor instead.
 func (*PushAuditRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{20}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PushAuditRequest) GetEntries() []*AuditEntry {
@@ -2071,7 +2191,7 @@ type PushAuditResponse struct {
 
 func (x *PushAuditResponse) Reset() {
 	*x = PushAuditResponse{}
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[21]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2203,7 @@ func (x *PushAuditResponse) String() string {
 func (*PushAuditResponse) ProtoMessage() {}
 
 func (x *PushAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[21]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2216,7 @@ func (x *PushAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushAuditResponse.ProtoReflect.Descriptor instead.
 func (*PushAuditResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{21}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PushAuditResponse) GetStored() uint32 {
@@ -2138,7 +2258,7 @@ type DeviceReport struct {
 
 func (x *DeviceReport) Reset() {
 	*x = DeviceReport{}
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[22]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2150,7 +2270,7 @@ func (x *DeviceReport) String() string {
 func (*DeviceReport) ProtoMessage() {}
 
 func (x *DeviceReport) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[22]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2163,7 +2283,7 @@ func (x *DeviceReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceReport.ProtoReflect.Descriptor instead.
 func (*DeviceReport) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{22}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeviceReport) GetReplicaId() []byte {
@@ -2247,7 +2367,7 @@ type ReportDevicesRequest struct {
 
 func (x *ReportDevicesRequest) Reset() {
 	*x = ReportDevicesRequest{}
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[23]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2379,7 @@ func (x *ReportDevicesRequest) String() string {
 func (*ReportDevicesRequest) ProtoMessage() {}
 
 func (x *ReportDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[23]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2392,7 @@ func (x *ReportDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ReportDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{23}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReportDevicesRequest) GetDevices() []*DeviceReport {
@@ -2305,7 +2425,7 @@ type ReportDevicesResponse struct {
 
 func (x *ReportDevicesResponse) Reset() {
 	*x = ReportDevicesResponse{}
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[24]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2317,7 +2437,7 @@ func (x *ReportDevicesResponse) String() string {
 func (*ReportDevicesResponse) ProtoMessage() {}
 
 func (x *ReportDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fieldsync_v1_sync_proto_msgTypes[24]
+	mi := &file_fieldsync_v1_sync_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2330,7 +2450,7 @@ func (x *ReportDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ReportDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{24}
+	return file_fieldsync_v1_sync_proto_rawDescGZIP(), []int{26}
 }
 
 var File_fieldsync_v1_sync_proto protoreflect.FileDescriptor
@@ -2359,10 +2479,11 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\acontext\x18\a \x01(\v2\x1b.fieldsync.v1.VersionVectorR\acontext\x12.\n" +
 	"\x06upsert\x18\b \x01(\v2\x14.fieldsync.v1.UpsertH\x00R\x06upsert\x124\n" +
 	"\bdeletion\x18\t \x01(\v2\x16.fieldsync.v1.DeletionH\x00R\bdeletionB\v\n" +
-	"\toperation\"[\n" +
+	"\toperation\"\x80\x01\n" +
 	"\x06Upsert\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.fieldsync.v1.RecordR\x06record\x12#\n" +
-	"\rfield_numbers\x18\x02 \x03(\x05R\ffieldNumbers\"\"\n" +
+	"\rfield_numbers\x18\x02 \x03(\x05R\ffieldNumbers\x12#\n" +
+	"\rpacked_record\x18\x03 \x01(\fR\fpackedRecord\"\"\n" +
 	"\bDeletion\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"r\n" +
 	"\n" +
@@ -2407,21 +2528,26 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	" \x01(\x04R\x1bupstreamAcknowledgedCounter\x12)\n" +
 	"\x05rules\x18\v \x01(\v2\x13.fieldsync.v1.RulesR\x05rules\x12\x1f\n" +
 	"\vmax_counter\x18\f \x01(\x04R\n" +
-	"maxCounter\"\xd9\x01\n" +
+	"maxCounter\"\xa7\x01\n" +
 	"\vPushRequest\x12.\n" +
 	"\achanges\x18\x01 \x03(\v2\x14.fieldsync.v1.ChangeR\achanges\x12%\n" +
 	"\x0efirst_position\x18\x02 \x01(\x04R\rfirstPosition\x12#\n" +
 	"\rlast_position\x18\x03 \x01(\x04R\flastPosition\x12\x1c\n" +
-	"\tpositions\x18\x04 \x03(\x04R\tpositions\x120\n" +
-	"\x05hello\x18\x05 \x01(\v2\x1a.fieldsync.v1.HelloRequestR\x05hello\"\xac\x01\n" +
+	"\tpositions\x18\x04 \x03(\x04R\tpositions\"y\n" +
 	"\fPushResponse\x124\n" +
 	"\aresults\x18\x01 \x03(\v2\x1a.fieldsync.v1.ChangeResultR\aresults\x123\n" +
-	"\x15acknowledged_position\x18\x02 \x01(\x04R\x14acknowledgedPosition\x121\n" +
-	"\x05hello\x18\x03 \x01(\v2\x1b.fieldsync.v1.HelloResponseR\x05hello\"\xa3\x01\n" +
+	"\x15acknowledged_position\x18\x02 \x01(\x04R\x14acknowledgedPosition\"r\n" +
+	"\x0fExchangeRequest\x120\n" +
+	"\x05hello\x18\x01 \x01(\v2\x1a.fieldsync.v1.HelloRequestR\x05hello\x12-\n" +
+	"\x04push\x18\x02 \x01(\v2\x19.fieldsync.v1.PushRequestR\x04push\"u\n" +
+	"\x10ExchangeResponse\x121\n" +
+	"\x05hello\x18\x01 \x01(\v2\x1b.fieldsync.v1.HelloResponseR\x05hello\x12.\n" +
+	"\x04push\x18\x02 \x01(\v2\x1a.fieldsync.v1.PushResponseR\x04push\"\xbb\x01\n" +
 	"\vPullRequest\x12,\n" +
 	"\x06cursor\x18\x01 \x01(\v2\x14.fieldsync.v1.CursorR\x06cursor\x12+\n" +
 	"\x0fmax_batch_bytes\x18\x02 \x01(\x05H\x00R\rmaxBatchBytes\x88\x01\x01\x12%\n" +
-	"\x0ereadable_state\x18\x03 \x01(\bR\rreadableStateB\x12\n" +
+	"\x0ereadable_state\x18\x03 \x01(\bR\rreadableState\x12\x16\n" +
+	"\x06packed\x18\x04 \x01(\bR\x06packedB\x12\n" +
 	"\x10_max_batch_bytes\"\xf8\x01\n" +
 	"\fPullResponse\x12.\n" +
 	"\achanges\x18\x01 \x03(\v2\x14.fieldsync.v1.ChangeR\achanges\x123\n" +
@@ -2533,11 +2659,12 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x1aSNAPSHOT_CAUSE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18SNAPSHOT_CAUSE_NO_CURSOR\x10\x01\x12!\n" +
 	"\x1dSNAPSHOT_CAUSE_CURSOR_EXPIRED\x10\x02\x12 \n" +
-	"\x1cSNAPSHOT_CAUSE_SCOPE_CHANGED\x10\x032\x90\x03\n" +
+	"\x1cSNAPSHOT_CAUSE_SCOPE_CHANGED\x10\x032\xe0\x03\n" +
 	"\vSyncService\x12E\n" +
 	"\x05Hello\x12\x1a.fieldsync.v1.HelloRequest\x1a\x1b.fieldsync.v1.HelloResponse\"\x03\x90\x02\x02\x12B\n" +
 	"\x04Push\x12\x19.fieldsync.v1.PushRequest\x1a\x1a.fieldsync.v1.PushResponse\"\x03\x90\x02\x02\x12D\n" +
-	"\x04Pull\x12\x19.fieldsync.v1.PullRequest\x1a\x1a.fieldsync.v1.PullResponse\"\x03\x90\x02\x010\x01\x12Q\n" +
+	"\x04Pull\x12\x19.fieldsync.v1.PullRequest\x1a\x1a.fieldsync.v1.PullResponse\"\x03\x90\x02\x010\x01\x12N\n" +
+	"\bExchange\x12\x1d.fieldsync.v1.ExchangeRequest\x1a\x1e.fieldsync.v1.ExchangeResponse\"\x03\x90\x02\x02\x12Q\n" +
 	"\tPushAudit\x12\x1e.fieldsync.v1.PushAuditRequest\x1a\x1f.fieldsync.v1.PushAuditResponse\"\x03\x90\x02\x02\x12]\n" +
 	"\rReportDevices\x12\".fieldsync.v1.ReportDevicesRequest\x1a#.fieldsync.v1.ReportDevicesResponse\"\x03\x90\x02\x02B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
@@ -2554,7 +2681,7 @@ func file_fieldsync_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fieldsync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_fieldsync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_fieldsync_v1_sync_proto_goTypes = []any{
 	(FieldErrorReason)(0),         // 0: fieldsync.v1.FieldErrorReason
 	(ChangeOutcome)(0),            // 1: fieldsync.v1.ChangeOutcome
@@ -2575,78 +2702,84 @@ var file_fieldsync_v1_sync_proto_goTypes = []any{
 	(*HelloResponse)(nil),         // 16: fieldsync.v1.HelloResponse
 	(*PushRequest)(nil),           // 17: fieldsync.v1.PushRequest
 	(*PushResponse)(nil),          // 18: fieldsync.v1.PushResponse
-	(*PullRequest)(nil),           // 19: fieldsync.v1.PullRequest
-	(*PullResponse)(nil),          // 20: fieldsync.v1.PullResponse
-	(*SnapshotMarker)(nil),        // 21: fieldsync.v1.SnapshotMarker
-	(*FieldState)(nil),            // 22: fieldsync.v1.FieldState
-	(*FieldConflict)(nil),         // 23: fieldsync.v1.FieldConflict
-	(*RecordState)(nil),           // 24: fieldsync.v1.RecordState
-	(*PushAuditRequest)(nil),      // 25: fieldsync.v1.PushAuditRequest
-	(*PushAuditResponse)(nil),     // 26: fieldsync.v1.PushAuditResponse
-	(*DeviceReport)(nil),          // 27: fieldsync.v1.DeviceReport
-	(*ReportDevicesRequest)(nil),  // 28: fieldsync.v1.ReportDevicesRequest
-	(*ReportDevicesResponse)(nil), // 29: fieldsync.v1.ReportDevicesResponse
-	(RecordKind)(0),               // 30: fieldsync.v1.RecordKind
-	(*Record)(nil),                // 31: fieldsync.v1.Record
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
-	(*Rules)(nil),                 // 33: fieldsync.v1.Rules
-	(*AuditEntry)(nil),            // 34: fieldsync.v1.AuditEntry
+	(*ExchangeRequest)(nil),       // 19: fieldsync.v1.ExchangeRequest
+	(*ExchangeResponse)(nil),      // 20: fieldsync.v1.ExchangeResponse
+	(*PullRequest)(nil),           // 21: fieldsync.v1.PullRequest
+	(*PullResponse)(nil),          // 22: fieldsync.v1.PullResponse
+	(*SnapshotMarker)(nil),        // 23: fieldsync.v1.SnapshotMarker
+	(*FieldState)(nil),            // 24: fieldsync.v1.FieldState
+	(*FieldConflict)(nil),         // 25: fieldsync.v1.FieldConflict
+	(*RecordState)(nil),           // 26: fieldsync.v1.RecordState
+	(*PushAuditRequest)(nil),      // 27: fieldsync.v1.PushAuditRequest
+	(*PushAuditResponse)(nil),     // 28: fieldsync.v1.PushAuditResponse
+	(*DeviceReport)(nil),          // 29: fieldsync.v1.DeviceReport
+	(*ReportDevicesRequest)(nil),  // 30: fieldsync.v1.ReportDevicesRequest
+	(*ReportDevicesResponse)(nil), // 31: fieldsync.v1.ReportDevicesResponse
+	(RecordKind)(0),               // 32: fieldsync.v1.RecordKind
+	(*Record)(nil),                // 33: fieldsync.v1.Record
+	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
+	(*Rules)(nil),                 // 35: fieldsync.v1.Rules
+	(*AuditEntry)(nil),            // 36: fieldsync.v1.AuditEntry
 }
 var file_fieldsync_v1_sync_proto_depIdxs = []int32{
 	6,  // 0: fieldsync.v1.VersionVector.entries:type_name -> fieldsync.v1.Dot
-	30, // 1: fieldsync.v1.Change.kind:type_name -> fieldsync.v1.RecordKind
+	32, // 1: fieldsync.v1.Change.kind:type_name -> fieldsync.v1.RecordKind
 	6,  // 2: fieldsync.v1.Change.dot:type_name -> fieldsync.v1.Dot
 	5,  // 3: fieldsync.v1.Change.hlc:type_name -> fieldsync.v1.HlcStamp
 	7,  // 4: fieldsync.v1.Change.context:type_name -> fieldsync.v1.VersionVector
 	10, // 5: fieldsync.v1.Change.upsert:type_name -> fieldsync.v1.Upsert
 	11, // 6: fieldsync.v1.Change.deletion:type_name -> fieldsync.v1.Deletion
-	31, // 7: fieldsync.v1.Upsert.record:type_name -> fieldsync.v1.Record
+	33, // 7: fieldsync.v1.Upsert.record:type_name -> fieldsync.v1.Record
 	0,  // 8: fieldsync.v1.FieldError.reason:type_name -> fieldsync.v1.FieldErrorReason
 	1,  // 9: fieldsync.v1.ChangeResult.outcome:type_name -> fieldsync.v1.ChangeOutcome
 	12, // 10: fieldsync.v1.ChangeResult.field_errors:type_name -> fieldsync.v1.FieldError
 	2,  // 11: fieldsync.v1.ChangeResult.reason:type_name -> fieldsync.v1.Reason
-	32, // 12: fieldsync.v1.HelloRequest.client_time:type_name -> google.protobuf.Timestamp
-	32, // 13: fieldsync.v1.HelloResponse.server_time:type_name -> google.protobuf.Timestamp
+	34, // 12: fieldsync.v1.HelloRequest.client_time:type_name -> google.protobuf.Timestamp
+	34, // 13: fieldsync.v1.HelloResponse.server_time:type_name -> google.protobuf.Timestamp
 	14, // 14: fieldsync.v1.HelloResponse.limits:type_name -> fieldsync.v1.BatchLimits
-	33, // 15: fieldsync.v1.HelloResponse.rules:type_name -> fieldsync.v1.Rules
+	35, // 15: fieldsync.v1.HelloResponse.rules:type_name -> fieldsync.v1.Rules
 	9,  // 16: fieldsync.v1.PushRequest.changes:type_name -> fieldsync.v1.Change
-	15, // 17: fieldsync.v1.PushRequest.hello:type_name -> fieldsync.v1.HelloRequest
-	13, // 18: fieldsync.v1.PushResponse.results:type_name -> fieldsync.v1.ChangeResult
-	16, // 19: fieldsync.v1.PushResponse.hello:type_name -> fieldsync.v1.HelloResponse
-	8,  // 20: fieldsync.v1.PullRequest.cursor:type_name -> fieldsync.v1.Cursor
-	9,  // 21: fieldsync.v1.PullResponse.changes:type_name -> fieldsync.v1.Change
-	24, // 22: fieldsync.v1.PullResponse.records:type_name -> fieldsync.v1.RecordState
-	21, // 23: fieldsync.v1.PullResponse.snapshot:type_name -> fieldsync.v1.SnapshotMarker
-	8,  // 24: fieldsync.v1.PullResponse.cursor:type_name -> fieldsync.v1.Cursor
-	3,  // 25: fieldsync.v1.SnapshotMarker.phase:type_name -> fieldsync.v1.SnapshotPhase
-	4,  // 26: fieldsync.v1.SnapshotMarker.cause:type_name -> fieldsync.v1.SnapshotCause
-	6,  // 27: fieldsync.v1.FieldState.dot:type_name -> fieldsync.v1.Dot
-	5,  // 28: fieldsync.v1.FieldState.hlc:type_name -> fieldsync.v1.HlcStamp
-	22, // 29: fieldsync.v1.FieldConflict.values:type_name -> fieldsync.v1.FieldState
-	30, // 30: fieldsync.v1.RecordState.kind:type_name -> fieldsync.v1.RecordKind
-	7,  // 31: fieldsync.v1.RecordState.version:type_name -> fieldsync.v1.VersionVector
-	22, // 32: fieldsync.v1.RecordState.fields:type_name -> fieldsync.v1.FieldState
-	23, // 33: fieldsync.v1.RecordState.conflicts:type_name -> fieldsync.v1.FieldConflict
-	34, // 34: fieldsync.v1.PushAuditRequest.entries:type_name -> fieldsync.v1.AuditEntry
-	32, // 35: fieldsync.v1.DeviceReport.enrolled_at:type_name -> google.protobuf.Timestamp
-	32, // 36: fieldsync.v1.DeviceReport.last_seen:type_name -> google.protobuf.Timestamp
-	32, // 37: fieldsync.v1.DeviceReport.last_sync:type_name -> google.protobuf.Timestamp
-	27, // 38: fieldsync.v1.ReportDevicesRequest.devices:type_name -> fieldsync.v1.DeviceReport
-	15, // 39: fieldsync.v1.SyncService.Hello:input_type -> fieldsync.v1.HelloRequest
-	17, // 40: fieldsync.v1.SyncService.Push:input_type -> fieldsync.v1.PushRequest
-	19, // 41: fieldsync.v1.SyncService.Pull:input_type -> fieldsync.v1.PullRequest
-	25, // 42: fieldsync.v1.SyncService.PushAudit:input_type -> fieldsync.v1.PushAuditRequest
-	28, // 43: fieldsync.v1.SyncService.ReportDevices:input_type -> fieldsync.v1.ReportDevicesRequest
-	16, // 44: fieldsync.v1.SyncService.Hello:output_type -> fieldsync.v1.HelloResponse
-	18, // 45: fieldsync.v1.SyncService.Push:output_type -> fieldsync.v1.PushResponse
-	20, // 46: fieldsync.v1.SyncService.Pull:output_type -> fieldsync.v1.PullResponse
-	26, // 47: fieldsync.v1.SyncService.PushAudit:output_type -> fieldsync.v1.PushAuditResponse
-	29, // 48: fieldsync.v1.SyncService.ReportDevices:output_type -> fieldsync.v1.ReportDevicesResponse
-	44, // [44:49] is the sub-list for method output_type
-	39, // [39:44] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	13, // 17: fieldsync.v1.PushResponse.results:type_name -> fieldsync.v1.ChangeResult
+	15, // 18: fieldsync.v1.ExchangeRequest.hello:type_name -> fieldsync.v1.HelloRequest
+	17, // 19: fieldsync.v1.ExchangeRequest.push:type_name -> fieldsync.v1.PushRequest
+	16, // 20: fieldsync.v1.ExchangeResponse.hello:type_name -> fieldsync.v1.HelloResponse
+	18, // 21: fieldsync.v1.ExchangeResponse.push:type_name -> fieldsync.v1.PushResponse
+	8,  // 22: fieldsync.v1.PullRequest.cursor:type_name -> fieldsync.v1.Cursor
+	9,  // 23: fieldsync.v1.PullResponse.changes:type_name -> fieldsync.v1.Change
+	26, // 24: fieldsync.v1.PullResponse.records:type_name -> fieldsync.v1.RecordState
+	23, // 25: fieldsync.v1.PullResponse.snapshot:type_name -> fieldsync.v1.SnapshotMarker
+	8,  // 26: fieldsync.v1.PullResponse.cursor:type_name -> fieldsync.v1.Cursor
+	3,  // 27: fieldsync.v1.SnapshotMarker.phase:type_name -> fieldsync.v1.SnapshotPhase
+	4,  // 28: fieldsync.v1.SnapshotMarker.cause:type_name -> fieldsync.v1.SnapshotCause
+	6,  // 29: fieldsync.v1.FieldState.dot:type_name -> fieldsync.v1.Dot
+	5,  // 30: fieldsync.v1.FieldState.hlc:type_name -> fieldsync.v1.HlcStamp
+	24, // 31: fieldsync.v1.FieldConflict.values:type_name -> fieldsync.v1.FieldState
+	32, // 32: fieldsync.v1.RecordState.kind:type_name -> fieldsync.v1.RecordKind
+	7,  // 33: fieldsync.v1.RecordState.version:type_name -> fieldsync.v1.VersionVector
+	24, // 34: fieldsync.v1.RecordState.fields:type_name -> fieldsync.v1.FieldState
+	25, // 35: fieldsync.v1.RecordState.conflicts:type_name -> fieldsync.v1.FieldConflict
+	36, // 36: fieldsync.v1.PushAuditRequest.entries:type_name -> fieldsync.v1.AuditEntry
+	34, // 37: fieldsync.v1.DeviceReport.enrolled_at:type_name -> google.protobuf.Timestamp
+	34, // 38: fieldsync.v1.DeviceReport.last_seen:type_name -> google.protobuf.Timestamp
+	34, // 39: fieldsync.v1.DeviceReport.last_sync:type_name -> google.protobuf.Timestamp
+	29, // 40: fieldsync.v1.ReportDevicesRequest.devices:type_name -> fieldsync.v1.DeviceReport
+	15, // 41: fieldsync.v1.SyncService.Hello:input_type -> fieldsync.v1.HelloRequest
+	17, // 42: fieldsync.v1.SyncService.Push:input_type -> fieldsync.v1.PushRequest
+	21, // 43: fieldsync.v1.SyncService.Pull:input_type -> fieldsync.v1.PullRequest
+	19, // 44: fieldsync.v1.SyncService.Exchange:input_type -> fieldsync.v1.ExchangeRequest
+	27, // 45: fieldsync.v1.SyncService.PushAudit:input_type -> fieldsync.v1.PushAuditRequest
+	30, // 46: fieldsync.v1.SyncService.ReportDevices:input_type -> fieldsync.v1.ReportDevicesRequest
+	16, // 47: fieldsync.v1.SyncService.Hello:output_type -> fieldsync.v1.HelloResponse
+	18, // 48: fieldsync.v1.SyncService.Push:output_type -> fieldsync.v1.PushResponse
+	22, // 49: fieldsync.v1.SyncService.Pull:output_type -> fieldsync.v1.PullResponse
+	20, // 50: fieldsync.v1.SyncService.Exchange:output_type -> fieldsync.v1.ExchangeResponse
+	28, // 51: fieldsync.v1.SyncService.PushAudit:output_type -> fieldsync.v1.PushAuditResponse
+	31, // 52: fieldsync.v1.SyncService.ReportDevices:output_type -> fieldsync.v1.ReportDevicesResponse
+	47, // [47:53] is the sub-list for method output_type
+	41, // [41:47] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_sync_proto_init() }
@@ -2661,14 +2794,14 @@ func file_fieldsync_v1_sync_proto_init() {
 		(*Change_Upsert)(nil),
 		(*Change_Deletion)(nil),
 	}
-	file_fieldsync_v1_sync_proto_msgTypes[14].OneofWrappers = []any{}
+	file_fieldsync_v1_sync_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_sync_proto_rawDesc), len(file_fieldsync_v1_sync_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	SyncService_Hello_FullMethodName         = "/fieldsync.v1.SyncService/Hello"
 	SyncService_Push_FullMethodName          = "/fieldsync.v1.SyncService/Push"
 	SyncService_Pull_FullMethodName          = "/fieldsync.v1.SyncService/Pull"
+	SyncService_Exchange_FullMethodName      = "/fieldsync.v1.SyncService/Exchange"
 	SyncService_PushAudit_FullMethodName     = "/fieldsync.v1.SyncService/PushAudit"
 	SyncService_ReportDevices_FullMethodName = "/fieldsync.v1.SyncService/ReportDevices"
 )
@@ -35,10 +36,11 @@ const (
 // Push of everything the server has not acknowledged, then Pull until caught up.
 // Every RPC may be retried after a broken link: nothing is stored twice.
 //
-// From capability version 2 the handshake may travel with the first push
-// (PushRequest.hello, answered in PushResponse.hello), so that a cold day-end
-// sync costs the connection's round trip and one exchange; Hello stays for a
-// caller that has not yet learnt the server's version, and for version 1.
+// From capability version 2 a session may push with Exchange instead: the
+// handshake travels with the first batch and records travel packed, so that
+// a cold day-end sync costs the connection's round trip and one exchange,
+// and fewer bytes. Hello and Push stay for a caller that has not yet learnt
+// the server's version, and for version 1.
 type SyncServiceClient interface {
 	// Hello opens a session: it tells the caller the server's time (to correct its
 	// clock), its areas, the batch limits and how much of its log the server has
@@ -51,6 +53,12 @@ type SyncServiceClient interface {
 	// areas and excluding the caller's own changes, in batches that each carry the
 	// cursor to resume from. An empty or expired cursor starts with a snapshot.
 	Pull(ctx context.Context, in *PullRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PullResponse], error)
+	// Exchange is Push for protocol version 2: the session's handshake
+	// travels with its first batch (ExchangeRequest.hello, answered after the
+	// push) and the batch's records may be packed (Upsert.packed_record). A
+	// server older than version 2 answers it UNIMPLEMENTED, having stored
+	// nothing: the caller says Hello and pushes with Push.
+	Exchange(ctx context.Context, in *ExchangeRequest, opts ...grpc.CallOption) (*ExchangeResponse, error)
 	// PushAudit sends the audit entries a relaying township recorded to its
 	// county, after the pull of a round, oldest first. Only a relay's token may
 	// call it, and only with entries it recorded itself; an entry the county
@@ -112,6 +120,16 @@ func (c *syncServiceClient) Pull(ctx context.Context, in *PullRequest, opts ...g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SyncService_PullClient = grpc.ServerStreamingClient[PullResponse]
 
+func (c *syncServiceClient) Exchange(ctx context.Context, in *ExchangeRequest, opts ...grpc.CallOption) (*ExchangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExchangeResponse)
+	err := c.cc.Invoke(ctx, SyncService_Exchange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *syncServiceClient) PushAudit(ctx context.Context, in *PushAuditRequest, opts ...grpc.CallOption) (*PushAuditResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PushAuditResponse)
@@ -141,10 +159,11 @@ func (c *syncServiceClient) ReportDevices(ctx context.Context, in *ReportDevices
 // Push of everything the server has not acknowledged, then Pull until caught up.
 // Every RPC may be retried after a broken link: nothing is stored twice.
 //
-// From capability version 2 the handshake may travel with the first push
-// (PushRequest.hello, answered in PushResponse.hello), so that a cold day-end
-// sync costs the connection's round trip and one exchange; Hello stays for a
-// caller that has not yet learnt the server's version, and for version 1.
+// From capability version 2 a session may push with Exchange instead: the
+// handshake travels with the first batch and records travel packed, so that
+// a cold day-end sync costs the connection's round trip and one exchange,
+// and fewer bytes. Hello and Push stay for a caller that has not yet learnt
+// the server's version, and for version 1.
 type SyncServiceServer interface {
 	// Hello opens a session: it tells the caller the server's time (to correct its
 	// clock), its areas, the batch limits and how much of its log the server has
@@ -157,6 +176,12 @@ type SyncServiceServer interface {
 	// areas and excluding the caller's own changes, in batches that each carry the
 	// cursor to resume from. An empty or expired cursor starts with a snapshot.
 	Pull(*PullRequest, grpc.ServerStreamingServer[PullResponse]) error
+	// Exchange is Push for protocol version 2: the session's handshake
+	// travels with its first batch (ExchangeRequest.hello, answered after the
+	// push) and the batch's records may be packed (Upsert.packed_record). A
+	// server older than version 2 answers it UNIMPLEMENTED, having stored
+	// nothing: the caller says Hello and pushes with Push.
+	Exchange(context.Context, *ExchangeRequest) (*ExchangeResponse, error)
 	// PushAudit sends the audit entries a relaying township recorded to its
 	// county, after the pull of a round, oldest first. Only a relay's token may
 	// call it, and only with entries it recorded itself; an entry the county
@@ -187,6 +212,9 @@ func (UnimplementedSyncServiceServer) Push(context.Context, *PushRequest) (*Push
 }
 func (UnimplementedSyncServiceServer) Pull(*PullRequest, grpc.ServerStreamingServer[PullResponse]) error {
 	return status.Error(codes.Unimplemented, "method Pull not implemented")
+}
+func (UnimplementedSyncServiceServer) Exchange(context.Context, *ExchangeRequest) (*ExchangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Exchange not implemented")
 }
 func (UnimplementedSyncServiceServer) PushAudit(context.Context, *PushAuditRequest) (*PushAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PushAudit not implemented")
@@ -262,6 +290,24 @@ func _SyncService_Pull_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SyncService_PullServer = grpc.ServerStreamingServer[PullResponse]
 
+func _SyncService_Exchange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExchangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SyncServiceServer).Exchange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SyncService_Exchange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SyncServiceServer).Exchange(ctx, req.(*ExchangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SyncService_PushAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PushAuditRequest)
 	if err := dec(in); err != nil {
@@ -312,6 +358,10 @@ var SyncService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Push",
 			Handler:    _SyncService_Push_Handler,
+		},
+		{
+			MethodName: "Exchange",
+			Handler:    _SyncService_Exchange_Handler,
 		},
 		{
 			MethodName: "PushAudit",
