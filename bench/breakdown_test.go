@@ -14,7 +14,6 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/benchmark/latency"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -31,9 +30,9 @@ import (
 // gzip'd with the changes a leaner encoding would make.
 func TestDayEndPushBreakdown(t *testing.T) {
 	tap := &pushTap{}
-	town := startTownship(t, latency.Local)
+	town := startTownship(t, local)
 	vil := newVillage(t)
-	phone := newDevice(t, town, latency.Local, grpc.WithChainUnaryInterceptor(tap.intercept))
+	phone := newDevice(t, town, local, grpc.WithChainUnaryInterceptor(tap.intercept))
 	phone.enroll(t, town, vil.code)
 	phone.saveAll(t, vil.registry)
 	phone.syncPlain(t)
@@ -443,7 +442,7 @@ func binaryIDs(b []byte, md protoreflect.MessageDescriptor, hashes bool) (out []
 // go and what 16 KiB batches of them weigh gzip'd, with and without the
 // readable view that repeats what engine_state holds.
 func TestSnapshotBreakdown(t *testing.T) {
-	town := startTownship(t, latency.Local)
+	town := startTownship(t, local)
 	g, err := countygen.New(countygen.Config{Townships: 1, VillagesPerTownship: 1, Seed: 3, AsOf: asOf()})
 	if err != nil {
 		t.Fatal(err)
@@ -453,7 +452,7 @@ func TestSnapshotBreakdown(t *testing.T) {
 	if err := g.EachInVillage(v, func(r *fieldsyncv1.Record) error { recs = append(recs, r); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	phone := newDevice(t, town, latency.Local)
+	phone := newDevice(t, town, local)
 	phone.enroll(t, town, v.Code)
 	phone.saveAll(t, recs)
 	phone.syncPlain(t)

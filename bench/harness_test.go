@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,7 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/benchmark/latency"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -29,18 +30,6 @@ import (
 	"github.com/fieldsync/fieldsync/wire"
 )
 
-// The emulated 2G link: Facebook ATC's "2G - Developing Rural" profile
-// without its 2 % loss (perf_rel_anchors.md §5.1, §5.2). latency.Network
-// counts Kbps in 1024-bit kilobits, so 18 means 18,432 bit/s (2,304 B/s) and
-// 20 means 20,480 bit/s (2,560 B/s): 2.4 % faster than 18,000 and 20,000.
-// Latency is one way; MTU is the package's packet size.
-var (
-	// uplink2G shapes what the phone writes (client → server).
-	uplink2G = latency.Network{Kbps: 18, Latency: 650 * time.Millisecond, MTU: 1400}
-	// downlink2G shapes what the township server writes (server → client).
-	downlink2G = latency.Network{Kbps: 20, Latency: 650 * time.Millisecond, MTU: 1400}
-)
-
 const idHashKey = "bench id hash key"
 
 // township is a real fieldsync server (bbolt store in a temporary directory)
@@ -50,15 +39,30 @@ const idHashKey = "bench id hash key"
 type township struct {
 	srv                   *server.Server
 	plainAddr, shapedAddr string
+	// down is the link the shaped listener's connections send over.
+	down linkModel
+	// clientTLS is what its devices connect with: nil for plaintext.
+	clientTLS *tls.Config
 }
 
-func startTownship(tb testing.TB, down latency.Network) *township {
+func startTownship(tb testing.TB, down linkModel) *township { return startTownshipTLS(tb, down, false) }
+
+// startTownshipTLS starts a township that serves with TLS when secure (a
+// certificate of a test CA its devices trust).
+func startTownshipTLS(tb testing.TB, down linkModel, secure bool) *township {
 	tb.Helper()
 	srv, err := server.New(server.Config{DataDir: tb.TempDir(), IDHashKey: []byte(idHashKey)})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	gs := grpc.NewServer(srv.GRPCOptions()...)
+	opts := srv.GRPCOptions()
+	var clientTLS *tls.Config
+	if secure {
+		var serverTLS *tls.Config
+		serverTLS, clientTLS = newPKI(tb)
+		opts = append(opts, grpc.Creds(credentials.NewTLS(serverTLS)))
+	}
+	gs := grpc.NewServer(opts...)
 	srv.Register(gs)
 	plain, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,7 +76,7 @@ func startTownship(tb testing.TB, down latency.Network) *township {
 		tb.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	for _, l := range []net.Listener{plain, down.Listener(shaped)} {
+	for _, l := range []net.Listener{plain, down.listener(shaped)} {
 		wg.Go(func() { _ = gs.Serve(l) })
 	}
 	tb.Cleanup(func() {
@@ -82,7 +86,7 @@ func startTownship(tb testing.TB, down latency.Network) *township {
 			tb.Error(err)
 		}
 	})
-	return &township{srv: srv, plainAddr: plain.Addr().String(), shapedAddr: shaped.Addr().String()}
+	return &township{srv: srv, plainAddr: plain.Addr().String(), shapedAddr: shaped.Addr().String(), down: down, clientTLS: clientTLS}
 }
 
 // logEnd is the server's log end.
@@ -113,7 +117,7 @@ func (t *township) has(ctx context.Context, id syncengine.RecordID) (bool, error
 // grpc writes and reads them; no TCP/IP headers, no emulation headers).
 type link struct {
 	town   *township
-	up     latency.Network
+	up     linkModel
 	shaped atomic.Bool
 
 	mu    sync.Mutex
@@ -123,7 +127,7 @@ type link struct {
 	dials, dialed []time.Time
 }
 
-func newLink(t *township, up latency.Network) *link { return &link{town: t, up: up} }
+func newLink(t *township, up linkModel) *link { return &link{town: t, up: up} }
 
 func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if addr != l.town.plainAddr {
@@ -141,12 +145,14 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 		return nil, err
 	}
 	if shaped {
-		lc, err := l.up.Conn(c)
-		if err != nil {
+		// The TCP handshake's round trip, before the client may send.
+		select {
+		case <-time.After(dialDelay(l.up, l.town.down)):
+		case <-ctx.Done():
 			c.Close()
-			return nil, err
+			return nil, ctx.Err()
 		}
-		c = lc
+		c = l.up.conn(c)
 	}
 	cc := &countConn{Conn: c, closed: make(chan struct{})}
 	l.mu.Lock()
@@ -320,12 +326,13 @@ type device struct {
 	rpcs   *rpcLog
 	extra  []grpc.DialOption
 	key    []byte // the replica's secret key; nil: kept in clear
+	tls    *tls.Config
 	client *fieldsync.Client
 }
 
-func newDevice(tb testing.TB, t *township, up latency.Network, extra ...grpc.DialOption) *device {
+func newDevice(tb testing.TB, t *township, up linkModel, extra ...grpc.DialOption) *device {
 	tb.Helper()
-	d := &device{path: filepath.Join(tb.TempDir(), "replica.db"), link: newLink(t, up), rpcs: &rpcLog{}, extra: extra}
+	d := &device{path: filepath.Join(tb.TempDir(), "replica.db"), link: newLink(t, up), rpcs: &rpcLog{}, extra: extra, tls: t.clientTLS}
 	d.open(tb)
 	tb.Cleanup(func() { d.close(tb) })
 	return d
@@ -338,6 +345,9 @@ func (d *device) open(tb testing.TB) {
 	copts := []fieldsync.Option{fieldsync.WithDialOptions(opts...)}
 	if d.key != nil {
 		copts = append(copts, fieldsync.WithSecretKey(d.key))
+	}
+	if d.tls != nil {
+		copts = append(copts, fieldsync.WithTLS(d.tls))
 	}
 	c, err := fieldsync.Open(tb.Context(), d.path, copts...)
 	if err != nil {

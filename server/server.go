@@ -39,6 +39,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/fieldsync/fieldsync/indicators/factstore"
+	_ "github.com/fieldsync/fieldsync/internal/zstdgrpc" // the compressor of protocol version 2
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/survey"

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip compressor the client sends with
 
+	"github.com/fieldsync/fieldsync/internal/zstdgrpc"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
@@ -159,6 +160,8 @@ type pullStream struct {
 	acked syncengine.Position
 	// tok is the stored token the pull resumes from.
 	tok []byte
+	// v2: opened as protocol version 2 (packed, zstd).
+	v2 bool
 }
 
 // openPull asks for the server's changes after the stored cursor. The caller
@@ -177,24 +180,30 @@ func (s *session) openPull(ctx context.Context, known *fieldsyncv1.HelloResponse
 	if err != nil {
 		return nil, fmt.Errorf("fieldsync: pull: %w", err)
 	}
-	req := &fieldsyncv1.PullRequest{Packed: known.GetCapabilityVersion() >= foldingVersion}
+	v2 := known.GetCapabilityVersion() >= foldingVersion
+	req := &fieldsyncv1.PullRequest{Packed: v2}
 	if len(tok) > 0 {
 		req.Cursor = &fieldsyncv1.Cursor{Token: tok}
 	}
 	idle := PullIdle(int(known.GetLimits().GetMaxPullBytes()), s.cfg.IdleTimeout)
 	sctx, cancel := context.WithCancelCause(ctx)
-	stream, err := s.rpc.Pull(sctx, req)
+	var opts []grpc.CallOption
+	if v2 {
+		opts = append(opts, grpc.UseCompressor(zstdgrpc.Name))
+	}
+	stream, err := s.rpc.Pull(sctx, req, opts...)
 	if err != nil {
 		cancel(nil)
 		return nil, fmt.Errorf("fieldsync: pull: %w", err)
 	}
-	return &pullStream{stream: stream, ctx: sctx, cancel: cancel, idle: idle, stalled: &stalledError{idle: idle}, acked: cur.Acked, tok: tok}, nil
+	return &pullStream{stream: stream, ctx: sctx, cancel: cancel, idle: idle, stalled: &stalledError{idle: idle}, acked: cur.Acked, tok: tok, v2: v2}, nil
 }
 
 // reopenPull returns pl, or a new pull in its place when the handshake
 // taken since pl was opened (with the push it was folded into) changed the
-// stored pull position: a replica restored from an older copy forgets it
-// (RaiseCounterFloor), so that its pull is a snapshot.
+// stored pull position (a replica restored from an older copy forgets it,
+// RaiseCounterFloor, so that its pull is a snapshot) or the version the
+// pull was asked in (a server put back to version 1 does not have zstd).
 func (s *session) reopenPull(ctx context.Context, pl *pullStream, hello *fieldsyncv1.HelloResponse) (*pullStream, error) {
 	var tok []byte
 	err := s.cfg.Store.View(ctx, func(tx syncengine.ReadTx) error {
@@ -205,7 +214,7 @@ func (s *session) reopenPull(ctx context.Context, pl *pullStream, hello *fieldsy
 	if err != nil {
 		return nil, fmt.Errorf("fieldsync: pull: %w", err)
 	}
-	if bytes.Equal(tok, pl.tok) {
+	if bytes.Equal(tok, pl.tok) && pl.v2 == (hello.GetCapabilityVersion() >= foldingVersion) {
 		return pl, nil
 	}
 	pl.cancel(nil)

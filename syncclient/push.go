@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fieldsync/fieldsync/internal/zstdgrpc"
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncengine"
 	"github.com/fieldsync/fieldsync/wire"
@@ -204,7 +206,7 @@ func (s *session) exchange(ctx context.Context, b syncengine.Batch, req *fieldsy
 		deadline += ConnectTimeout
 	}
 	pctx, cancel := context.WithTimeout(ctx, deadline)
-	resp, err := s.rpc.Exchange(pctx, xreq)
+	resp, err := s.rpc.Exchange(pctx, xreq, grpc.UseCompressor(zstdgrpc.Name))
 	cancel()
 	if err != nil {
 		return nil, rc, false, fmt.Errorf("fieldsync: push: %w", err)
