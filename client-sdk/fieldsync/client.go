@@ -79,6 +79,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(c)
 	}
+	c.tls = c.sessionCacheFor(c.tls)
 	if err := c.unlock(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("fieldsync: open: %w", err)

@@ -15,8 +15,8 @@ import (
 	"github.com/fieldsync/fieldsync/store/sqlitestore"
 )
 
-// The replica's secrets (the device token, which syncs as the device, and the
-// county's ID-hash key) and its people (every record state, log entry and
+// The replica's secrets (the device token, which syncs as the device, the
+// county's ID-hash key, and the TLS session it resumes, tlssession.go) and its people (every record state, log entry and
 // read-model record, with the read model's names, addresses, masked ID numbers
 // and birth dates left empty: sqlitestore.Store.Unlock) are kept encrypted
 // with AES-256-GCM when the app gives a key: WithSecretKey (on Android, a key
@@ -40,7 +40,7 @@ const (
 var secretPrefix = []byte("fsenc1:")
 
 // secretMetas are the meta keys kept encrypted.
-var secretMetas = []string{metaToken, metaIDHashKey}
+var secretMetas = []string{metaToken, metaIDHashKey, metaTLSSession}
 
 // WithSecretKey encrypts the replica's secrets (device token, ID-hash key)
 // and records with key, 32 bytes the app keeps outside the replica (on

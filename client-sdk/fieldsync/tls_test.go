@@ -1,6 +1,7 @@
 package fieldsync
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,6 +19,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 
 	"github.com/fieldsync/fieldsync/server"
 )
@@ -204,4 +206,60 @@ func TestPlaintextRefusedForRemoteServer(t *testing.T) {
 	if !dialed.Load() {
 		t.Error("the client with TLS did not dial")
 	}
+}
+
+// A phone resumes its TLS session at its next sync, after the app
+// restarted: the session is kept in the replica, sealed when the replica
+// is, and a session the server no longer takes costs a full handshake, not
+// the sync.
+func TestTLSSessionResumedAcrossRestarts(t *testing.T) {
+	ca := newCA(t, "county CA")
+	var resumed, full atomic.Int32
+	note := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if p, ok := peer.FromContext(ctx); ok {
+			if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && ti.State.DidResume {
+				resumed.Add(1)
+			} else {
+				full.Add(1)
+			}
+		}
+		return h(ctx, req)
+	}
+	creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{ca.serverCert(t)}, MinVersion: tls.VersionTLS13})
+	s := serve(t, server.Config{}, listen(t, "127.0.0.1:0"), grpc.Creds(creds), grpc.ChainUnaryInterceptor(note))
+	cty := newCounty(t)
+	key := make([]byte, 32)
+	rand.Read(key)
+	opts := []Option{WithTLS(&tls.Config{RootCAs: ca.pool()}), WithSecretKey(key)}
+	phone := s.enrol(t, cty.village1, opts...)
+	path := phone.store.Path()
+	mustSync(t, phone)
+	if got, err := phone.store.Meta(t.Context(), metaTLSSession); err != nil || !bytes.HasPrefix(got, secretPrefix) {
+		t.Fatalf("kept session = %.20q, %v; want it sealed", got, err)
+	}
+	for day := range 2 {
+		phone.Close()
+		var err error
+		if phone, err = Open(t.Context(), path, opts...); err != nil {
+			t.Fatal(err)
+		}
+		mustSave(t, phone, cty.records1[day])
+		resumed.Store(0)
+		mustSync(t, phone)
+		if resumed.Load() == 0 {
+			t.Errorf("day %d: the sync after a restart did not resume the TLS session", day)
+		}
+	}
+	// A session the server does not know (it restarted with new ticket
+	// keys) is a full handshake.
+	junk := append([]byte{byte(len("x"))}, "x"...)
+	if err := phone.setSecret(t.Context(), metaTLSSession, junk); err != nil {
+		t.Fatal(err)
+	}
+	full.Store(0)
+	mustSync(t, phone)
+	if full.Load() == 0 {
+		t.Error("with a damaged session kept, the sync made no full handshake")
+	}
+	phone.Close()
 }
