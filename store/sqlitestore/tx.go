@@ -16,11 +16,32 @@ type readTx struct {
 	tx    *sql.Tx
 	stmts *stmtCache
 	seal  *sealer // nil for a clear replica
+	// local holds the statements this transaction has used, prepared on
+	// it: a query the pool's cache does not hold yet is prepared once per
+	// transaction, not once per call (a bootstrap's first transaction
+	// stores thousands of records).
+	local map[string]*sql.Stmt
+}
+
+// stmt returns q prepared for this transaction.
+func (t *readTx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := t.local[q]; ok {
+		return st, nil
+	}
+	st, err := t.stmts.get(ctx, t.tx, q)
+	if err != nil {
+		return nil, err
+	}
+	if t.local == nil {
+		t.local = make(map[string]*sql.Stmt)
+	}
+	t.local[q] = st
+	return st, nil
 }
 
 // query, queryRow and exec run q through the pool's prepared-statement cache.
 func (t *readTx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	st, err := t.stmts.get(ctx, t.tx, q)
+	st, err := t.stmt(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -28,7 +49,7 @@ func (t *readTx) query(ctx context.Context, q string, args ...any) (*sql.Rows, e
 }
 
 func (t *readTx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	st, err := t.stmts.get(ctx, t.tx, q)
+	st, err := t.stmt(ctx, q)
 	if err != nil {
 		return t.tx.QueryRowContext(ctx, q, args...) // reports the same error on Scan
 	}
@@ -36,7 +57,7 @@ func (t *readTx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 }
 
 func (t *readTx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	st, err := t.stmts.get(ctx, t.tx, q)
+	st, err := t.stmt(ctx, q)
 	if err != nil {
 		return nil, err
 	}
