@@ -66,6 +66,10 @@ var (
 
 	// ErrClosed is returned when the server is shutting down.
 	ErrClosed = errors.New("server closed")
+
+	// ErrSchemaMismatch is returned by Exchange for packed records packed
+	// with another record schema than the server's.
+	ErrSchemaMismatch = errors.New("records packed with another record schema than this server's (a different build): send them unpacked")
 )
 
 // Reasons are the stable machine-readable codes sent in the ErrorInfo detail
@@ -89,6 +93,7 @@ const (
 	ReasonRateLimited      = fieldsyncv1.Reason_REASON_RATE_LIMITED
 	ReasonNotRelay         = fieldsyncv1.Reason_REASON_NOT_A_RELAY
 	ReasonBadCredentials   = fieldsyncv1.Reason_REASON_BAD_CREDENTIALS
+	ReasonSchemaMismatch   = fieldsyncv1.Reason_REASON_SCHEMA_MISMATCH
 )
 
 // ErrorDomain is the ErrorInfo domain of fieldsync's reasons.
@@ -116,6 +121,7 @@ var errorKinds = []struct {
 	{syncengine.ErrBadPullCursor, codes.InvalidArgument, ReasonBadCursor},
 	{syncengine.ErrInvalidBatch, codes.InvalidArgument, ReasonPositionMismatch},
 	{syncengine.ErrCursorGap, codes.FailedPrecondition, ReasonCursorGap},
+	{ErrSchemaMismatch, codes.FailedPrecondition, ReasonSchemaMismatch},
 	{ErrClosed, codes.Unavailable, ReasonUnavailable},
 	{context.Canceled, codes.Canceled, ReasonCanceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, ReasonCanceled},

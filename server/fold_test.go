@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"strings"
 	"testing"
@@ -59,7 +60,20 @@ func TestExchange(t *testing.T) {
 	}
 	client := time.Now().Add(-time.Hour)
 	hello := &fieldsyncv1.HelloRequest{ReplicaId: id[:], CapabilityVersion: wire.CapabilityVersion, ClientTime: timestamppb.New(client), PendingChanges: 5}
-	xresp, err := e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Hello: hello, Push: req})
+	// Packed with another schema, or sent with Push, nothing is taken.
+	mismatched := &fieldsyncv1.ExchangeRequest{Hello: hello, Push: req, RecordSchema: []byte("another!")}
+	if x, err := e.sync.Exchange(d.ctx(t), mismatched); err != nil || len(x.GetPush().GetResults()) != 0 || x.GetPush().GetAcknowledgedPosition() != 0 ||
+		!bytes.Equal(x.GetHello().GetRecordSchema(), wire.RecordSchema()) {
+		t.Fatalf("exchange packed with another schema = %v, %v; want the handshake alone, naming the server's schema", x, err)
+	}
+	mismatched.Hello = nil
+	if _, err := e.sync.Exchange(d.ctx(t), mismatched); status.Code(err) != codes.FailedPrecondition || servertest.ReasonOf(err) != server.ReasonSchemaMismatch {
+		t.Errorf("exchange packed with another schema, no handshake = %v; want FailedPrecondition %s", err, server.ReasonSchemaMismatch)
+	}
+	if _, err := e.sync.Push(d.ctx(t), req); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("Push of packed records = %v; want InvalidArgument", err)
+	}
+	xresp, err := e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Hello: hello, Push: req, RecordSchema: wire.RecordSchema()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,9 +190,9 @@ func TestExchangeRefusesStampsAhead(t *testing.T) {
 	}
 }
 
-// A packed record that does not unpack (damaged bytes, a string that is
-// not UTF-8 once unpacked, both forms at once) refuses its change alone,
-// REJECTED_MALFORMED; the changes around it are stored.
+// A packed record that does not unpack (damaged bytes) or that comes with
+// a record besides refuses its change alone, REJECTED_MALFORMED; the
+// changes around it are stored.
 func TestExchangeRefusesBadPackingAlone(t *testing.T) {
 	e := newEnv(t)
 	d := e.enrol(t, villageA)
@@ -195,7 +209,7 @@ func TestExchangeRefusesBadPackingAlone(t *testing.T) {
 	u1.PackedRecord = u1.PackedRecord[:len(u1.PackedRecord)-2]
 	u2 := req.Changes[2].GetUpsert()
 	u2.Record = followUp(t, villageA, 150, 95)
-	resp, err := e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Push: req})
+	resp, err := e.sync.Exchange(d.ctx(t), &fieldsyncv1.ExchangeRequest{Push: req, RecordSchema: wire.RecordSchema()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +220,57 @@ func TestExchangeRefusesBadPackingAlone(t *testing.T) {
 	for _, r := range rs[1:3] {
 		if r.GetReason() != fieldsyncv1.Reason_REASON_MALFORMED_CHANGE || !strings.Contains(r.GetMessage(), "pack") {
 			t.Errorf("refusal %v does not say the packing is wrong", r)
+		}
+	}
+}
+
+// A pull that asks for packed records gets them only when it names the
+// server's record schema; a version-1 pull never does.
+func TestPullPacksForTheSameSchemaOnly(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.enrol(t, villageA), e.enrol(t, villageA)
+	start := pullResponses(t, e, b, nil)
+	cursor := start[len(start)-1].GetCursor()
+	for range 2 {
+		a.save(t, followUp(t, villageA, 150, 95))
+	}
+	if _, err := e.sync.Push(a.ctx(t), a.pushRequest(t, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		req    *fieldsyncv1.PullRequest
+		packed bool
+	}{
+		{"version 1", &fieldsyncv1.PullRequest{}, false},
+		{"packed, same schema", &fieldsyncv1.PullRequest{Packed: true, RecordSchema: wire.RecordSchema()}, true},
+		{"packed, another schema", &fieldsyncv1.PullRequest{Packed: true, RecordSchema: []byte("another")}, false},
+		{"packed, no schema", &fieldsyncv1.PullRequest{Packed: true}, false},
+	} {
+		tc.req.Cursor = cursor
+		stream, err := e.sync.Pull(b.ctx(t), tc.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var packed, plain int
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("%s: pull: %v", tc.name, err)
+			}
+			for _, c := range resp.GetChanges() {
+				if len(c.GetUpsert().GetPackedRecord()) > 0 {
+					packed++
+				} else if c.GetUpsert().GetRecord() != nil {
+					plain++
+				}
+			}
+			if resp.GetCaughtUp() {
+				break
+			}
+		}
+		if (tc.packed && (packed != 2 || plain != 0)) || (!tc.packed && (packed != 0 || plain != 2)) {
+			t.Errorf("%s: %d packed and %d plain records, want packed %v", tc.name, packed, plain, tc.packed)
 		}
 	}
 }

@@ -126,7 +126,7 @@ func (v syncService) Pull(req *fieldsyncv1.PullRequest, stream grpc.ServerStream
 	}
 	sent := 0
 	puller := syncengine.Puller[*fieldsyncv1.RecordState, *fieldsyncv1.Change]{
-		Log: s.store, Encoder: pullEncoder{readable: req.GetReadableState(), packed: req.GetPacked()}, Settler: moveSettler{s},
+		Log: s.store, Encoder: pullEncoder{readable: req.GetReadableState(), packed: req.GetPacked() && wire.SameSchema(req.GetRecordSchema())}, Settler: moveSettler{s},
 	}
 	cur, err := puller.Pull(ctx, pr, func(pg syncengine.PullPage[*fieldsyncv1.RecordState, *fieldsyncv1.Change]) error {
 		tok := pullCursor{PullCursor: pg.Cursor, scope: scope}

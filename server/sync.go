@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store/boltstore"
@@ -46,65 +45,6 @@ func (v syncService) Hello(ctx context.Context, req *fieldsyncv1.HelloRequest) (
 	return v.s.helloResponse(ctx, p, req, now)
 }
 
-// noteHello checks the handshake req of device p, alone or folded into a
-// push, and notes what it tells of the device for the operator's status. It
-// returns the server's present, which the answer tells the device.
-func (s *Server) noteHello(ctx context.Context, p Peer, req *fieldsyncv1.HelloRequest) (time.Time, error) {
-	if id := req.GetReplicaId(); len(id) != 0 && syncengine.ReplicaID(id) != p.ID {
-		return time.Time{}, fmt.Errorf("hello from device %v: %w", p.ID, ErrReplicaMismatch)
-	}
-	now := s.now()
-	s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) {
-		a.LastSeen, a.Pending, a.LastError = now, int(max(0, req.GetPendingChanges())), truncate(req.GetLastError(), maxReportedError)
-	})
-	return now, nil
-}
-
-// helloResponse answers the handshake req of device p, made at now: for a
-// handshake folded into a push, after the push.
-func (s *Server) helloResponse(ctx context.Context, p Peer, req *fieldsyncv1.HelloRequest, now time.Time) (*fieldsyncv1.HelloResponse, error) {
-	var cur syncengine.Cursor
-	var maxCounter uint64
-	err := s.store.View(ctx, func(tx syncengine.ReadTx) error {
-		var err error
-		if cur, err = tx.Cursor(ctx, p.ID); err != nil {
-			return err
-		}
-		maxCounter, err = tx.MaxCounter(ctx, p.ID)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("hello: %w", err)
-	}
-	var offset int64
-	if req.GetClientTime().IsValid() {
-		offset = now.UnixMilli() - req.GetClientTime().AsTime().UnixMilli()
-	}
-	hasUp, upCounter, err := s.upstreamReceipt(ctx, p.ID)
-	if err != nil {
-		return nil, fmt.Errorf("hello: %w", err)
-	}
-	srv := s.store.Replica()
-	_, rules, err := s.rules(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("hello from device %v: %w", p.ID, err)
-	}
-	return &fieldsyncv1.HelloResponse{
-		Rules:                       rules,
-		HasUpstream:                 hasUp,
-		UpstreamAcknowledgedCounter: upCounter,
-		ServerReplicaId:             srv[:],
-		ServerTime:                  timestamppb.New(now),
-		ClockOffsetMs:               offset,
-		AreaPrefixes:                p.Areas,
-		CapabilityVersion:           wire.CapabilityVersion,
-		Limits:                      s.limits(),
-		MaxClockSkewMs:              s.cfg.MaxClockSkew.Milliseconds(),
-		AcknowledgedPosition:        uint64(cur.Received),
-		MaxCounter:                  maxCounter,
-	}, nil
-}
-
 func (s *Server) limits() *fieldsyncv1.BatchLimits {
 	return &fieldsyncv1.BatchLimits{
 		MaxPushChanges: int32(s.cfg.MaxPushChanges),
@@ -123,59 +63,20 @@ func (v syncService) Push(ctx context.Context, req *fieldsyncv1.PushRequest) (*f
 	if err != nil {
 		return nil, err
 	}
+	if packed(req) {
+		return nil, fmt.Errorf("push from device %v: %w: packed records travel only in Exchange", p.ID, ErrBadRequest)
+	}
 	return v.s.push(ctx, p, req, time.Time{})
 }
 
-// Exchange is Push with the handshake of the session folded into its first
-// batch (protocol version 2), answered after the push.
-func (v syncService) Exchange(ctx context.Context, req *fieldsyncv1.ExchangeRequest) (*fieldsyncv1.ExchangeResponse, error) {
-	s := v.s
-	p, err := peer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	push, hr := req.GetPush(), req.GetHello()
-	if push == nil {
-		push = &fieldsyncv1.PushRequest{}
-	}
-	if hr == nil {
-		resp, err := s.push(ctx, p, push, time.Time{})
-		if err != nil {
-			return nil, err
-		}
-		return &fieldsyncv1.ExchangeResponse{Push: resp}, nil
-	}
-	now, err := s.noteHello(ctx, p, hr)
-	if err != nil {
-		return nil, err
-	}
-	var ahead time.Time
-	if hr.GetRefuseStampsAhead() {
-		ahead = now
-	}
-	resp := &fieldsyncv1.ExchangeResponse{Push: &fieldsyncv1.PushResponse{}}
-	if len(push.GetChanges()) <= s.cfg.MaxPushChanges {
-		// A batch over the limits is answered with the handshake alone: the
-		// caller learns the limits.
-		pr, err := s.push(ctx, p, push, ahead)
-		switch {
-		case errors.Is(err, syncengine.ErrCursorGap):
-			// The caller's idea of the server's cursor is ahead of it (the
-			// server was restored from a backup): the handshake tells it
-			// where to send from.
-		case err != nil:
-			return nil, err
-		default:
-			resp.Push = pr
+// packed reports whether a change of req carries a packed record.
+func packed(req *fieldsyncv1.PushRequest) bool {
+	for _, c := range req.GetChanges() {
+		if len(c.GetUpsert().GetPackedRecord()) > 0 {
+			return true
 		}
 	}
-	if resp.Hello, err = s.helloResponse(ctx, p, hr, now); err != nil {
-		return nil, err
-	}
-	if len(resp.Push.GetResults()) == 0 && len(push.GetChanges()) > 0 {
-		resp.Push.AcknowledgedPosition = resp.Hello.GetAcknowledgedPosition()
-	}
-	return resp, nil
+	return false
 }
 
 // push stores req's run of device p's log (Push). With ahead set, the first
@@ -233,33 +134,6 @@ func (s *Server) push(ctx context.Context, p Peer, req *fieldsyncv1.PushRequest,
 	}
 	s.noteActivity(ctx, p.ID, func(a *boltstore.Activity) { a.Pending = max(0, a.Pending-len(results)) })
 	return &fieldsyncv1.PushResponse{Results: results, AcknowledgedPosition: uint64(ack)}, nil
-}
-
-// refuseAhead refuses, in results, the first new change of b's sender's own
-// (its dot not in held) stamped after nowMS, for clock skew, and returns b
-// through the change before it and its slot; -1 when there is none. The
-// sender corrects its clock from the handshake answered with the push
-// (HelloRequest.refuse_stamps_ahead) and sends it again re-stamped.
-func refuseAhead(b syncengine.Batch, results []*fieldsyncv1.ChangeResult, slot map[syncengine.Position]int, held map[syncengine.Dot]syncengine.ChangeID, nowMS int64) (syncengine.Batch, int) {
-	for i, e := range b.Changes {
-		c := e.Change
-		if c.Origin != b.Sender || c.Stamp.WallMS <= nowMS {
-			continue
-		}
-		if _, ok := held[c.Dot]; ok {
-			continue // stored already: its stamp is the one the server holds
-		}
-		results[slot[e.Pos]] = &fieldsyncv1.ChangeResult{
-			ChangeId: append([]byte(nil), c.ID[:]...),
-			Outcome:  fieldsyncv1.ChangeOutcome_CHANGE_OUTCOME_REJECTED_CLOCK_SKEW,
-			Reason:   fieldsyncv1.Reason_REASON_CLOCK_SKEW,
-			Message: fmt.Sprintf("stamped %d ms after the server's present: correct the clock from the handshake's server time, "+
-				"re-stamp this change and the ones after it, and send them again", c.Stamp.WallMS-nowMS),
-		}
-		b.Changes, b.Through = b.Changes[:i], e.Pos-1
-		return b, slot[e.Pos]
-	}
-	return b, -1
 }
 
 // pushBatch checks req's shape and converts its changes into a batch from

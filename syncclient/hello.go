@@ -20,8 +20,9 @@ const foldingVersion = 2
 
 // serverKey is the meta key under which a replica keeps what it learnt of
 // its server at the last handshake (its capability version and limits), so
-// that the next round knows whether it may fold its handshake into its push
-// and how large a first batch the server takes.
+// that the next round knows whether it may fold its handshake into its push,
+// whether it may pack its records, and how large a first batch the server
+// takes.
 func (s *session) serverKey() string { return s.cfg.CursorKey + ".server" }
 
 // knownServer returns what the last handshake told of the server, as kept
@@ -126,7 +127,7 @@ func (s *session) takeHello(ctx context.Context, resp *fieldsyncv1.HelloResponse
 			return fmt.Errorf("fieldsync: hello: %w", err)
 		}
 	}
-	known, err := proto.Marshal(&fieldsyncv1.HelloResponse{CapabilityVersion: resp.GetCapabilityVersion(), Limits: resp.GetLimits()})
+	known, err := proto.Marshal(&fieldsyncv1.HelloResponse{CapabilityVersion: resp.GetCapabilityVersion(), Limits: resp.GetLimits(), RecordSchema: resp.GetRecordSchema()})
 	if err == nil {
 		err = cfg.Store.Update(ctx, func(tx syncengine.Tx) error { return tx.SetMeta(ctx, s.serverKey(), known) })
 	}

@@ -181,7 +181,7 @@ func (s *session) openPull(ctx context.Context, known *fieldsyncv1.HelloResponse
 		return nil, fmt.Errorf("fieldsync: pull: %w", err)
 	}
 	v2 := known.GetCapabilityVersion() >= foldingVersion
-	req := &fieldsyncv1.PullRequest{Packed: v2}
+	req := &fieldsyncv1.PullRequest{Packed: v2, RecordSchema: wire.RecordSchema()}
 	if len(tok) > 0 {
 		req.Cursor = &fieldsyncv1.Cursor{Token: tok}
 	}

@@ -34,6 +34,7 @@ func (s *session) push(ctx context.Context, hello, known *fieldsyncv1.HelloRespo
 	cfg := s.cfg
 	self := cfg.Store.Replica()
 	st := pushState{hello: hello, v2: known.GetCapabilityVersion() >= foldingVersion}
+	st.pack = st.v2 && wire.SameSchema(known.GetRecordSchema())
 	st.limit, st.maxBytes = pushLimits(known, syncengine.DefaultBatchLimit)
 	send := syncengine.SendOptions{Exclude: s.t.Server}
 	if !cfg.Relay {
@@ -61,7 +62,7 @@ func (s *session) push(ctx context.Context, hello, known *fieldsyncv1.HelloRespo
 			}
 			return st.hello, nil
 		}
-		req, err := pushRequest(b, st.v2)
+		req, err := pushRequest(b, st.pack)
 		if err != nil {
 			return nil, fmt.Errorf("fieldsync: push: %w", err)
 		}
@@ -102,8 +103,9 @@ func (s *session) push(ctx context.Context, hello, known *fieldsyncv1.HelloRespo
 type pushState struct {
 	// hello is the round's handshake answer; nil until it came.
 	hello *fieldsyncv1.HelloResponse
-	// v2: batches go with Exchange, packed.
-	v2 bool
+	// v2: batches go with Exchange; pack: their records packed (the
+	// server's record schema is this build's).
+	v2, pack bool
 	// after is the position the next batch starts after.
 	after           syncengine.Position
 	limit, maxBytes int
@@ -122,9 +124,14 @@ func (s *session) send(ctx context.Context, st *pushState, b syncengine.Batch, r
 		return rc, err == nil, err
 	}
 	folded := st.hello == nil
-	hello, rc, took, err := s.exchange(ctx, b, req, folded)
+	hello, rc, took, err := s.exchange(ctx, b, req, folded, st.pack)
 	if err == nil && !took && !folded {
-		return rc, false, fmt.Errorf("fieldsync: push: the server answered a batch of %d changes with no result", len(b.Changes))
+		return rc, false, fmt.Errorf("fieldsync: push: the server answered a batch of %d changes with no result: it is not a fieldsync server this app can sync with; tell its operator", len(b.Changes))
+	}
+	if wire.StatusReason(status.Convert(err)) == fieldsyncv1.Reason_REASON_SCHEMA_MISMATCH && st.pack {
+		// Packed with a schema the server does not share: send unpacked.
+		st.pack = false
+		return rc, false, nil
 	}
 	if status.Code(err) == codes.Unimplemented {
 		// An older build than the one that said it speaks version 2:
@@ -139,6 +146,10 @@ func (s *session) send(ctx context.Context, st *pushState, b syncengine.Batch, r
 		return rc, false, err
 	} else if hello != nil {
 		st.hello = hello
+		st.pack = st.pack && wire.SameSchema(hello.GetRecordSchema())
+	}
+	if !st.v2 {
+		st.pack = false
 	}
 	if !st.v2 || !took {
 		st.limit, st.maxBytes = pushLimits(st.hello, st.limit)
@@ -192,13 +203,17 @@ func (s *session) pushBatch(ctx context.Context, b syncengine.Batch, req *fields
 }
 
 // exchange sends batch b as req with Exchange, with the round's handshake
-// when withHello, and takes the answer: the handshake's is checked before
+// when withHello and naming this build's record schema when packed, and
+// takes the answer: the handshake's is checked before
 // anything is recorded, then the push's recorded, then the handshake's
 // taken (its clock correction sees what this push had acknowledged). took
 // is false when the server took nothing of the batch (it answered the
 // handshake alone).
-func (s *session) exchange(ctx context.Context, b syncengine.Batch, req *fieldsyncv1.PushRequest, withHello bool) (hello *fieldsyncv1.HelloResponse, rc syncengine.Receipt, took bool, err error) {
+func (s *session) exchange(ctx context.Context, b syncengine.Batch, req *fieldsyncv1.PushRequest, withHello, packed bool) (hello *fieldsyncv1.HelloResponse, rc syncengine.Receipt, took bool, err error) {
 	xreq := &fieldsyncv1.ExchangeRequest{Push: req}
+	if packed {
+		xreq.RecordSchema = wire.RecordSchema()
+	}
 	deadline := RPCDeadline(proto.Size(req))
 	if withHello {
 		xreq.Hello = s.helloRequest(ctx)
@@ -215,7 +230,7 @@ func (s *session) exchange(ctx context.Context, b syncengine.Batch, req *fieldsy
 	hello = resp.GetHello()
 	if withHello {
 		if hello == nil {
-			return nil, rc, false, fmt.Errorf("fieldsync: push: the server answered the handshake with nothing")
+			return nil, rc, false, fmt.Errorf("fieldsync: push: the server answered the handshake with nothing: it is not a fieldsync server this app can sync with; tell its operator")
 		}
 		if err := s.checkHello(hello); err != nil {
 			return nil, rc, false, err

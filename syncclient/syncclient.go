@@ -1,7 +1,9 @@
 // Package syncclient is the client side of fieldsync's sync protocol: one
-// sync round with a server (Hello, then Push of what the server lacks while
-// a Pull of the server's changes travels down), retried with backoff over
-// the transient failures of rural links. The device SDK (client-sdk) runs it
+// sync round with a server (the handshake, then Push of what the server
+// lacks while a Pull of the server's changes travels down; with a server of
+// protocol version 2 one Exchange carries the handshake and the first
+// batch, records packed), retried with backoff over the transient failures
+// of rural links. The device SDK (client-sdk) runs it
 // over a phone's SQLite replica; a township server (fieldsyncd serve
 // --upstream) runs the same code over its bbolt store to sync with its
 // county, as a relay.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -125,12 +126,20 @@ var emptySettings = [9]byte{0, 0, 0, 0x4, 0, 0, 0, 0, 0}
 // eagerConn reads pending before what the server sends, and checks that
 // the server's first frame is its SETTINGS, as grpc would have: anything
 // else (a TLS server's alert to a plaintext client) is an error naming the
-// missing preface.
+// missing preface. grpc acknowledges the empty SETTINGS it read first; the
+// server never sent it, and some servers (Go's x/net/http2, behind which a
+// proxy may serve gRPC) close a connection that acknowledges SETTINGS they
+// did not send, so that first SETTINGS ACK is left out of what grpc writes.
 type eagerConn struct {
 	net.Conn
 	// Read by grpc's reader goroutine only.
 	pending []byte
 	checked bool
+
+	// Written by grpc's writer goroutines, one at a time.
+	wmu  sync.Mutex
+	out  frameScanner
+	sent []byte
 }
 
 func (c *eagerConn) Read(p []byte) (int, error) {
@@ -151,6 +160,59 @@ func (c *eagerConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+func (c *eagerConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.out.done {
+		return c.Conn.Write(p)
+	}
+	c.sent = c.out.filter(c.sent[:0], p)
+	if _, err := c.Conn.Write(c.sent); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// frameScanner follows the frames a client writes, from the connection
+// preface on, and leaves out the first SETTINGS frame with the ACK flag.
+type frameScanner struct {
+	preface int     // bytes of the 24-byte connection preface seen
+	head    [9]byte // the frame header being read
+	inHead  int     // bytes of it seen
+	body    int     // bytes of the current frame's payload still to pass
+	done    bool    // the ACK was left out: pass everything
+}
+
+const clientPrefaceLen = 24 // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// filter appends to out what of p is to be written.
+func (f *frameScanner) filter(out, p []byte) []byte {
+	for len(p) > 0 && !f.done {
+		switch {
+		case f.preface < clientPrefaceLen:
+			n := min(len(p), clientPrefaceLen-f.preface)
+			out, p, f.preface = append(out, p[:n]...), p[n:], f.preface+n
+		case f.body > 0:
+			n := min(len(p), f.body)
+			out, p, f.body = append(out, p[:n]...), p[n:], f.body-n
+		default:
+			n := copy(f.head[f.inHead:], p)
+			p, f.inHead = p[n:], f.inHead+n
+			if f.inHead < len(f.head) {
+				continue
+			}
+			f.inHead = 0
+			length := int(f.head[0])<<16 | int(f.head[1])<<8 | int(f.head[2])
+			if f.head[3] == 0x4 && f.head[4]&0x1 != 0 && length == 0 {
+				f.done = true // the acknowledgement of the SETTINGS no server sent
+				continue
+			}
+			out, f.body = append(out, f.head[:]...), length
+		}
+	}
+	return append(out, p...)
 }
 
 // isLoopback reports whether the gRPC target addr names this machine:

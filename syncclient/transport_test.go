@@ -11,8 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
 
@@ -175,5 +180,83 @@ func TestEagerConn(t *testing.T) {
 				t.Errorf("read %x then %v, want %x then EOF", got, err, want)
 			}
 		})
+	}
+}
+
+// What grpc writes through an eager connection reaches the server but for
+// the first SETTINGS acknowledgement (of the SETTINGS the connection made
+// up), however the writes split the frames.
+func TestEagerConnLeavesOutTheFirstSettingsAck(t *testing.T) {
+	frame := func(typ, flags byte, payload ...byte) []byte {
+		n := len(payload)
+		return append([]byte{byte(n >> 16), byte(n >> 8), byte(n), typ, flags, 0, 0, 0, 0}, payload...)
+	}
+	preface := []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+	settings := frame(0x4, 0, 0, 0x4, 0, 0x1, 0, 0)
+	window := frame(0x8, 0, 0, 0x1, 0, 0)
+	ack := frame(0x4, 0x1)
+	headers := frame(0x1, 0x4, bytes.Repeat([]byte{0x88}, 40)...)
+	var in, want []byte
+	for _, part := range [][]byte{preface, settings, window, ack, headers, ack, headers} {
+		in = append(in, part...)
+	}
+	for _, part := range [][]byte{preface, settings, window, headers, ack, headers} {
+		want = append(want, part...)
+	}
+	for _, chunk := range []int{1, 3, 9, 24, 50, len(in)} {
+		client, srv := net.Pipe()
+		got := make(chan []byte)
+		go func() {
+			b, _ := io.ReadAll(srv)
+			got <- b
+		}()
+		c := &eagerConn{Conn: client}
+		for p := in; len(p) > 0; {
+			n := min(chunk, len(p))
+			if w, err := c.Write(p[:n]); err != nil || w != n {
+				t.Fatalf("chunks of %d: Write = %d, %v", chunk, w, err)
+			}
+			p = p[n:]
+		}
+		client.Close()
+		if b := <-got; !bytes.Equal(b, want) {
+			t.Errorf("chunks of %d: the server got\n%x\nwant\n%x", chunk, b, want)
+		}
+	}
+}
+
+// A gRPC server behind Go's own HTTP/2 server (as behind a proxy written in
+// Go), which closes a connection that acknowledges SETTINGS it never sent,
+// answers a client that did not wait for its SETTINGS.
+func TestEagerConnWithGoHTTP2Server(t *testing.T) {
+	gs := grpc.NewServer()
+	healthpb.RegisterHealthServer(gs, health.NewServer())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	h2 := &http2.Server{}
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go h2.ServeConn(c, &http2.ServeConnOpts{Handler: gs})
+		}
+	}()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(eagerCredentials{insecure.NewCredentials()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err != nil {
+			t.Fatalf("call %d through Go's HTTP/2 server: %v", i, err)
+		}
 	}
 }

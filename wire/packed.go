@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -211,4 +212,53 @@ func PackChange(pc *fieldsyncv1.Change) error {
 	}
 	u.Record, u.PackedRecord = nil, b
 	return nil
+}
+
+// RecordSchema is the fingerprint of the record schema this build packs
+// and unpacks with: 8 bytes of SHA-256 over every message reachable from
+// Record, each field's number, name, kind, cardinality and message or enum
+// type. Two builds pack the same record to the same bytes, and read them
+// back alike, only when their schemas agree: a field one of them does not
+// know would be copied as it is by one and unpacked by the other. So a
+// replica packs only for a server whose handshake gave the same
+// fingerprint (HelloResponse.record_schema), names it with what it packed
+// (ExchangeRequest.record_schema), and a server packs a pull only for a
+// caller that gave the same (PullRequest.record_schema).
+func RecordSchema() []byte { return bytes.Clone(recordSchema) }
+
+var recordSchema = schemaFingerprint(recordDescriptor)
+
+// SameSchema reports whether fp is this build's RecordSchema.
+func SameSchema(fp []byte) bool { return len(fp) > 0 && bytes.Equal(fp, recordSchema) }
+
+func schemaFingerprint(md protoreflect.MessageDescriptor) []byte {
+	h := sha256.New()
+	seen := map[protoreflect.FullName]bool{}
+	var walk func(md protoreflect.MessageDescriptor)
+	walk = func(md protoreflect.MessageDescriptor) {
+		if seen[md.FullName()] {
+			return
+		}
+		seen[md.FullName()] = true
+		fmt.Fprintf(h, "message %s\n", md.FullName())
+		fields := md.Fields()
+		var nested []protoreflect.MessageDescriptor
+		for i := range fields.Len() {
+			fd := fields.Get(i)
+			fmt.Fprintf(h, "%d %s %v %v", fd.Number(), fd.Name(), fd.Kind(), fd.Cardinality())
+			switch {
+			case fd.Message() != nil:
+				fmt.Fprintf(h, " %s", fd.Message().FullName())
+				nested = append(nested, fd.Message())
+			case fd.Enum() != nil:
+				fmt.Fprintf(h, " %s", fd.Enum().FullName())
+			}
+			fmt.Fprintln(h)
+		}
+		for _, n := range nested {
+			walk(n)
+		}
+	}
+	walk(md)
+	return h.Sum(nil)[:8]
 }

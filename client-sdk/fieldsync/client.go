@@ -48,8 +48,9 @@ type Client struct {
 	syncMu sync.Mutex // serialises Sync
 	// dialOpts are added to every connection (WithDialOptions).
 	dialOpts []grpc.DialOption
-	retry    RetryPolicy // WithRetry
-	tls      *tls.Config // WithTLS; nil means plaintext to loopback only
+	retry    RetryPolicy   // WithRetry
+	tls      *tls.Config   // WithTLS; nil means plaintext to loopback only
+	sessions *sessionCache // the TLS session the replica keeps; nil without TLS
 	// idleTimeout, when set, replaces the pull stream's idle time (tests).
 	idleTimeout time.Duration
 	// The key of the replica's secrets (secrets.go), and its cipher.

@@ -29,8 +29,11 @@ type rpcTrace struct {
 	pushed chan struct{}
 	once   *sync.Once
 	old    atomic.Bool
-	// packedPulls counts the pulls that asked for packed records.
-	packedPulls atomic.Int32
+	// packedPulls counts the pulls that asked for packed records, and
+	// packedExchanges the Exchange calls that carried some.
+	packedPulls, packedExchanges atomic.Int32
+	// otherSchema: the handshake answers name another record schema.
+	otherSchema atomic.Bool
 }
 
 func newTrace() *rpcTrace { return &rpcTrace{pushed: make(chan struct{}), once: new(sync.Once)} }
@@ -46,8 +49,17 @@ func (r *rpcTrace) unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 	if !ok {
 		return h(ctx, req)
 	}
-	if x, ok := req.(*fieldsyncv1.ExchangeRequest); ok && x.GetHello() != nil {
-		name += "+Hello"
+	if x, ok := req.(*fieldsyncv1.ExchangeRequest); ok {
+		if x.GetHello() != nil {
+			name += "+Hello"
+		}
+		if packedIn(x.GetPush()) {
+			r.packedExchanges.Add(1)
+		}
+	}
+	if p, ok := req.(*fieldsyncv1.PushRequest); ok && packedIn(p) {
+		// An older server would take them for changes that clear fields.
+		return nil, status.Error(codes.InvalidArgument, "packed records in Push")
 	}
 	if name != "Hello" {
 		r.mu.Lock()
@@ -63,10 +75,27 @@ func (r *rpcTrace) unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 		return nil, status.Errorf(codes.Unimplemented, "unknown method Exchange for service fieldsync.v1.SyncService")
 	}
 	resp, err := h(ctx, req)
-	if h, ok := resp.(*fieldsyncv1.HelloResponse); ok && r.old.Load() {
-		h.CapabilityVersion = 1
+	hello, ok := resp.(*fieldsyncv1.HelloResponse)
+	if x, isX := resp.(*fieldsyncv1.ExchangeResponse); isX {
+		hello, ok = x.GetHello(), x.GetHello() != nil
+	}
+	if ok && r.old.Load() {
+		hello.CapabilityVersion = 1
+	}
+	if ok && r.otherSchema.Load() {
+		hello.RecordSchema = []byte("another")
 	}
 	return resp, err
+}
+
+// packedIn reports whether req carries a packed record.
+func packedIn(req *fieldsyncv1.PushRequest) bool {
+	for _, c := range req.GetChanges() {
+		if len(c.GetUpsert().GetPackedRecord()) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *rpcTrace) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
@@ -166,6 +195,9 @@ func TestDayEndSyncTakesOneExchange(t *testing.T) {
 	if link.waited.Load() {
 		t.Error("the phone read from the server before its push arrived: it waited for the server")
 	}
+	if tr.packedExchanges.Load() == 0 {
+		t.Error("the day-end exchange packed no record")
+	}
 	if got := tr.get(); !slices.Equal(got, []string{"Exchange+Hello", "Pull"}) {
 		t.Errorf("day-end sync called %v, want Exchange+Hello and Pull", got)
 	}
@@ -251,4 +283,34 @@ func TestFoldedPushToAnOlderServer(t *testing.T) {
 	if st, err := phone.Status(t.Context()); err != nil || st.Pending != 0 {
 		t.Errorf("phone status = %+v, %v; want nothing pending", st, err)
 	}
+}
+
+// A server whose handshake names another record schema (another build)
+// gets Exchange without packed records, and pulls unpacked: a field one end
+// does not know would be read back wrong by the other.
+func TestPackingNeedsTheSameSchema(t *testing.T) {
+	tr := newTrace()
+	tr.otherSchema.Store(true)
+	s := tr.serve(t)
+	cty := newCounty(t)
+	phone, other := s.enrol(t, cty.village1), s.enrol(t, cty.village1)
+	mustSync(t, phone)
+	mustSync(t, other)
+	for _, r := range cty.records1[:3] {
+		mustSave(t, phone, r)
+	}
+	tr.arm()
+	tr.packedPulls.Store(0)
+	mustSync(t, phone)
+	mustSync(t, other)
+	if got := tr.get(); len(got) < 2 || got[0] != "Exchange+Hello" {
+		t.Errorf("sync called %v, want the handshake folded into an Exchange", got)
+	}
+	if n := tr.packedExchanges.Load(); n != 0 {
+		t.Errorf("%d Exchange calls carried packed records for a server of another schema", n)
+	}
+	if n := tr.packedPulls.Load(); n == 0 {
+		t.Error("no pull asked as version 2")
+	}
+	checkHas(t, "other", other, cty.records1[:3])
 }

@@ -38,6 +38,9 @@ func (c *Client) Sync(ctx context.Context, opts ...SyncOption) error {
 	err := c.sync(ctx, run)
 	// Record the outcome even when ctx is done.
 	rctx := context.WithoutCancel(ctx)
+	// The TLS session to resume next time; not keeping it only costs the
+	// next sync a full handshake.
+	_ = c.sessions.persist(rctx)
 	_, why := deviceRefusal(err)
 	if merr := c.store.SetMeta(rctx, metaLastRefused, []byte(why)); merr != nil {
 		return errors.Join(err, merr)

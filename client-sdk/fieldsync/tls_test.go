@@ -225,7 +225,18 @@ func TestTLSSessionResumedAcrossRestarts(t *testing.T) {
 		}
 		return h(ctx, req)
 	}
-	creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{ca.serverCert(t)}, MinVersion: tls.VersionTLS13})
+	// The server can be made to refuse every ticket, as after a restart
+	// with new ticket keys.
+	var reject atomic.Bool
+	srvTLS := &tls.Config{Certificates: []tls.Certificate{ca.serverCert(t)}, MinVersion: tls.VersionTLS13}
+	srvTLS.SetSessionTicketKeys([][32]byte{{7}})
+	srvTLS.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		if reject.Load() {
+			return nil, nil
+		}
+		return srvTLS.DecryptTicket(identity, cs)
+	}
+	creds := credentials.NewTLS(srvTLS)
 	s := serve(t, server.Config{}, listen(t, "127.0.0.1:0"), grpc.Creds(creds), grpc.ChainUnaryInterceptor(note))
 	cty := newCounty(t)
 	key := make([]byte, 32)
@@ -250,16 +261,46 @@ func TestTLSSessionResumedAcrossRestarts(t *testing.T) {
 			t.Errorf("day %d: the sync after a restart did not resume the TLS session", day)
 		}
 	}
-	// A session the server does not know (it restarted with new ticket
-	// keys) is a full handshake.
-	junk := append([]byte{byte(len("x"))}, "x"...)
-	if err := phone.setSecret(t.Context(), metaTLSSession, junk); err != nil {
-		t.Fatal(err)
-	}
+	// A session the server no longer takes costs a full handshake, and
+	// the new session is kept and resumed next time.
+	reject.Store(true)
 	full.Store(0)
 	mustSync(t, phone)
 	if full.Load() == 0 {
-		t.Error("with a damaged session kept, the sync made no full handshake")
+		t.Error("with its ticket refused, the sync made no full handshake")
+	}
+	reject.Store(false)
+	phone.Close()
+	var err error
+	if phone, err = Open(t.Context(), path, opts...); err != nil {
+		t.Fatal(err)
+	}
+	resumed.Store(0)
+	mustSync(t, phone)
+	if resumed.Load() == 0 {
+		t.Error("the session of the full handshake was not kept")
 	}
 	phone.Close()
+	// A damaged session in the replica costs a full handshake, not the
+	// sync.
+	damaged := openAt(t, path, opts...)
+	if err := damaged.setSecret(t.Context(), metaTLSSession, []byte{200, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	full.Store(0)
+	mustSync(t, damaged)
+	if full.Load() == 0 {
+		t.Error("with a damaged session kept, the sync made no full handshake")
+	}
+}
+
+// openAt opens the replica at path, closed when the test ends.
+func openAt(t *testing.T, path string, opts ...Option) *Client {
+	t.Helper()
+	c, err := Open(t.Context(), path, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"sync"
 )
 
 // A phone's TLS 1.3 session with its server is kept in its replica, so that
@@ -19,7 +20,19 @@ import (
 const metaTLSSession = "sdk_tls_session"
 
 // sessionCache is the replica as a tls.ClientSessionCache of one session.
-type sessionCache struct{ c *Client }
+// TLS 1.3 hands a new session to Put from the connection's reader, so Put
+// only keeps it in memory: a write to the replica there would hold up the
+// connection behind a snapshot's commit. The Client writes it to the
+// replica after each sync (persist).
+type sessionCache struct {
+	c *Client
+
+	mu    sync.Mutex
+	key   string
+	cs    *tls.ClientSessionState
+	have  bool // key and cs hold the session (cs nil: none)
+	dirty bool // not yet written to the replica
+}
 
 // sessionCacheFor returns cfg with the replica's session cache, unless cfg
 // has a cache of the app's own.
@@ -28,54 +41,83 @@ func (c *Client) sessionCacheFor(cfg *tls.Config) *tls.Config {
 		return cfg
 	}
 	cfg = cfg.Clone()
-	cfg.ClientSessionCache = sessionCache{c}
+	c.sessions = &sessionCache{c: c}
+	cfg.ClientSessionCache = c.sessions
 	return cfg
 }
 
-func (s sessionCache) Get(key string) (*tls.ClientSessionState, bool) {
-	b, err := s.c.secret(context.Background(), metaTLSSession)
-	if err != nil || len(b) == 0 {
+func (s *sessionCache) Get(key string) (*tls.ClientSessionState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.have {
+		s.key, s.cs, s.have = s.load()
+	}
+	if s.cs == nil || s.key != key {
 		return nil, false
 	}
+	return s.cs, true
+}
+
+func (s *sessionCache) Put(key string, cs *tls.ClientSessionState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.key, s.cs, s.have, s.dirty = key, cs, true, true
+}
+
+// load reads the session kept in the replica.
+func (s *sessionCache) load() (string, *tls.ClientSessionState, bool) {
+	b, err := s.c.secret(context.Background(), metaTLSSession)
+	if err != nil || len(b) == 0 {
+		return "", nil, true
+	}
 	k, rest, ok := cut(b)
-	if !ok || string(k) != key {
-		return nil, false
+	if !ok {
+		return "", nil, true
 	}
 	ticket, state, ok := cut(rest)
 	if !ok {
-		return nil, false
+		return "", nil, true
 	}
 	ss, err := tls.ParseSessionState(state)
 	if err != nil {
-		return nil, false
+		return "", nil, true
 	}
 	cs, err := tls.NewResumptionState(ticket, ss)
 	if err != nil {
-		return nil, false
+		return "", nil, true
 	}
-	return cs, true
+	return string(k), cs, true
 }
 
-func (s sessionCache) Put(key string, cs *tls.ClientSessionState) {
-	ctx := context.Background()
+// persist writes the session Put last gave to the replica, if it changed.
+// A session that cannot be kept costs the next sync a full handshake.
+func (s *sessionCache) persist(ctx context.Context) error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	key, cs, dirty := s.key, s.cs, s.dirty
+	s.dirty = false
+	s.mu.Unlock()
+	if !dirty {
+		return nil
+	}
 	if cs == nil {
-		_ = s.c.store.SetMeta(ctx, metaTLSSession, []byte{})
-		return
+		return s.c.store.SetMeta(ctx, metaTLSSession, []byte{})
 	}
 	ticket, ss, err := cs.ResumptionState()
 	if err != nil || ss == nil {
-		return
+		return err
 	}
 	state, err := ss.Bytes()
 	if err != nil {
-		return
+		return err
 	}
 	b := binary.AppendUvarint(nil, uint64(len(key)))
 	b = append(b, key...)
 	b = binary.AppendUvarint(b, uint64(len(ticket)))
 	b = append(append(b, ticket...), state...)
-	// A session that cannot be kept costs the next sync a full handshake.
-	_ = s.c.setSecret(ctx, metaTLSSession, b)
+	return s.c.setSecret(ctx, metaTLSSession, b)
 }
 
 // cut splits b into a length-prefixed field and the rest.

@@ -124,6 +124,9 @@ func v1Sync(t *testing.T, c *Client) (pushed, pulled int) {
 			p.Records = append(p.Records, r)
 		}
 		for _, pc := range resp.GetChanges() {
+			if len(pc.GetUpsert().GetPackedRecord()) > 0 {
+				t.Fatal("the server sent a version-1 phone a packed record")
+			}
 			ch, err := wire.ChangeFromProto(pc)
 			if err != nil {
 				t.Fatal(err)

@@ -8,9 +8,9 @@
 // snapshot pages, at zstd's default level, 202 B a record against 223 B
 // (10 % less) at about the same CPU. A message up to 32 KiB is compressed
 // at the best level, a larger one at the default. The decoder is bounded
-// for bytes from a hostile peer: a window of at most 8 MiB and 64 MiB of
-// memory per message, whatever the frame header asks; grpc bounds the
-// decoded message by its receive limit.
+// for bytes from a hostile peer: at most 64 MiB of memory per message
+// (and an 8 MiB window for frames that stream), whatever the frame header
+// asks; grpc bounds the decoded message by its receive limit.
 package zstdgrpc
 
 import (

@@ -254,6 +254,9 @@ const (
 	// A change: it cannot be decoded, lacks its identity, or does not apply
 	// to its record.
 	Reason_REASON_MALFORMED_CHANGE Reason = 26
+	// An Exchange's records were packed with another record schema than the
+	// server's (a different build): send them unpacked.
+	Reason_REASON_SCHEMA_MISMATCH Reason = 27
 )
 
 // Enum value maps for Reason.
@@ -286,6 +289,7 @@ var (
 		24: "REASON_DOT_REUSED",
 		25: "REASON_CLOCK_SKEW",
 		26: "REASON_MALFORMED_CHANGE",
+		27: "REASON_SCHEMA_MISMATCH",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":                0,
@@ -315,6 +319,7 @@ var (
 		"REASON_DOT_REUSED":                 24,
 		"REASON_CLOCK_SKEW":                 25,
 		"REASON_MALFORMED_CHANGE":           26,
+		"REASON_SCHEMA_MISMATCH":            27,
 	}
 )
 
@@ -828,10 +833,11 @@ type Upsert struct {
 	// lower-case hex digits carried as their 32 bytes; any other value as it
 	// is. A record with a value of such a field that is 16 (or 32) bytes long
 	// and not packed is sent as record instead. A replica packs what it pushes
-	// with Exchange (on 2G the ids and digests are a fifth of a day's push,
-	// gzip'd); a server packs what it sends in a pull that asks for it
-	// (PullRequest.packed). Never in Push: a server older than version 2 would
-	// take a packed change for one that clears its fields.
+	// with Exchange to a server of the same record schema (on 2G the ids and
+	// digests are a fifth of a day's push, gzip'd); a server packs what it
+	// sends in a pull that asks for it (PullRequest.packed). Never in Push: a
+	// server older than version 2 would take a packed change for one that
+	// clears its fields, and a server of version 2 refuses it.
 	PackedRecord  []byte `protobuf:"bytes,3,opt,name=packed_record,json=packedRecord,proto3" json:"packed_record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1285,7 +1291,12 @@ type HelloResponse struct {
 	// The highest dot counter of the caller's own changes the server holds. A
 	// caller whose changes are refused with REASON_DOT_REUSED numbers its unsent
 	// changes again above it (and above its own).
-	MaxCounter    uint64 `protobuf:"varint,12,opt,name=max_counter,json=maxCounter,proto3" json:"max_counter,omitempty"`
+	MaxCounter uint64 `protobuf:"varint,12,opt,name=max_counter,json=maxCounter,proto3" json:"max_counter,omitempty"`
+	// Fingerprint of the record schema the server packs and unpacks records
+	// with (capability version 2): a caller packs records for it only when
+	// its own is the same, since a field one end does not know would be read
+	// back wrong by the other.
+	RecordSchema  []byte `protobuf:"bytes,13,opt,name=record_schema,json=recordSchema,proto3" json:"record_schema,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1402,6 +1413,13 @@ func (x *HelloResponse) GetMaxCounter() uint64 {
 		return x.MaxCounter
 	}
 	return 0
+}
+
+func (x *HelloResponse) GetRecordSchema() []byte {
+	if x != nil {
+		return x.RecordSchema
+	}
+	return nil
 }
 
 // PushRequest carries a run of the caller's log: every position from
@@ -1551,7 +1569,13 @@ type ExchangeRequest struct {
 	// from the answer's acknowledged_position, within its limits.
 	Hello *HelloRequest `protobuf:"bytes,1,opt,name=hello,proto3" json:"hello,omitempty"`
 	// The batch, as for Push; its records may be packed.
-	Push          *PushRequest `protobuf:"bytes,2,opt,name=push,proto3" json:"push,omitempty"`
+	Push *PushRequest `protobuf:"bytes,2,opt,name=push,proto3" json:"push,omitempty"`
+	// Fingerprint of the record schema the batch's packed records were packed
+	// with (HelloResponse.record_schema). A server whose schema differs takes
+	// nothing of a batch with packed records: with a handshake it answers the
+	// handshake alone, without one FAILED_PRECONDITION with
+	// REASON_SCHEMA_MISMATCH; the caller sends the batch again unpacked.
+	RecordSchema  []byte `protobuf:"bytes,3,opt,name=record_schema,json=recordSchema,proto3" json:"record_schema,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1596,6 +1620,13 @@ func (x *ExchangeRequest) GetHello() *HelloRequest {
 func (x *ExchangeRequest) GetPush() *PushRequest {
 	if x != nil {
 		return x.Push
+	}
+	return nil
+}
+
+func (x *ExchangeRequest) GetRecordSchema() []byte {
+	if x != nil {
+		return x.RecordSchema
 	}
 	return nil
 }
@@ -1668,8 +1699,11 @@ type PullRequest struct {
 	// and leaves this false: the view doubles a snapshot's size.
 	ReadableState bool `protobuf:"varint,3,opt,name=readable_state,json=readableState,proto3" json:"readable_state,omitempty"`
 	// Send the records of the changes packed (Upsert.packed_record), as a
-	// caller of capability version 2 takes them.
-	Packed        bool `protobuf:"varint,4,opt,name=packed,proto3" json:"packed,omitempty"`
+	// caller of capability version 2 takes them, when record_schema is the
+	// server's.
+	Packed bool `protobuf:"varint,4,opt,name=packed,proto3" json:"packed,omitempty"`
+	// Fingerprint of the caller's record schema (HelloResponse.record_schema).
+	RecordSchema  []byte `protobuf:"bytes,5,opt,name=record_schema,json=recordSchema,proto3" json:"record_schema,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1730,6 +1764,13 @@ func (x *PullRequest) GetPacked() bool {
 		return x.Packed
 	}
 	return false
+}
+
+func (x *PullRequest) GetRecordSchema() []byte {
+	if x != nil {
+		return x.RecordSchema
+	}
+	return nil
 }
 
 // PullResponse is one batch of a pull. The caller applies the batch and stores
@@ -2512,7 +2553,7 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x0fpending_changes\x18\x05 \x01(\x05R\x0ependingChanges\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x06 \x01(\tR\tlastError\x12.\n" +
-	"\x13refuse_stamps_ahead\x18\a \x01(\bR\x11refuseStampsAhead\"\xba\x04\n" +
+	"\x13refuse_stamps_ahead\x18\a \x01(\bR\x11refuseStampsAhead\"\xdf\x04\n" +
 	"\rHelloResponse\x12*\n" +
 	"\x11server_replica_id\x18\x01 \x01(\fR\x0fserverReplicaId\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2528,7 +2569,8 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	" \x01(\x04R\x1bupstreamAcknowledgedCounter\x12)\n" +
 	"\x05rules\x18\v \x01(\v2\x13.fieldsync.v1.RulesR\x05rules\x12\x1f\n" +
 	"\vmax_counter\x18\f \x01(\x04R\n" +
-	"maxCounter\"\xa7\x01\n" +
+	"maxCounter\x12#\n" +
+	"\rrecord_schema\x18\r \x01(\fR\frecordSchema\"\xa7\x01\n" +
 	"\vPushRequest\x12.\n" +
 	"\achanges\x18\x01 \x03(\v2\x14.fieldsync.v1.ChangeR\achanges\x12%\n" +
 	"\x0efirst_position\x18\x02 \x01(\x04R\rfirstPosition\x12#\n" +
@@ -2536,18 +2578,20 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\tpositions\x18\x04 \x03(\x04R\tpositions\"y\n" +
 	"\fPushResponse\x124\n" +
 	"\aresults\x18\x01 \x03(\v2\x1a.fieldsync.v1.ChangeResultR\aresults\x123\n" +
-	"\x15acknowledged_position\x18\x02 \x01(\x04R\x14acknowledgedPosition\"r\n" +
+	"\x15acknowledged_position\x18\x02 \x01(\x04R\x14acknowledgedPosition\"\x97\x01\n" +
 	"\x0fExchangeRequest\x120\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1a.fieldsync.v1.HelloRequestR\x05hello\x12-\n" +
-	"\x04push\x18\x02 \x01(\v2\x19.fieldsync.v1.PushRequestR\x04push\"u\n" +
+	"\x04push\x18\x02 \x01(\v2\x19.fieldsync.v1.PushRequestR\x04push\x12#\n" +
+	"\rrecord_schema\x18\x03 \x01(\fR\frecordSchema\"u\n" +
 	"\x10ExchangeResponse\x121\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1b.fieldsync.v1.HelloResponseR\x05hello\x12.\n" +
-	"\x04push\x18\x02 \x01(\v2\x1a.fieldsync.v1.PushResponseR\x04push\"\xbb\x01\n" +
+	"\x04push\x18\x02 \x01(\v2\x1a.fieldsync.v1.PushResponseR\x04push\"\xe0\x01\n" +
 	"\vPullRequest\x12,\n" +
 	"\x06cursor\x18\x01 \x01(\v2\x14.fieldsync.v1.CursorR\x06cursor\x12+\n" +
 	"\x0fmax_batch_bytes\x18\x02 \x01(\x05H\x00R\rmaxBatchBytes\x88\x01\x01\x12%\n" +
 	"\x0ereadable_state\x18\x03 \x01(\bR\rreadableState\x12\x16\n" +
-	"\x06packed\x18\x04 \x01(\bR\x06packedB\x12\n" +
+	"\x06packed\x18\x04 \x01(\bR\x06packed\x12#\n" +
+	"\rrecord_schema\x18\x05 \x01(\fR\frecordSchemaB\x12\n" +
 	"\x10_max_batch_bytes\"\xf8\x01\n" +
 	"\fPullResponse\x12.\n" +
 	"\achanges\x18\x01 \x03(\v2\x14.fieldsync.v1.ChangeR\achanges\x123\n" +
@@ -2621,7 +2665,7 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x1fCHANGE_OUTCOME_REJECTED_INVALID\x10\x03\x12(\n" +
 	"$CHANGE_OUTCOME_REJECTED_OUT_OF_SCOPE\x10\x04\x12&\n" +
 	"\"CHANGE_OUTCOME_REJECTED_CLOCK_SKEW\x10\x05\x12%\n" +
-	"!CHANGE_OUTCOME_REJECTED_MALFORMED\x10\x06*\xe1\x05\n" +
+	"!CHANGE_OUTCOME_REJECTED_MALFORMED\x10\x06*\xfd\x05\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14REASON_MISSING_TOKEN\x10\x01\x12\x18\n" +
@@ -2650,7 +2694,8 @@ const file_fieldsync_v1_sync_proto_rawDesc = "" +
 	"\x14REASON_FORGED_ORIGIN\x10\x17\x12\x15\n" +
 	"\x11REASON_DOT_REUSED\x10\x18\x12\x15\n" +
 	"\x11REASON_CLOCK_SKEW\x10\x19\x12\x1b\n" +
-	"\x17REASON_MALFORMED_CHANGE\x10\x1a*a\n" +
+	"\x17REASON_MALFORMED_CHANGE\x10\x1a\x12\x1a\n" +
+	"\x16REASON_SCHEMA_MISMATCH\x10\x1b*a\n" +
 	"\rSnapshotPhase\x12\x1e\n" +
 	"\x1aSNAPSHOT_PHASE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SNAPSHOT_PHASE_BEGIN\x10\x01\x12\x16\n" +
