@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
 
 	"google.golang.org/grpc/encoding"
@@ -41,58 +42,51 @@ func (c pushCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // unmarshalPush does.
 func unmarshalExchange(b []byte, req *fieldsyncv1.ExchangeRequest) error {
 	const pushField = 2 // ExchangeRequest.push
-	var rest, push []byte
-	seen := false
+	pushes, rest, err := splitField(b, pushField)
+	if err != nil {
+		return fmt.Errorf("exchange request: %w", err)
+	}
+	if err := proto.Unmarshal(rest, req); err != nil {
+		return fmt.Errorf("exchange request: %w", err)
+	}
+	if len(pushes) == 0 {
+		return nil
+	}
+	// The fields of a message that comes twice merge.
+	req.Push = &fieldsyncv1.PushRequest{}
+	return unmarshalPush(bytes.Join(pushes, nil), req.Push)
+}
+
+// splitField returns the values of the length-delimited field num of the
+// message encoded in b, and the rest of its encoding.
+func splitField(b []byte, num protowire.Number) (values [][]byte, rest []byte, err error) {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		n0, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return fmt.Errorf("exchange request: %w", protowire.ParseError(n))
+			return nil, nil, protowire.ParseError(n)
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		m := protowire.ConsumeFieldValue(n0, typ, b[n:])
 		if m < 0 {
-			return fmt.Errorf("exchange request: %w", protowire.ParseError(m))
+			return nil, nil, protowire.ParseError(m)
 		}
-		if num == pushField && typ == protowire.BytesType {
-			// Fields of a message that comes twice merge.
+		if n0 == num && typ == protowire.BytesType {
 			v, _ := protowire.ConsumeBytes(b[n:])
-			push, seen = append(push, v...), true
+			values = append(values, v)
 		} else {
 			rest = append(rest, b[:n+m]...)
 		}
 		b = b[n+m:]
 	}
-	if err := proto.Unmarshal(rest, req); err != nil {
-		return fmt.Errorf("exchange request: %w", err)
-	}
-	if seen {
-		req.Push = &fieldsyncv1.PushRequest{}
-		return unmarshalPush(push, req.Push)
-	}
-	return nil
+	return values, rest, nil
 }
 
 // unmarshalPush decodes a PushRequest from b, each change on its own (see
 // above). It fails only when the request itself does not decode.
 func unmarshalPush(b []byte, req *fieldsyncv1.PushRequest) error {
 	const changesField = 1 // PushRequest.changes
-	var rest []byte
-	var changes [][]byte
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("push request: %w", protowire.ParseError(n))
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return fmt.Errorf("push request: %w", protowire.ParseError(m))
-		}
-		if num == changesField && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(b[n:])
-			changes = append(changes, v)
-		} else {
-			rest = append(rest, b[:n+m]...)
-		}
-		b = b[n+m:]
+	changes, rest, err := splitField(b, changesField)
+	if err != nil {
+		return fmt.Errorf("push request: %w", err)
 	}
 	if err := proto.Unmarshal(rest, req); err != nil {
 		return fmt.Errorf("push request: %w", err)

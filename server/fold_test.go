@@ -21,7 +21,7 @@ import (
 
 // saveAt writes rec as a local change of the device stamped by a wall clock
 // reading wall.
-func (d *device) saveAt(t *testing.T, rec *fieldsyncv1.Record, wall time.Time) {
+func (d *device) saveAt(t *testing.T, rec *fieldsyncv1.Record, wall time.Time) syncengine.RecordID {
 	t.Helper()
 	fields, err := wire.Fields(wire.Body(rec))
 	if err != nil {
@@ -39,6 +39,7 @@ func (d *device) saveAt(t *testing.T, rec *fieldsyncv1.Record, wall time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return id
 }
 
 // An Exchange's handshake is answered with its push, as after it: its

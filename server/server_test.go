@@ -3,7 +3,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +29,6 @@ import (
 	"github.com/fieldsync/fieldsync/survey"
 	"github.com/fieldsync/fieldsync/survey/countygen"
 	"github.com/fieldsync/fieldsync/syncengine"
-	"github.com/fieldsync/fieldsync/syncengine/syncenginetest"
 	"github.com/fieldsync/fieldsync/wire"
 )
 
@@ -138,23 +136,7 @@ func followUp(t *testing.T, area string, sbp, dbp int32) *fieldsyncv1.Record {
 // save writes rec as a local change of the device, as the SDK will.
 func (d *device) save(t *testing.T, rec *fieldsyncv1.Record) syncengine.RecordID {
 	t.Helper()
-	fields, err := wire.Fields(wire.Body(rec))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, area, err := wire.Identity(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cid syncengine.ChangeID
-	rand.Read(cid[:])
-	_, err = syncenginetest.WriteLocal(t.Context(), d.store, d.clock, time.Now().UnixMilli(), syncengine.Edit{
-		ID: cid, Record: id, Kind: wire.KindOf(rec), Area: area, Fields: fields,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
+	return d.saveAt(t, rec, time.Now())
 }
 
 // pushRequest is the device's log after position after, as one PushRequest.

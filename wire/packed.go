@@ -66,19 +66,64 @@ func PackRecord(rec *fieldsyncv1.Record) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	out, ok := packMessage(nil, b, recordDescriptor)
-	return out, ok, nil
+	out, err := rewrite(nil, b, recordDescriptor, packLeaf)
+	if errors.Is(err, errCannotPack) {
+		return nil, false, nil
+	}
+	return out, err == nil, err
 }
 
-func packMessage(out, b []byte, md protoreflect.MessageDescriptor) ([]byte, bool) {
+// errCannotPack is packLeaf's answer for a value packing could not tell
+// from a packed one.
+var errCannotPack = errors.New("a value packing could not tell from a packed one")
+
+// packLeaf packs one string value: a canonical UUID in an id field, a
+// lower-case hex SHA-256 in a sha256 field.
+func packLeaf(fd protoreflect.FieldDescriptor, v []byte) ([]byte, bool, error) {
+	switch packingOf(fd) {
+	case packUUID:
+		if u, ok := canonicalUUID(v); ok {
+			return u[:], false, nil
+		}
+		if len(v) == len(uuid.UUID{}) {
+			return nil, false, errCannotPack
+		}
+	case packSHA256:
+		if h, ok := lowerHex(v); ok && len(h) == sha256Len {
+			return h, false, nil
+		}
+		if len(v) == sha256Len {
+			return nil, false, errCannotPack
+		}
+	}
+	return nil, true, nil
+}
+
+// unpackLeaf gives back the text of one packed value.
+func unpackLeaf(fd protoreflect.FieldDescriptor, v []byte) ([]byte, bool, error) {
+	switch p := packingOf(fd); {
+	case p == packUUID && len(v) == len(uuid.UUID{}):
+		return []byte(uuid.UUID(v).String()), false, nil
+	case p == packSHA256 && len(v) == sha256Len:
+		return []byte(hex.EncodeToString(v)), false, nil
+	}
+	return nil, true, nil
+}
+
+// rewrite appends to out the message of type md encoded in b, with each
+// length-delimited value that is not a message, in it and in the messages
+// below it, replaced by what leaf returns for it (or kept as it is). It
+// returns an error wrapping ErrBadPacking for bytes that do not parse, or
+// leaf's error.
+func rewrite(out, b []byte, md protoreflect.MessageDescriptor, leaf func(protoreflect.FieldDescriptor, []byte) ([]byte, bool, error)) ([]byte, error) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return nil, false
+			return nil, fmt.Errorf("%w: %v", ErrBadPacking, protowire.ParseError(n))
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b[n:])
 		if m < 0 {
-			return nil, false
+			return nil, fmt.Errorf("%w: field %d of %s: %v", ErrBadPacking, num, md.Name(), protowire.ParseError(m))
 		}
 		field := b[:n+m]
 		b = b[n+m:]
@@ -88,34 +133,24 @@ func packMessage(out, b []byte, md protoreflect.MessageDescriptor) ([]byte, bool
 			continue
 		}
 		v, _ := protowire.ConsumeBytes(field[n:])
-		switch {
-		case fd.Kind() == protoreflect.MessageKind:
-			sub, ok := packMessage(nil, v, fd.Message())
-			if !ok {
-				return nil, false
-			}
-			out = protowire.AppendBytes(protowire.AppendTag(out, num, protowire.BytesType), sub)
-		case packingOf(fd) == packUUID:
-			if u, ok := canonicalUUID(v); ok {
-				out = protowire.AppendBytes(protowire.AppendTag(out, num, protowire.BytesType), u[:])
-			} else if len(v) == len(u) {
-				return nil, false
-			} else {
-				out = append(out, field...)
-			}
-		case packingOf(fd) == packSHA256:
-			if h, ok := lowerHex(v); ok && len(h) == sha256Len {
-				out = protowire.AppendBytes(protowire.AppendTag(out, num, protowire.BytesType), h)
-			} else if len(v) == sha256Len {
-				return nil, false
-			} else {
-				out = append(out, field...)
-			}
-		default:
-			out = append(out, field...)
+		var nv []byte
+		var keep bool
+		var err error
+		if fd.Kind() == protoreflect.MessageKind {
+			nv, err = rewrite(nil, v, fd.Message(), leaf)
+		} else {
+			nv, keep, err = leaf(fd, v)
 		}
+		if err != nil {
+			return nil, err
+		}
+		if keep {
+			out = append(out, field...)
+			continue
+		}
+		out = protowire.AppendBytes(protowire.AppendTag(out, num, protowire.BytesType), nv)
 	}
-	return out, true
+	return out, nil
 }
 
 // canonicalUUID parses v as a UUID in canonical lower-case text, the only
@@ -150,7 +185,7 @@ var ErrBadPacking = errors.New("packed record does not decode")
 // replica are not trusted: an error wraps ErrBadPacking and names what is
 // wrong.
 func UnpackRecord(b []byte) (*fieldsyncv1.Record, error) {
-	raw, err := unpackMessage(nil, b, recordDescriptor)
+	raw, err := rewrite(nil, b, recordDescriptor, unpackLeaf)
 	if err != nil {
 		return nil, err
 	}
@@ -159,43 +194,6 @@ func UnpackRecord(b []byte) (*fieldsyncv1.Record, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadPacking, err)
 	}
 	return rec, nil
-}
-
-func unpackMessage(out, b []byte, md protoreflect.MessageDescriptor) ([]byte, error) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, fmt.Errorf("%w: %v", ErrBadPacking, protowire.ParseError(n))
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return nil, fmt.Errorf("%w: field %d of %s: %v", ErrBadPacking, num, md.Name(), protowire.ParseError(m))
-		}
-		field := b[:n+m]
-		b = b[n+m:]
-		fd := md.Fields().ByNumber(num)
-		if typ != protowire.BytesType || fd == nil {
-			out = append(out, field...)
-			continue
-		}
-		v, _ := protowire.ConsumeBytes(field[n:])
-		p := packingOf(fd)
-		switch {
-		case fd.Kind() == protoreflect.MessageKind:
-			sub, err := unpackMessage(nil, v, fd.Message())
-			if err != nil {
-				return nil, err
-			}
-			out = protowire.AppendBytes(protowire.AppendTag(out, num, protowire.BytesType), sub)
-		case p == packUUID && len(v) == len(uuid.UUID{}):
-			out = protowire.AppendString(protowire.AppendTag(out, num, protowire.BytesType), uuid.UUID(v).String())
-		case p == packSHA256 && len(v) == sha256Len:
-			out = protowire.AppendString(protowire.AppendTag(out, num, protowire.BytesType), hex.EncodeToString(v))
-		default:
-			out = append(out, field...)
-		}
-	}
-	return out, nil
 }
 
 // PackChange replaces the record of pc's upsert by its packed form
