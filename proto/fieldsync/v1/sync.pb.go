@@ -1565,8 +1565,9 @@ type ExchangeRequest struct {
 	// ExchangeResponse.hello, as after the push. When the batch cannot be
 	// taken as sent (it starts after the server's cursor, or holds more
 	// changes than the server's limits), the server stores nothing of it and
-	// answers the handshake alone, with an empty push: the caller sends again
-	// from the answer's acknowledged_position, within its limits.
+	// answers the handshake alone, with an empty push that acknowledges
+	// nothing: the caller sends again from the handshake's
+	// acknowledged_position, within its limits.
 	Hello *HelloRequest `protobuf:"bytes,1,opt,name=hello,proto3" json:"hello,omitempty"`
 	// The batch, as for Push; its records may be packed.
 	Push *PushRequest `protobuf:"bytes,2,opt,name=push,proto3" json:"push,omitempty"`
