@@ -13,7 +13,7 @@ import (
 )
 
 // foldingVersion is the server's capability version from which a round
-// folds its handshake into its first push (PushRequest.hello): a cold sync
+// folds its handshake into its first push (ExchangeRequest.hello): a cold sync
 // then costs the connection's round trip and one exchange, not two more for
 // a Hello first.
 const foldingVersion = 2

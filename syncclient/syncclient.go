@@ -77,7 +77,10 @@ type Config struct {
 	IdleTimeout time.Duration
 
 	// CursorKey is the meta key (syncengine.Tx.SetMeta) the pull token is
-	// kept under, written in the transaction of the batch it follows.
+	// kept under, written in the transaction of the batch it follows. The
+	// round also keeps, under keys it makes from it, what the last
+	// handshake said of the server (".server") and a snapshot's pending
+	// sweep (".sweep").
 	CursorKey string
 	// Host, if set, is what the round asks of the program running it.
 	Host Host

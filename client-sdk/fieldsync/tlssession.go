@@ -27,11 +27,11 @@ const metaTLSSession = "sdk_tls_session"
 type sessionCache struct {
 	c *Client
 
-	mu    sync.Mutex
-	key   string
-	cs    *tls.ClientSessionState
-	have  bool // key and cs hold the session (cs nil: none)
-	dirty bool // not yet written to the replica
+	mu     sync.Mutex
+	loaded bool // key and cs hold the session (cs nil: none)
+	key    string
+	cs     *tls.ClientSessionState
+	dirty  bool // not yet written to the replica
 }
 
 // sessionCacheFor returns cfg with the replica's session cache, unless cfg
@@ -49,8 +49,9 @@ func (c *Client) sessionCacheFor(cfg *tls.Config) *tls.Config {
 func (s *sessionCache) Get(key string) (*tls.ClientSessionState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.have {
-		s.key, s.cs, s.have = s.load()
+	if !s.loaded {
+		s.key, s.cs = s.load()
+		s.loaded = true
 	}
 	if s.cs == nil || s.key != key {
 		return nil, false
@@ -61,47 +62,62 @@ func (s *sessionCache) Get(key string) (*tls.ClientSessionState, bool) {
 func (s *sessionCache) Put(key string, cs *tls.ClientSessionState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.key, s.cs, s.have, s.dirty = key, cs, true, true
+	s.key, s.cs, s.loaded, s.dirty = key, cs, true, true
 }
 
-// load reads the session kept in the replica.
-func (s *sessionCache) load() (string, *tls.ClientSessionState, bool) {
+// load reads the session kept in the replica; none when it holds none, or
+// one that does not parse.
+func (s *sessionCache) load() (string, *tls.ClientSessionState) {
 	b, err := s.c.secret(context.Background(), metaTLSSession)
-	if err != nil || len(b) == 0 {
-		return "", nil, true
+	if err != nil {
+		return "", nil
 	}
 	k, rest, ok := cut(b)
 	if !ok {
-		return "", nil, true
+		return "", nil
 	}
 	ticket, state, ok := cut(rest)
 	if !ok {
-		return "", nil, true
+		return "", nil
 	}
 	ss, err := tls.ParseSessionState(state)
 	if err != nil {
-		return "", nil, true
+		return "", nil
 	}
 	cs, err := tls.NewResumptionState(ticket, ss)
 	if err != nil {
-		return "", nil, true
+		return "", nil
 	}
-	return string(k), cs, true
+	return string(k), cs
 }
 
-// persist writes the session Put last gave to the replica, if it changed.
-// A session that cannot be kept costs the next sync a full handshake.
+// persist writes the session Put last gave to the replica, if it changed;
+// one that could not be written is tried again after the next sync. A
+// session that cannot be kept costs the next sync a full handshake.
 func (s *sessionCache) persist(ctx context.Context) error {
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
 	key, cs, dirty := s.key, s.cs, s.dirty
-	s.dirty = false
 	s.mu.Unlock()
 	if !dirty {
 		return nil
 	}
+	if err := s.write(ctx, key, cs); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.key == key && s.cs == cs { // no Put since
+		s.dirty = false
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// write keeps session cs for key in the replica, sealed as a secret; a nil
+// cs removes the one kept.
+func (s *sessionCache) write(ctx context.Context, key string, cs *tls.ClientSessionState) error {
 	if cs == nil {
 		return s.c.store.SetMeta(ctx, metaTLSSession, []byte{})
 	}
