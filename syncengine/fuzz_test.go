@@ -84,16 +84,38 @@ func FuzzDecodeRecord(f *testing.F) {
 		r, _ = syncengine.Apply(r, c)
 		b, _ := r.MarshalBinary()
 		f.Add(b)
+		f.Add(r.AppendCompact(nil))
+		f.Add(r.AppendCompactSharing(nil, cs))
+	}
+	// Shared values come from the seed changes, by dot; a dot none of them
+	// has resolves to nothing.
+	resolve := func(d syncengine.Dot) (*syncengine.Change, error) {
+		for _, c := range cs {
+			if c.Dot == d {
+				return c, nil
+			}
+		}
+		return nil, nil
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r syncengine.Record
-		if err := r.UnmarshalBinary(data); err != nil {
+		if err := r.UnmarshalCompactShared(data, resolve); err != nil {
 			if !errors.Is(err, syncengine.ErrMalformed) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)
 			}
 			return
 		}
 		b, _ := r.MarshalBinary()
+		if data[0] == 2 {
+			// Canonical given the changes it shares.
+			dots, _ := syncengine.CompactSharedDots(data)
+			var shared []*syncengine.Change
+			for _, d := range dots {
+				c, _ := resolve(d)
+				shared = append(shared, c)
+			}
+			b = r.AppendCompactSharing(nil, shared)
+		}
 		if !bytes.Equal(b, data) {
 			t.Fatalf("accepted a non-canonical encoding:\n in  %x\n out %x", data, b)
 		}

@@ -347,6 +347,9 @@ func (s *sim) check() error {
 		if err := checkAgainstSpec(want, changes); err != nil {
 			return fmt.Errorf("record %v: %w\nstate: %v", id, err, want)
 		}
+		if err := checkCompactRoundTrip(want, changes); err != nil {
+			return fmt.Errorf("record %v: %w\nstate: %v", id, err, want)
+		}
 		if err := checkNoWriteLost(want, changes); err != nil {
 			return fmt.Errorf("record %v: %w\nstate: %v", id, err, want)
 		}
@@ -497,6 +500,64 @@ func (s *sim) checkOrderInsensitive(want syncengine.Record, changes []*syncengin
 		}
 		if merged.Digest() != want.Digest() {
 			return fmt.Errorf("merged states differ from applying all changes:\n%v\nwant\n%v", merged, want)
+		}
+	}
+	return nil
+}
+
+// checkCompactRoundTrip checks that r's compact encodings, as a store keeps
+// them (with no values shared, and sharing those of the changes that made
+// it), read back as the same state, and that every shorter prefix of them
+// is refused.
+func checkCompactRoundTrip(r syncengine.Record, changes []*syncengine.Change) error {
+	byDot := map[syncengine.Dot]*syncengine.Change{}
+	for _, c := range changes {
+		byDot[c.Dot] = c
+	}
+	resolve := func(d syncengine.Dot) (*syncengine.Change, error) {
+		if c := byDot[d]; c != nil {
+			return c, nil
+		}
+		return nil, errors.New("no such change")
+	}
+	plain, sharing := r.AppendCompact(nil), r.AppendCompactSharing(nil, changes)
+	if len(sharing) > len(plain) {
+		return fmt.Errorf("sharing values made the encoding longer: %d bytes against %d", len(sharing), len(plain))
+	}
+	shared, err := syncengine.CompactSharedDots(sharing)
+	if err != nil {
+		return err
+	}
+	for _, d := range shared {
+		if byDot[d] == nil {
+			return fmt.Errorf("the encoding shares the values of %v, which made none of it", d)
+		}
+	}
+	for _, b := range [][]byte{plain, sharing} {
+		var got syncengine.Record
+		if err := got.UnmarshalCompactShared(b, resolve); err != nil {
+			return fmt.Errorf("compact encoding %x does not decode: %w", b, err)
+		}
+		if got.Digest() != r.Digest() {
+			return fmt.Errorf("compact encoding read back as another state: %v", got)
+		}
+		if again := got.AppendCompactSharing(nil, changes); !bytes.Equal(again, sharing) {
+			return fmt.Errorf("compact encoding not canonical: %x, then %x", sharing, again)
+		}
+		for i := range b {
+			if err := got.UnmarshalCompactShared(b[:i], resolve); !errors.Is(err, syncengine.ErrMalformed) {
+				return fmt.Errorf("compact encoding truncated to %d bytes: err = %v, want ErrMalformed", i, err)
+			}
+		}
+	}
+	if len(shared) > 0 {
+		var got syncengine.Record
+		if err := got.UnmarshalBinary(sharing); !errors.Is(err, syncengine.ErrMalformed) {
+			return fmt.Errorf("an encoding sharing values decoded without them: %v", err)
+		}
+		none := func(syncengine.Dot) (*syncengine.Change, error) { return nil, nil }
+		if err := got.UnmarshalCompactShared(sharing, none); !errors.Is(err, syncengine.ErrNotShared) {
+			return fmt.Errorf("an encoding whose shared values are gone decoded: %v", err)
 		}
 	}
 	return nil

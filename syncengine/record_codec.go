@@ -59,30 +59,36 @@ func (r Record) MarshalBinary() ([]byte, error) {
 	return r.AppendBinary(make([]byte, 0, size))
 }
 
-// UnmarshalBinary decodes a record state encoded by MarshalBinary. It accepts
-// only canonical encodings of states that Apply could have produced (sorted,
-// deduplicated, with the invariants the merge relies on), returns an error
-// wrapping ErrMalformed otherwise (leaving r unchanged), and never panics. The
-// decoded record does not share memory with b.
+// UnmarshalBinary decodes a record state encoded by MarshalBinary or
+// AppendCompact. It accepts only canonical encodings of states that Apply
+// could have produced (sorted, deduplicated, with the invariants the merge
+// relies on), returns an error wrapping ErrMalformed otherwise (leaving r
+// unchanged), and never panics. The decoded record does not share memory
+// with b.
 func (r *Record) UnmarshalBinary(b []byte) error {
 	rd := reader{b: bytes.Clone(b)}
-	if f := rd.byte1(); rd.err == nil && f != recordFormat {
-		rd.fail("unknown record format %d", f)
-	}
 	var out Record
-	out.id = rd.id16()
-	kind := rd.uvarint()
-	if rd.err == nil && kind > uint64(1<<31-1) {
-		rd.fail("kind out of range")
-	}
-	out.kind = Kind(kind)
-	out.version = readVV(&rd)
-	n := rd.count(3)
-	if n > 0 {
-		out.fields = make([]fieldState, n)
-	}
-	for i := 0; i < n && rd.err == nil; i++ {
-		out.fields[i] = readField(&rd)
+	switch f := rd.byte1(); {
+	case rd.err != nil:
+	case f == recordFormatCompact:
+		readCompact(&rd, &out, nil)
+	case f != recordFormat:
+		rd.fail("unknown record format %d", f)
+	default:
+		out.id = rd.id16()
+		kind := rd.uvarint()
+		if rd.err == nil && kind > uint64(1<<31-1) {
+			rd.fail("kind out of range")
+		}
+		out.kind = Kind(kind)
+		out.version = readVV(&rd)
+		n := rd.count(3)
+		if n > 0 {
+			out.fields = make([]fieldState, n)
+		}
+		for i := 0; i < n && rd.err == nil; i++ {
+			out.fields[i] = readField(&rd)
+		}
 	}
 	if err := rd.end(); err != nil {
 		return fmt.Errorf("decode record: %w", err)

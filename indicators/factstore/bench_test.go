@@ -210,6 +210,19 @@ func BenchmarkCountyIngest(b *testing.B) {
 	if st, err := os.Stat(bench.store.Path()); err == nil {
 		b.ReportMetric(float64(st.Size())/n, "file-B/record")
 	}
+	usage, err := bench.store.Usage()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var alloc int64
+	for _, u := range usage {
+		alloc += u.Alloc
+		if u.Alloc > 0 {
+			b.Logf("bucket %-13s %9d keys %12d B in pages (%5.1f B/record), %3.0f %% filled",
+				u.Name, u.Keys, u.Alloc, float64(u.Alloc)/n, 100*float64(u.InUse)/float64(u.Alloc))
+		}
+	}
+	b.ReportMetric(float64(alloc)/n, "pages-B/record")
 }
 
 // BenchmarkCountyIndicatorsToday reads the county's indicators by village as

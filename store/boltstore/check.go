@@ -242,7 +242,7 @@ func (ck *checker) records() error {
 		if err := ck.tick(); err != nil {
 			return err
 		}
-		r, err := decodeRecord(v)
+		r, _, err := t.decodeRecord(v)
 		area, _, _ := openEnvelope(v)
 		id := r.ID()
 		switch {

@@ -20,7 +20,7 @@
 // Integers in keys and values are big-endian uint64 (8 bytes); ids are their
 // 16 raw bytes; area codes are their 12 ASCII digits.
 //
-//	meta        "schema"    → schema version (8 bytes, currently 7)
+//	meta        "schema"    → schema version (8 bytes, currently 10)
 //	            "replica"   → the store's own replica id (16 bytes)
 //	            "compacted" → log position through which entries were dropped
 //	            "logmarks"  → arrival marks of CompactRetained: pairs of Unix
@@ -33,7 +33,9 @@
 //	logarea     area code + position → empty, or the other end of a move
 //	            (see below)
 //	dots        origin + dot counter → position
-//	records     record id → area envelope + syncengine.Record binary
+//	records     record id → area envelope + syncengine.Record in the
+//	            compact encoding, sharing values with the log (below;
+//	            the first encoding in files of schema 9)
 //	recarea     area code + record id → empty
 //	cursors     peer id → Cursor.Received + Cursor.Acked
 //	rejections  peer id + dot origin + dot counter →
@@ -69,6 +71,23 @@
 // reader whether an entry brought its record into the areas read or took it
 // out. Compact and ReplaceChange keep the keys together; Check verifies that
 // they name each other.
+//
+// # Records share their values with the log
+//
+// A change's values would be kept twice, in its log entry and in the state
+// of its record. The state is stored in syncengine's compact encoding
+// (AppendCompactSharing), which lists each change that wrote the record
+// once and marks those whose values it shares: their writes' values are
+// read from the change's log entry (found through the dots index) when the
+// record is read. Append shares the values of the change it appends with
+// the state the PutRecord before it stored (when each of its writes there
+// holds the value the change gave); a later PutRecord keeps sharing those
+// of the changes the stored state shared that still made its writes. Before
+// compaction drops a log entry, or ReplaceChange or RenumberChange rewrites
+// one, the state of its record takes those values back, so a state only
+// ever shares values the log holds. A record written once is then little
+// more than its stamps; a county's file is about half the size. A shared
+// value the log lacks is damage (ErrCorrupt), for a read and for Check.
 //
 // Positions come from the log bucket's sequence (NextSequence): strictly
 // increasing and never reused, also after compaction. The dots index keeps an

@@ -251,6 +251,8 @@ func (t *tx) compactChunk(through syncengine.Position) (int, error) {
 	type entry struct {
 		k, area []byte
 		pos     syncengine.Position
+		record  syncengine.RecordID
+		dot     syncengine.Dot
 	}
 	var drop []entry
 	c := t.log.Cursor()
@@ -259,13 +261,18 @@ func (t *tx) compactChunk(through syncengine.Position) (int, error) {
 		if pos > cp {
 			break
 		}
-		area, _, err := openEnvelope(v)
+		ch, err := decodeChange(pos, v)
 		if err != nil {
-			return 0, fmt.Errorf("log entry %d: %w", pos, err)
+			return 0, err
 		}
-		drop = append(drop, entry{bytes.Clone(k), bytes.Clone(area), pos})
+		area, _, _ := openEnvelope(v)
+		drop = append(drop, entry{bytes.Clone(k), bytes.Clone(area), pos, ch.RecordID, ch.Dot})
 	}
 	for _, e := range drop {
+		// The record takes back the values it shares with the change.
+		if err := t.unshare(e.record, e.dot); err != nil {
+			return 0, fmt.Errorf("record %v: %w", e.record, err)
+		}
 		if err := t.log.Delete(e.k); err != nil {
 			return 0, err
 		}

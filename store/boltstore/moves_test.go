@@ -351,8 +351,8 @@ func TestOpenUpgradesSchema2(t *testing.T) {
 		schema = binary.BigEndian.Uint64(tx.Bucket([]byte("meta")).Get([]byte("schema")))
 		return nil
 	})
-	if schema != 9 {
-		t.Errorf("schema after the upgrade = %d, want 9 (the current one)", schema)
+	if schema != 10 {
+		t.Errorf("schema after the upgrade = %d, want 10 (the current one)", schema)
 	}
 }
 

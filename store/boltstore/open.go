@@ -40,7 +40,13 @@ import (
 //     before (no id, no reason), so the upgrade only records the version;
 //     the bump keeps older builds, which refuse the longer values, from
 //     opening it.
-const schemaVersion = 9
+//   - 10: a record's state is stored in the compact encoding, sharing the
+//     values of the changes the log holds (syncengine.Record.
+//     AppendCompactSharing; see "Records share their values with the log"
+//     in the package documentation). States of version 9 read as before and
+//     are stored compactly when their record next changes; the bump keeps
+//     older builds, which know neither, from opening the file.
+const schemaVersion = 10
 
 // upgrades migrate a store from the version of the key to the next one, in
 // the transaction given.
@@ -65,6 +71,7 @@ var upgrades = map[uint64]func(*bbolt.Tx) error{
 	6: createMissingBuckets,
 	7: createMissingBuckets,
 	8: func(*bbolt.Tx) error { return nil },
+	9: func(*bbolt.Tx) error { return nil },
 }
 
 // createMissingBuckets creates every bucket of this build that the store

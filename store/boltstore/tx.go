@@ -45,6 +45,9 @@ type tx struct {
 		valid  bool
 		rec    syncengine.Record // its state, when Record decoded it
 		hasRec bool
+		// shared are the changes of the log whose values its stored
+		// value shares (syncengine.Record.AppendCompactSharing).
+		shared []*syncengine.Change
 	}
 	unseen  syncengine.Dot // the last dot Seen reported absent, or zero
 	scratch []byte         // encoding buffer, reused within the tx
@@ -80,11 +83,17 @@ func begin(btx *bbolt.Tx) (*tx, error) {
 		}
 	}
 	if btx.Writable() {
+		// Pages split where these leave them. The log, its sources and the
+		// dots of each origin take keys in order: full pages. Records take
+		// theirs at random (ids are not made in the order they arrive):
+		// split in halves, their pages end about 68 % full, against 42 %
+		// split at 90 % (measured on the county benchmark).
 		t.log.FillPercent = 1.0
 		t.dots.FillPercent = 1.0
-		t.records.FillPercent = 0.9
+		t.records.FillPercent = 0.5
 		t.logArea.FillPercent = 0.9
 		t.recArea.FillPercent = 0.9
+		t.logFrom.FillPercent = 1.0
 	}
 	return t, nil
 }
@@ -130,9 +139,9 @@ func (t *tx) Record(ctx context.Context, id syncengine.RecordID) (syncengine.Rec
 	if v == nil {
 		return syncengine.Record{}, nil
 	}
-	r, err := decodeRecord(v)
+	r, shared, err := t.decodeRecord(v)
 	if err == nil {
-		t.lastRecord.rec, t.lastRecord.hasRec = r, true
+		t.lastRecord.rec, t.lastRecord.hasRec, t.lastRecord.shared = r, true, shared
 	}
 	return r, err
 }
@@ -141,7 +150,7 @@ func (t *tx) Record(ctx context.Context, id syncengine.RecordID) (syncengine.Rec
 // is noted apart (lastRecord.rec), known for a record not stored.
 func (t *tx) remember(id syncengine.RecordID, area string, exists bool) {
 	t.lastRecord.id, t.lastRecord.area, t.lastRecord.exists, t.lastRecord.valid = id, area, exists, true
-	t.lastRecord.rec, t.lastRecord.hasRec = syncengine.Record{}, !exists
+	t.lastRecord.rec, t.lastRecord.hasRec, t.lastRecord.shared = syncengine.Record{}, !exists, nil
 }
 
 // seal encodes a change or record with enc and returns it in a new value of
@@ -161,16 +170,69 @@ func (t *tx) seal(area string, enc func([]byte) ([]byte, error)) ([]byte, error)
 	return v, nil
 }
 
-func decodeRecord(v []byte) (syncengine.Record, error) {
-	var r syncengine.Record
+// decodeRecord decodes a stored record, reading the values it shares with
+// the log from there, and returns the changes it shares them with.
+func (t *tx) decodeRecord(v []byte) (syncengine.Record, []*syncengine.Change, error) {
+	var (
+		r      syncengine.Record
+		shared []*syncengine.Change
+	)
 	_, b, err := openEnvelope(v)
 	if err == nil {
-		err = r.UnmarshalBinary(b)
+		err = r.UnmarshalCompactShared(b, func(d syncengine.Dot) (*syncengine.Change, error) {
+			c, err := t.loggedChange(d)
+			if err == nil {
+				shared = append(shared, c)
+			}
+			return c, err
+		})
 	}
 	if err != nil {
-		return syncengine.Record{}, fmt.Errorf("boltstore: stored record: %w", err)
+		return syncengine.Record{}, nil, fmt.Errorf("boltstore: stored record: %w", err)
 	}
-	return r, nil
+	return r, shared, nil
+}
+
+// loggedChange returns the change of dot d from the log, or an error
+// wrapping ErrCorrupt when the log does not hold it: a record shares only
+// the values of changes the log holds (compaction and the rewriting of an
+// entry give the record its values back first).
+func (t *tx) loggedChange(d syncengine.Dot) (*syncengine.Change, error) {
+	pk, _, _, ok := dotEntry(t.dots.Get(dotKey(d)))
+	if !ok {
+		return nil, fmt.Errorf("change %v not in the dots index: %w", d, ErrCorrupt)
+	}
+	v := t.log.Get(pk)
+	if v == nil {
+		return nil, fmt.Errorf("change %v not in the log: %w", d, ErrCorrupt)
+	}
+	c, err := decodeChange(syncengine.Position(binary.BigEndian.Uint64(pk)), v)
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// sealRecord encodes r for the records bucket, sharing the values of the
+// changes of shared that made its writes (see AppendCompactSharing), and
+// returns the value and the changes it shares.
+func (t *tx) sealRecord(r syncengine.Record, shared []*syncengine.Change) ([]byte, []*syncengine.Change, error) {
+	v, err := t.seal(r.Area(), func(b []byte) ([]byte, error) { return r.AppendCompactSharing(b, shared), nil })
+	if err != nil || len(shared) == 0 {
+		return v, nil, err
+	}
+	_, body, _ := openEnvelope(v)
+	dots, err := syncengine.CompactSharedDots(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	kept := make([]*syncengine.Change, 0, len(dots))
+	for _, c := range shared {
+		if slices.Contains(dots, c.Dot) {
+			kept = append(kept, c)
+		}
+	}
+	return v, kept, nil
 }
 
 func decodeChange(pos syncengine.Position, v []byte) (syncengine.Change, error) {
@@ -282,21 +344,24 @@ func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
 		return err
 	}
 	id, area := r.ID(), r.Area()
-	v, err := t.seal(area, r.AppendBinary)
-	if err != nil {
-		return err
-	}
 	if !t.lastRecord.valid || t.lastRecord.id != id || !t.lastRecord.hasRec {
 		// Not read in this transaction (the engine reads a record before it
-		// puts it, so this is rare): read it now, for putFrom.
+		// puts it, so this is rare): read it now, for putFrom and for the
+		// values it shares with the log.
 		if _, err := t.Record(ctx, id); err != nil {
 			return fmt.Errorf("boltstore: record %v: %w", id, err)
 		}
 	}
 	prev := t.lastRecord
+	// The writes the new state keeps of changes whose values the stored
+	// state shared stay shared; Append shares the new change's.
+	v, shared, err := t.sealRecord(r, prev.shared)
+	if err != nil {
+		return err
+	}
 	t.putFrom.id, t.putFrom.rec, t.putFrom.valid = id, prev.rec, true
 	t.remember(id, area, true)
-	t.lastRecord.rec, t.lastRecord.hasRec = r, true
+	t.lastRecord.rec, t.lastRecord.hasRec, t.lastRecord.shared = r, true, shared
 	if prev.exists && prev.area != area {
 		if err := t.recArea.Delete(areaIDKey([]byte(prev.area), id)); err != nil {
 			return err
@@ -327,6 +392,7 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 		return 0, fmt.Errorf("boltstore: append %v: %w", c.Dot, syncengine.ErrDotExists)
 	}
 	t.unseen = syncengine.Dot{}
+	justPut := t.putFrom.valid && t.putFrom.id == c.RecordID
 	from := t.movedFrom(&c)
 	v, err := t.seal(c.Area, c.AppendBinary)
 	if err != nil {
@@ -347,7 +413,61 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 	if err := t.indexArea(c.Area, from, pos); err != nil {
 		return 0, fmt.Errorf("boltstore: append: %w", err)
 	}
+	if justPut {
+		if err := t.shareWith(&c); err != nil {
+			return 0, fmt.Errorf("boltstore: append: %w", err)
+		}
+	}
 	return pos, nil
+}
+
+// shareWith stores again the state of c's record the PutRecord before c's
+// Append stored, sharing the values of c, now in the log, with it: the
+// values a change wrote are kept once, in the log, for as long as the log
+// holds the change.
+func (t *tx) shareWith(c *syncengine.Change) error {
+	lr := &t.lastRecord
+	if !lr.valid || lr.id != c.RecordID || !lr.hasRec || !lr.exists {
+		return nil
+	}
+	v, shared, err := t.sealRecord(lr.rec, append(slices.Clip(lr.shared), c))
+	if err != nil || len(shared) == len(lr.shared) {
+		return err // c's values not in the state: nothing to share
+	}
+	if err := t.records.Put(c.RecordID[:], v); err != nil {
+		return err
+	}
+	lr.shared = shared
+	return nil
+}
+
+// unshare gives record id back the values it shares with the change of dot
+// d, before that change's log entry is dropped or rewritten.
+func (t *tx) unshare(id syncengine.RecordID, d syncengine.Dot) error {
+	v := t.records.Get(id[:])
+	if v == nil {
+		return nil
+	}
+	_, body, err := openEnvelope(v)
+	if err != nil {
+		return err
+	}
+	dots, err := syncengine.CompactSharedDots(body)
+	if err != nil || !slices.Contains(dots, d) {
+		return err
+	}
+	r, shared, err := t.decodeRecord(v)
+	if err != nil {
+		return err
+	}
+	nv, _, err := t.sealRecord(r, slices.DeleteFunc(shared, func(c *syncengine.Change) bool { return c.Dot == d }))
+	if err != nil {
+		return err
+	}
+	if t.lastRecord.id == id {
+		t.lastRecord.valid = false
+	}
+	return t.records.Put(id[:], nv)
 }
 
 // movedFrom returns the areas c took its record out of (moves.From), from
@@ -421,6 +541,9 @@ func (t *tx) ReplaceChange(ctx context.Context, pos syncengine.Position, c synce
 	if prev.Dot != c.Dot {
 		return fmt.Errorf("boltstore: replace at %d: holds %v, not %v: %w", pos, prev.Dot, c.Dot, syncengine.ErrNoEntry)
 	}
+	if err := t.unshare(prev.RecordID, prev.Dot); err != nil {
+		return fmt.Errorf("boltstore: replace at %d: %w", pos, err)
+	}
 	v, err := t.seal(c.Area, c.AppendBinary)
 	if err != nil {
 		return fmt.Errorf("boltstore: replace at %d: %w", pos, err)
@@ -480,6 +603,9 @@ func (t *tx) RenumberChange(ctx context.Context, pos syncengine.Position, old sy
 	}
 	if prev.Dot != old || c.Dot.Replica != old.Replica || prev.Area != c.Area {
 		return fmt.Errorf("boltstore: renumber at %d: holds %v in %s, not %v: %w", pos, prev.Dot, prev.Area, old, syncengine.ErrNoEntry)
+	}
+	if err := t.unshare(prev.RecordID, old); err != nil {
+		return fmt.Errorf("boltstore: renumber at %d: %w", pos, err)
 	}
 	nv, err := t.seal(c.Area, c.AppendBinary)
 	if err != nil {
@@ -569,7 +695,7 @@ func (t *tx) RecordsInArea(ctx context.Context, area string, kinds ...syncengine
 		if v == nil {
 			continue
 		}
-		r, err := decodeRecord(v)
+		r, _, err := t.decodeRecord(v)
 		if err != nil {
 			return nil, fmt.Errorf("boltstore: records of area %s: %w", area, err)
 		}

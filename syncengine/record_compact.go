@@ -1,0 +1,334 @@
+package syncengine
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// recordFormatCompact is the format byte of AppendCompact's encoding.
+const recordFormatCompact = 2
+
+// AppendCompact appends the compact encoding of r to b, for a store to keep:
+// the same state as AppendBinary's in about half the bytes, because a
+// record's writes mostly come from one or a few changes. The writes' dots
+// and stamps are listed once, and replicas are named by their place in the
+// record's version vector (which holds every replica that wrote it):
+//
+//	format byte (2), id, uvarint kind, version vector,
+//	uvarint stamp count, then per stamp in the order the writes first use
+//	them: uvarint (index of the dot's replica in the version vector << 1 |
+//	shared), uvarint dot counter, uvarint stamp wall ms, uvarint stamp
+//	counter,
+//	uvarint field count, then per field in ascending number order: uvarint
+//	number, uvarint context length, then per context entry in replica order
+//	the uvarint index of its replica in the version vector and its uvarint
+//	counter, uvarint write count, then per write winner first: uvarint
+//	(stamp index << 1 | delete), then, unless its stamp is shared, the
+//	length-prefixed value.
+//
+// It is canonical like AppendBinary's (UnmarshalBinary reads both and
+// accepts only what the encoder writes), but it is not what Digest hashes
+// and not what travels: a peer of an older build knows format 1 only.
+func (r Record) AppendCompact(b []byte) []byte { return r.appendCompact(b, nil) }
+
+// AppendCompactSharing is AppendCompact leaving out the values a store holds
+// anyway: those of the writes of each change in shared whose every write in
+// r holds the value that change gave its field (a store that keeps its log
+// beside its records then keeps each value once). Such a stamp is marked
+// shared; UnmarshalCompactShared reads the encoding back given the changes.
+// Changes of shared whose dot r does not hold, or holds with another value,
+// are left out of the marking.
+func (r Record) AppendCompactSharing(b []byte, shared []*Change) []byte {
+	return r.appendCompact(b, shared)
+}
+
+func (r Record) appendCompact(b []byte, shared []*Change) []byte {
+	b = append(b, recordFormatCompact)
+	b = append(b, r.id[:]...)
+	b = binary.AppendUvarint(b, uint64(r.kind))
+	b = appendVV(b, r.version)
+	stamps := r.compactStamps()
+	sharedStamp := make([]bool, len(stamps))
+	for i := range stamps {
+		sharedStamp[i] = r.sharedBy(stamps[i].dot, shared)
+	}
+	b = binary.AppendUvarint(b, uint64(len(stamps)))
+	for i, w := range stamps {
+		h := uint64(r.replicaIndex(w.dot.Replica)) << 1
+		if sharedStamp[i] {
+			h |= 1
+		}
+		b = binary.AppendUvarint(b, h)
+		b = binary.AppendUvarint(b, w.dot.Counter)
+		b = binary.AppendUvarint(b, uint64(w.wall))
+		b = binary.AppendUvarint(b, uint64(w.counter))
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.fields)))
+	for i := range r.fields {
+		f := &r.fields[i]
+		b = binary.AppendUvarint(b, uint64(f.num))
+		b = binary.AppendUvarint(b, uint64(len(f.ctx.dots)))
+		for _, d := range f.ctx.dots {
+			b = binary.AppendUvarint(b, uint64(r.replicaIndex(d.Replica)))
+			b = binary.AppendUvarint(b, d.Counter)
+		}
+		b = binary.AppendUvarint(b, uint64(len(f.writes)))
+		for j := range f.writes {
+			w := &f.writes[j]
+			k := stampIndex(stamps, w.dot)
+			s := uint64(k) << 1
+			if w.del {
+				s |= 1
+			}
+			b = binary.AppendUvarint(b, s)
+			if !sharedStamp[k] {
+				b = binary.AppendUvarint(b, uint64(len(w.value)))
+				b = append(b, w.value...)
+			}
+		}
+	}
+	return b
+}
+
+// sharedBy reports whether a change of shared has dot d and gave every
+// field r holds a write of d for the value of that write.
+func (r Record) sharedBy(d Dot, shared []*Change) bool {
+	i := slices.IndexFunc(shared, func(c *Change) bool { return c.Dot == d })
+	if i < 0 {
+		return false
+	}
+	c := shared[i]
+	for k := range r.fields {
+		f := &r.fields[k]
+		for j := range f.writes {
+			if f.writes[j].dot != d {
+				continue
+			}
+			v, ok := c.writeValue(f.num)
+			if !ok || !bytes.Equal(v, f.writes[j].value) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// writeValue returns the value Apply gives field num's write of c.
+func (c *Change) writeValue(num int32) ([]byte, bool) {
+	if num == ExistenceField {
+		return []byte(c.Area), true
+	}
+	v, ok := c.Fields[num]
+	return v, ok
+}
+
+// compactStamps returns the distinct writes' dots, with their stamps, in
+// the order the fields' writes first name them.
+func (r Record) compactStamps() []write {
+	var out []write
+	for i := range r.fields {
+		for j := range r.fields[i].writes {
+			w := r.fields[i].writes[j]
+			if stampIndex(out, w.dot) < 0 {
+				out = append(out, write{dot: w.dot, wall: w.wall, counter: w.counter})
+			}
+		}
+	}
+	return out
+}
+
+// stampIndex returns the index of dot d in stamps, or -1. A record's writes
+// come from a handful of changes, so a scan is quicker than a map.
+func stampIndex(stamps []write, d Dot) int {
+	for i := range stamps {
+		if stamps[i].dot == d {
+			return i
+		}
+	}
+	return -1
+}
+
+// replicaIndex returns the index of replica id in r's version vector, which
+// holds every replica whose writes or contexts r keeps (Record.check).
+func (r Record) replicaIndex(id ReplicaID) int {
+	i, _ := slices.BinarySearchFunc(r.version.dots, id, func(d Dot, id ReplicaID) int { return d.Replica.Compare(id) })
+	return i
+}
+
+// ErrNotShared is wrapped by UnmarshalCompactShared's error when the store's
+// resolver cannot give the change whose values a state shares.
+var ErrNotShared = errors.New("shared values not found")
+
+// UnmarshalCompactShared decodes a state AppendCompactSharing (or
+// AppendBinary, or AppendCompact) encoded, taking the values of each shared
+// stamp's writes from the change resolve returns for its dot. It checks the
+// encoding as UnmarshalBinary does; a change resolve cannot give, or one
+// that lacks a field a shared write needs, is an error wrapping ErrMalformed
+// or the resolver's error. The decoded record does not share memory with b,
+// but its shared values are those of the changes resolve returned.
+func (r *Record) UnmarshalCompactShared(b []byte, resolve func(Dot) (*Change, error)) error {
+	if len(b) == 0 || b[0] != recordFormatCompact {
+		return r.UnmarshalBinary(b)
+	}
+	rd := reader{b: bytes.Clone(b)}
+	rd.byte1()
+	var out Record
+	readCompact(&rd, &out, resolve)
+	if err := rd.end(); err != nil {
+		return fmt.Errorf("decode record: %w", err)
+	}
+	if err := out.check(); err != nil {
+		return fmt.Errorf("decode record: %w: %w", ErrMalformed, err)
+	}
+	*r = out
+	return nil
+}
+
+// CompactSharedDots returns the dots whose values the compact encoding b
+// shares (none for other encodings), reading only its head.
+func CompactSharedDots(b []byte) ([]Dot, error) {
+	if len(b) == 0 || b[0] != recordFormatCompact {
+		return nil, nil
+	}
+	rd := reader{b: b, off: 1}
+	var out Record
+	stamps, shared := readCompactHead(&rd, &out)
+	if rd.err != nil {
+		return nil, fmt.Errorf("decode record: %w", rd.err)
+	}
+	var dots []Dot
+	for i := range stamps {
+		if shared[i] {
+			dots = append(dots, stamps[i].dot)
+		}
+	}
+	return dots, nil
+}
+
+// readCompactHead reads a format 2 encoding up to its fields: the id, kind
+// and version into out, and the stamps, with whether each is shared.
+func readCompactHead(rd *reader, out *Record) (stamps []write, shared []bool) {
+	out.id = rd.id16()
+	kind := rd.uvarint()
+	if rd.err == nil && kind > uint64(1<<31-1) {
+		rd.fail("kind out of range")
+	}
+	out.kind = Kind(kind)
+	out.version = readVV(rd)
+	n := rd.count(4)
+	stamps, shared = make([]write, n), make([]bool, n)
+	for i := 0; i < n && rd.err == nil; i++ {
+		s := &stamps[i]
+		h := rd.uvarint()
+		s.dot.Replica = out.replicaAt(rd, h>>1)
+		shared[i] = h&1 == 1
+		s.dot.Counter = rd.uvarint()
+		wall, counter := rd.uvarint(), rd.uvarint()
+		if rd.err == nil && (wall > uint64(1<<63-1) || counter > uint64(^uint32(0))) {
+			rd.fail("bad stamp")
+		}
+		s.wall, s.counter = int64(wall), uint32(counter)
+		if rd.err == nil && stampIndex(stamps[:i], s.dot) >= 0 {
+			rd.fail("stamp of %v listed twice", s.dot)
+		}
+	}
+	return stamps, shared
+}
+
+// replicaAt returns the replica at index i of r's version vector, failing rd
+// for an index out of range.
+func (r *Record) replicaAt(rd *reader, i uint64) ReplicaID {
+	if rd.err == nil && i >= uint64(len(r.version.dots)) {
+		rd.fail("replica index %d out of range", i)
+	}
+	if rd.err != nil {
+		return ReplicaID{}
+	}
+	return r.version.dots[i].Replica
+}
+
+// readCompact decodes the body of a format 2 encoding, after its format
+// byte, into out, which check then verifies like a format 1 state. The
+// values of shared stamps come from resolve; with a nil resolve they are an
+// error.
+func readCompact(rd *reader, out *Record, resolve func(Dot) (*Change, error)) {
+	stamps, shared := readCompactHead(rd, out)
+	sources := make([]*Change, len(stamps))
+	used := 0 // stamps are listed in the order of first use
+	n := rd.count(3)
+	if n > 0 {
+		out.fields = make([]fieldState, n)
+	}
+	for i := 0; i < n && rd.err == nil; i++ {
+		f := &out.fields[i]
+		num := rd.uvarint()
+		if rd.err == nil && num > uint64(MaxFieldNumber) {
+			rd.fail("field number %d out of range", num)
+		}
+		f.num = int32(num)
+		if nc := rd.count(2); nc > 0 {
+			f.ctx.dots = make([]Dot, nc)
+			for k := range f.ctx.dots {
+				f.ctx.dots[k] = Dot{Replica: out.replicaAt(rd, rd.uvarint()), Counter: rd.uvarint()}
+				if rd.err == nil && (f.ctx.dots[k].Counter == 0 || k > 0 && f.ctx.dots[k-1].Replica.Compare(f.ctx.dots[k].Replica) >= 0) {
+					rd.fail("context of field %d not sorted or with a zero counter", num)
+				}
+			}
+		}
+		if nw := rd.count(1); nw > 0 {
+			f.writes = make([]write, nw)
+		}
+		for j := 0; j < len(f.writes) && rd.err == nil; j++ {
+			s := rd.uvarint()
+			k := s >> 1
+			if rd.err == nil && (k > uint64(used) || k >= uint64(len(stamps))) {
+				rd.fail("stamp %d out of order or range", k)
+			}
+			if rd.err != nil {
+				break
+			}
+			if k == uint64(used) {
+				used++
+			}
+			f.writes[j] = stamps[k]
+			f.writes[j].del = s&1 == 1
+			if !shared[k] {
+				f.writes[j].value = rd.bytesField()
+				continue
+			}
+			f.writes[j].value = sharedValue(rd, &sources[k], stamps[k].dot, f.num, resolve)
+		}
+	}
+	if rd.err == nil && used != len(stamps) {
+		rd.fail("%d stamps listed, %d used", len(stamps), used)
+	}
+}
+
+// sharedValue returns the value field num's write of dot d takes from the
+// change resolve gives for d, resolving it into *src the first time.
+func sharedValue(rd *reader, src **Change, d Dot, num int32, resolve func(Dot) (*Change, error)) []byte {
+	if *src == nil {
+		if resolve == nil {
+			rd.fail("the values of %v are held elsewhere", d)
+			return nil
+		}
+		c, err := resolve(d)
+		switch {
+		case err != nil:
+			rd.err = fmt.Errorf("%w: values of %v: %w", ErrMalformed, d, err)
+			return nil
+		case c == nil || c.Dot != d:
+			rd.err = fmt.Errorf("%w: values of %v: %w", ErrMalformed, d, ErrNotShared)
+			return nil
+		}
+		*src = c
+	}
+	v, ok := (*src).writeValue(num)
+	if !ok {
+		rd.fail("the change %v shares no value of field %d", d, num)
+	}
+	return v
+}
