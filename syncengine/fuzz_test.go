@@ -86,6 +86,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		f.Add(b)
 		f.Add(r.AppendCompact(nil))
 		f.Add(r.AppendCompactSharing(nil, cs))
+		f.Add(r.AppendCompactKeyed(nil, cs))
 	}
 	// Shared values come from the seed changes, by dot; a dot none of them
 	// has resolves to nothing.
@@ -99,7 +100,11 @@ func FuzzDecodeRecord(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r syncengine.Record
-		if err := r.UnmarshalCompactShared(data, resolve); err != nil {
+		decode := func() error { return r.UnmarshalCompactShared(data, resolve) }
+		if len(data) > 0 && data[0] == 3 {
+			decode = func() error { return r.UnmarshalCompactKeyed(data, recordID(1), resolve) }
+		}
+		if err := decode(); err != nil {
 			if !errors.Is(err, syncengine.ErrMalformed) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)
 			}
@@ -115,6 +120,15 @@ func FuzzDecodeRecord(f *testing.F) {
 				shared = append(shared, c)
 			}
 			b = r.AppendCompactSharing(nil, shared)
+		}
+		if data[0] == 3 {
+			dots, _ := syncengine.CompactSharedDots(data)
+			var shared []*syncengine.Change
+			for _, d := range dots {
+				c, _ := resolve(d)
+				shared = append(shared, c)
+			}
+			b = r.AppendCompactKeyed(nil, shared)
 		}
 		if !bytes.Equal(b, data) {
 			t.Fatalf("accepted a non-canonical encoding:\n in  %x\n out %x", data, b)

@@ -533,9 +533,13 @@ func checkCompactRoundTrip(r syncengine.Record, changes []*syncengine.Change) er
 			return fmt.Errorf("the encoding shares the values of %v, which made none of it", d)
 		}
 	}
-	for _, b := range [][]byte{plain, sharing} {
+	keyed := r.AppendCompactKeyed(nil, changes)
+	if len(keyed) != len(sharing)-16 {
+		return fmt.Errorf("the keyed encoding is %d bytes, the one with the id %d", len(keyed), len(sharing))
+	}
+	for _, b := range [][]byte{plain, sharing, keyed} {
 		var got syncengine.Record
-		if err := got.UnmarshalCompactShared(b, resolve); err != nil {
+		if err := got.UnmarshalCompactKeyed(b, r.ID(), resolve); err != nil {
 			return fmt.Errorf("compact encoding %x does not decode: %w", b, err)
 		}
 		if got.Digest() != r.Digest() {
@@ -544,8 +548,11 @@ func checkCompactRoundTrip(r syncengine.Record, changes []*syncengine.Change) er
 		if again := got.AppendCompactSharing(nil, changes); !bytes.Equal(again, sharing) {
 			return fmt.Errorf("compact encoding not canonical: %x, then %x", sharing, again)
 		}
+		if again := got.AppendCompactKeyed(nil, changes); !bytes.Equal(again, keyed) {
+			return fmt.Errorf("keyed encoding not canonical: %x, then %x", keyed, again)
+		}
 		for i := range b {
-			if err := got.UnmarshalCompactShared(b[:i], resolve); !errors.Is(err, syncengine.ErrMalformed) {
+			if err := got.UnmarshalCompactKeyed(b[:i], r.ID(), resolve); !errors.Is(err, syncengine.ErrMalformed) {
 				return fmt.Errorf("compact encoding truncated to %d bytes: err = %v, want ErrMalformed", i, err)
 			}
 		}

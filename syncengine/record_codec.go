@@ -71,6 +71,7 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	switch f := rd.byte1(); {
 	case rd.err != nil:
 	case f == recordFormatCompact:
+		out.id = rd.id16()
 		readCompact(&rd, &out, nil)
 	case f != recordFormat:
 		rd.fail("unknown record format %d", f)

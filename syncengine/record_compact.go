@@ -8,8 +8,12 @@ import (
 	"slices"
 )
 
-// recordFormatCompact is the format byte of AppendCompact's encoding.
-const recordFormatCompact = 2
+// The format bytes of AppendCompact's encoding, and of AppendCompactKeyed's
+// (the same without the record's id).
+const (
+	recordFormatCompact = 2
+	recordFormatKeyed   = 3
+)
 
 // AppendCompact appends the compact encoding of r to b, for a store to keep:
 // the same state as AppendBinary's in about half the bytes, because a
@@ -32,7 +36,7 @@ const recordFormatCompact = 2
 // It is canonical like AppendBinary's (UnmarshalBinary reads both and
 // accepts only what the encoder writes), but it is not what Digest hashes
 // and not what travels: a peer of an older build knows format 1 only.
-func (r Record) AppendCompact(b []byte) []byte { return r.appendCompact(b, nil) }
+func (r Record) AppendCompact(b []byte) []byte { return r.appendCompact(b, nil, true) }
 
 // AppendCompactSharing is AppendCompact leaving out the values a store holds
 // anyway: those of the writes of each change in shared whose every write in
@@ -42,12 +46,23 @@ func (r Record) AppendCompact(b []byte) []byte { return r.appendCompact(b, nil) 
 // Changes of shared whose dot r does not hold, or holds with another value,
 // are left out of the marking.
 func (r Record) AppendCompactSharing(b []byte, shared []*Change) []byte {
-	return r.appendCompact(b, shared)
+	return r.appendCompact(b, shared, true)
 }
 
-func (r Record) appendCompact(b []byte, shared []*Change) []byte {
-	b = append(b, recordFormatCompact)
-	b = append(b, r.id[:]...)
+// AppendCompactKeyed is AppendCompactSharing without the record's id, for a
+// store that files the state under it (format byte 3 in place of 2);
+// UnmarshalCompactKeyed reads it back given the id.
+func (r Record) AppendCompactKeyed(b []byte, shared []*Change) []byte {
+	return r.appendCompact(b, shared, false)
+}
+
+func (r Record) appendCompact(b []byte, shared []*Change, withID bool) []byte {
+	if withID {
+		b = append(b, recordFormatCompact)
+		b = append(b, r.id[:]...)
+	} else {
+		b = append(b, recordFormatKeyed)
+	}
 	b = binary.AppendUvarint(b, uint64(r.kind))
 	b = appendVV(b, r.version)
 	stamps := r.compactStamps()
@@ -173,9 +188,30 @@ func (r *Record) UnmarshalCompactShared(b []byte, resolve func(Dot) (*Change, er
 	if len(b) == 0 || b[0] != recordFormatCompact {
 		return r.UnmarshalBinary(b)
 	}
+	return r.unmarshalCompact(b, nil, resolve)
+}
+
+// UnmarshalCompactKeyed is UnmarshalCompactShared for what
+// AppendCompactKeyed encoded, the state of record id; it reads the other
+// encodings too (theirs holding id or not).
+func (r *Record) UnmarshalCompactKeyed(b []byte, id RecordID, resolve func(Dot) (*Change, error)) error {
+	if len(b) == 0 || b[0] != recordFormatKeyed {
+		return r.UnmarshalCompactShared(b, resolve)
+	}
+	return r.unmarshalCompact(b, &id, resolve)
+}
+
+// unmarshalCompact decodes a format 2 encoding, or a format 3 one of record
+// *id.
+func (r *Record) unmarshalCompact(b []byte, id *RecordID, resolve func(Dot) (*Change, error)) error {
 	rd := reader{b: bytes.Clone(b)}
 	rd.byte1()
 	var out Record
+	if id != nil {
+		out.id = *id
+	} else {
+		out.id = rd.id16()
+	}
 	readCompact(&rd, &out, resolve)
 	if err := rd.end(); err != nil {
 		return fmt.Errorf("decode record: %w", err)
@@ -190,11 +226,14 @@ func (r *Record) UnmarshalCompactShared(b []byte, resolve func(Dot) (*Change, er
 // CompactSharedDots returns the dots whose values the compact encoding b
 // shares (none for other encodings), reading only its head.
 func CompactSharedDots(b []byte) ([]Dot, error) {
-	if len(b) == 0 || b[0] != recordFormatCompact {
+	if len(b) == 0 || (b[0] != recordFormatCompact && b[0] != recordFormatKeyed) {
 		return nil, nil
 	}
 	rd := reader{b: b, off: 1}
 	var out Record
+	if b[0] == recordFormatCompact {
+		out.id = rd.id16()
+	}
 	stamps, shared := readCompactHead(&rd, &out)
 	if rd.err != nil {
 		return nil, fmt.Errorf("decode record: %w", rd.err)
@@ -208,10 +247,10 @@ func CompactSharedDots(b []byte) ([]Dot, error) {
 	return dots, nil
 }
 
-// readCompactHead reads a format 2 encoding up to its fields: the id, kind
-// and version into out, and the stamps, with whether each is shared.
+// readCompactHead reads a format 2 or 3 encoding, after its id, up to its
+// fields: the kind and version into out, and the stamps, with whether each
+// is shared.
 func readCompactHead(rd *reader, out *Record) (stamps []write, shared []bool) {
-	out.id = rd.id16()
 	kind := rd.uvarint()
 	if rd.err == nil && kind > uint64(1<<31-1) {
 		rd.fail("kind out of range")
@@ -250,8 +289,8 @@ func (r *Record) replicaAt(rd *reader, i uint64) ReplicaID {
 	return r.version.dots[i].Replica
 }
 
-// readCompact decodes the body of a format 2 encoding, after its format
-// byte, into out, which check then verifies like a format 1 state. The
+// readCompact decodes the body of a format 2 or 3 encoding, after its id,
+// into out, which check then verifies like a format 1 state. The
 // values of shared stamps come from resolve; with a nil resolve they are an
 // error.
 func readCompact(rd *reader, out *Record, resolve func(Dot) (*Change, error)) {

@@ -282,14 +282,8 @@ func receiveOne(ctx context.Context, tx Tx, e Entry, from ReplicaID, opts Receiv
 	if err := tx.PutRecord(ctx, next); err != nil {
 		return res, err
 	}
-	pos, err := tx.Append(ctx, *c)
-	if err != nil {
+	if err := appendFrom(ctx, tx, c, from); err != nil {
 		return res, err
-	}
-	if !from.IsZero() {
-		if err := tx.NoteFrom(ctx, pos, from); err != nil {
-			return res, err
-		}
 	}
 	res.Outcome = OutcomeApplied
 	return res, nil
@@ -325,4 +319,18 @@ func Acknowledge(ctx context.Context, s Store, peer ReplicaID, rc Receipt) error
 		return fmt.Errorf("syncengine: acknowledge: %w", err)
 	}
 	return nil
+}
+
+// appendFrom appends c, received from peer from (zero for none), to the
+// log of tx, with the peer.
+func appendFrom(ctx context.Context, tx Tx, c *Change, from ReplicaID) error {
+	if fa, ok := tx.(FromAppender); ok {
+		_, err := fa.AppendFrom(ctx, *c, from)
+		return err
+	}
+	pos, err := tx.Append(ctx, *c)
+	if err != nil || from.IsZero() {
+		return err
+	}
+	return tx.NoteFrom(ctx, pos, from)
 }

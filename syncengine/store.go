@@ -94,6 +94,14 @@ type ReadTx interface {
 	Meta(ctx context.Context, key string) ([]byte, error)
 }
 
+// FromAppender is what a store's transaction may offer to append a change
+// received from a peer together with that peer (Tx.Append, then
+// Tx.NoteFrom, otherwise): a store that keeps the peer in the change's log
+// entry then writes the entry once.
+type FromAppender interface {
+	AppendFrom(ctx context.Context, c Change, from ReplicaID) (Position, error)
+}
+
 // Tx is a read-write transaction. Reads see the transaction's own writes.
 type Tx interface {
 	ReadTx

@@ -47,7 +47,7 @@ func (s *Store) Check(ctx context.Context) error {
 		if len(problems) > 0 {
 			return nil
 		}
-		t, err := begin(btx)
+		t, err := begin(btx, &s.dicts)
 		if err != nil {
 			problems = append(problems, err.Error())
 			return nil
@@ -127,7 +127,7 @@ func (ck *checker) log() error {
 			continue
 		}
 		pos := syncengine.Position(binary.BigEndian.Uint64(k))
-		ch, err := decodeChange(pos, v)
+		ch, err := t.decodeChange(pos, v)
 		// The value of the entry's key in the log area index names the areas
 		// a move took its record out of, which must be indexed too.
 		var from []byte
@@ -180,7 +180,8 @@ func (ck *checker) logArea() error {
 		}
 		// A key under another area than the entry's is the old end of a
 		// move: its value names the entry's area, whose key names this one.
-		got, _, err := openEnvelope(v)
+		ch, err := t.decodeChange(syncengine.Position(binary.BigEndian.Uint64(pk)), v)
+		got := []byte(ch.Area)
 		if err != nil || bytes.Equal(got, area) {
 			continue
 		}
@@ -242,19 +243,15 @@ func (ck *checker) records() error {
 		if err := ck.tick(); err != nil {
 			return err
 		}
-		r, _, err := t.decodeRecord(v)
-		area, _, _ := openEnvelope(v)
-		id := r.ID()
-		switch {
-		case err != nil:
+		if len(k) != idLen {
+			ck.fail("record key %x of %d bytes", k, len(k))
+		} else if r, _, err := t.decodeRecord(syncengine.RecordID(k), v); err != nil {
 			ck.fail("record %x: %v", k, err)
-		case len(k) != idLen || !bytes.Equal(k, id[:]):
-			ck.fail("record %x stored under key %x", r.ID(), k)
-		case string(area) != r.Area():
+		} else if area, _, _ := openEnvelope(v); v[0] != recordKeyed && string(area) != r.Area() {
 			ck.fail("record %v: stored as in area %s, is in %s", r.ID(), area, r.Area())
-		case !has(t.recArea, areaIDKey(area, r.ID())):
-			ck.fail("record %v: area %s not indexed", r.ID(), area)
-		default:
+		} else if !has(t.recArea, areaIDKey([]byte(r.Area()), r.ID())) {
+			ck.fail("record %v: area %s not indexed", r.ID(), r.Area())
+		} else {
 			continue
 		}
 		if len(ck.problems) >= maxProblems {
@@ -279,8 +276,14 @@ func (ck *checker) recArea() error {
 		}
 		area, id := k[:len(k)-idLen], k[len(k)-idLen:]
 		v := t.records.Get(id)
-		got, _, err := openEnvelope(v)
-		if (v == nil || err != nil || !bytes.Equal(got, area)) && !ck.fail("record area index names record %x in %s, not stored there", id, area) {
+		var got string
+		if v != nil {
+			r, _, err := t.decodeRecord(syncengine.RecordID(id), v)
+			if err == nil {
+				got = r.Area()
+			}
+		}
+		if got != string(area) && !ck.fail("record area index names record %x in %s, not stored there", id, area) {
 			return nil
 		}
 	}

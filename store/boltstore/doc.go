@@ -26,16 +26,21 @@
 //	            "logmarks"  → arrival marks of CompactRetained: pairs of Unix
 //	                          ms and log position (16 bytes each), oldest first
 //	            "x/" + key  → Meta and SetMeta (the upstream relay's state)
-//	log         position → area envelope + syncengine.Change binary
+//	            "dict"      → the id of the dictionary new log entries use
+//	            "dict/" + id → a dictionary of log entries (see logvalue.go)
+//	log         position → the change and the peer it came from, packed
+//	            with S2 (logvalue.go); in files of schema 9 an area envelope
+//	            and the syncengine.Change binary
 //	            (the bucket's sequence is the last position ever assigned)
-//	logfrom     position → the replica id of the peer the change came from
-//	            (NoteFrom; none for the store's own changes)
+//	logfrom     position → the replica id of the peer the change came from,
+//	            for entries of schema 9 (NoteFrom; none for the store's own)
 //	logarea     area code + position → empty, or the other end of a move
 //	            (see below)
-//	dots        origin + dot counter → position
-//	records     record id → area envelope + syncengine.Record in the
-//	            compact encoding, sharing values with the log (below;
-//	            the first encoding in files of schema 9)
+//	dots        origin + dot counter → position, + the change id once
+//	            compaction has dropped the entry
+//	records     record id → syncengine.Record in the keyed compact
+//	            encoding, sharing values with the log (below); in files of
+//	            schema 9 an area envelope and the first encoding
 //	recarea     area code + record id → empty
 //	cursors     peer id → Cursor.Received + Cursor.Acked
 //	rejections  peer id + dot origin + dot counter →
@@ -54,10 +59,11 @@
 //	            whole (see reportJSON); relay's id + 'p' → a report whose
 //	            parts are arriving
 //
-// An area envelope is one length byte followed by the area code of the change
-// or of the record. It lets the store keep its area indexes right (a record
-// that moves village, a log entry dropped by compaction) without decoding the
-// change or the record.
+// An area envelope, in files of schema 9, is one length byte followed by the
+// area code of the change or of the record. Since schema 10 the store reads
+// an area from the decoded change or record: it decodes them anyway where
+// it needs one (a record it puts, an entry it drops), and the envelope took
+// 13 bytes of every value.
 //
 // A change that moves its record to another area (the record's area before
 // the change, as the store's PutRecord found it, is not the change's area) is
@@ -86,7 +92,7 @@
 // compaction drops a log entry, or ReplaceChange or RenumberChange rewrites
 // one, the state of its record takes those values back, so a state only
 // ever shares values the log holds. A record written once is then little
-// more than its stamps; a county's file is about half the size. A shared
+// more than its stamps. A shared
 // value the log lacks is damage (ErrCorrupt), for a read and for Check.
 //
 // Positions come from the log bucket's sequence (NextSequence): strictly

@@ -123,7 +123,7 @@ func (t *tx) unackedRecords(ctx context.Context, self, peer syncengine.ReplicaID
 		if lv == nil {
 			continue // compacted: acknowledged by every device, not pending here
 		}
-		ch, err := decodeChange(pos, lv)
+		ch, err := t.decodeChange(pos, lv)
 		if err != nil {
 			return nil, err
 		}
@@ -159,7 +159,7 @@ func (t *tx) recentOutside(ctx context.Context, scope syncengine.Scope, through 
 			continue
 		}
 		if v := t.log.Get(posKey(pos)); v != nil {
-			ch, err := decodeChange(pos, v)
+			ch, err := t.decodeChange(pos, v)
 			if err != nil {
 				return err
 			}

@@ -85,9 +85,10 @@ func openEnvelope(v []byte) (area, rest []byte, err error) {
 }
 
 // A dots index value is the log key (position) of the dot's change, then,
-// since schema 9, the change's id: the id outlives the log entry
-// compaction drops, so a change reusing a dot (a replica restored from an
-// older copy) is told from a retry even then.
+// once compaction has dropped the entry (since schema 10; every entry's
+// since schema 9), the change's id: the id outlives the log entry, so a
+// change reusing a dot (a replica restored from an older copy) is told from
+// a retry even then. While the log holds the entry, the id is read there.
 func dotValue(pk []byte, id syncengine.ChangeID) []byte {
 	return append(append(make([]byte, 0, posLen+idLen), pk...), id[:]...)
 }

@@ -105,11 +105,11 @@ func (s *Store) ReadLogAreaMoves(ctx context.Context, prefixes []string, after s
 			if v == nil {
 				return fmt.Errorf("boltstore: log area index names position %d, which is not in the log: %w", pos, ErrCorrupt)
 			}
-			c, err := decodeChange(pos, v)
+			c, from, err := t.readEntry(pos, v)
 			if err != nil {
 				return err
 			}
-			e := syncengine.AreaEntry{Entry: syncengine.Entry{Pos: pos, Change: c, From: t.from(posKey(pos))}}
+			e := syncengine.AreaEntry{Entry: syncengine.Entry{Pos: pos, Change: c, From: from}}
 			if area == c.Area {
 				e.Areas = splitAreas([]byte(other))
 			} else {
@@ -253,6 +253,7 @@ func (t *tx) compactChunk(through syncengine.Position) (int, error) {
 		pos     syncengine.Position
 		record  syncengine.RecordID
 		dot     syncengine.Dot
+		id      syncengine.ChangeID
 	}
 	var drop []entry
 	c := t.log.Cursor()
@@ -261,17 +262,20 @@ func (t *tx) compactChunk(through syncengine.Position) (int, error) {
 		if pos > cp {
 			break
 		}
-		ch, err := decodeChange(pos, v)
+		ch, err := t.decodeChange(pos, v)
 		if err != nil {
 			return 0, err
 		}
-		area, _, _ := openEnvelope(v)
-		drop = append(drop, entry{bytes.Clone(k), bytes.Clone(area), pos, ch.RecordID, ch.Dot})
+		drop = append(drop, entry{bytes.Clone(k), []byte(ch.Area), pos, ch.RecordID, ch.Dot, ch.ID})
 	}
 	for _, e := range drop {
 		// The record takes back the values it shares with the change.
 		if err := t.unshare(e.record, e.dot); err != nil {
 			return 0, fmt.Errorf("record %v: %w", e.record, err)
+		}
+		// The dots index keeps the change's id once the log does not.
+		if err := t.dots.Put(dotKey(e.dot), dotValue(e.k, e.id)); err != nil {
+			return 0, err
 		}
 		if err := t.log.Delete(e.k); err != nil {
 			return 0, err
@@ -361,7 +365,7 @@ func (s *Store) ChangesAtDots(ctx context.Context, dots []syncengine.Dot) (map[s
 			if v == nil {
 				continue
 			}
-			c, err := decodeChange(syncengine.Position(binary.BigEndian.Uint64(p)), v)
+			c, err := t.decodeChange(syncengine.Position(binary.BigEndian.Uint64(p)), v)
 			if err != nil {
 				return err
 			}

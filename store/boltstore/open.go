@@ -44,8 +44,12 @@ import (
 //     values of the changes the log holds (syncengine.Record.
 //     AppendCompactSharing; see "Records share their values with the log"
 //     in the package documentation). States of version 9 read as before and
-//     are stored compactly when their record next changes; the bump keeps
-//     older builds, which know neither, from opening the file.
+//     are stored compactly when their record next changes. A log entry
+//     holds the peer its change came from and is packed with S2 and a
+//     dictionary made from the log (logvalue.go); a dots index value holds
+//     the change id only once compaction has dropped the entry. Entries of
+//     version 9 read as before (their peer in logfrom). The bump keeps
+//     older builds, which know none of it, from opening the file.
 const schemaVersion = 10
 
 // upgrades migrate a store from the version of the key to the next one, in

@@ -46,7 +46,7 @@ func (s *Store) RecordsUnder(ctx context.Context, prefix string, kinds ...syncen
 			if v == nil {
 				return fmt.Errorf("record area index names record %x, which is not stored: %w", id, ErrCorrupt)
 			}
-			r, _, err := t.decodeRecord(v)
+			r, _, err := t.decodeRecord(syncengine.RecordID(id), v)
 			if err != nil {
 				return err
 			}

@@ -1,9 +1,11 @@
 package boltstore_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -14,8 +16,8 @@ import (
 	"github.com/fieldsync/fieldsync/syncengine"
 )
 
-// storedRecord returns the raw value of record id and whether it is in the
-// compact encoding, with the dots whose values it shares with the log,
+// storedRecord returns whether record id is stored in the keyed compact
+// encoding, with the dots whose values it shares with the log,
 // in dot order, reading the file of a closed store.
 func storedRecord(t *testing.T, path string, id syncengine.RecordID) (compact bool, shared []syncengine.Dot) {
 	t.Helper()
@@ -24,16 +26,19 @@ func storedRecord(t *testing.T, path string, id syncengine.RecordID) (compact bo
 		v = slices.Clone(tx.Bucket([]byte("records")).Get(id[:]))
 		return nil
 	})
-	if len(v) < 2 || len(v) < 1+int(v[0])+1 {
+	if len(v) < 2 || v[0] != 3 && len(v) < 1+int(v[0])+1 {
 		t.Fatalf("record %x: stored value %x", id, v)
 	}
-	body := v[1+int(v[0]):]
+	body := v
+	if v[0] != 3 { // an area envelope, then the state (schema 9)
+		body = v[1+int(v[0]):]
+	}
 	shared, err := syncengine.CompactSharedDots(body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	slices.SortFunc(shared, syncengine.Dot.Compare)
-	return body[0] == 2, shared
+	return body[0] == 3, shared
 }
 
 // A record's state keeps once the values its changes wrote: while the log
@@ -210,4 +215,138 @@ func TestOpenReadsRecordsOfSchema9(t *testing.T) {
 // binaryPos is a log key: the position as 8 big-endian bytes.
 func binaryPos[T ~uint64 | ~int](p T) []byte {
 	return binary.BigEndian.AppendUint64(nil, uint64(p))
+}
+
+// Log entries are packed with a dictionary the store makes from its own log
+// once it holds enough of it: entries before and after it, and the source
+// each came from, read back the same, across a reopen. A dictionary made by
+// a transaction that did not commit is forgotten with it: the entries after
+// it use the one the store kept.
+func TestLogEntriesPackedWithTheStoresDictionary(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.db")
+	s := openAt(t, path)
+	phone, relay := replicaID("phone"), replicaID("relay")
+	want := map[syncengine.Position]syncengine.Change{}
+	from := map[syncengine.Position]syncengine.ReplicaID{}
+	n := uint64(0)
+	batch := func(size int, fail bool) error {
+		return s.Update(t.Context(), func(tx syncengine.Tx) error {
+			added := map[syncengine.Position]syncengine.Change{}
+			for range size {
+				n++
+				c := change(phone, n, recordID(n%500+1), villageA, syncengine.VersionVector{}, map[int32]string{1: fmt.Sprintf("household %d of %s", n, villageA), 2: "张三"})
+				rec, err := tx.Record(t.Context(), c.RecordID)
+				if err != nil {
+					return err
+				}
+				c.Context = rec.Version()
+				next, err := syncengine.Apply(rec, &c)
+				if err != nil {
+					return err
+				}
+				if err := tx.PutRecord(t.Context(), next); err != nil {
+					return err
+				}
+				pos, err := tx.(syncengine.FromAppender).AppendFrom(t.Context(), c, relay)
+				if err != nil {
+					return err
+				}
+				added[pos] = c
+			}
+			if fail {
+				n -= uint64(size)
+				return errors.New("the batch fails")
+			}
+			for pos, c := range added {
+				want[pos], from[pos] = c, relay
+			}
+			return nil
+		})
+	}
+	if err := batch(4000, false); err != nil {
+		t.Fatal(err)
+	}
+	// This batch makes the dictionary, then fails: the next makes another.
+	if err := batch(200, true); err == nil {
+		t.Fatal("the failing batch committed")
+	}
+	for range 3 {
+		if err := batch(200, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func() {
+		t.Helper()
+		got := readLog(t, s, 0)
+		if len(got) != len(want) {
+			t.Fatalf("log holds %d entries, want %d", len(got), len(want))
+		}
+		for _, e := range got {
+			w := want[e.Pos]
+			if e.Change.ID != w.ID || e.Change.Dot != w.Dot || string(e.Change.Fields[1]) != string(w.Fields[1]) || e.From != from[e.Pos] {
+				t.Fatalf("entry %d reads %v from %v, want %v from %v", e.Pos, e.Change, e.From, w, from[e.Pos])
+			}
+		}
+	}
+	check()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var dicts int
+	var current []byte
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
+		c := tx.Bucket([]byte("meta")).Cursor()
+		for k, _ := c.Seek([]byte("dict/")); k != nil && bytes.HasPrefix(k, []byte("dict/")); k, _ = c.Next() {
+			dicts++
+		}
+		current = slices.Clone(tx.Bucket([]byte("meta")).Get([]byte("dict")))
+		return nil
+	})
+	if dicts != 1 || len(current) != 8 {
+		t.Errorf("the store keeps %d dictionaries, current %x; want one", dicts, current)
+	}
+	s = openAt(t, path)
+	check()
+}
+
+// A log entry of schema 9 (the change's encoding as it is, its source in
+// the logfrom bucket) reads as before, and NoteFrom still notes its source.
+func TestOpenReadsLogEntriesOfSchema9(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.db")
+	s := openAt(t, path)
+	phone, relay := replicaID("phone"), replicaID("relay")
+	c := change(phone, 1, recordID(1), villageA, syncengine.VersionVector{}, map[int32]string{1: "x"})
+	pos := apply(t, s, c)
+	c2 := change(phone, 2, recordID(2), villageA, syncengine.VersionVector{}, map[int32]string{1: "y"})
+	pos2 := apply(t, s, c2)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
+		for _, e := range []struct {
+			pos syncengine.Position
+			c   syncengine.Change
+		}{{pos, c}, {pos2, c2}} {
+			b, err := e.c.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			v := append([]byte{byte(len(villageA))}, villageA...)
+			if err := tx.Bucket([]byte("log")).Put(binaryPos(e.pos), append(v, b...)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket([]byte("logfrom")).Put(binaryPos(pos), relay[:]); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("schema"), binaryPos(9))
+	})
+	s = openAt(t, path)
+	if err := s.Update(t.Context(), func(tx syncengine.Tx) error { return tx.NoteFrom(t.Context(), pos2, relay) }); err != nil {
+		t.Fatal(err)
+	}
+	got := readLog(t, s, 0)
+	if len(got) != 2 || got[0].Change.ID != c.ID || got[0].From != relay || got[1].Change.ID != c2.ID || got[1].From != relay {
+		t.Errorf("entries of schema 9 read %+v; want both changes, from the relay", got)
+	}
 }

@@ -79,7 +79,7 @@ func (t *tx) snapshot(ctx context.Context, prefix, last []byte, limit int) (sync
 		if v == nil {
 			return syncengine.SnapshotPage{}, fmt.Errorf("record area index names record %x, which is not stored: %w", id, ErrCorrupt)
 		}
-		r, _, err := t.decodeRecord(v)
+		r, _, err := t.decodeRecord(syncengine.RecordID(id), v)
 		if err != nil {
 			return syncengine.SnapshotPage{}, err
 		}

@@ -165,6 +165,7 @@ type Store struct {
 	path    string
 	replica syncengine.ReplicaID
 	txids   *txidLog // the record of the last commit (TxidFile)
+	dicts   dicts    // the log's dictionaries, once committed
 	// rollback is why the store may have lost commits, when it was opened
 	// with Options.AcceptRollback.
 	rollback string
@@ -279,7 +280,7 @@ func (s *Store) Update(ctx context.Context, fn func(syncengine.Tx) error) error 
 		return fmt.Errorf("boltstore: begin: %w", err)
 	}
 	defer func() { _ = btx.Rollback() }() // no-op after Commit; also runs on panic
-	t, err := begin(btx)
+	t, err := begin(btx, &s.dicts)
 	if err != nil {
 		return err
 	}
@@ -291,6 +292,9 @@ func (s *Store) Update(ctx context.Context, fn func(syncengine.Tx) error) error 
 	txid := uint64(btx.ID())
 	if err := btx.Commit(); err != nil {
 		return fmt.Errorf("boltstore: commit: %w", err)
+	}
+	if t.newDict.d != nil {
+		s.dicts.m.Store(t.newDict.id, t.newDict.d)
 	}
 	// The commit stands even when its record fails (the next commit writes
 	// the record again): reporting failure would make the caller believe
@@ -316,7 +320,7 @@ func (s *Store) view(ctx context.Context, fn func(*tx) error) error {
 		return fmt.Errorf("boltstore: begin: %w", err)
 	}
 	defer func() { _ = btx.Rollback() }()
-	t, err := begin(btx)
+	t, err := begin(btx, &s.dicts)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/klauspost/compress/s2"
 	"go.etcd.io/bbolt"
 
 	"github.com/fieldsync/fieldsync/moves"
@@ -52,6 +53,14 @@ type tx struct {
 	unseen  syncengine.Dot // the last dot Seen reported absent, or zero
 	scratch []byte         // encoding buffer, reused within the tx
 
+	// dicts are the store's committed log dictionaries; newDict is one
+	// this transaction made (published when it commits).
+	dicts   *dicts
+	newDict struct {
+		id uint64
+		d  *s2.Dict
+	}
+
 	// putFrom is the state record id had before the last PutRecord of it
 	// (zero if it was not stored). The engine puts a record's
 	// new state and then appends the change that made it (ReceiveBatch,
@@ -64,8 +73,8 @@ type tx struct {
 	}
 }
 
-func begin(btx *bbolt.Tx) (*tx, error) {
-	t := &tx{btx: btx}
+func begin(btx *bbolt.Tx, d *dicts) (*tx, error) {
+	t := &tx{btx: btx, dicts: d}
 	for _, b := range []struct {
 		name []byte
 		dst  **bbolt.Bucket
@@ -92,7 +101,7 @@ func begin(btx *bbolt.Tx) (*tx, error) {
 		t.dots.FillPercent = 1.0
 		t.records.FillPercent = 0.5
 		t.logArea.FillPercent = 0.9
-		t.recArea.FillPercent = 0.9
+		t.recArea.FillPercent = 1.0
 		t.logFrom.FillPercent = 1.0
 	}
 	return t, nil
@@ -134,16 +143,18 @@ func (t *tx) Record(ctx context.Context, id syncengine.RecordID) (syncengine.Rec
 		return syncengine.Record{}, err
 	}
 	v := t.records.Get(id[:])
-	area, _, _ := openEnvelope(v)
-	t.remember(id, string(area), v != nil)
 	if v == nil {
+		t.remember(id, "", false)
 		return syncengine.Record{}, nil
 	}
-	r, shared, err := t.decodeRecord(v)
-	if err == nil {
-		t.lastRecord.rec, t.lastRecord.hasRec, t.lastRecord.shared = r, true, shared
+	r, shared, err := t.decodeRecord(id, v)
+	if err != nil {
+		t.lastRecord.valid = false
+		return syncengine.Record{}, err
 	}
-	return r, err
+	t.remember(id, r.Area(), true)
+	t.lastRecord.rec, t.lastRecord.hasRec, t.lastRecord.shared = r, true, shared
+	return r, nil
 }
 
 // remember notes that record id is stored in area, or not stored; its state
@@ -151,100 +162,6 @@ func (t *tx) Record(ctx context.Context, id syncengine.RecordID) (syncengine.Rec
 func (t *tx) remember(id syncengine.RecordID, area string, exists bool) {
 	t.lastRecord.id, t.lastRecord.area, t.lastRecord.exists, t.lastRecord.valid = id, area, exists, true
 	t.lastRecord.rec, t.lastRecord.hasRec, t.lastRecord.shared = syncengine.Record{}, !exists, nil
-}
-
-// seal encodes a change or record with enc and returns it in a new value of
-// exactly its size, after its area envelope.
-func (t *tx) seal(area string, enc func([]byte) ([]byte, error)) ([]byte, error) {
-	if len(area) > 255 {
-		return nil, fmt.Errorf("boltstore: area code of %d bytes", len(area))
-	}
-	var err error
-	if t.scratch, err = enc(t.scratch[:0]); err != nil {
-		return nil, err
-	}
-	v := make([]byte, 1+len(area)+len(t.scratch))
-	v[0] = byte(len(area))
-	copy(v[1:], area)
-	copy(v[1+len(area):], t.scratch)
-	return v, nil
-}
-
-// decodeRecord decodes a stored record, reading the values it shares with
-// the log from there, and returns the changes it shares them with.
-func (t *tx) decodeRecord(v []byte) (syncengine.Record, []*syncengine.Change, error) {
-	var (
-		r      syncengine.Record
-		shared []*syncengine.Change
-	)
-	_, b, err := openEnvelope(v)
-	if err == nil {
-		err = r.UnmarshalCompactShared(b, func(d syncengine.Dot) (*syncengine.Change, error) {
-			c, err := t.loggedChange(d)
-			if err == nil {
-				shared = append(shared, c)
-			}
-			return c, err
-		})
-	}
-	if err != nil {
-		return syncengine.Record{}, nil, fmt.Errorf("boltstore: stored record: %w", err)
-	}
-	return r, shared, nil
-}
-
-// loggedChange returns the change of dot d from the log, or an error
-// wrapping ErrCorrupt when the log does not hold it: a record shares only
-// the values of changes the log holds (compaction and the rewriting of an
-// entry give the record its values back first).
-func (t *tx) loggedChange(d syncengine.Dot) (*syncengine.Change, error) {
-	pk, _, _, ok := dotEntry(t.dots.Get(dotKey(d)))
-	if !ok {
-		return nil, fmt.Errorf("change %v not in the dots index: %w", d, ErrCorrupt)
-	}
-	v := t.log.Get(pk)
-	if v == nil {
-		return nil, fmt.Errorf("change %v not in the log: %w", d, ErrCorrupt)
-	}
-	c, err := decodeChange(syncengine.Position(binary.BigEndian.Uint64(pk)), v)
-	if err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
-
-// sealRecord encodes r for the records bucket, sharing the values of the
-// changes of shared that made its writes (see AppendCompactSharing), and
-// returns the value and the changes it shares.
-func (t *tx) sealRecord(r syncengine.Record, shared []*syncengine.Change) ([]byte, []*syncengine.Change, error) {
-	v, err := t.seal(r.Area(), func(b []byte) ([]byte, error) { return r.AppendCompactSharing(b, shared), nil })
-	if err != nil || len(shared) == 0 {
-		return v, nil, err
-	}
-	_, body, _ := openEnvelope(v)
-	dots, err := syncengine.CompactSharedDots(body)
-	if err != nil {
-		return nil, nil, err
-	}
-	kept := make([]*syncengine.Change, 0, len(dots))
-	for _, c := range shared {
-		if slices.Contains(dots, c.Dot) {
-			kept = append(kept, c)
-		}
-	}
-	return v, kept, nil
-}
-
-func decodeChange(pos syncengine.Position, v []byte) (syncengine.Change, error) {
-	var c syncengine.Change
-	_, b, err := openEnvelope(v)
-	if err == nil {
-		err = c.UnmarshalBinary(b)
-	}
-	if err != nil {
-		return syncengine.Change{}, fmt.Errorf("boltstore: log entry %d: %w", pos, err)
-	}
-	return c, nil
 }
 
 // Seen reports whether a change with dot d was ever appended; compaction
@@ -294,30 +211,13 @@ func (t *tx) ReadLog(ctx context.Context, after syncengine.Position, limit int) 
 	c := t.log.Cursor()
 	for k, v := c.Seek(posKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 		pos := syncengine.Position(binary.BigEndian.Uint64(k))
-		ch, err := decodeChange(pos, v)
+		ch, from, err := t.readEntry(pos, v)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, syncengine.Entry{Pos: pos, Change: ch, From: t.from(k)})
+		out = append(out, syncengine.Entry{Pos: pos, Change: ch, From: from})
 	}
 	return out, nil
-}
-
-// from returns the peer the change at log key k came from (NoteFrom), zero
-// when not recorded.
-func (t *tx) from(k []byte) syncengine.ReplicaID {
-	var r syncengine.ReplicaID
-	copy(r[:], t.logFrom.Get(k))
-	return r
-}
-
-// NoteFrom records the peer the change at pos came from: a pull or relay
-// push leaves it out for that peer.
-func (t *tx) NoteFrom(ctx context.Context, pos syncengine.Position, from syncengine.ReplicaID) error {
-	if err := t.check(ctx); err != nil {
-		return err
-	}
-	return t.logFrom.Put(posKey(pos), from[:])
 }
 
 // Cursor returns what the store remembers about peer, zero if nothing.
@@ -376,14 +276,22 @@ func (t *tx) PutRecord(ctx context.Context, r syncengine.Record) error {
 	return nil
 }
 
-// Append adds c at the end of the log and indexes its dot and area. When the
+var _ syncengine.FromAppender = (*tx)(nil)
+
+// Append is AppendFrom for a change no peer sent: the store's own.
+func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Position, error) {
+	return t.AppendFrom(ctx, c, zeroReplica)
+}
+
+// AppendFrom adds c, received from peer from (zero: none), at the end of
+// the log and indexes its dot and area. When the
 // last PutRecord of this transaction was of c's record and found it in
 // another area than c.Area, c moves the record: it is filed in the log area
 // index under that area too, and under the areas of the existence writes it
 // overwrites (see movedFrom). It returns an
 // error wrapping syncengine.ErrDotExists if the dot was ever appended before,
 // even if compaction has dropped that entry since.
-func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Position, error) {
+func (t *tx) AppendFrom(ctx context.Context, c syncengine.Change, from syncengine.ReplicaID) (syncengine.Position, error) {
 	if err := t.check(ctx); err != nil {
 		return 0, err
 	}
@@ -393,8 +301,8 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 	}
 	t.unseen = syncengine.Dot{}
 	justPut := t.putFrom.valid && t.putFrom.id == c.RecordID
-	from := t.movedFrom(&c)
-	v, err := t.seal(c.Area, c.AppendBinary)
+	moved := t.movedFrom(&c)
+	v, err := t.sealEntry(&c, from)
 	if err != nil {
 		return 0, fmt.Errorf("boltstore: append: %w", err)
 	}
@@ -407,10 +315,10 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 	if err := t.log.Put(pk, v); err != nil {
 		return 0, fmt.Errorf("boltstore: append: %w", err)
 	}
-	if err := t.dots.Put(dk, dotValue(pk, c.ID)); err != nil {
+	if err := t.dots.Put(dk, pk); err != nil {
 		return 0, fmt.Errorf("boltstore: append: %w", err)
 	}
-	if err := t.indexArea(c.Area, from, pos); err != nil {
+	if err := t.indexArea(c.Area, moved, pos); err != nil {
 		return 0, fmt.Errorf("boltstore: append: %w", err)
 	}
 	if justPut {
@@ -419,55 +327,6 @@ func (t *tx) Append(ctx context.Context, c syncengine.Change) (syncengine.Positi
 		}
 	}
 	return pos, nil
-}
-
-// shareWith stores again the state of c's record the PutRecord before c's
-// Append stored, sharing the values of c, now in the log, with it: the
-// values a change wrote are kept once, in the log, for as long as the log
-// holds the change.
-func (t *tx) shareWith(c *syncengine.Change) error {
-	lr := &t.lastRecord
-	if !lr.valid || lr.id != c.RecordID || !lr.hasRec || !lr.exists {
-		return nil
-	}
-	v, shared, err := t.sealRecord(lr.rec, append(slices.Clip(lr.shared), c))
-	if err != nil || len(shared) == len(lr.shared) {
-		return err // c's values not in the state: nothing to share
-	}
-	if err := t.records.Put(c.RecordID[:], v); err != nil {
-		return err
-	}
-	lr.shared = shared
-	return nil
-}
-
-// unshare gives record id back the values it shares with the change of dot
-// d, before that change's log entry is dropped or rewritten.
-func (t *tx) unshare(id syncengine.RecordID, d syncengine.Dot) error {
-	v := t.records.Get(id[:])
-	if v == nil {
-		return nil
-	}
-	_, body, err := openEnvelope(v)
-	if err != nil {
-		return err
-	}
-	dots, err := syncengine.CompactSharedDots(body)
-	if err != nil || !slices.Contains(dots, d) {
-		return err
-	}
-	r, shared, err := t.decodeRecord(v)
-	if err != nil {
-		return err
-	}
-	nv, _, err := t.sealRecord(r, slices.DeleteFunc(shared, func(c *syncengine.Change) bool { return c.Dot == d }))
-	if err != nil {
-		return err
-	}
-	if t.lastRecord.id == id {
-		t.lastRecord.valid = false
-	}
-	return t.records.Put(id[:], nv)
 }
 
 // movedFrom returns the areas c took its record out of (moves.From), from
@@ -544,7 +403,7 @@ func (t *tx) ReplaceChange(ctx context.Context, pos syncengine.Position, c synce
 	if err := t.unshare(prev.RecordID, prev.Dot); err != nil {
 		return fmt.Errorf("boltstore: replace at %d: %w", pos, err)
 	}
-	v, err := t.seal(c.Area, c.AppendBinary)
+	v, err := t.resealEntry(pk, &c)
 	if err != nil {
 		return fmt.Errorf("boltstore: replace at %d: %w", pos, err)
 	}
@@ -575,7 +434,7 @@ func (t *tx) entryAt(ctx context.Context, op string, pos syncengine.Position) ([
 	if v == nil {
 		return nil, syncengine.Change{}, fmt.Errorf("boltstore: %s at %d: %w", op, pos, syncengine.ErrNoEntry)
 	}
-	c, err := decodeChange(pos, v)
+	c, err := t.decodeChange(pos, v)
 	return pk, c, err
 }
 
@@ -607,7 +466,7 @@ func (t *tx) RenumberChange(ctx context.Context, pos syncengine.Position, old sy
 	if err := t.unshare(prev.RecordID, old); err != nil {
 		return fmt.Errorf("boltstore: renumber at %d: %w", pos, err)
 	}
-	nv, err := t.seal(c.Area, c.AppendBinary)
+	nv, err := t.resealEntry(pk, &c)
 	if err != nil {
 		return fmt.Errorf("boltstore: renumber at %d: %w", pos, err)
 	}
@@ -617,7 +476,7 @@ func (t *tx) RenumberChange(ctx context.Context, pos syncengine.Position, old sy
 	if err := t.dots.Delete(dotKey(old)); err != nil {
 		return err
 	}
-	return t.dots.Put(dotKey(c.Dot), dotValue(pk, c.ID))
+	return t.dots.Put(dotKey(c.Dot), pk)
 }
 
 // PutRejection records r, replacing any rejection of the same dot by the
@@ -695,7 +554,7 @@ func (t *tx) RecordsInArea(ctx context.Context, area string, kinds ...syncengine
 		if v == nil {
 			continue
 		}
-		r, _, err := t.decodeRecord(v)
+		r, _, err := t.decodeRecord(syncengine.RecordID(k[len(prefix):]), v)
 		if err != nil {
 			return nil, fmt.Errorf("boltstore: records of area %s: %w", area, err)
 		}
