@@ -155,6 +155,18 @@ func (r Record) compactStamps() []write {
 	return out
 }
 
+// WriteDots returns the dots of the changes whose writes r keeps, each once,
+// in the order the compact encoding lists them: the changes a store could
+// share r's values with.
+func (r Record) WriteDots() []Dot {
+	stamps := r.compactStamps()
+	out := make([]Dot, len(stamps))
+	for i := range stamps {
+		out[i] = stamps[i].dot
+	}
+	return out
+}
+
 // stampIndex returns the index of dot d in stamps, or -1. A record's writes
 // come from a handful of changes, so a scan is quicker than a map.
 func stampIndex(stamps []write, d Dot) int {

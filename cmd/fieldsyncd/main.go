@@ -68,6 +68,7 @@ import (
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/store/boltstore"
 	"github.com/fieldsync/fieldsync/survey"
 )
 
@@ -88,6 +89,7 @@ const usage = `usage:
                    [--backup-dir DIR [--backup-every 24h]] [--http ADDR]
   fieldsyncd enroll-upstream --data DIR --area PREFIX --upstream ADDR --code CODE --token-file FILE [--upstream-ca FILE]
   fieldsyncd recover --data DIR
+  fieldsyncd rewrite --data DIR
 
 Run 'fieldsyncd serve --help' or 'fieldsyncd enroll-upstream --help' for the flags.
 Set FIELDSYNCD_PASSPHRASE_FILE to a file holding a passphrase (or
@@ -97,12 +99,15 @@ FIELDSYNCD_PASSPHRASE to one) to keep the ID-hash key and upstream token sealed.
 // run runs the command in args. ready, if not nil, receives the address the
 // server listens on once it serves.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- net.Addr) error {
-	if len(args) == 0 || (args[0] != "serve" && args[0] != "enroll-upstream" && args[0] != "recover") {
+	if len(args) == 0 || (args[0] != "serve" && args[0] != "enroll-upstream" && args[0] != "recover" && args[0] != "rewrite") {
 		fmt.Fprint(stderr, usage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 			return nil
 		}
-		return errors.New("the commands are serve, enroll-upstream and recover")
+		return errors.New("the commands are serve, enroll-upstream, recover and rewrite")
+	}
+	if args[0] == "rewrite" {
+		return rewriteStore(ctx, args[1:], stdout, stderr)
 	}
 	if args[0] == "enroll-upstream" {
 		return enrollUpstream(ctx, args[1:], stdout, stderr)
@@ -372,6 +377,32 @@ func recoverStore(args []string, stdout, stderr io.Writer) error {
 	slog.New(slog.NewJSONHandler(stderr, nil)).Warn("store rollback accepted by the operator", "data", *data, "what", accepted)
 	fmt.Fprintf(stdout, "%s: accepted: %s\nthe server may start; phones push again at their next sync what the store lost\n", *data, accepted)
 	return nil
+}
+
+// rewriteStore runs 'fieldsyncd rewrite': the stopped server's store
+// rewritten into this build's layout, every page filled (boltstore.Rewrite).
+func rewriteStore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rewrite", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "data", "data `directory` of the stopped server")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rep, err := boltstore.Rewrite(ctx, filepath.Join(*data, server.StoreFile), nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: rewritten, %s → %s\nthe file as it was is kept at %s: remove it once the server runs on the new one\n",
+		*data, size(rep.Before), size(rep.After), rep.Kept)
+	return nil
+}
+
+// size says n bytes in MB, or in kB below 10 MB.
+func size(n int64) string {
+	if n < 10<<20 {
+		return fmt.Sprintf("%d kB", (n+1<<9)>>10)
+	}
+	return fmt.Sprintf("%d MB", (n+1<<19)>>20)
 }
 
 // background runs the server's loops (server.Server's Run… methods), each

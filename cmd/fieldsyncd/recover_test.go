@@ -163,3 +163,31 @@ func TestBackupAndRestore(t *testing.T) {
 	_, stop = serveIn(t, dir, "--area", "532523101")
 	stop()
 }
+
+// 'fieldsyncd rewrite' rewrites a stopped server's store, keeping the old
+// file, and the server serves on the copy; a store in use is refused.
+func TestRewriteCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	_, stop := serveIn(t, dir, "--area", "532523101")
+	var out, logs bytes.Buffer
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"rewrite", "--data", dir}, &out, &logs, nil)
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("rewrite of a store in use: %v", err)
+	}
+	stop()
+	out.Reset()
+	if err := run(ctx, []string{"rewrite", "--data", dir}, &out, &logs, nil); err != nil {
+		t.Fatalf("rewrite: %v", err)
+	}
+	kept := filepath.Join(dir, server.StoreFile) + boltstore.BeforeRewriteSuffix
+	if !strings.Contains(out.String(), "rewritten") || !strings.Contains(out.String(), kept) {
+		t.Errorf("rewrite printed %q", out.String())
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("the old store is not kept: %v", err)
+	}
+	_, stop = serveIn(t, dir, "--area", "532523101")
+	stop()
+}

@@ -112,21 +112,10 @@ func (t *tx) packingDict() (uint64, *s2.Dict, error) {
 // stride-th, from the last; a run of the last ones would be of one village
 // and kind) and makes it the one new entries use.
 func (t *tx) makeDict(id uint64) (uint64, *s2.Dict, error) {
-	var sample []byte
-	stride := max(1, int(t.log.Sequence())/dictEntries)
-	c := t.log.Cursor()
-	i := 0
-	for k, v := c.Last(); k != nil && len(sample) < dictSize; k, v = c.Prev() {
-		if i++; (i-1)%stride != 0 {
-			continue
-		}
-		body, err := t.entryBody(k, v)
-		if err != nil {
-			return 0, nil, err
-		}
-		sample = append(sample, body...)
+	sample, err := t.dictSample()
+	if err != nil {
+		return 0, nil, err
 	}
-	sample = sample[:min(len(sample), dictSize)]
 	d := s2.MakeDictManual(sample, 0)
 	if d == nil {
 		return 0, nil, nil // too little to make one of: try again later
@@ -141,6 +130,26 @@ func (t *tx) makeDict(id uint64) (uint64, *s2.Dict, error) {
 	return id, d, nil
 }
 
+// dictSample returns up to dictSize bytes of the bodies of entries spread
+// over the log, to make a dictionary of.
+func (t *tx) dictSample() ([]byte, error) {
+	var sample []byte
+	stride := max(1, int(t.log.Sequence())/dictEntries)
+	c := t.log.Cursor()
+	i := 0
+	for k, v := c.Last(); k != nil && len(sample) < dictSize; k, v = c.Prev() {
+		if i++; (i-1)%stride != 0 {
+			continue
+		}
+		body, err := t.entryBody(k, v)
+		if err != nil {
+			return nil, err
+		}
+		sample = append(sample, body...)
+	}
+	return sample[:min(len(sample), dictSize)], nil
+}
+
 // sealEntry encodes change c, received from peer from (zero: none), as a
 // log value: the packed entry.
 func (t *tx) sealEntry(c *syncengine.Change, from syncengine.ReplicaID) ([]byte, error) {
@@ -153,6 +162,12 @@ func (t *tx) sealEntry(c *syncengine.Change, from syncengine.ReplicaID) ([]byte,
 		return nil, err
 	}
 	t.scratch = plain
+	return packEntry(id, d, plain), nil
+}
+
+// packEntry returns a new packed log value of body plain (the peer, then
+// the change's encoding) with dictionary id, d (none for id 0).
+func packEntry(id uint64, d *s2.Dict, plain []byte) []byte {
 	v := make([]byte, 0, 1+binary.MaxVarintLen64+s2.MaxEncodedLen(len(plain)))
 	v = binary.AppendUvarint(append(v, entryPacked), id)
 	n := len(v)
@@ -162,7 +177,7 @@ func (t *tx) sealEntry(c *syncengine.Change, from syncengine.ReplicaID) ([]byte,
 	} else {
 		block = s2.Encode(v[n:cap(v)], plain)
 	}
-	return v[:n+len(block)], nil
+	return v[:n+len(block)]
 }
 
 // entryBody returns the packed body of the log entry at key k with value v
