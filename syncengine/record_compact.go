@@ -93,7 +93,7 @@ func (r Record) appendCompact(b []byte, shared []*Change, withID bool) []byte {
 		b = binary.AppendUvarint(b, uint64(len(f.writes)))
 		for j := range f.writes {
 			w := &f.writes[j]
-			k := stampIndex(stamps, w.dot)
+			k := stampIndex(stamps, w)
 			s := uint64(k) << 1
 			if w.del {
 				s |= 1
@@ -108,10 +108,10 @@ func (r Record) appendCompact(b []byte, shared []*Change, withID bool) []byte {
 	return b
 }
 
-// sharedBy reports whether a change of shared has dot d and gave every
-// field r holds a write of d for the value of that write.
+// sharedBy reports whether a change of shared, of r's record, has dot d and
+// gave every field r holds a write of d for the value of that write.
 func (r Record) sharedBy(d Dot, shared []*Change) bool {
-	i := slices.IndexFunc(shared, func(c *Change) bool { return c.Dot == d })
+	i := slices.IndexFunc(shared, func(c *Change) bool { return c.Dot == d && c.RecordID == r.id })
 	if i < 0 {
 		return false
 	}
@@ -140,14 +140,17 @@ func (c *Change) writeValue(num int32) ([]byte, bool) {
 	return v, ok
 }
 
-// compactStamps returns the distinct writes' dots, with their stamps, in
-// the order the fields' writes first name them.
+// compactStamps returns the distinct dots and stamps of the writes, in the
+// order the fields' writes first name them. A dot comes with one stamp,
+// that of its change, except in a state that merged two changes reusing a
+// dot (a replica restored from an older copy) in different fields: each
+// of its stamps is listed then.
 func (r Record) compactStamps() []write {
 	var out []write
 	for i := range r.fields {
 		for j := range r.fields[i].writes {
-			w := r.fields[i].writes[j]
-			if stampIndex(out, w.dot) < 0 {
+			w := &r.fields[i].writes[j]
+			if stampIndex(out, w) < 0 {
 				out = append(out, write{dot: w.dot, wall: w.wall, counter: w.counter})
 			}
 		}
@@ -155,23 +158,24 @@ func (r Record) compactStamps() []write {
 	return out
 }
 
-// WriteDots returns the dots of the changes whose writes r keeps, each once,
-// in the order the compact encoding lists them: the changes a store could
-// share r's values with.
+// WriteDots returns the dots of the changes whose writes r keeps, each once:
+// the changes a store could share r's values with.
 func (r Record) WriteDots() []Dot {
-	stamps := r.compactStamps()
-	out := make([]Dot, len(stamps))
-	for i := range stamps {
-		out[i] = stamps[i].dot
+	var out []Dot
+	for _, s := range r.compactStamps() {
+		if !slices.Contains(out, s.dot) {
+			out = append(out, s.dot)
+		}
 	}
 	return out
 }
 
-// stampIndex returns the index of dot d in stamps, or -1. A record's writes
-// come from a handful of changes, so a scan is quicker than a map.
-func stampIndex(stamps []write, d Dot) int {
+// stampIndex returns the index in stamps of w's dot and stamp, or -1. A
+// record's writes come from a handful of changes, so a scan is quicker
+// than a map.
+func stampIndex(stamps []write, w *write) int {
 	for i := range stamps {
-		if stamps[i].dot == d {
+		if stamps[i].dot == w.dot && stamps[i].wall == w.wall && stamps[i].counter == w.counter {
 			return i
 		}
 	}
@@ -282,7 +286,7 @@ func readCompactHead(rd *reader, out *Record) (stamps []write, shared []bool) {
 			rd.fail("bad stamp")
 		}
 		s.wall, s.counter = int64(wall), uint32(counter)
-		if rd.err == nil && stampIndex(stamps[:i], s.dot) >= 0 {
+		if rd.err == nil && stampIndex(stamps[:i], s) >= 0 {
 			rd.fail("stamp of %v listed twice", s.dot)
 		}
 	}
@@ -350,7 +354,7 @@ func readCompact(rd *reader, out *Record, resolve func(Dot) (*Change, error)) {
 				f.writes[j].value = rd.bytesField()
 				continue
 			}
-			f.writes[j].value = sharedValue(rd, &sources[k], stamps[k].dot, f.num, resolve)
+			f.writes[j].value = sharedValue(rd, &sources[k], out.id, stamps[k].dot, f.num, resolve)
 		}
 	}
 	if rd.err == nil && used != len(stamps) {
@@ -359,8 +363,9 @@ func readCompact(rd *reader, out *Record, resolve func(Dot) (*Change, error)) {
 }
 
 // sharedValue returns the value field num's write of dot d takes from the
-// change resolve gives for d, resolving it into *src the first time.
-func sharedValue(rd *reader, src **Change, d Dot, num int32, resolve func(Dot) (*Change, error)) []byte {
+// change resolve gives for d, which must be of record id, resolving it into
+// *src the first time.
+func sharedValue(rd *reader, src **Change, id RecordID, d Dot, num int32, resolve func(Dot) (*Change, error)) []byte {
 	if *src == nil {
 		if resolve == nil {
 			rd.fail("the values of %v are held elsewhere", d)
@@ -371,7 +376,7 @@ func sharedValue(rd *reader, src **Change, d Dot, num int32, resolve func(Dot) (
 		case err != nil:
 			rd.err = fmt.Errorf("%w: values of %v: %w", ErrMalformed, d, err)
 			return nil
-		case c == nil || c.Dot != d:
+		case c == nil || c.Dot != d || c.RecordID != id:
 			rd.err = fmt.Errorf("%w: values of %v: %w", ErrMalformed, d, ErrNotShared)
 			return nil
 		}

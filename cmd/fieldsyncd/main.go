@@ -392,7 +392,7 @@ func rewriteStore(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: rewritten, %s → %s\nthe file as it was is kept at %s: remove it once the server runs on the new one\n",
+	fmt.Fprintf(stdout, "%s: rewritten, %s → %s\nthe file it replaced (upgraded to this build's schema) is kept at %s: remove it once the server runs on the new one\n",
 		*data, size(rep.Before), size(rep.After), rep.Kept)
 	return nil
 }

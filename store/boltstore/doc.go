@@ -28,19 +28,21 @@
 //	            "x/" + key  → Meta and SetMeta (the upstream relay's state)
 //	            "dict"      → the id of the dictionary new log entries use
 //	            "dict/" + id → a dictionary of log entries (see logvalue.go)
+//	            "txidbase"  → in a file Rewrite wrote, the store's last
+//	                          transaction before it (see keyTxidBase)
 //	log         position → the change and the peer it came from, packed
-//	            with S2 (logvalue.go); in files of schema 9 an area envelope
-//	            and the syncengine.Change binary
+//	            with S2 (logvalue.go); written before schema 10, an area
+//	            envelope and the syncengine.Change binary
 //	            (the bucket's sequence is the last position ever assigned)
 //	logfrom     position → the replica id of the peer the change came from,
-//	            for entries of schema 9 (NoteFrom; none for the store's own)
+//	            for entries written before schema 10 (NoteFrom)
 //	logarea     area code + position → empty, or the other end of a move
 //	            (see below)
 //	dots        origin + dot counter → position, + the change id once
 //	            compaction has dropped the entry
 //	records     record id → syncengine.Record in the keyed compact
-//	            encoding, sharing values with the log (below); in files of
-//	            schema 9 an area envelope and the first encoding
+//	            encoding, sharing values with the log (below); written
+//	            before schema 10, an area envelope and the first encoding
 //	recarea     area code + record id → empty
 //	cursors     peer id → Cursor.Received + Cursor.Acked
 //	rejections  peer id + dot origin + dot counter →
@@ -59,8 +61,10 @@
 //	            whole (see reportJSON); relay's id + 'p' → a report whose
 //	            parts are arriving
 //
-// An area envelope, in files of schema 9, is one length byte followed by the
-// area code of the change or of the record. Since schema 10 the store reads
+// An area envelope, in values written before schema 10 (the upgrade leaves
+// them as they are until they are written again, or Rewrite copies the
+// file), is one length byte followed by the area code of the change or of
+// the record. Since schema 10 the store reads
 // an area from the decoded change or record: it decodes them anyway where
 // it needs one (a record it puts, an entry it drops), and the envelope took
 // 13 bytes of every value.

@@ -39,6 +39,11 @@ var (
 	keySchema    = []byte("schema")
 	keyReplica   = []byte("replica")
 	keyCompacted = []byte("compacted")
+	// keyTxidBase holds, in a file Rewrite wrote, the transactions of the
+	// store before the file: its transaction ids count from there, so the
+	// record of the last commit (TxidFile) still tells an older file (the
+	// one it replaced, a backup) for a rollback.
+	keyTxidBase = []byte("txidbase")
 )
 
 const (
@@ -84,9 +89,9 @@ func openEnvelope(v []byte) (area, rest []byte, err error) {
 	return v[1:n], v[n:], nil
 }
 
-// A dots index value is the log key (position) of the dot's change, then,
-// once compaction has dropped the entry (since schema 10; every entry's
-// since schema 9), the change's id: the id outlives the log entry, so a
+// A dots index value is the log key (position) of the dot's change, then
+// the change's id once compaction has dropped the entry (values written by
+// schema 9 have it from the start): the id outlives the log entry, so a
 // change reusing a dot (a replica restored from an older copy) is told from
 // a retry even then. While the log holds the entry, the id is read there.
 func dotValue(pk []byte, id syncengine.ChangeID) []byte {

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -80,7 +81,7 @@ func (t *tx) dict(id uint64) (*s2.Dict, error) {
 	if b == nil {
 		return nil, fmt.Errorf("log dictionary %d missing: %w", id, ErrCorrupt)
 	}
-	d := s2.NewDict(b)
+	d := s2.NewDict(bytes.Clone(b)) // b is bbolt's, valid in this transaction only
 	if d == nil {
 		return nil, fmt.Errorf("log dictionary %d of %d bytes: %w", id, len(b), ErrCorrupt)
 	}
@@ -162,6 +163,9 @@ func (t *tx) sealEntry(c *syncengine.Change, from syncengine.ReplicaID) ([]byte,
 		return nil, err
 	}
 	t.scratch = plain
+	if len(plain) > maxEntrySize {
+		return nil, fmt.Errorf("change of %d bytes: more than a log entry holds (%d)", len(plain), maxEntrySize)
+	}
 	return packEntry(id, d, plain), nil
 }
 

@@ -307,16 +307,12 @@ func checkMeta(path string, m boltMeta, magic bool, size int64) error {
 // inspect opens the file read-only and, under protect, checks its schema and
 // reads every page, so that bbolt's open for writing, which rebuilds the
 // freelist by walking the pages on a goroutine no recover can guard, only
-// walks pages that are known to be sound. It returns the schema version and
-// the replica id.
-func inspect(path string, o *Options) (uint64, syncengine.ReplicaID, error) {
-	var (
-		have    uint64
-		replica syncengine.ReplicaID
-	)
+// walks pages that are known to be sound. It returns the schema version,
+// the replica id and the file's transaction id base (keyTxidBase).
+func inspect(path string, o *Options) (have uint64, replica syncengine.ReplicaID, base uint64, err error) {
 	db, err := openBolt(path, o, true)
 	if err != nil {
-		return 0, replica, err
+		return 0, replica, 0, err
 	}
 	err = protect(path, func() error {
 		return db.View(func(btx *bbolt.Tx) error {
@@ -326,6 +322,9 @@ func inspect(path string, o *Options) (uint64, syncengine.ReplicaID, error) {
 			}
 			have = v
 			copy(replica[:], btx.Bucket(bucketMeta).Get(keyReplica))
+			if b := btx.Bucket(bucketMeta).Get(keyTxidBase); len(b) == 8 {
+				base = binary.BigEndian.Uint64(b)
+			}
 			_, err = readAllPages(context.Background(), btx)
 			return err
 		})
@@ -333,7 +332,7 @@ func inspect(path string, o *Options) (uint64, syncengine.ReplicaID, error) {
 	if cerr := protect(path, db.Close); err == nil {
 		err = cerr
 	}
-	return have, replica, err
+	return have, replica, base, err
 }
 
 // openBolt opens the checked file with bbolt, closing the file again if bbolt

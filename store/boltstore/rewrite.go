@@ -55,7 +55,7 @@ func (s *Store) RewriteTo(ctx context.Context, dst string) (err error) {
 			return err
 		}
 		defer src.end()
-		w := &rewriter{ctx: ctx, src: src, db: db}
+		w := &rewriter{ctx: ctx, src: src, db: db, txidBase: s.txidBase + uint64(sbtx.ID())}
 		for _, step := range []func() error{w.meta, w.log, w.dots, w.records, w.rest, w.flush} {
 			if err := step(); err != nil {
 				return err
@@ -78,6 +78,8 @@ type rewriter struct {
 	btx  *bbolt.Tx
 	n    int
 	dict *s2.Dict
+	// txidBase is the source's last transaction: the copy's count on.
+	txidBase uint64
 }
 
 // put writes k and v into bucket of the copy, committing every rewriteBatch
@@ -124,7 +126,7 @@ func (w *rewriter) flush() error {
 func (w *rewriter) meta() error {
 	c := w.src.meta.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if bytes.Equal(k, keyDictCurrent) || bytes.HasPrefix(k, prefixDict) {
+		if bytes.Equal(k, keyDictCurrent) || bytes.HasPrefix(k, prefixDict) || bytes.Equal(k, keyTxidBase) {
 			continue
 		}
 		if bytes.Equal(k, keySchema) {
@@ -133,6 +135,9 @@ func (w *rewriter) meta() error {
 		if err := w.put(bucketMeta, k, v); err != nil {
 			return err
 		}
+	}
+	if err := w.put(bucketMeta, keyTxidBase, u64(w.txidBase)); err != nil {
+		return err
 	}
 	sample, err := w.src.dictSample()
 	if err != nil {
@@ -277,9 +282,12 @@ type RewriteReport struct {
 // Rewrite rewrites the store at path (RewriteTo) and puts the copy in its
 // place once it has opened and checked it, keeping the file it replaces at
 // path+BeforeRewriteSuffix for the operator to remove once the server runs
-// on the copy. The store must not be in use (ErrLocked otherwise). A crash
-// at any point leaves a store that opens: the file as it was until the copy
-// is in place, then the copy.
+// on the copy. The kept file is the store as it was, upgraded to this
+// build's schema (an older build cannot open it); once the server has
+// committed on the copy, putting it back is a rollback that Open refuses
+// like any older copy. The store must not be in use (ErrLocked otherwise).
+// A crash at any point leaves a store that opens: the file as it was until
+// the copy is in place, then the copy.
 func Rewrite(ctx context.Context, path string, opts *Options) (RewriteReport, error) {
 	kept := path + BeforeRewriteSuffix
 	if _, err := os.Lstat(kept); !errors.Is(err, fs.ErrNotExist) {
@@ -303,18 +311,8 @@ func Rewrite(ctx context.Context, path string, opts *Options) (RewriteReport, er
 	if err == nil {
 		err = os.Link(path, kept)
 	}
-	// The record of the last commit is the file's as it was: it goes
-	// before the copy takes the file's place, and the next Open records
-	// the copy's. Between the two a crash leaves either file without a
-	// record, which opens.
-	if err == nil {
-		if err = os.Remove(path + TxidFile); errors.Is(err, fs.ErrNotExist) {
-			err = nil
-		}
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
+	// The copy's transactions count on from the file's (keyTxidBase), so
+	// the record of the last commit (TxidFile) holds for both.
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}

@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -44,9 +45,12 @@ func (t *tx) decodeRecord(id syncengine.RecordID, v []byte) (syncengine.Record, 
 		})
 	}
 	if err == nil && r.ID() != id {
-		err = fmt.Errorf("state of record %v: %w", r.ID(), ErrCorrupt)
+		err = fmt.Errorf("state of record %v", r.ID())
 	}
 	if err != nil {
+		if !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("%w: %w", err, ErrCorrupt)
+		}
 		return syncengine.Record{}, nil, fmt.Errorf("boltstore: stored record %v: %w", id, err)
 	}
 	return r, shared, nil

@@ -350,3 +350,42 @@ func TestOpenReadsLogEntriesOfSchema9(t *testing.T) {
 		t.Errorf("entries of schema 9 read %+v; want both changes, from the relay", got)
 	}
 }
+
+// A record shares values only with a change of its own: one whose log entry
+// holds a change of another record under the same dot (a reused dot, a
+// damaged file) is damage, not a state made of the other record's values.
+func TestSharedValuesOfAnotherRecordAreDamage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.db")
+	s, err := boltstore.Open(path, &testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone := replicaID("phone")
+	c := change(phone, 1, recordID(1), villageA, syncengine.VersionVector{}, map[int32]string{1: "x"})
+	pos := apply(t, s, c)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	other := c
+	other.RecordID = recordID(2)
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
+		b, err := other.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		v := append([]byte{byte(len(villageA))}, villageA...)
+		return tx.Bucket([]byte("log")).Put(binaryPos(pos), append(v, b...))
+	})
+	s, err = boltstore.Open(path, &testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.View(t.Context(), func(tx syncengine.ReadTx) error {
+		_, err := tx.Record(t.Context(), recordID(1))
+		return err
+	})
+	if !errors.Is(err, boltstore.ErrCorrupt) {
+		t.Errorf("a record sharing the values of another record's change: %v, want ErrCorrupt", err)
+	}
+}

@@ -166,6 +166,9 @@ type Store struct {
 	replica syncengine.ReplicaID
 	txids   *txidLog // the record of the last commit (TxidFile)
 	dicts   dicts    // the log's dictionaries, once committed
+	// txidBase is added to bbolt's transaction ids to count the store's
+	// transactions (keyTxidBase).
+	txidBase uint64
 	// rollback is why the store may have lost commits, when it was opened
 	// with Options.AcceptRollback.
 	rollback string
@@ -191,6 +194,11 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	have, replica, base, err := inspect(path, &o)
+	if err != nil {
+		return nil, err
+	}
+	meta.txid += base // counted from the first transaction of the store, not of the file
 	var rolled *RollbackError
 	recorded, ok, err := readTxid(path)
 	switch {
@@ -209,10 +217,6 @@ func Open(path string, opts *Options) (*Store, error) {
 	// by a crash, never acknowledged: bbolt's fallback is right.
 	if rolled != nil && !o.AcceptRollback {
 		return nil, rolled
-	}
-	have, replica, err := inspect(path, &o)
-	if err != nil {
-		return nil, err
 	}
 	if !o.Replica.IsZero() && o.Replica != replica {
 		return nil, fmt.Errorf("boltstore: open %s: %w: it is %v, want %v", path, ErrReplicaMismatch, replica, o.Replica)
@@ -240,12 +244,12 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	var txid uint64
 	_ = db.View(func(btx *bbolt.Tx) error { txid = uint64(btx.ID()); return nil })
-	txids, err := openTxidLog(path, txid)
+	txids, err := openTxidLog(path, base+txid)
 	if err != nil {
 		_ = protect(path, db.Close)
 		return nil, err
 	}
-	st := &Store{db: db, path: path, replica: replica, txids: txids}
+	st := &Store{db: db, path: path, replica: replica, txids: txids, txidBase: base}
 	if rolled != nil {
 		st.rollback = rolled.Reason
 	}
@@ -289,7 +293,7 @@ func (s *Store) Update(ctx context.Context, fn func(syncengine.Tx) error) error 
 	if err != nil {
 		return err
 	}
-	txid := uint64(btx.ID())
+	txid := s.txidBase + uint64(btx.ID())
 	if err := btx.Commit(); err != nil {
 		return fmt.Errorf("boltstore: commit: %w", err)
 	}

@@ -96,7 +96,9 @@ func begin(btx *bbolt.Tx, d *dicts) (*tx, error) {
 		// dots of each origin take keys in order: full pages. Records take
 		// theirs at random (ids are not made in the order they arrive):
 		// split in halves, their pages end about 68 % full, against 42 %
-		// split at 90 % (measured on the county benchmark).
+		// split at 90 %; the record area index, whose keys run by village,
+		// ends 79 % full split at 100 %, 76 % at 90 %, 58 % in halves
+		// (measured on the county benchmark).
 		t.log.FillPercent = 1.0
 		t.dots.FillPercent = 1.0
 		t.records.FillPercent = 0.5
