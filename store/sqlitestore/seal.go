@@ -290,8 +290,14 @@ func (t *readTx) recordPage(ctx context.Context, after syncengine.RecordID, limi
 func (t *readTx) decodeRecord(id, b []byte) (syncengine.Record, error) {
 	var r syncengine.Record
 	plain, err := t.seal.open(b, aadState, id)
+	if err == nil && len(id) != len(syncengine.RecordID{}) {
+		err = fmt.Errorf("a record id of %d bytes", len(id))
+	}
 	if err == nil {
-		err = r.UnmarshalBinary(plain)
+		err = r.UnmarshalCompactKeyed(plain, syncengine.RecordID(id), nil)
+	}
+	if err == nil && r.ID() != syncengine.RecordID(id) {
+		err = fmt.Errorf("the state of record %v", r.ID())
 	}
 	if err != nil {
 		return syncengine.Record{}, fmt.Errorf("decode record %x: %w", id, err)
@@ -299,14 +305,11 @@ func (t *readTx) decodeRecord(id, b []byte) (syncengine.Record, error) {
 	return r, nil
 }
 
-// encodeRecord encodes and seals r's state.
+// encodeRecord encodes and seals r's state, in the keyed compact encoding
+// (migration 0006; states written before, in the first encoding, read too).
 func (t *readTx) encodeRecord(r syncengine.Record) ([]byte, error) {
-	b, err := r.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
 	id := r.ID()
-	return t.seal.seal(b, aadState, id[:])
+	return t.seal.seal(r.AppendCompactKeyed(nil, nil), aadState, id[:])
 }
 
 // decodeChange opens and decodes the log entry b of the change with id.
