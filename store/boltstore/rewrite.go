@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/klauspost/compress/s2"
 	"go.etcd.io/bbolt"
@@ -206,7 +207,10 @@ func (w *rewriter) records() error {
 		var shared []*syncengine.Change
 		for _, d := range r.WriteDots() {
 			pk, _, _, ok := dotEntry(w.src.dots.Get(dotKey(d)))
-			if lv := w.src.log.Get(pk); ok && lv != nil {
+			if !ok {
+				continue
+			}
+			if lv := w.src.log.Get(pk); lv != nil {
 				ch, err := w.src.decodeChange(syncengine.Position(binary.BigEndian.Uint64(pk)), lv)
 				if err != nil {
 					return err
@@ -227,7 +231,7 @@ func (w *rewriter) rest() error {
 	done := [][]byte{bucketMeta, bucketLog, bucketDots, bucketRecords, bucketLogFrom}
 	for _, name := range allBuckets {
 		src := w.src.btx.Bucket(name)
-		if !containsName(done, name) {
+		if !slices.ContainsFunc(done, func(n []byte) bool { return bytes.Equal(n, name) }) {
 			c := src.Cursor()
 			for k, v := c.First(); k != nil; k, v = c.Next() {
 				if v == nil && src.Bucket(k) != nil {
@@ -253,15 +257,6 @@ func (w *rewriter) rest() error {
 		}
 	}
 	return nil
-}
-
-func containsName(names [][]byte, name []byte) bool {
-	for _, n := range names {
-		if bytes.Equal(n, name) {
-			return true
-		}
-	}
-	return false
 }
 
 // RewriteSuffix and BeforeRewriteSuffix name, beside a store's file, the
