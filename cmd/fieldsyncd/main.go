@@ -394,6 +394,11 @@ func rewriteStore(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stdout, "%s: rewritten, %s → %s\nthe file it replaced (upgraded to this build's schema) is kept at %s: remove it once the server runs on the new one\n",
 		*data, size(rep.Before), size(rep.After), rep.Kept)
+	for _, b := range rep.Buckets {
+		if b.Keys > 0 {
+			fmt.Fprintf(stdout, "  %-13s %9d keys  %s\n", b.Name, b.Keys, size(b.Alloc))
+		}
+	}
 	return nil
 }
 

@@ -182,7 +182,7 @@ func TestRewriteCommand(t *testing.T) {
 		t.Fatalf("rewrite: %v", err)
 	}
 	kept := filepath.Join(dir, server.StoreFile) + boltstore.BeforeRewriteSuffix
-	if !strings.Contains(out.String(), "rewritten") || !strings.Contains(out.String(), kept) {
+	if !strings.Contains(out.String(), "rewritten") || !strings.Contains(out.String(), kept) || !strings.Contains(out.String(), "  meta ") {
 		t.Errorf("rewrite printed %q", out.String())
 	}
 	if _, err := os.Stat(kept); err != nil {

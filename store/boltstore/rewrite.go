@@ -272,6 +272,8 @@ type RewriteReport struct {
 	Before, After int64
 	// Kept is where the file as it was is kept.
 	Kept string
+	// Buckets is what each bucket of the new file takes.
+	Buckets []BucketUsage
 }
 
 // Rewrite rewrites the store at path (RewriteTo) and puts the copy in its
@@ -302,7 +304,7 @@ func Rewrite(ctx context.Context, path string, opts *Options) (RewriteReport, er
 	if err := s.RewriteTo(ctx, tmp); err != nil {
 		return RewriteReport{}, err
 	}
-	err = checkCopy(ctx, tmp)
+	buckets, err := checkCopy(ctx, tmp)
 	if err == nil {
 		err = os.Link(path, kept)
 	}
@@ -319,7 +321,7 @@ func Rewrite(ctx context.Context, path string, opts *Options) (RewriteReport, er
 		_ = os.Remove(tmp)
 		return RewriteReport{}, fmt.Errorf("boltstore: rewrite %s: %w", path, err)
 	}
-	rep := RewriteReport{Kept: kept}
+	rep := RewriteReport{Kept: kept, Buckets: buckets}
 	if fi, err := os.Stat(kept); err == nil {
 		rep.Before = fi.Size()
 	}
@@ -329,15 +331,20 @@ func Rewrite(ctx context.Context, path string, opts *Options) (RewriteReport, er
 	return rep, nil
 }
 
-// checkCopy opens the copy at path and checks it.
-func checkCopy(ctx context.Context, path string) error {
+// checkCopy opens the copy at path, checks it, and returns what each of its
+// buckets takes.
+func checkCopy(ctx context.Context, path string) ([]BucketUsage, error) {
 	c, err := Open(path, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	err = c.Check(ctx)
+	var buckets []BucketUsage
+	if err == nil {
+		buckets, err = c.Usage()
+	}
 	if cerr := c.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	return buckets, err
 }
