@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -74,10 +75,17 @@ func (s *session) pull(ctx context.Context, pl *pullStream) error {
 			snap.begin = snap.begin || phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_BEGIN
 			snap.end = phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_END
 			snap.add(resp.GetRecords(), tok)
-			if snap.due() || len(resp.GetRecords()) == 0 || phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_END {
-				if err := snap.flush(ctx); err != nil {
-					return fmt.Errorf("fieldsync: pull: %w", err)
-				}
+			var err error
+			switch {
+			case len(resp.GetRecords()) == 0 || phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_END:
+				err = snap.flush(ctx)
+			case snap.due():
+				// Stored while the next records arrive: the server reads
+				// and sends them as the replica writes these.
+				err = snap.start(ctx)
+			}
+			if err != nil {
+				return fmt.Errorf("fieldsync: pull: %w", err)
 			}
 		}
 		if phase == fieldsyncv1.SnapshotPhase_SNAPSHOT_PHASE_BEGIN {
@@ -107,6 +115,9 @@ type snapshotBuffer struct {
 	// after it may have reached the server after the snapshot was read.
 	begin, end bool
 	keep       syncengine.Position
+	// stored is the outcome of the records being stored in the background
+	// (start), nil when none are.
+	stored chan error
 }
 
 // unseenSweeper is what a store's transaction offers so that a fresh
@@ -139,13 +150,43 @@ func (b *snapshotBuffer) add(recs []*fieldsyncv1.RecordState, tok []byte) {
 	}
 }
 
-// flush stores the gathered records and the token in one transaction.
+// flush stores the gathered records and the token in one transaction, after
+// those being stored in the background, and returns once they are.
 func (b *snapshotBuffer) flush(ctx context.Context) error {
+	if err := b.start(ctx); err != nil {
+		return err
+	}
+	return b.wait()
+}
+
+// start waits for the records being stored in the background, then starts
+// storing the gathered records and the token (in one transaction, as
+// flush) in their place and returns; the next start, flush or wait returns
+// how that went. Transactions so commit in the order the records came, one
+// at a time, and at most two batches are held in memory.
+func (b *snapshotBuffer) start(ctx context.Context) error {
+	if err := b.wait(); err != nil {
+		return err
+	}
 	if len(b.recs) == 0 && len(b.tok) == 0 && !b.begin && !b.end {
 		return nil
 	}
-	err := b.s.storePage(ctx, pulledPage{recs: b.recs, tok: b.tok, begin: b.begin, end: b.end, keep: b.keep})
+	p := pulledPage{recs: b.recs, tok: b.tok, begin: b.begin, end: b.end, keep: b.keep}
 	b.recs, b.tok, b.begin, b.end = nil, nil, false, false
+	done := make(chan error, 1)
+	b.stored = done
+	go func() { done <- b.s.storePage(ctx, p) }()
+	return nil
+}
+
+// wait returns once the records being stored in the background are, with
+// how that went.
+func (b *snapshotBuffer) wait() error {
+	if b.stored == nil {
+		return nil
+	}
+	err := <-b.stored
+	b.stored = nil
 	return err
 }
 
@@ -241,6 +282,9 @@ type pulledPage struct {
 	tok        []byte
 	begin, end bool
 	keep       syncengine.Position
+	// stored is the outcome of the records being stored in the background
+	// (start), nil when none are.
+	stored chan error
 }
 
 // storePage stores page p through syncengine.ReceivePulledTx, with the pull
@@ -256,6 +300,13 @@ func (s *session) storePage(ctx context.Context, p pulledPage) error {
 			return fmt.Errorf("snapshot record %x: %w", rs.GetRecordId(), err)
 		}
 	}
+	// In id order, as the replica's tables keep them: each insert then
+	// lands beside the one before, in pages already at hand. Stable, so a
+	// record sent twice is merged in the order it came.
+	slices.SortStableFunc(pulled.Records, func(a, b syncengine.Record) int {
+		x, y := a.ID(), b.ID()
+		return bytes.Compare(x[:], y[:])
+	})
 	for _, pc := range p.changes {
 		ch, err := wire.ChangeFromProto(pc)
 		if err != nil {

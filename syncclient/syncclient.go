@@ -244,10 +244,9 @@ func round(ctx context.Context, cfg *Config, t Target, r *run) error {
 // than 2,048 took a 20,000-record bootstrap from about ten commits to three),
 // on 2G every response or two, so that a cut link loses a second of
 // transfer at most.
-const (
-	snapshotCommit    = 8192
-	snapshotCommitAge = time.Second
-)
+var snapshotCommit = 8192 // a variable for the tests only
+
+const snapshotCommitAge = time.Second
 
 // Enroll exchanges a one-time enrolment code for a token at the server at
 // addr, for the replica id, with the connection and RPC deadlines of a sync.

@@ -1,6 +1,7 @@
 package syncclient_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -66,21 +67,8 @@ func TestSyncOverMemoryStore(t *testing.T) {
 	id := "019a9f3c-1b2e-7c41-8a5e-2f1d0c9b8a71"
 	write := func(cfg *syncclient.Config, rec *fieldsyncv1.Record) {
 		t.Helper()
-		rid, _, err := wire.Identity(rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = cfg.Store.Update(ctx, func(tx syncengine.Tx) error {
-			cur, err := tx.Record(ctx, rid)
-			if err != nil {
-				return err
-			}
-			e, _, err := wire.EditOf(cur, rec)
-			if err != nil {
-				return err
-			}
-			e.ID = save.NewChangeID()
-			_, err = syncengine.WriteLocalTx(ctx, tx, cfg.Clock, time.Now().UnixMilli(), e, nil)
+		err := cfg.Store.Update(ctx, func(tx syncengine.Tx) error {
+			_, err := writeTx(ctx, tx, cfg, rec)
 			return err
 		})
 		if err != nil {
@@ -134,4 +122,24 @@ func TestSyncOverMemoryStore(t *testing.T) {
 	if pushed != 0 || pulled != 0 {
 		t.Errorf("a round with nothing new pushed %d and pulled %d", pushed, pulled)
 	}
+}
+
+// writeTx saves rec in the replica's transaction tx as the app does, and
+// returns its record id.
+func writeTx(ctx context.Context, tx syncengine.Tx, cfg *syncclient.Config, rec *fieldsyncv1.Record) (syncengine.RecordID, error) {
+	rid, _, err := wire.Identity(rec)
+	if err != nil {
+		return rid, err
+	}
+	cur, err := tx.Record(ctx, rid)
+	if err != nil {
+		return rid, err
+	}
+	e, _, err := wire.EditOf(cur, rec)
+	if err != nil {
+		return rid, err
+	}
+	e.ID = save.NewChangeID()
+	_, err = syncengine.WriteLocalTx(ctx, tx, cfg.Clock, time.Now().UnixMilli(), e, nil)
+	return rid, err
 }
