@@ -148,9 +148,13 @@ func observeRecord(clock *Clock, r Record, wallMS int64) {
 	if clock == nil {
 		return
 	}
-	for n := range r.Values() {
-		for _, w := range r.Writes(n) {
-			_ = clock.Observe(w.Stamp, wallMS) // a stamp beyond the skew is still kept
+	for i := range r.fields {
+		f := &r.fields[i]
+		if f.num == ExistenceField {
+			continue
+		}
+		for j := range f.writes {
+			_ = clock.Observe(f.writes[j].stamp(), wallMS) // a stamp beyond the skew is still kept
 		}
 	}
 }

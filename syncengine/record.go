@@ -237,6 +237,18 @@ func (r Record) Values() map[int32][]byte {
 	return out
 }
 
+// AppendShown appends to b the shown value of every field that has one, in
+// field-number order: the fields of Values joined, as wire encodes a body.
+func (r Record) AppendShown(b []byte) []byte {
+	for i := range r.fields {
+		f := &r.fields[i]
+		if f.num != ExistenceField && len(f.writes) > 0 {
+			b = append(b, f.writes[0].value...)
+		}
+	}
+	return b
+}
+
 // Writes returns the surviving writes of field num, winner first, as a new
 // slice. More than one means concurrent writes; see Conflicts.
 func (r Record) Writes(num int32) []Write {

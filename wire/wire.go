@@ -138,7 +138,23 @@ func Decode(kind syncengine.Kind, fields map[int32][]byte) (*fieldsyncv1.Record,
 
 // FromState builds the typed record that a merged record state shows.
 func FromState(r syncengine.Record) (*fieldsyncv1.Record, error) {
-	return Decode(r.Kind(), r.Values())
+	rec, _, err := Shown(r)
+	return rec, err
+}
+
+// Shown returns the typed record that a merged record state shows and the
+// encoding of its body (the shown fields joined, as JoinFields).
+func Shown(r syncengine.Record) (*fieldsyncv1.Record, []byte, error) {
+	body, err := NewBody(r.Kind())
+	if err != nil {
+		return nil, nil, err
+	}
+	raw := r.AppendShown(nil)
+	if err := proto.Unmarshal(raw, body); err != nil {
+		return nil, nil, fmt.Errorf("decode %s: %w", body.ProtoReflect().Descriptor().Name(), err)
+	}
+	rec, err := Wrap(r.Kind(), body)
+	return rec, raw, err
 }
 
 // Diff returns the fields of next that differ from prev, with an empty value

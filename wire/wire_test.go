@@ -150,3 +150,39 @@ func TestBodyArea(t *testing.T) {
 		}
 	}
 }
+
+// Shown gives the record a state shows, unknown fields too, and its body's
+// encoding: the shown fields joined in field-number order, which the read
+// model keeps as the record.
+func TestShown(t *testing.T) {
+	h := household()
+	h.ProtoReflect().SetUnknown(protowire.AppendString(protowire.AppendTag(nil, 99, protowire.BytesType), "新字段"))
+	fields, err := wire.Fields(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind := syncengine.Kind(fieldsyncv1.RecordKind_RECORD_KIND_HOUSEHOLD)
+	c := syncengine.Change{
+		ID: syncengine.ChangeID{1}, RecordID: syncengine.RecordID{2}, Kind: kind,
+		Area: h.GetAreaCode(), Origin: syncengine.ReplicaID{3}, Dot: syncengine.Dot{Replica: syncengine.ReplicaID{3}, Counter: 1},
+		Stamp: syncengine.Stamp{WallMS: 1, Replica: syncengine.ReplicaID{3}}, Context: syncengine.NewVersionVector(), Fields: fields,
+	}
+	r, err := syncengine.Apply(syncengine.Record{}, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, raw, err := wire.Shown(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(rec.GetHousehold(), h) {
+		t.Errorf("Shown = %v, want %v", rec.GetHousehold(), h)
+	}
+	if want := wire.JoinFields(fields); string(raw) != string(want) {
+		t.Errorf("Shown's encoding = %x, want the fields joined %x", raw, want)
+	}
+	back := &fieldsyncv1.Household{}
+	if err := proto.Unmarshal(raw, back); err != nil || !proto.Equal(back, h) {
+		t.Errorf("the encoding decodes as %v, %v; want %v", back, err, h)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -47,12 +46,9 @@ func project(ctx context.Context, t *tx, r syncengine.Record, fresh bool) error 
 	if !r.Exists() {
 		return nil
 	}
-	rec, err := wire.FromState(r)
-	if err != nil {
-		return nil
-	}
-	body := wire.Body(rec)
-	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
+	// The body's encoding is the state's shown fields joined, as they came
+	// (a newer build's fields too), not the decoded body encoded again.
+	rec, raw, err := wire.Shown(r)
 	if err != nil {
 		return nil
 	}
