@@ -39,7 +39,7 @@ func (s *session) pull(ctx context.Context, pl *pullStream) error {
 		if !timer.Stop() {
 			// The idle timer fired: the stream is cancelled, whatever Recv
 			// returned. Keep the whole responses received so far.
-			return errors.Join(fmt.Errorf("fieldsync: pull: %w", stalled), snap.flush(context.WithoutCancel(ctx)))
+			return lost(fmt.Errorf("fieldsync: pull: %w", stalled), snap.flush(context.WithoutCancel(ctx)))
 		}
 		if errors.Is(err, io.EOF) {
 			if err := snap.flush(ctx); err != nil {
@@ -51,7 +51,10 @@ func (s *session) pull(ctx context.Context, pl *pullStream) error {
 			return nil
 		}
 		if err != nil {
-			return errors.Join(fmt.Errorf("fieldsync: pull: %w", pullErr(sctx, err)), snap.flush(context.WithoutCancel(ctx)))
+			return lost(fmt.Errorf("fieldsync: pull: %w", pullErr(sctx, err)), snap.flush(context.WithoutCancel(ctx)))
+		}
+		if err := snap.failed(); err != nil {
+			return fmt.Errorf("fieldsync: pull: %w", err)
 		}
 		// A batch and the token after it commit in one transaction. Snapshot
 		// records are gathered over a few responses and committed together
@@ -175,8 +178,24 @@ func (b *snapshotBuffer) start(ctx context.Context) error {
 	b.recs, b.tok, b.begin, b.end = nil, nil, false, false
 	done := make(chan error, 1)
 	b.stored = done
-	go func() { done <- b.s.storePage(ctx, p) }()
+	// Not cancelled with the sync: the records came whole and are kept (a
+	// transaction would roll back with its context); every return from
+	// the pull waits for them.
+	s, keep := b.s, context.WithoutCancel(ctx)
+	go func() { done <- s.storePage(keep, p) }()
 	return nil
+}
+
+// failed returns the error of the records stored in the background if
+// they are and failed, without waiting, so that the pull stops at once.
+func (b *snapshotBuffer) failed() error {
+	select {
+	case err := <-b.stored: // nil channel: never ready
+		b.stored = nil
+		return err
+	default:
+		return nil
+	}
 }
 
 // wait returns once the records being stored in the background are, with
@@ -262,6 +281,17 @@ func (s *session) reopenPull(ctx context.Context, pl *pullStream, hello *fieldsy
 	return s.openPull(ctx, hello)
 }
 
+// lost returns the error of a pull whose stream failed (cut, stalled)
+// after the records received whole were stored with flush: the stream's
+// error, or the store's when that failed too (a full disk is no reason to
+// try again).
+func lost(stream, stored error) error {
+	if stored != nil {
+		return fmt.Errorf("fieldsync: pull: %w (the stream had failed: %v)", stored, stream)
+	}
+	return stream
+}
+
 // pullErr returns the stalled error when the idle timer cancelled the
 // stream, else err.
 func pullErr(sctx context.Context, err error) error {
@@ -282,9 +312,6 @@ type pulledPage struct {
 	tok        []byte
 	begin, end bool
 	keep       syncengine.Position
-	// stored is the outcome of the records being stored in the background
-	// (start), nil when none are.
-	stored chan error
 }
 
 // storePage stores page p through syncengine.ReceivePulledTx, with the pull

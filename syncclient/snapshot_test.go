@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	fieldsyncv1 "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/server/servertest"
 	"github.com/fieldsync/fieldsync/syncclient"
 	"github.com/fieldsync/fieldsync/syncengine"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // storeWatch is a replica that watches its transactions: how many run at
@@ -25,6 +30,9 @@ type storeWatch struct {
 	returned, afterward atomic.Bool
 	cfg                 *syncclient.Config
 	target              syncclient.Target
+	// cancelAt: the cancelAt-th commit calls cancel.
+	cancelAt atomic.Int32
+	cancel   func()
 }
 
 var errDiskFull = errors.New("disk full")
@@ -40,7 +48,10 @@ func (w *storeWatch) Update(ctx context.Context, fn func(syncengine.Tx) error) e
 	}
 	return w.memReplica.Update(ctx, func(tx syncengine.Tx) error {
 		time.Sleep(5 * time.Millisecond) // as a phone's disk: a sync that left one running would return before it ends
-		return fn(watchedTx{tx, w})
+		if err := fn(watchedTx{tx, w}); err != nil {
+			return err
+		}
+		return ctx.Err() // as an SQL transaction begun with ctx: rolled back once it is cancelled
 	})
 }
 
@@ -51,8 +62,12 @@ type watchedTx struct {
 
 func (t watchedTx) SetMeta(ctx context.Context, key string, v []byte) error {
 	if key == t.w.cursorKey && len(v) > 0 {
-		if t.w.commits.Add(1) == t.w.failAt.Load() {
+		n := t.w.commits.Add(1)
+		if n == t.w.failAt.Load() {
 			return errDiskFull
+		}
+		if n == t.w.cancelAt.Load() {
+			t.w.cancel()
 		}
 	}
 	return t.Tx.SetMeta(ctx, key, v)
@@ -150,4 +165,94 @@ func watch(t *testing.T, srv *server.Server, addr string) *storeWatch {
 	w := &storeWatch{memReplica: cfg.Store.(memReplica), cursorKey: cfg.CursorKey, cfg: cfg, target: tg}
 	cfg.Store = w
 	return w
+}
+
+// A snapshot's records received whole are kept when the sync ends while
+// some are being stored: cancelled by the app, or the stream cut.
+func TestSnapshotKeptWhenThePullEnds(t *testing.T) {
+	var cut, sent atomic.Int32
+	cut.Store(-1)
+	cutPull := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if !strings.HasSuffix(info.FullMethod, "/Pull") {
+			return h(srv, ss)
+		}
+		return h(srv, &cutStream{ServerStream: ss, left: &cut, sent: &sent})
+	}
+	srv, addr := servertest.Start(t, server.Config{IDHashKey: []byte("test id hash key"), MaxPullBytes: 1 << 10},
+		grpc.ChainStreamInterceptor(cutPull))
+	ctx := t.Context()
+	a, ta := replica(t, srv, addr)
+	const households = 60
+	err := a.Store.Update(ctx, func(tx syncengine.Tx) error {
+		for i := range households {
+			rec := household(fmt.Sprintf("019a9f3c-1b2e-7c41-8a5e-2f1d0c9b%04x", i), fmt.Sprintf("户主%d", i))
+			if _, err := writeTx(ctx, tx, a, rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syncclient.Sync(ctx, a, ta, nil); err != nil {
+		t.Fatal(err)
+	}
+	syncclient.SetSnapshotCommit(t, 8)
+
+	// Cancelled in the second commit, which runs in the background: it is
+	// kept, and so are the records received whole after it.
+	w := watch(t, srv, addr)
+	sctx, cancel := context.WithCancel(ctx)
+	w.cancel = cancel
+	w.cancelAt.Store(2)
+	err = syncclient.Sync(sctx, w.cfg, w.target, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sync cancelled = %v, want it cancelled", err)
+	}
+	if w.running.Load() != 0 {
+		t.Error("Sync returned with a transaction running")
+	}
+	if got := len(w.Records()); got < 2*8 {
+		t.Errorf("the replica holds %d records after its sync was cancelled in the second commit, want at least 16", got)
+	}
+
+	// The stream cut after 10 responses (3 records each; the last not yet
+	// committed when it is cut): every record of them is kept.
+	w = watch(t, srv, addr)
+	w.cfg.Retry = syncclient.RetryPolicy{MaxAttempts: 1}
+	sent.Store(0)
+	cut.Store(10)
+	err = syncclient.Sync(ctx, w.cfg, w.target, nil)
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("Sync with the pull cut = %v, want Unavailable", err)
+	}
+	t.Logf("the replica holds %d records of the %d sent, in %d commits", len(w.Records()), sent.Load(), w.commits.Load())
+	if got, want := len(w.Records()), int(sent.Load()); got != want || got < 2*8 || got >= households {
+		t.Errorf("the replica holds %d records after the pull was cut, want the %d received (from 16 to fewer than %d)", got, want, households)
+	}
+	cut.Store(-1)
+	if err := syncclient.Sync(ctx, w.cfg, w.target, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(w.Records()); got != households {
+		t.Errorf("the replica holds %d records after the next sync, want %d", got, households)
+	}
+}
+
+// cutStream counts the records a Pull sends and ends it, Unavailable, once
+// left responses are sent (never while left is negative).
+type cutStream struct {
+	grpc.ServerStream
+	left, sent *atomic.Int32
+}
+
+func (c *cutStream) SendMsg(m any) error {
+	if c.left.Load() >= 0 && c.left.Add(-1) < 0 {
+		return status.Error(codes.Unavailable, "the link is cut")
+	}
+	if r, ok := m.(*fieldsyncv1.PullResponse); ok {
+		c.sent.Add(int32(len(r.GetRecords())))
+	}
+	return c.ServerStream.SendMsg(m)
 }

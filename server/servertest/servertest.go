@@ -15,9 +15,10 @@ import (
 )
 
 // Start runs a server with cfg (DataDir defaults to a new t.TempDir()) on a
-// free port of 127.0.0.1 and returns it with its address. The server stops
-// gracefully and its store is closed when the test ends.
-func Start(t testing.TB, cfg server.Config) (*server.Server, string) {
+// free port of 127.0.0.1, with opts after the server's own gRPC options,
+// and returns it with its address. The server stops gracefully and its
+// store is closed when the test ends.
+func Start(t testing.TB, cfg server.Config, opts ...grpc.ServerOption) (*server.Server, string) {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
@@ -26,7 +27,7 @@ func Start(t testing.TB, cfg server.Config) (*server.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer(srv.GRPCOptions()...)
+	gs := grpc.NewServer(append(srv.GRPCOptions(), opts...)...)
 	srv.Register(gs)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -52,6 +52,9 @@ func project(ctx context.Context, t *tx, r syncengine.Record, fresh bool) error 
 	if err != nil {
 		return nil
 	}
+	if raw == nil {
+		raw = []byte{} // a record of no field: an empty body, not NULL
+	}
 	q, args := row(id, r.Area(), rec, t.seal)
 	if q == "" {
 		return nil

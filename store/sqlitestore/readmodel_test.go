@@ -240,3 +240,24 @@ func TestRecordsByKind(t *testing.T) {
 		}
 	}
 }
+
+// A record that shows no field (a relay's or a newer build's change may
+// carry none) keeps a read-model row with an empty record, and does not
+// fail the transaction that stores it.
+func TestReadModelOfARecordWithoutFields(t *testing.T) {
+	s := openTemp(t)
+	clock := syncengine.NewClock(s.Replica(), 0)
+	var changeID syncengine.ChangeID
+	rand.Read(changeID[:])
+	id := syncengine.RecordID{1, 2, 3}
+	_, err := syncenginetest.WriteLocal(t.Context(), s, clock, time.Now().UnixMilli(), syncengine.Edit{
+		ID: changeID, Record: id, Kind: syncengine.Kind(fieldsyncv1.RecordKind_RECORD_KIND_HOUSEHOLD), Area: "532523100201",
+		Fields: map[int32][]byte{},
+	})
+	if err != nil {
+		t.Fatalf("saving a record of no field: %v", err)
+	}
+	if n := count(t, s, "SELECT count(*) FROM households WHERE id = ? AND length(record) = 0", id.String()); n != 1 {
+		t.Errorf("%d read-model rows with an empty record, want 1", n)
+	}
+}
