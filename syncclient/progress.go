@@ -12,8 +12,9 @@ const (
 	// PhasePush is reported after each batch of the device's changes the
 	// server answered.
 	PhasePush = "push"
-	// PhasePull is reported after each batch received from the server was
-	// stored.
+	// PhasePull is reported after each response received from the server:
+	// its changes stored; a snapshot's records gathered, and stored a few
+	// thousand at a time while the next ones arrive.
 	PhasePull = "pull"
 	// PhaseDone is reported once when the round succeeded.
 	PhaseDone = "done"
@@ -29,8 +30,9 @@ type Progress struct {
 	Phase string
 	// Pushed is the number of the device's changes the server has answered.
 	Pushed int
-	// Pulled is the number of changes and snapshot records received and
-	// stored.
+	// Pulled is the number of changes and snapshot records received (a
+	// snapshot's records are stored a few thousand at a time, while the
+	// next ones arrive; a sync that fails keeps those received whole).
 	Pulled int
 	// Rejected is the number of pushed changes the server refused for good
 	// (recorded in the replica's store with the receipt).

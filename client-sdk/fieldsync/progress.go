@@ -9,8 +9,8 @@ const (
 	// PhasePush is reported after each batch of the device's changes the
 	// server answered.
 	PhasePush = syncclient.PhasePush
-	// PhasePull is reported after each batch received from the server was
-	// stored.
+	// PhasePull is reported after each response received from the server
+	// (see syncclient.PhasePull).
 	PhasePull = syncclient.PhasePull
 	// PhaseDone is reported once when the round succeeded.
 	PhaseDone = syncclient.PhaseDone
@@ -24,8 +24,8 @@ type Progress = syncclient.Progress
 type SyncOption func(*syncRun)
 
 // OnProgress makes Sync call f with its progress: when each attempt starts
-// connecting, after each pushed batch, after each pulled batch is stored,
-// and when the round is done. f is called on the goroutine that called Sync,
+// connecting, after each pushed batch, after each pulled response, and when
+// the round is done. f is called on the goroutine that called Sync,
 // one call at a time; it must return quickly and must not call Sync.
 func OnProgress(f func(Progress)) SyncOption {
 	return func(r *syncRun) { r.onProgress = f }
