@@ -124,18 +124,6 @@ func JoinFields(fields map[int32][]byte) []byte {
 	return buf.Bytes()
 }
 
-// Decode builds the typed record of kind from its fields.
-func Decode(kind syncengine.Kind, fields map[int32][]byte) (*fieldsyncv1.Record, error) {
-	body, err := NewBody(kind)
-	if err != nil {
-		return nil, err
-	}
-	if err := proto.Unmarshal(JoinFields(fields), body); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", body.ProtoReflect().Descriptor().Name(), err)
-	}
-	return Wrap(kind, body)
-}
-
 // FromState builds the typed record that a merged record state shows.
 func FromState(r syncengine.Record) (*fieldsyncv1.Record, error) {
 	rec, _, err := Shown(r)
