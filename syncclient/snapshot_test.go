@@ -80,29 +80,11 @@ func (t watchedTx) SetMeta(ctx context.Context, key string, v []byte) error {
 func TestSnapshotStoredWhileReceived(t *testing.T) {
 	srv, addr := servertest.Start(t, server.Config{IDHashKey: []byte("test id hash key"), MaxPullBytes: 1 << 10})
 	ctx := t.Context()
-	a, ta := replica(t, srv, addr)
 	const households = 60
-	var ids []syncengine.RecordID
-	err := a.Store.Update(ctx, func(tx syncengine.Tx) error {
-		for i := range households {
-			rec := household(fmt.Sprintf("019a9f3c-1b2e-7c41-8a5e-2f1d0c9b%04x", i), fmt.Sprintf("户主%d", i))
-			id, err := writeTx(ctx, tx, a, rec)
-			ids = append(ids, id)
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syncclient.Sync(ctx, a, ta, nil); err != nil {
-		t.Fatal(err)
-	}
+	ids := seedHouseholds(t, srv, addr, households)
 
 	syncclient.SetSnapshotCommit(t, 8)
-	// sync enrols a replica and syncs it with the failAt-th commit failing
+	// sync syncs the watched replica with the failAt-th commit failing
 	// (none when 0), then checks what ran.
 	sync := func(w *storeWatch, failAt int32) error {
 		t.Helper()
@@ -159,6 +141,33 @@ func TestSnapshotStoredWhileReceived(t *testing.T) {
 	}
 }
 
+// seedHouseholds saves n households of the village on a new replica and
+// syncs it with srv, and returns their ids in id order.
+func seedHouseholds(t *testing.T, srv *server.Server, addr string, n int) []syncengine.RecordID {
+	t.Helper()
+	ctx := t.Context()
+	a, ta := replica(t, srv, addr)
+	var ids []syncengine.RecordID
+	err := a.Store.Update(ctx, func(tx syncengine.Tx) error {
+		for i := range n {
+			rec := household(fmt.Sprintf("019a9f3c-1b2e-7c41-8a5e-2f1d0c9b%04x", i), fmt.Sprintf("户主%d", i))
+			id, err := writeTx(ctx, tx, a, rec)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syncclient.Sync(ctx, a, ta, nil); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
 // watch enrols a new in-memory replica with srv, watched.
 func watch(t *testing.T, srv *server.Server, addr string) *storeWatch {
 	cfg, tg := replica(t, srv, addr)
@@ -181,23 +190,8 @@ func TestSnapshotKeptWhenThePullEnds(t *testing.T) {
 	srv, addr := servertest.Start(t, server.Config{IDHashKey: []byte("test id hash key"), MaxPullBytes: 1 << 10},
 		grpc.ChainStreamInterceptor(cutPull))
 	ctx := t.Context()
-	a, ta := replica(t, srv, addr)
 	const households = 60
-	err := a.Store.Update(ctx, func(tx syncengine.Tx) error {
-		for i := range households {
-			rec := household(fmt.Sprintf("019a9f3c-1b2e-7c41-8a5e-2f1d0c9b%04x", i), fmt.Sprintf("户主%d", i))
-			if _, err := writeTx(ctx, tx, a, rec); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syncclient.Sync(ctx, a, ta, nil); err != nil {
-		t.Fatal(err)
-	}
+	seedHouseholds(t, srv, addr, households)
 	syncclient.SetSnapshotCommit(t, 8)
 
 	// Cancelled in the second commit, which runs in the background: it is
@@ -206,7 +200,7 @@ func TestSnapshotKeptWhenThePullEnds(t *testing.T) {
 	sctx, cancel := context.WithCancel(ctx)
 	w.cancel = cancel
 	w.cancelAt.Store(2)
-	err = syncclient.Sync(sctx, w.cfg, w.target, nil)
+	err := syncclient.Sync(sctx, w.cfg, w.target, nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Sync cancelled = %v, want it cancelled", err)
 	}
