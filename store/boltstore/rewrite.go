@@ -3,7 +3,6 @@ package boltstore
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -206,16 +205,12 @@ func (w *rewriter) records() error {
 		}
 		var shared []*syncengine.Change
 		for _, d := range r.WriteDots() {
-			pk, _, _, ok := dotEntry(w.src.dots.Get(dotKey(d)))
-			if !ok {
-				continue
+			ch, ok, err := w.src.heldChange(d)
+			if err != nil {
+				return err
 			}
-			if lv := w.src.log.Get(pk); lv != nil {
-				ch, err := w.src.decodeChange(syncengine.Position(binary.BigEndian.Uint64(pk)), lv)
-				if err != nil {
-					return err
-				}
-				shared = append(shared, &ch)
+			if ok {
+				shared = append(shared, ch)
 			}
 		}
 		if err := w.put(bucketRecords, k, r.AppendCompactKeyed(nil, shared)); err != nil {

@@ -61,19 +61,29 @@ func (t *tx) decodeRecord(id syncengine.RecordID, v []byte) (syncengine.Record, 
 // the values of changes the log holds (compaction and the rewriting of an
 // entry give the record its values back first).
 func (t *tx) loggedChange(d syncengine.Dot) (*syncengine.Change, error) {
+	c, ok, err := t.heldChange(d)
+	if err == nil && !ok {
+		err = fmt.Errorf("change %v not in the log: %w", d, ErrCorrupt)
+	}
+	return c, err
+}
+
+// heldChange returns the change of dot d if the log holds it (false if the
+// dots index does not name it or compaction dropped its entry).
+func (t *tx) heldChange(d syncengine.Dot) (*syncengine.Change, bool, error) {
 	pk, _, _, ok := dotEntry(t.dots.Get(dotKey(d)))
 	if !ok {
-		return nil, fmt.Errorf("change %v not in the dots index: %w", d, ErrCorrupt)
+		return nil, false, nil
 	}
 	v := t.log.Get(pk)
 	if v == nil {
-		return nil, fmt.Errorf("change %v not in the log: %w", d, ErrCorrupt)
+		return nil, false, nil
 	}
 	c, err := t.decodeChange(syncengine.Position(binary.BigEndian.Uint64(pk)), v)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return &c, nil
+	return &c, true, nil
 }
 
 // sealRecord encodes r for the records bucket, sharing the values of the
